@@ -1,0 +1,38 @@
+//! # wormhole-core
+//!
+//! A Magic Wormhole client: two programs that share a short code (`7-purple-sausages`)
+//! meet through a mailbox server, agree a key with SPAKE2 and exchange encrypted,
+//! authenticated, ordered messages. Wire-compatible with the reference magic-wormhole
+//! 0.24 client and mailbox server 0.8.
+//!
+//! Layers, bottom up:
+//! - [`proto`]: the sans-IO protocol (wire types, key schedule, codes, [`proto::session::Session`]).
+//! - [`driver`] (private): one tokio task per wormhole that owns the WebSocket and the session.
+//! - [`Engine`]: the tokio runtime the drivers run on.
+//! - The public API: [`Wormhole`], created with [`Wormhole::create`], in "deferred" mode
+//!   (awaitable getters) or "delegated" mode ([`Wormhole::create_delegated`], an event stream).
+//! - [`text`]: the text part of the file-transfer protocol (`wormhole send --text`).
+
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+mod api;
+mod driver;
+mod engine;
+mod error;
+pub mod proto;
+pub mod text;
+
+pub use api::{Event, Events, InputHelper, Options, WelcomeHandler, Wormhole};
+pub use engine::Engine;
+pub use error::{Error, ErrorKind, Result};
+pub use proto::code::{DEFAULT_CODE_LENGTH, validate_code};
+pub use proto::key::Key;
+pub use proto::wire::Mood;
+
+/// The app id of the reference `wormhole send`/`receive` file-transfer tool.
+pub const TRANSFER_APPID: &str = "lothar.com/wormhole/text-or-file-xfer";
+/// The public mailbox server the reference 0.24 CLI uses by default.
+pub const PUBLIC_RELAY_URL: &str = "ws://relay.magic-wormhole.io:4000/v1";
+/// This library's version, sent as `client_version` in `bind`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
