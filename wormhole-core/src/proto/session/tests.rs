@@ -1,1 +1,757 @@
+//! Transcript tests (exact frames out for given frames in) and a two-peer simulation
+//! through an in-memory mailbox that follows the reference server's semantics.
 
+use std::collections::HashMap;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::json;
+
+use super::*;
+use crate::ErrorKind;
+use crate::proto::wire::NameplateEntry;
+
+const APPID: &str = "example.com/test";
+
+fn session(seed: u64) -> Session {
+    Session::new(
+        SessionConfig {
+            appid: APPID.into(),
+            app_versions: json!({}),
+            client_version: ("rust".into(), "test".into()),
+        },
+        Box::new(StdRng::seed_from_u64(seed)),
+    )
+}
+
+fn drain(s: &mut Session) -> (Vec<ClientMessage>, Vec<Event>) {
+    let mut out = Vec::new();
+    while let Some(m) = s.poll_transmit() {
+        out.push(m);
+    }
+    let mut evs = Vec::new();
+    while let Some(e) = s.poll_event() {
+        evs.push(e);
+    }
+    (out, evs)
+}
+
+fn types(msgs: &[ClientMessage]) -> Vec<&'static str> {
+    msgs.iter()
+        .map(|m| match m {
+            ClientMessage::Bind { .. } => "bind",
+            ClientMessage::List => "list",
+            ClientMessage::Allocate => "allocate",
+            ClientMessage::Claim { .. } => "claim",
+            ClientMessage::Release { .. } => "release",
+            ClientMessage::Open { .. } => "open",
+            ClientMessage::Add { .. } => "add",
+            ClientMessage::Close { .. } => "close",
+            ClientMessage::Ping { .. } => "ping",
+        })
+        .collect()
+}
+
+/// An in-memory mailbox server with the reference semantics that matter to clients:
+/// claims map nameplates to mailboxes, `add` is broadcast to every subscriber (including
+/// the sender), `open` replays stored messages, and `close` by every side deletes it.
+#[derive(Default)]
+struct Mailbox {
+    nameplates: HashMap<String, String>,
+    messages: HashMap<String, Vec<MailboxMessage>>,
+    next_nameplate: u32,
+    /// Per client: (side, open mailbox).
+    clients: Vec<(String, Option<String>)>,
+    closes: Vec<(String, Mood)>,
+    released: Vec<String>,
+}
+
+struct Net {
+    server: Mailbox,
+    peers: Vec<Session>,
+    events: Vec<Vec<Event>>,
+    connected: Vec<bool>,
+}
+
+impl Net {
+    fn new(peers: Vec<Session>) -> Net {
+        let n = peers.len();
+        let mut net = Net {
+            server: Mailbox::default(),
+            peers,
+            events: vec![Vec::new(); n],
+            connected: vec![false; n],
+        };
+        net.server.next_nameplate = 1;
+        net.server.clients = vec![(String::new(), None); n];
+        net
+    }
+
+    fn connect(&mut self, i: usize) {
+        self.connected[i] = true;
+        self.server.clients[i] = (String::new(), None);
+        self.peers[i].connected();
+        self.peers[i].handle_server(ServerMessage::Welcome {
+            welcome: Map::new(),
+        });
+    }
+
+    fn disconnect(&mut self, i: usize) {
+        self.connected[i] = false;
+        self.server.clients[i].1 = None;
+        self.peers[i].disconnected();
+    }
+
+    /// Deliver frames until quiet.
+    fn run(&mut self) {
+        for _ in 0..1000 {
+            let mut progress = false;
+            for i in 0..self.peers.len() {
+                while let Some(e) = self.peers[i].poll_event() {
+                    self.events[i].push(e);
+                    progress = true;
+                }
+                if !self.connected[i] {
+                    continue;
+                }
+                while let Some(m) = self.peers[i].poll_transmit() {
+                    progress = true;
+                    self.handle(i, m);
+                }
+            }
+            if !progress {
+                return;
+            }
+        }
+        panic!("simulation did not settle");
+    }
+
+    fn handle(&mut self, i: usize, m: ClientMessage) {
+        let mut replies = Vec::new();
+        let mut broadcast = None;
+        match m {
+            ClientMessage::Bind { side, .. } => self.server.clients[i].0 = side,
+            ClientMessage::List => replies.push(ServerMessage::Nameplates {
+                nameplates: self
+                    .server
+                    .nameplates
+                    .keys()
+                    .map(|k| NameplateEntry { id: k.clone() })
+                    .collect(),
+            }),
+            ClientMessage::Allocate => {
+                let n = self.server.next_nameplate.to_string();
+                self.server.next_nameplate += 1;
+                self.server.nameplates.insert(n.clone(), format!("mb{n}"));
+                replies.push(ServerMessage::Allocated { nameplate: n });
+            }
+            ClientMessage::Claim { nameplate } => {
+                let mb = self
+                    .server
+                    .nameplates
+                    .entry(nameplate.clone())
+                    .or_insert_with(|| format!("mb{nameplate}"))
+                    .clone();
+                replies.push(ServerMessage::Claimed { mailbox: mb });
+            }
+            ClientMessage::Release { nameplate } => {
+                self.server.released.push(nameplate.unwrap_or_default());
+                replies.push(ServerMessage::Released);
+            }
+            ClientMessage::Open { mailbox } => {
+                for m in self
+                    .server
+                    .messages
+                    .get(&mailbox)
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    replies.push(ServerMessage::Message(m));
+                }
+                self.server.clients[i].1 = Some(mailbox);
+            }
+            ClientMessage::Add { phase, body } => {
+                let mb = self.server.clients[i].1.clone().expect("add before open");
+                let msg = MailboxMessage {
+                    side: self.server.clients[i].0.clone(),
+                    phase,
+                    body,
+                    server_rx: None,
+                    id: None,
+                };
+                self.server
+                    .messages
+                    .entry(mb.clone())
+                    .or_default()
+                    .push(msg.clone());
+                broadcast = Some((mb, msg));
+            }
+            ClientMessage::Close { mood, .. } => {
+                self.server.clients[i].1 = None;
+                self.server.closes.push((
+                    self.server.clients[i].0.clone(),
+                    mood.unwrap_or(Mood::Happy),
+                ));
+                replies.push(ServerMessage::Closed);
+            }
+            ClientMessage::Ping { ping } => replies.push(ServerMessage::Pong { pong: ping }),
+        }
+        for r in replies {
+            self.peers[i].handle_server(r);
+        }
+        if let Some((mb, msg)) = broadcast {
+            for j in 0..self.peers.len() {
+                if self.connected[j] && self.server.clients[j].1.as_deref() == Some(mb.as_str()) {
+                    self.peers[j].handle_server(ServerMessage::Message(msg.clone()));
+                }
+            }
+        }
+    }
+
+    fn take_events(&mut self, i: usize) -> Vec<Event> {
+        std::mem::take(&mut self.events[i])
+    }
+}
+
+fn messages(evs: &[Event]) -> Vec<Vec<u8>> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn verifier(evs: &[Event]) -> Option<[u8; 32]> {
+    evs.iter().find_map(|e| match e {
+        Event::Verifier(v) => Some(*v),
+        _ => None,
+    })
+}
+
+fn closed(evs: &[Event]) -> Option<Result<()>> {
+    evs.iter().find_map(|e| match e {
+        Event::Closed(r) => Some(r.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn set_code_transcript_matches_reference_order() {
+    let mut s = session(1);
+    s.set_code("7-guitarist-revenge").unwrap();
+    // Not connected: nothing goes out, but the code is known at once.
+    let (out, evs) = drain(&mut s);
+    assert!(out.is_empty());
+    assert_eq!(evs, vec![Event::Code("7-guitarist-revenge".into())]);
+
+    s.connected();
+    let (out, _) = drain(&mut s);
+    assert_eq!(types(&out), ["bind", "claim"]);
+    match &out[0] {
+        ClientMessage::Bind {
+            appid,
+            side,
+            client_version,
+        } => {
+            assert_eq!(appid, APPID);
+            assert_eq!(side.len(), 10);
+            assert!(side.bytes().all(|b| b.is_ascii_hexdigit()));
+            assert_eq!(client_version.as_ref().unwrap().0, "rust");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        out[1],
+        ClientMessage::Claim {
+            nameplate: "7".into()
+        }
+    );
+
+    s.handle_server(ServerMessage::Claimed {
+        mailbox: "2lbdfy7pfg32a".into(),
+    });
+    let (out, _) = drain(&mut s);
+    assert_eq!(types(&out), ["open", "add"]);
+    match &out[1] {
+        ClientMessage::Add { phase, body } => {
+            assert_eq!(phase, "pake");
+            let v: Value = serde_json::from_slice(&body.0).unwrap();
+            let hex_msg = v["pake_v1"].as_str().unwrap();
+            assert_eq!(hex_msg.len(), 66);
+            assert!(hex_msg.starts_with("53"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn two_peers_exchange_in_order_and_close_happy() {
+    let mut net = Net::new(vec![session(1), session(2)]);
+    net.peers[0].allocate_code(2).unwrap();
+    // A queues messages before any peer exists.
+    net.peers[0].send_message(b"early-0".to_vec()).unwrap();
+    net.peers[0].send_message(b"early-1".to_vec()).unwrap();
+    net.connect(0);
+    net.run();
+    let code = net
+        .take_events(0)
+        .iter()
+        .find_map(|e| match e {
+            Event::Code(c) => Some(c.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(code.starts_with("1-"));
+    assert_eq!(code.split('-').count(), 3);
+
+    net.peers[1].set_code(&code).unwrap();
+    net.connect(1);
+    net.run();
+    net.peers[1].send_message(b"reply".to_vec()).unwrap();
+    net.run();
+
+    let a = net.take_events(0);
+    let b = net.take_events(1);
+    assert_eq!(messages(&b), vec![b"early-0".to_vec(), b"early-1".to_vec()]);
+    assert_eq!(messages(&a), vec![b"reply".to_vec()]);
+    assert!(verifier(&a).is_some());
+    assert_eq!(verifier(&a), verifier(&b));
+    assert!(b.iter().any(|e| *e == Event::Versions(json!({}))));
+    // The nameplate is released once the peer is seen.
+    assert!(net.server.released.contains(&"1".to_string()));
+
+    net.peers[0].close();
+    net.peers[1].close();
+    net.run();
+    assert_eq!(closed(&net.take_events(0)), Some(Ok(())));
+    assert_eq!(closed(&net.take_events(1)), Some(Ok(())));
+    assert!(net.peers[0].is_done() && net.peers[1].is_done());
+    assert!(net.server.closes.iter().all(|(_, m)| *m == Mood::Happy));
+    assert_eq!(net.server.closes.len(), 2);
+}
+
+#[test]
+fn wrong_code_is_scary_on_both_sides() {
+    let mut net = Net::new(vec![session(1), session(2)]);
+    net.peers[0].set_code("4-purple-sausages").unwrap();
+    net.peers[1].set_code("4-purple-sausagez").unwrap();
+    net.peers[0].send_message(b"secret".to_vec()).unwrap();
+    net.connect(0);
+    net.connect(1);
+    net.run();
+    for i in 0..2 {
+        let evs = net.take_events(i);
+        assert!(messages(&evs).is_empty());
+        assert!(verifier(&evs).is_none());
+        assert_eq!(closed(&evs), Some(Err(Error::WrongPassword)));
+    }
+    assert_eq!(net.server.closes.len(), 2);
+    assert!(net.server.closes.iter().all(|(_, m)| *m == Mood::Scary));
+    // The plaintext was never posted: only pake and version reached the mailbox.
+    let phases: Vec<_> = net.server.messages["mb4"]
+        .iter()
+        .map(|m| m.phase.as_str())
+        .collect();
+    assert!(
+        phases.iter().all(|p| *p == "pake" || *p == "version"),
+        "{phases:?}"
+    );
+}
+
+#[test]
+fn reconnect_resends_outstanding_state_and_ignores_duplicates() {
+    let mut net = Net::new(vec![session(1), session(2)]);
+    net.peers[0].set_code("9-a-b").unwrap();
+    net.peers[0].send_message(b"m0".to_vec()).unwrap();
+    net.connect(0);
+    net.run();
+    net.disconnect(0);
+    net.run();
+
+    // On reconnect: bind, then open (already claimed) and the unechoed... pake was echoed,
+    // so only `open` follows; no second claim.
+    net.connected[0] = true;
+    net.peers[0].connected();
+    let out: Vec<_> = std::iter::from_fn(|| net.peers[0].poll_transmit()).collect();
+    assert_eq!(types(&out), ["bind", "open"]);
+    for m in out {
+        net.handle(0, m);
+    }
+    net.run();
+
+    net.peers[1].set_code("9-a-b").unwrap();
+    net.connect(1);
+    net.run();
+    // Replay everything again (a second open on a new connection duplicates all).
+    net.disconnect(1);
+    net.connect(1);
+    net.run();
+    let b = net.take_events(1);
+    assert_eq!(messages(&b), vec![b"m0".to_vec()]);
+    assert_eq!(
+        b.iter().filter(|e| matches!(e, Event::Verifier(_))).count(),
+        1
+    );
+}
+
+#[test]
+fn unechoed_messages_are_resent_after_reconnect() {
+    let mut s = session(3);
+    s.set_code("3-x-y").unwrap();
+    s.connected();
+    drain(&mut s);
+    s.handle_server(ServerMessage::Claimed {
+        mailbox: "mb".into(),
+    });
+    let (out, _) = drain(&mut s);
+    assert_eq!(types(&out), ["open", "add"]);
+    // The pake was never echoed; the connection drops.
+    s.disconnected();
+    s.connected();
+    let (out, _) = drain(&mut s);
+    assert_eq!(types(&out), ["bind", "open", "add"]);
+}
+
+#[test]
+fn numbered_phases_are_delivered_in_order_without_gaps() {
+    let mut net = Net::new(vec![session(1), session(2)]);
+    net.peers[0].set_code("5-a-b").unwrap();
+    net.peers[1].set_code("5-a-b").unwrap();
+    net.connect(0);
+    net.connect(1);
+    net.run();
+    assert!(net.peers[0].is_verified() && net.peers[1].is_verified());
+    net.take_events(0);
+    // A goes offline; B's messages are stored on the server only.
+    net.disconnect(0);
+    for m in ["zero", "one", "two"] {
+        net.peers[1].send_message(m.as_bytes().to_vec()).unwrap();
+    }
+    net.run();
+    let bside = net.peers[1].side().to_owned();
+    let stored: HashMap<String, MailboxMessage> = net.server.messages["mb5"]
+        .iter()
+        .filter(|m| m.side == bside)
+        .map(|m| (m.phase.clone(), m.clone()))
+        .collect();
+    let a = &mut net.peers[0];
+    let mut feed = |phase: &str| {
+        a.handle_server(ServerMessage::Message(stored[phase].clone()));
+        messages(&drain(a).1)
+    };
+    assert!(feed("2").is_empty());
+    assert!(feed("1").is_empty());
+    assert_eq!(
+        feed("0"),
+        vec![b"zero".to_vec(), b"one".to_vec(), b"two".to_vec()]
+    );
+    // Duplicates (a replay after reconnect) are ignored.
+    assert!(feed("1").is_empty());
+    assert!(feed("version").is_empty());
+}
+
+#[test]
+fn tampered_body_after_verification_is_scary() {
+    let mut net = Net::new(vec![session(1), session(2)]);
+    net.peers[0].set_code("5-a-b").unwrap();
+    net.peers[1].set_code("5-a-b").unwrap();
+    net.connect(0);
+    net.connect(1);
+    net.run();
+    let bside = net.peers[1].side().to_owned();
+    let a = &mut net.peers[0];
+    a.handle_server(ServerMessage::Message(MailboxMessage {
+        side: bside,
+        phase: "0".into(),
+        body: HexBytes(vec![0u8; 60]),
+        server_rx: None,
+        id: None,
+    }));
+    let (out, evs) = drain(a);
+    assert!(messages(&evs).is_empty());
+    assert!(out.iter().any(|m| matches!(
+        m,
+        ClientMessage::Close {
+            mood: Some(Mood::Scary),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn welcome_error_fails_unwelcome() {
+    let mut s = session(1);
+    s.connected();
+    let mut w = Map::new();
+    w.insert("error".into(), json!("go away"));
+    s.handle_server(ServerMessage::Welcome { welcome: w });
+    let (_, evs) = drain(&mut s);
+    assert_eq!(closed(&evs), Some(Err(Error::Welcome("go away".into()))));
+    assert!(s.is_done());
+}
+
+#[test]
+fn welcome_is_reported_once() {
+    let mut s = session(1);
+    let mut w = Map::new();
+    w.insert("motd".into(), json!("hi"));
+    s.connected();
+    s.handle_server(ServerMessage::Welcome { welcome: w.clone() });
+    s.disconnected();
+    s.connected();
+    s.handle_server(ServerMessage::Welcome { welcome: w.clone() });
+    let (_, evs) = drain(&mut s);
+    assert_eq!(evs, vec![Event::Welcome(w)]);
+}
+
+#[test]
+fn server_error_fails_errory_with_release_and_close() {
+    let mut s = session(1);
+    s.set_code("6-a-b").unwrap();
+    s.connected();
+    s.handle_server(ServerMessage::Claimed {
+        mailbox: "mb6".into(),
+    });
+    drain(&mut s);
+    s.handle_server(ServerMessage::Error {
+        error: "crowded".into(),
+        orig: None,
+    });
+    let (out, evs) = drain(&mut s);
+    assert_eq!(
+        out,
+        vec![
+            ClientMessage::Release {
+                nameplate: Some("6".into())
+            },
+            ClientMessage::Close {
+                mailbox: Some("mb6".into()),
+                mood: Some(Mood::Errory)
+            }
+        ]
+    );
+    assert!(evs.is_empty(), "not closed until acknowledged: {evs:?}");
+    s.handle_server(ServerMessage::Released);
+    s.handle_server(ServerMessage::Closed);
+    let (_, evs) = drain(&mut s);
+    assert_eq!(closed(&evs), Some(Err(Error::Server("crowded".into()))));
+}
+
+#[test]
+fn close_before_code_is_lonely_and_immediate() {
+    let mut s = session(1);
+    s.connected();
+    drain(&mut s);
+    s.close();
+    let (out, evs) = drain(&mut s);
+    assert!(out.is_empty());
+    assert_eq!(closed(&evs), Some(Err(Error::Lonely)));
+    assert_eq!(closed(&evs).unwrap().unwrap_err().kind(), ErrorKind::Lonely);
+}
+
+#[test]
+fn close_while_disconnected_waits_for_reconnect() {
+    let mut s = session(1);
+    s.set_code("8-a-b").unwrap();
+    s.connected();
+    s.handle_server(ServerMessage::Claimed {
+        mailbox: "mb8".into(),
+    });
+    drain(&mut s);
+    s.disconnected();
+    s.close();
+    let (out, evs) = drain(&mut s);
+    assert!(out.is_empty() && evs.is_empty());
+    s.connected();
+    let (out, _) = drain(&mut s);
+    assert_eq!(types(&out), ["bind", "release", "close"]);
+    s.handle_server(ServerMessage::Released);
+    s.handle_server(ServerMessage::Closed);
+    assert!(s.is_done());
+    // abandon_close on a finished session changes nothing.
+    s.abandon_close();
+    let (_, evs) = drain(&mut s);
+    assert_eq!(closed(&evs), Some(Err(Error::Lonely)));
+}
+
+#[test]
+fn code_source_and_input_rules() {
+    let mut s = session(1);
+    s.allocate_code(2).unwrap();
+    assert_eq!(s.set_code("1-a").unwrap_err(), Error::OnlyOneCode);
+    assert_eq!(s.start_input().unwrap_err(), Error::OnlyOneCode);
+    assert_eq!(s.allocate_code(2).unwrap_err(), Error::OnlyOneCode);
+
+    let mut s = session(1);
+    assert_eq!(
+        s.set_code("x-a").unwrap_err().kind(),
+        ErrorKind::InvalidCode
+    );
+    // An invalid code does not use up the one code source.
+    s.set_code("1-a").unwrap();
+
+    let mut s = session(1);
+    s.start_input().unwrap();
+    s.connected();
+    let (out, _) = drain(&mut s);
+    assert_eq!(types(&out), ["bind", "list"]);
+    assert_eq!(
+        s.choose_words("a-b").unwrap_err(),
+        Error::MustChooseNameplateFirst
+    );
+    s.handle_server(ServerMessage::Nameplates {
+        nameplates: vec![NameplateEntry { id: "12".into() }],
+    });
+    let (_, evs) = drain(&mut s);
+    assert_eq!(evs, vec![Event::Nameplates(vec!["12".into()])]);
+    s.refresh_nameplates().unwrap();
+    assert_eq!(types(&drain(&mut s).0), ["list"]);
+    assert_eq!(
+        s.choose_nameplate("x").unwrap_err().kind(),
+        ErrorKind::InvalidCode
+    );
+    s.choose_nameplate("12").unwrap();
+    assert_eq!(
+        s.choose_nameplate("12").unwrap_err(),
+        Error::AlreadyChoseNameplate
+    );
+    assert_eq!(
+        s.refresh_nameplates().unwrap_err(),
+        Error::AlreadyChoseNameplate
+    );
+    assert_eq!(types(&drain(&mut s).0), ["claim"]);
+    s.handle_server(ServerMessage::Claimed {
+        mailbox: "mb12".into(),
+    });
+    let (out, evs) = drain(&mut s);
+    assert_eq!(types(&out), ["open"]);
+    assert_eq!(evs, vec![Event::NameplateClaimed]);
+    s.choose_words("purple-sausages").unwrap();
+    assert_eq!(
+        s.choose_words("purple-sausages").unwrap_err(),
+        Error::AlreadyChoseWords
+    );
+    let (out, evs) = drain(&mut s);
+    assert_eq!(types(&out), ["add"]);
+    assert_eq!(evs, vec![Event::Code("12-purple-sausages".into())]);
+}
+
+#[test]
+fn peer_pake_before_words_is_stashed() {
+    let mut a = session(1);
+    a.set_code("12-purple-sausages").unwrap();
+    a.connected();
+    a.handle_server(ServerMessage::Claimed {
+        mailbox: "mb".into(),
+    });
+    let apake = drain(&mut a)
+        .0
+        .into_iter()
+        .find_map(|m| match m {
+            ClientMessage::Add { body, .. } => Some(body),
+            _ => None,
+        })
+        .unwrap();
+    let mut b = session(2);
+    b.start_input().unwrap();
+    b.connected();
+    b.choose_nameplate("12").unwrap();
+    b.handle_server(ServerMessage::Claimed {
+        mailbox: "mb".into(),
+    });
+    b.handle_server(ServerMessage::Message(MailboxMessage {
+        side: a.side().into(),
+        phase: "pake".into(),
+        body: apake,
+        server_rx: None,
+        id: None,
+    }));
+    let (_, evs) = drain(&mut b);
+    assert!(!evs.iter().any(|e| matches!(e, Event::UnverifiedKey(_))));
+    b.choose_words("purple-sausages").unwrap();
+    let (out, evs) = drain(&mut b);
+    assert!(evs.iter().any(|e| matches!(e, Event::UnverifiedKey(_))));
+    let phases: Vec<_> = out
+        .iter()
+        .filter_map(|m| match m {
+            ClientMessage::Add { phase, .. } => Some(phase.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(phases, ["pake", "version"]);
+}
+
+#[test]
+fn bad_peer_pake_is_scary() {
+    for body in [&b"{}"[..], b"garbage", br#"{"pake_v1": "zz"}"#] {
+        let mut s = session(1);
+        s.set_code("2-a-b").unwrap();
+        s.connected();
+        s.handle_server(ServerMessage::Claimed {
+            mailbox: "mb".into(),
+        });
+        drain(&mut s);
+        s.handle_server(ServerMessage::Message(MailboxMessage {
+            side: "peer".into(),
+            phase: "pake".into(),
+            body: HexBytes(body.to_vec()),
+            server_rx: None,
+            id: None,
+        }));
+        let (out, _) = drain(&mut s);
+        assert!(out.iter().any(|m| matches!(
+            m,
+            ClientMessage::Close {
+                mood: Some(Mood::Scary),
+                ..
+            }
+        )));
+    }
+}
+
+#[test]
+fn send_after_close_is_an_error() {
+    let mut s = session(1);
+    s.close();
+    assert_eq!(s.send_message(b"x".to_vec()).unwrap_err(), Error::Closed);
+    assert_eq!(s.set_code("1-a").unwrap_err(), Error::Closed);
+}
+
+#[test]
+fn cancel_reports_cancelled_and_closes_lonely() {
+    let mut s = session(1);
+    s.set_code("8-a-b").unwrap();
+    s.connected();
+    s.handle_server(ServerMessage::Claimed {
+        mailbox: "mb8".into(),
+    });
+    drain(&mut s);
+    s.cancel();
+    let (out, _) = drain(&mut s);
+    assert_eq!(
+        out[1],
+        ClientMessage::Close {
+            mailbox: Some("mb8".into()),
+            mood: Some(Mood::Lonely)
+        }
+    );
+    s.handle_server(ServerMessage::Released);
+    s.handle_server(ServerMessage::Closed);
+    assert_eq!(closed(&drain(&mut s).1), Some(Err(Error::Cancelled)));
+}
+
+#[test]
+fn fixed_rng_gives_identical_transcripts() {
+    let run = || {
+        let mut net = Net::new(vec![session(7), session(8)]);
+        net.peers[0].set_code("3-a-b").unwrap();
+        net.peers[1].set_code("3-a-b").unwrap();
+        net.peers[0].send_message(b"hi".to_vec()).unwrap();
+        net.connect(0);
+        net.connect(1);
+        net.run();
+        net.server.messages["mb3"].clone()
+    };
+    assert_eq!(run(), run());
+}
