@@ -190,7 +190,9 @@ impl State {
 pub(crate) struct Shared {
     state: Mutex<State>,
     changed: Notify,
-    delegate: Option<mpsc::UnboundedSender<Event>>,
+    /// The delegated-mode stream; dropped after `Closed` so the stream ends.
+    delegate: Mutex<Option<mpsc::UnboundedSender<Event>>>,
+    delegated: bool,
     welcome_handler: Option<WelcomeHandler>,
 }
 
@@ -239,7 +241,7 @@ impl Shared {
                     Some(Event::Versions(v))
                 }
                 session::Event::Message(m) => {
-                    if self.delegate.is_some() {
+                    if self.delegated {
                         Some(Event::Message(m))
                     } else {
                         st.messages.push_back(m);
@@ -255,13 +257,21 @@ impl Shared {
         if let (Some(Event::Welcome(w)), Some(h)) = (&public, &self.welcome_handler) {
             h(w);
         }
-        if let (Some(ev), Some(tx)) = (public, &self.delegate) {
-            let _ = tx.send(ev);
+        if let Some(ev) = public {
+            let mut delegate = self.delegate.lock().unwrap_or_else(|p| p.into_inner());
+            let last = matches!(ev, Event::Closed(_));
+            if let Some(tx) = delegate.as_ref() {
+                let _ = tx.send(ev);
+            }
+            if last {
+                *delegate = None;
+            }
         }
         self.changed.notify_waiters();
     }
 
     pub(crate) fn driver_finished(&self) {
+        *self.delegate.lock().unwrap_or_else(|p| p.into_inner()) = None;
         {
             let mut st = self.lock();
             st.driver_finished = true;
@@ -314,6 +324,12 @@ fn validate_relay_url(url: &str) -> Result<()> {
         .ok_or_else(|| {
             Error::InvalidArgument("the relay URL must start with ws:// or wss://".into())
         })?;
+    #[cfg(not(feature = "tls"))]
+    if url.starts_with("wss://") {
+        return Err(Error::InvalidArgument(
+            "wss:// needs wormhole-core's \"tls\" feature".into(),
+        ));
+    }
     if rest.is_empty() || rest.starts_with('/') {
         return Err(Error::InvalidArgument("the relay URL has no host".into()));
     }
@@ -376,7 +392,8 @@ impl Wormhole {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             changed: Notify::new(),
-            delegate,
+            delegate: Mutex::new(delegate),
+            delegated,
             welcome_handler: options.welcome_handler,
         });
         let (tx, rx) = mpsc::unbounded_channel();

@@ -102,6 +102,8 @@ pub struct Session {
     rng: Box<dyn CryptoRngCore + Send>,
 
     connected: bool,
+    /// Whether any connection was ever made: if not, the server knows nothing of us.
+    ever_connected: bool,
     outbox: VecDeque<ClientMessage>,
     events: VecDeque<Event>,
     welcome_seen: bool,
@@ -163,6 +165,7 @@ impl Session {
             side,
             rng,
             connected: false,
+            ever_connected: false,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             welcome_seen: false,
@@ -235,6 +238,7 @@ impl Session {
             return;
         }
         self.connected = true;
+        self.ever_connected = true;
         self.outbox.clear();
         self.outbox.push_back(ClientMessage::Bind {
             appid: self.cfg.appid.clone(),
@@ -503,8 +507,12 @@ impl Session {
             return;
         }
         let need_release = match std::mem::replace(&mut self.nameplate, Nameplate::Released) {
-            Nameplate::Claiming(n) | Nameplate::Claimed(n) | Nameplate::Releasing(n) => Some(n),
-            Nameplate::None | Nameplate::Released => None,
+            Nameplate::Claiming(n) | Nameplate::Claimed(n) | Nameplate::Releasing(n)
+                if self.ever_connected =>
+            {
+                Some(n)
+            }
+            _ => None,
         };
         let need_close = self.mailbox.clone();
         if self.connected {

@@ -755,3 +755,13 @@ fn fixed_rng_gives_identical_transcripts() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn close_before_any_connection_finishes_at_once() {
+    let mut s = session(1);
+    s.set_code("8-a-b").unwrap();
+    s.close();
+    let (out, evs) = drain(&mut s);
+    assert!(out.is_empty());
+    assert_eq!(closed(&evs), Some(Err(Error::Lonely)));
+}
