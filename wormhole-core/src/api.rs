@@ -663,3 +663,17 @@ impl InputHelper {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<Wormhole>();
+        check::<InputHelper>();
+        check::<Events>();
+        check::<Engine>();
+    }
+}

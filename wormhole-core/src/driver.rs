@@ -109,6 +109,7 @@ pub(crate) async fn run(
                 connecting = None;
                 match res {
                     Ok(sock) => {
+                        tracing::debug!(url = %cfg.url, "connected to the mailbox server");
                         ws = Some(sock);
                         ever_connected = true;
                         retries = 0;
@@ -119,7 +120,8 @@ pub(crate) async fn run(
                     Err(reason) if !ever_connected => {
                         session.fail_local(Error::ServerConnection { url: cfg.url.clone(), reason });
                     }
-                    Err(_) => {
+                    Err(reason) => {
+                        tracing::debug!(url = %cfg.url, %reason, retries, "reconnection failed");
                         retries += 1;
                         retry_at = Some(Instant::now() + reconnect_delay(retries, rand::thread_rng().r#gen()));
                     }
@@ -137,6 +139,7 @@ pub(crate) async fn run(
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                        tracing::debug!(url = %cfg.url, "lost the mailbox connection; will reconnect");
                         ws = None;
                         session.disconnected();
                         retries += 1;
