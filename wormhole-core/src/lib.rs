@@ -36,3 +36,8 @@ pub const TRANSFER_APPID: &str = "lothar.com/wormhole/text-or-file-xfer";
 pub const PUBLIC_RELAY_URL: &str = "ws://relay.magic-wormhole.io:4000/v1";
 /// This library's version, sent as `client_version` in `bind`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The README's Rust examples, compiled as doctests so they cannot drift from the API.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
