@@ -6,6 +6,7 @@
 
 use crypto_secretbox::aead::{Aead, KeyInit};
 use crypto_secretbox::{Nonce, XSalsa20Poly1305};
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use hkdf::Hkdf;
 use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
@@ -161,6 +162,17 @@ impl Pake {
         }
         if msg == self.outbound {
             return Err(PakeError::Reflection);
+        }
+        // §4.2: the element must be a point of the prime-order subgroup other than the
+        // identity. The `spake2` crate only decompresses it, so check here: a low-order
+        // element would give a key an attacker can predict.
+        let mut element = [0u8; 32];
+        element.copy_from_slice(&msg[1..]);
+        let point = CompressedEdwardsY(element)
+            .decompress()
+            .ok_or(PakeError::Malformed)?;
+        if point.is_small_order() || !point.is_torsion_free() {
+            return Err(PakeError::Malformed);
         }
         let key = self.state.finish(&msg).map_err(|_| PakeError::Malformed)?;
         let key: [u8; 32] = key.try_into().map_err(|_| PakeError::Malformed)?;
@@ -346,7 +358,30 @@ mod tests {
             mk().finish(bad.as_bytes()).unwrap_err(),
             PakeError::Malformed
         );
+        // Low-order points: the identity (0, 1), (0, -1) of order 2, (sqrt(-1), 0) of
+        // order 4; and a point off the curve.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut order2 = [0xffu8; 32];
+        order2[0] = 0xec;
+        order2[31] = 0x7f;
+        // A valid prime-order element plus a point of order 2: not torsion-free.
         let p = mk();
+        let valid: [u8; 32] = p.message()[1..].try_into().unwrap();
+        let mixed = (CompressedEdwardsY(valid).decompress().unwrap()
+            + CompressedEdwardsY(order2).decompress().unwrap())
+        .compress()
+        .0;
+        let mut off_curve = [0u8; 32];
+        off_curve[0] = 2;
+        for point in [identity, order2, [0u8; 32], mixed, off_curve] {
+            let body = format!("{{\"pake_v1\": \"53{}\"}}", hex::encode(point));
+            assert_eq!(
+                mk().finish(body.as_bytes()).unwrap_err(),
+                PakeError::Malformed,
+                "{point:02x?}"
+            );
+        }
         let own = p.body();
         assert_eq!(p.finish(&own).unwrap_err(), PakeError::Reflection);
     }

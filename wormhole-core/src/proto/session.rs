@@ -506,6 +506,9 @@ impl Session {
         if self.closing.is_some() || self.done {
             return;
         }
+        // A `release` already sent on this connection is not sent again (the server allows
+        // one per connection); a reconnection re-sends it.
+        let release_in_flight = matches!(self.nameplate, Nameplate::Releasing(_));
         let need_release = match std::mem::replace(&mut self.nameplate, Nameplate::Released) {
             Nameplate::Claiming(n) | Nameplate::Claimed(n) | Nameplate::Releasing(n)
                 if self.ever_connected =>
@@ -516,7 +519,7 @@ impl Session {
         };
         let need_close = self.mailbox.clone();
         if self.connected {
-            if let Some(n) = &need_release {
+            if let (Some(n), false) = (&need_release, release_in_flight) {
                 self.outbox.push_back(ClientMessage::Release {
                     nameplate: Some(n.clone()),
                 });

@@ -196,8 +196,9 @@ pub enum ServerMessage {
     },
     /// Receipt of a client frame.
     Ack {
-        /// The client frame's `id`.
-        #[serde(default)]
+        /// The client frame's `id`. Clients ignore acks, so an id that is not a string
+        /// reads as `None` rather than failing the frame.
+        #[serde(default, deserialize_with = "lenient_string")]
         id: Option<String>,
     },
     /// Reply to `list`.
@@ -290,6 +291,14 @@ impl ClientMessage {
     }
 }
 
+/// An optional string field that reads anything else as `None`.
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => Some(s),
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +383,10 @@ mod tests {
         );
         assert_eq!(
             ServerMessage::parse(r#"{"id": null, "type": "ack", "server_tx": 1.5}"#).unwrap(),
+            ServerMessage::Ack { id: None }
+        );
+        assert_eq!(
+            ServerMessage::parse(r#"{"type": "ack", "id": 12345}"#).unwrap(),
             ServerMessage::Ack { id: None }
         );
         assert_eq!(
