@@ -1,1 +1,204 @@
-fn main() {}
+//! `wormhole`: send and receive text through a Magic Wormhole.
+//!
+//! Driven like the reference Python CLI (magic-wormhole 0.24), text only:
+//!
+//! ```text
+//! wormhole [--relay-url URL] [--appid ID] send --text TEXT [--code CODE] [--code-length N] [--verify]
+//! wormhole [--relay-url URL] [--appid ID] receive [--only-text] [--verify] [CODE]
+//! ```
+//!
+//! Progress goes to stderr, the received text to stdout. Every failure prints one
+//! `ERROR: ` line on stderr and exits with status 1.
+
+mod failure;
+mod input;
+mod receive;
+mod send;
+
+use std::future::Future;
+use std::io::Write;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value};
+use wormhole_core::{Options, PUBLIC_RELAY_URL, TRANSFER_APPID, Wormhole};
+
+use crate::failure::Failure;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wormhole",
+    version,
+    about = "Create a Magic Wormhole and communicate through it."
+)]
+struct Cli {
+    /// Mailbox (rendezvous) server to use.
+    #[arg(long, value_name = "URL", env = "WORMHOLE_RELAY_URL", default_value = PUBLIC_RELAY_URL)]
+    relay_url: String,
+    /// Application id to use.
+    #[arg(long, value_name = "APPID", default_value = TRANSFER_APPID)]
+    appid: String,
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send a text message.
+    #[command(visible_alias = "tx")]
+    Send(SendArgs),
+    /// Receive a text message (from `wormhole send`).
+    #[command(visible_alias = "rx", alias = "recv", alias = "recieve")]
+    Receive(ReceiveArgs),
+}
+
+/// Arguments of `wormhole send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Text message to send ("-" reads it from stdin).
+    #[arg(long, value_name = "MESSAGE")]
+    pub text: Option<String>,
+    /// Human-generated code phrase (default: allocate one).
+    #[arg(long, value_name = "CODE")]
+    pub code: Option<String>,
+    /// Number of words in an allocated code.
+    #[arg(short = 'c', long, value_name = "NUMWORDS", default_value_t = 2)]
+    pub code_length: usize,
+    /// Display the verification string and wait for approval.
+    #[arg(short = 'v', long)]
+    pub verify: bool,
+    /// Don't show a QR code (accepted for compatibility; no QR code is drawn yet).
+    #[arg(long)]
+    pub no_qr: bool,
+    /// Show a QR code (accepted for compatibility; no QR code is drawn yet).
+    #[arg(long, hide = true)]
+    pub qr: bool,
+    /// Suppress progress-bar display (accepted for compatibility).
+    #[arg(long)]
+    pub hide_progress: bool,
+    /// A file or directory to send (not supported yet).
+    #[arg(value_name = "WHAT")]
+    pub what: Option<String>,
+}
+
+/// Arguments of `wormhole receive`.
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    /// Refuse file transfers, only accept text (always the case so far).
+    #[arg(short = 't', long)]
+    pub only_text: bool,
+    /// Display the verification string.
+    #[arg(short = 'v', long)]
+    pub verify: bool,
+    /// Suppress progress-bar display (accepted for compatibility).
+    #[arg(long)]
+    pub hide_progress: bool,
+    /// The code from the sender; asked for interactively when omitted.
+    #[arg(value_name = "CODE")]
+    pub code: Option<String>,
+}
+
+/// Where to meet the peer: the global options every subcommand uses.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Mailbox server URL.
+    pub relay_url: String,
+    /// Application id.
+    pub appid: String,
+}
+
+impl Server {
+    /// Create a wormhole on this server; it starts connecting at once.
+    pub fn create(&self) -> Result<Wormhole, Failure> {
+        Ok(Wormhole::create(
+            &self.appid,
+            &self.relay_url,
+            Options::default(),
+        )?)
+    }
+
+    /// Print the server's message of the day, if any, like the reference.
+    pub fn show_welcome(&self, welcome: &Map<String, Value>) {
+        if let Some(motd) = welcome.get("motd").and_then(Value::as_str) {
+            let lines: Vec<&str> = motd.lines().collect();
+            eprintln!(
+                "Server (at {}) says:\n {}",
+                self.relay_url,
+                lines.join("\n ")
+            );
+        }
+    }
+}
+
+/// Run `exchange` on `w` and then close `w`, giving up on both at Ctrl-C.
+///
+/// The exchange's error wins over a closing error; after a successful exchange a closing
+/// error is ignored (the peer has what it needed).
+pub async fn run_and_close<F>(w: &Wormhole, exchange: F) -> Result<(), Failure>
+where
+    F: Future<Output = Result<(), Failure>>,
+{
+    let run = async {
+        let outcome = exchange.await;
+        let _ = w.close().await;
+        outcome
+    };
+    tokio::select! {
+        outcome = run => outcome,
+        _ = tokio::signal::ctrl_c() => {
+            w.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), w.close()).await;
+            Err(Failure::Interrupted)
+        }
+    }
+}
+
+/// Await `fut`; if it takes longer than a second, print `notice` on stderr meanwhile.
+pub async fn with_notice<T>(fut: impl Future<Output = T>, notice: &str) -> T {
+    tokio::pin!(fut);
+    match tokio::time::timeout(Duration::from_secs(1), &mut fut).await {
+        Ok(v) => v,
+        Err(_) => {
+            eprintln!("{notice}");
+            fut.await
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let server = Server {
+        relay_url: cli.relay_url,
+        appid: cli.appid,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ERROR: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Send(args) => send::run(&server, args).await,
+            Command::Receive(args) => receive::run(&server, args).await,
+        }
+    });
+    let status = match result {
+        Ok(()) => 0,
+        Err(failure) => {
+            eprintln!("ERROR: {failure}");
+            1
+        }
+    };
+    let _ = std::io::stdout().flush();
+    // Don't wait for a thread still blocked reading the terminal (after Ctrl-C).
+    runtime.shutdown_background();
+    std::process::exit(status);
+}

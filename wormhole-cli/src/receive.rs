@@ -1,0 +1,120 @@
+//! `wormhole receive` (text only).
+
+use std::fmt::Write;
+
+use unicode_general_category::{GeneralCategory, get_general_category};
+use wormhole_core::{Wormhole, text, validate_code};
+
+use crate::failure::Failure;
+use crate::input::input_code;
+use crate::{ReceiveArgs, Server, run_and_close, with_notice};
+
+/// Run `wormhole receive`.
+pub async fn run(server: &Server, args: &ReceiveArgs) -> Result<(), Failure> {
+    if let Some(code) = &args.code {
+        validate_code(code)?;
+    }
+    let w = server.create()?;
+    run_and_close(&w, exchange(server, args, &w)).await
+}
+
+/// Everything between connecting and closing.
+async fn exchange(server: &Server, args: &ReceiveArgs, w: &Wormhole) -> Result<(), Failure> {
+    server.show_welcome(&w.get_welcome().await?);
+    match &args.code {
+        Some(code) => w.set_code(code)?,
+        None => input_code(w).await?,
+    }
+    with_notice(w.get_unverified_key(), "Waiting for sender...").await?;
+    let verifier = with_notice(
+        w.get_verifier(),
+        "Key established, waiting for confirmation...",
+    )
+    .await?;
+    if args.verify {
+        eprintln!("Verifier {}.", hex::encode(verifier));
+    }
+    let message = text::receive_text(w).await?;
+    println!("{}", escape_like_python_repr(&message));
+    Ok(())
+}
+
+/// The text as the reference receiver prints it, `repr(text)[1:-1]` in Python: a sender
+/// cannot move the cursor, colour or clear the terminal, and scripts that parse the
+/// reference's output parse ours.
+///
+/// Backslashes and the quote Python would pick are escaped; `\t`, `\n` and `\r` spelt out;
+/// other control characters and non-printable characters (Python's `str.isprintable`:
+/// categories C*, Z* except the space) as `\xNN`, `\uNNNN` or `\UNNNNNNNN`. Printable
+/// non-ASCII text is kept.
+fn escape_like_python_repr(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            ' '..='~' => out.push(c),
+            c if c.is_ascii() || !is_printable(c) => {
+                let n = u32::from(c);
+                let _ = match n {
+                    0..=0xff => write!(out, "\\x{n:02x}"),
+                    0x100..=0xffff => write!(out, "\\u{n:04x}"),
+                    _ => write!(out, "\\U{n:08x}"),
+                };
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Python's `str.isprintable` for one non-ASCII character.
+fn is_printable(c: char) -> bool {
+    use GeneralCategory::*;
+    !matches!(
+        get_general_category(c),
+        Control
+            | Format
+            | Surrogate
+            | PrivateUse
+            | Unassigned
+            | LineSeparator
+            | ParagraphSeparator
+            | SpaceSeparator
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_like_python_repr as repr;
+
+    #[test]
+    fn escapes_like_python() {
+        assert_eq!(repr("plain text"), "plain text");
+        assert_eq!(repr("a\nb\tc\rd"), "a\\nb\\tc\\rd");
+        assert_eq!(repr("back\\slash"), "back\\\\slash");
+        assert_eq!(repr("\u{1b}[31m\u{7f}\u{0}"), "\\x1b[31m\\x7f\\x00");
+        // Quotes: Python picks ' unless the text has ' and no ".
+        assert_eq!(repr("it's"), "it's");
+        assert_eq!(repr("it's \"x\""), "it\\'s \"x\"");
+        assert_eq!(repr("say \"x\""), "say \"x\"");
+        // Non-ASCII: printable kept, invisible escaped.
+        assert_eq!(repr("é ✓ 😀"), "é ✓ 😀");
+        assert_eq!(
+            repr("\u{a0}\u{200b}\u{2028}\u{e000}"),
+            "\\xa0\\u200b\\u2028\\ue000"
+        );
+        assert_eq!(repr("\u{e0001}"), "\\U000e0001");
+    }
+}
