@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Prepare the reference peers the interop tests and the demo run against (idempotent).
+#
+#  * ./.venv-ref (repository root, gitignored): a Python venv with the pinned reference
+#    packages magic-wormhole 0.24.0, magic-wormhole-mailbox-server 0.8.0 and
+#    magic-wormhole-transit-relay 0.5.0. Left alone when it already holds those versions.
+#  * `ip` (Debian iproute2) and `unshare` (util-linux), needed to run the tests inside a
+#    loopback-only network namespace. Installed with apt-get only when missing.
+#
+# Works on a fresh Debian machine as root with only the PyPI and Debian registries reachable.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+VENV="$ROOT/.venv-ref"
+PINS=(
+    "magic-wormhole==0.24.0"
+    "magic-wormhole-mailbox-server==0.8.0"
+    "magic-wormhole-transit-relay==0.5.0"
+)
+
+log() { printf 'setup-peers: %s\n' "$*" >&2; }
+die() { printf 'setup-peers: ERROR: %s\n' "$*" >&2; exit 1; }
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "missing $*, and apt-get is not available to install it"
+    if [ "$(id -u)" -ne 0 ]; then
+        die "missing $*: run this script as root (or install it: apt-get install $*)"
+    fi
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
+
+# --- system tools -------------------------------------------------------------------------
+command -v ip >/dev/null 2>&1 || apt_install iproute2
+command -v unshare >/dev/null 2>&1 || apt_install util-linux
+command -v ip >/dev/null 2>&1 || die "'ip' is still missing after installing iproute2"
+command -v unshare >/dev/null 2>&1 || die "'unshare' is still missing after installing util-linux"
+
+# --- the reference venv -------------------------------------------------------------------
+# Serialise concurrent runs (flock is part of util-linux, like unshare).
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$ROOT/.venv-ref.lock"
+    flock 9
+fi
+
+venv_ok() {
+    [ -x "$VENV/bin/python" ] && [ -x "$VENV/bin/twist" ] && [ -x "$VENV/bin/wormhole" ] || return 1
+    "$VENV/bin/python" - "${PINS[@]}" <<'PY' >/dev/null 2>&1
+import sys
+from importlib.metadata import version
+for pin in sys.argv[1:]:
+    name, want = pin.split("==")
+    if version(name) != want:
+        sys.exit(1)
+PY
+}
+
+if venv_ok; then
+    log "$VENV already holds ${PINS[*]}"
+else
+    PYTHON="${PYTHON:-python3}"
+    if ! command -v "$PYTHON" >/dev/null 2>&1; then
+        apt_install python3 python3-venv
+        PYTHON=python3
+    fi
+    # Debian ships venv/ensurepip separately (python3-venv).
+    if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        apt_install python3-venv
+    fi
+    if [ -e "$VENV" ]; then
+        log "recreating $VENV (missing or wrong versions)"
+        rm -rf "$VENV"
+    fi
+    log "creating $VENV with $("$PYTHON" --version 2>&1)"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q "${PINS[@]}"
+    venv_ok || die "$VENV does not hold ${PINS[*]} after pip install"
+    log "installed ${PINS[*]} into $VENV"
+fi

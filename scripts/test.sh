@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The project's test command.
+#
+#   scripts/test.sh [extra `cargo test` arguments, e.g. a test-name filter]
+#
+# 1. prepares the reference peers (scripts/setup-peers.sh: ./.venv-ref, ip, unshare);
+# 2. checks formatting and lints (cargo fmt --check, clippy -D warnings);
+# 3. builds everything, including the test binaries (needs crates.io the first time);
+# 4. runs `cargo test --workspace --offline --no-fail-fast` inside a private network namespace whose only
+#    interface is loopback, so no test can reach (or be reached from) a real network.
+#
+# Environment: RUST_TEST_THREADS (default 4) sets the test parallelism per test binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+T0=$(date +%s)
+
+section() { printf '\n========== %s ==========\n' "$*"; }
+die() { printf 'test.sh: ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Inner stage: we are inside the namespace (see the end of this script).
+if [ "${WORMHOLE_TEST_INSIDE_NS:-}" = 1 ]; then
+    ip link set lo up
+    # sysfs shows the namespace of whoever mounted it: mount our own (private mount
+    # namespace, so the host is unaffected) so /sys/class/net lists only `lo`.
+    mount -t sysfs sysfs /sys || echo "test.sh: warning: could not mount a private sysfs" >&2
+    printf 'interfaces in the test namespace: %s\n' "$(ls /sys/class/net | tr '\n' ' ')"
+    # Not exec'd: this shell is PID 1 of the namespace's PID namespace, so when it exits
+    # the kernel kills anything a test left behind (e.g. a mailbox server).
+    cargo test --workspace --offline --no-fail-fast "$@"
+    exit 0
+fi
+
+report() {
+    local rc=$?
+    section "scripts/test.sh $([ "$rc" -eq 0 ] && echo PASSED || echo "FAILED (exit $rc)") after $(($(date +%s) - T0)) s"
+}
+trap report EXIT
+
+section "1/5 reference peers: scripts/setup-peers.sh"
+scripts/setup-peers.sh
+
+section "2/5 cargo fmt --all --check"
+cargo fmt --all --check
+
+section "3/5 cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+section "4/5 build: cargo build --workspace --all-targets; cargo test --workspace --no-run"
+cargo build --workspace --all-targets
+cargo test --workspace --no-run
+
+export WORMHOLE_REF_VENV="$ROOT/.venv-ref"
+export WORMHOLE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/wormhole"
+case "$WORMHOLE_BIN" in /*) ;; *) WORMHOLE_BIN="$ROOT/$WORMHOLE_BIN" ;; esac
+[ -x "$WORMHOLE_BIN" ] || die "the wormhole binary is missing at $WORMHOLE_BIN"
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
+export WORMHOLE_TEST_INSIDE_NS=1
+
+# New network (-n), mount (-m, for a private sysfs) and PID (-p -f --mount-proc, so no
+# process outlives the run) namespaces; in an unprivileged user namespace (-r) when the
+# kernel allows it, else as plain root.
+NS_FLAGS=(-nmpf --mount-proc)
+if unshare -r "${NS_FLAGS[@]}" true 2>/dev/null; then
+    NS=(unshare -r "${NS_FLAGS[@]}")
+elif [ "$(id -u)" -eq 0 ] && unshare "${NS_FLAGS[@]}" true 2>/dev/null; then
+    NS=(unshare "${NS_FLAGS[@]}")
+else
+    die "cannot create the test namespaces (tried 'unshare -r ${NS_FLAGS[*]}' and, as root, 'unshare ${NS_FLAGS[*]}')"
+fi
+
+section "5/5 cargo test --workspace --offline, in a loopback-only namespace (${NS[*]})"
+"${NS[@]}" "$ROOT/scripts/test.sh" "$@"
