@@ -5,7 +5,8 @@
 #
 #   scripts/demo.sh ["text to send"]
 #
-# Exits 0 only if the receiver printed exactly the text that was sent.
+# Exits 0 only if the receiver printed exactly the text that was sent (escaped like the
+# reference receiver escapes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
@@ -100,7 +101,10 @@ cat "$WORK/recv.out"
 
 [ "$SEND_RC" -eq 0 ] || die "the sender exited $SEND_RC"
 [ "$RECV_RC" -eq 0 ] || die "the receiver exited $RECV_RC"
-if printf '%s\n' "$TEXT" | cmp -s - "$WORK/recv.out"; then
+# The receiver prints the text the way the reference does, Python's repr() without the
+# quotes (control characters and backslashes escaped).
+if "$WORMHOLE_REF_VENV/bin/python" -c 'import sys; print(repr(sys.argv[1])[1:-1])' "$TEXT" |
+    cmp -s - "$WORK/recv.out"; then
     say "OK: the text arrived intact"
 else
     die "the received text differs from the sent text"

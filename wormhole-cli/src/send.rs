@@ -54,7 +54,11 @@ async fn exchange(
 ) -> Result<(), Failure> {
     server.show_welcome(&w.get_welcome().await?);
     let text = read_text(text).await?;
-    eprintln!("Sending text message ({})", natural_size(text.len()));
+    // Python counts characters, not bytes.
+    eprintln!(
+        "Sending text message ({})",
+        natural_size(text.chars().count())
+    );
 
     match &args.code {
         Some(code) => w.set_code(code)?,
@@ -84,24 +88,27 @@ async fn exchange(
     Ok(())
 }
 
-/// The text to send: `--text -` reads stdin, an empty `--text` asks for it.
+/// The text to send: `--text -` reads stdin; an empty text is asked for (like the
+/// reference, which then reads one line).
 async fn read_text(text: &str) -> Result<String, Failure> {
-    match text {
-        "-" => {
-            eprintln!("Reading text message from stdin..");
-            on_thread(|| {
-                let mut s = String::new();
-                std::io::stdin().read_to_string(&mut s).map(|_| s)
-            })
-            .await?
-            .map_err(|e| Failure::Other(format!("cannot read from stdin: {e}")))
-        }
-        "" => Ok(prompt_line("Text to send: ")
-            .await?
-            .trim_end_matches(['\r', '\n'])
-            .to_owned()),
-        _ => Ok(text.to_owned()),
+    let text = if text == "-" {
+        eprintln!("Reading text message from stdin..");
+        on_thread(|| {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).map(|_| s)
+        })
+        .await?
+        .map_err(|e| Failure::Other(format!("cannot read from stdin: {e}")))?
+    } else {
+        text.to_owned()
+    };
+    if !text.is_empty() {
+        return Ok(text);
     }
+    Ok(prompt_line("Text to send: ")
+        .await?
+        .trim_end_matches(['\r', '\n'])
+        .to_owned())
 }
 
 /// Show the verifier and ask the user to approve it. Anything but "yes" tells the peer
