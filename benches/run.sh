@@ -1,27 +1,55 @@
 #!/usr/bin/env bash
 # Benchmarks, run against local servers only, inside a loopback-only network namespace.
 #
-#   benches/run.sh [--runs N]
+#   benches/run.sh [cli|servers|all] [options]
 #
-# Builds our CLI in release mode, prepares the reference peers (scripts/setup-peers.sh) and
-# runs benches/text_exchange.py: our `wormhole` CLI against the reference CLI 0.24.0
-# through one reference mailbox server, printing a table of medians.
+#   cli      benches/text_exchange.py: our `wormhole` CLI against the reference CLI 0.24.0
+#            through one reference mailbox server (options: --runs N, default 7);
+#   servers  wormhole-server/benches/servers.rs: our server against the reference mailbox
+#            server 0.8.0 and transit relay 0.5.0 (option: --quick);
+#   all      both (the default).
+#
+# Builds the release binaries and prepares the reference peers (scripts/setup-peers.sh)
+# first. Each prints one table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
+WHAT="${1:-all}"
+[ $# -gt 0 ] && shift
+case "$WHAT" in cli|servers|all) ;; *) echo "usage: benches/run.sh [cli|servers|all] [options]" >&2; exit 2 ;; esac
+
 if [ "${WORMHOLE_BENCH_INSIDE_NS:-}" = 1 ]; then
     ip link set lo up
-    exec "$ROOT/.venv-ref/bin/python" "$ROOT/benches/text_exchange.py" \
-        --ours "$WORMHOLE_BIN" --reference "$ROOT/.venv-ref/bin/wormhole" \
-        --twist "$ROOT/.venv-ref/bin/twist" "$@"
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    if [ "$WHAT" = cli ] || [ "$WHAT" = all ]; then
+        "$ROOT/.venv-ref/bin/python" "$ROOT/benches/text_exchange.py" \
+            --ours "$WORMHOLE_BIN" --reference "$ROOT/.venv-ref/bin/wormhole" \
+            --twist "$ROOT/.venv-ref/bin/twist" "$@"
+    fi
+    if [ "$WHAT" = servers ] || [ "$WHAT" = all ]; then
+        "$WORMHOLE_SERVERS_BENCH" "$@"
+    fi
+    exit 0
 fi
 scripts/setup-peers.sh
-cargo build --release -p wormhole-cli
-export WORMHOLE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wormhole"
-case "$WORMHOLE_BIN" in /*) ;; *) WORMHOLE_BIN="$ROOT/$WORMHOLE_BIN" ;; esac
+cargo build --release -p wormhole-cli -p wormhole-server
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
+export WORMHOLE_BIN="$TARGET/release/wormhole"
+export WORMHOLE_SERVER_BIN="$TARGET/release/wormhole-server"
+export WORMHOLE_REF_VENV="$ROOT/.venv-ref"
+# The bench binary itself (cargo bench --no-run prints its path).
+WORMHOLE_SERVERS_BENCH="$(cargo bench -p wormhole-server --bench servers --no-run --message-format=json 2>/dev/null |
+    "$ROOT/.venv-ref/bin/python" -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "servers":
+        print(m["executable"])')"
+[ -x "$WORMHOLE_SERVERS_BENCH" ] || { echo "benches/run.sh: cannot build the servers bench" >&2; exit 1; }
+export WORMHOLE_SERVERS_BENCH
 export WORMHOLE_BENCH_INSIDE_NS=1
 NS_FLAGS=(-npf --mount-proc)
 if unshare -r "${NS_FLAGS[@]}" true 2>/dev/null; then
-    exec unshare -r "${NS_FLAGS[@]}" "$0" "$@"
+    exec unshare -r "${NS_FLAGS[@]}" "$0" "$WHAT" "$@"
 fi
-exec unshare "${NS_FLAGS[@]}" "$0" "$@"
+exec unshare "${NS_FLAGS[@]}" "$0" "$WHAT" "$@"

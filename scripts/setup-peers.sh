@@ -4,10 +4,12 @@
 #  * ./.venv-ref (repository root, gitignored): a Python venv with the pinned reference
 #    packages magic-wormhole 0.24.0, magic-wormhole-mailbox-server 0.8.0 and
 #    magic-wormhole-transit-relay 0.5.0. Left alone when it already holds those versions.
+#  * ./.tools/wormhole-rs: the Rust CLI wormhole-rs 0.8.1 (cargo install magic-wormhole-cli).
 #  * `ip` (Debian iproute2) and `unshare` (util-linux), needed to run the tests inside a
 #    loopback-only network namespace. Installed with apt-get only when missing.
 #
-# Works on a fresh Debian machine as root with only the PyPI and Debian registries reachable.
+# Works on a fresh Debian machine as root with only the PyPI, crates.io and Debian registries
+# reachable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
@@ -82,4 +84,16 @@ else
     "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q "${PINS[@]}"
     venv_ok || die "$VENV does not hold ${PINS[*]} after pip install"
     log "installed ${PINS[*]} into $VENV"
+fi
+
+# --- the Rust peer: wormhole-rs (crates.io magic-wormhole-cli), pinned ------------------------
+# Built once into ./.tools/wormhole-rs (gitignored); a few minutes on two cores.
+WRS_VERSION=0.8.1
+WRS_ROOT="$ROOT/.tools/wormhole-rs"
+if [ -x "$WRS_ROOT/bin/wormhole-rs" ] && "$WRS_ROOT/bin/wormhole-rs" --version 2>/dev/null | grep -q " $WRS_VERSION\$"; then
+    log "$WRS_ROOT holds wormhole-rs $WRS_VERSION"
+else
+    log "building wormhole-rs $WRS_VERSION (cargo install magic-wormhole-cli) into $WRS_ROOT"
+    cargo install magic-wormhole-cli --version "$WRS_VERSION" --locked --root "$WRS_ROOT" --quiet
+    "$WRS_ROOT/bin/wormhole-rs" --version | grep -q " $WRS_VERSION\$" || die "wormhole-rs $WRS_VERSION did not install"
 fi

@@ -7,7 +7,10 @@
 # 2. checks formatting and lints (cargo fmt --check, clippy -D warnings);
 # 3. builds everything, including the test binaries (needs crates.io the first time);
 # 4. runs `cargo test --workspace --offline --no-fail-fast` inside a private network namespace whose only
-#    interface is loopback, so no test can reach (or be reached from) a real network.
+#    interface is loopback, so no test can reach (or be reached from) a real network;
+# 5. runs every language suite in scripts/suites/*.sh: each is called with `prepare` before
+#    the namespace (installs what it needs: pip, apt, Maven; builds) and with `run` inside it.
+#    A failing suite fails the run, but the others still run.
 #
 # Environment: RUST_TEST_THREADS (default 4) sets the test parallelism per test binary.
 set -euo pipefail
@@ -27,7 +30,21 @@ if [ "${WORMHOLE_TEST_INSIDE_NS:-}" = 1 ]; then
     printf 'interfaces in the test namespace: %s\n' "$(ls /sys/class/net | tr '\n' ' ')"
     # Not exec'd: this shell is PID 1 of the namespace's PID namespace, so when it exits
     # the kernel kills anything a test left behind (e.g. a mailbox server).
-    cargo test --workspace --offline --no-fail-fast "$@"
+    # The 1000-pair test holds a few thousand sockets.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    failed=()
+    cargo test --workspace --offline --no-fail-fast "$@" || failed+=("cargo test")
+    if [ $# -eq 0 ]; then
+        for suite in "$ROOT"/scripts/suites/*.sh; do
+            [ -e "$suite" ] || continue
+            section "suite $(basename "$suite" .sh): run"
+            "$suite" run || failed+=("$(basename "$suite" .sh)")
+        done
+    fi
+    if [ ${#failed[@]} -gt 0 ]; then
+        printf 'test.sh: FAILED: %s\n' "${failed[*]}" >&2
+        exit 1
+    fi
     exit 0
 fi
 
@@ -50,10 +67,23 @@ section "4/5 build: cargo build --workspace --all-targets; cargo test --workspac
 cargo build --workspace --all-targets
 cargo test --workspace --no-run
 
+# Language suites: install and build what they need while the network is still here.
+# With extra arguments (a cargo test filter) only the cargo tests run.
+if [ $# -eq 0 ]; then
+    for suite in scripts/suites/*.sh; do
+        [ -e "$suite" ] || continue
+        section "suite $(basename "$suite" .sh): prepare"
+        "$suite" prepare
+    done
+fi
+
 export WORMHOLE_REF_VENV="$ROOT/.venv-ref"
 export WORMHOLE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/wormhole"
 case "$WORMHOLE_BIN" in /*) ;; *) WORMHOLE_BIN="$ROOT/$WORMHOLE_BIN" ;; esac
 [ -x "$WORMHOLE_BIN" ] || die "the wormhole binary is missing at $WORMHOLE_BIN"
+export WORMHOLE_SERVER_BIN="${WORMHOLE_BIN%/wormhole}/wormhole-server"
+[ -x "$WORMHOLE_SERVER_BIN" ] || die "the server binary is missing at $WORMHOLE_SERVER_BIN"
+export WORMHOLE_RS_BIN="$ROOT/.tools/wormhole-rs/bin/wormhole-rs"
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 export WORMHOLE_TEST_INSIDE_NS=1
 

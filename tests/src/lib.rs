@@ -713,3 +713,176 @@ pub async fn run_cli(name: &str, cmd: Command) -> CliOutput {
 pub fn test_appid(test: &str) -> String {
     format!("wormhole-rs.example/tests/{test}")
 }
+
+/// Our `wormhole-server` binary: `WORMHOLE_SERVER_BIN`, or `target/debug/wormhole-server`
+/// of this workspace.
+pub fn server_bin() -> PathBuf {
+    let bin = match std::env::var_os("WORMHOLE_SERVER_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/wormhole-server"),
+    };
+    if !bin.is_file() {
+        panic!(
+            "our wormhole-server is not at {}: build it (cargo build -p wormhole-server) or \
+             run scripts/test.sh",
+            bin.display()
+        );
+    }
+    bin
+}
+
+/// Our server binary run as `wormhole-server all` (mailbox + relay) on 127.0.0.1, with a
+/// file or in-memory channel database. Killed (SIGKILL) on drop.
+pub struct OurServer {
+    mailbox_addr: String,
+    relay_addr: String,
+    db: String,
+    child: Option<Child>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl OurServer {
+    /// Start with an in-memory database on free ports.
+    pub async fn start() -> OurServer {
+        Self::start_on(":memory:", "127.0.0.1:0", "127.0.0.1:0").await
+    }
+
+    /// Start with the database file `db` on free ports.
+    pub async fn start_with_db(db: &Path) -> OurServer {
+        Self::start_on(&db.to_string_lossy(), "127.0.0.1:0", "127.0.0.1:0").await
+    }
+
+    async fn start_on(db: &str, mailbox: &str, relay: &str) -> OurServer {
+        let mut s = OurServer {
+            mailbox_addr: mailbox.to_owned(),
+            relay_addr: relay.to_owned(),
+            db: db.to_owned(),
+            child: None,
+            stderr: None,
+        };
+        s.spawn().await;
+        s
+    }
+
+    async fn spawn(&mut self) {
+        let bin = server_bin();
+        let mut child = Command::new(&bin)
+            .args(["all", "--mailbox-listen", &self.mailbox_addr])
+            .args(["--relay-listen", &self.relay_addr])
+            .args(["--db", &self.db])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        let err = child.stderr.take().expect("piped stderr");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.stderr = Some(tokio::spawn(async move {
+            let mut all = String::new();
+            let mut lines = BufReader::new(err).split(b'\n');
+            while let Ok(Some(line)) = lines.next_segment().await {
+                let line = String::from_utf8_lossy(&line).into_owned();
+                all.push_str(&line);
+                all.push('\n');
+                let _ = tx.send(line);
+            }
+            all
+        }));
+        self.child = Some(child);
+        let (mut mailbox, mut relay) = (None, None);
+        let deadline = tokio::time::Instant::now() + SERVER_START_TIMEOUT;
+        while mailbox.is_none() || relay.is_none() {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(line)) => {
+                    if let Some(rest) = line.split("mailbox ready: ws://").nth(1) {
+                        mailbox = rest.split("/v1").next().map(str::to_owned);
+                    }
+                    if let Some(rest) = line.split("relay ready: tcp:").nth(1) {
+                        relay = rest.split_whitespace().next().map(str::to_owned);
+                    }
+                }
+                Ok(None) => panic!(
+                    "wormhole-server exited before it was ready:\n{}",
+                    self.stderr_so_far().await
+                ),
+                Err(_) => panic!("wormhole-server not ready within {SERVER_START_TIMEOUT:?}"),
+            }
+        }
+        self.mailbox_addr = mailbox.unwrap_or_default();
+        self.relay_addr = relay.unwrap_or_default();
+    }
+
+    async fn stderr_so_far(&mut self) -> String {
+        match self.stderr.take() {
+            Some(h) => within(TIMEOUT, "the server's stderr", h)
+                .await
+                .unwrap_or_default(),
+            None => String::new(),
+        }
+    }
+
+    /// The mailbox URL, `ws://127.0.0.1:PORT/v1`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1", self.mailbox_addr)
+    }
+
+    /// The relay as a transit hint for the reference CLI: `tcp:127.0.0.1:PORT`.
+    pub fn relay_hint(&self) -> String {
+        format!("tcp:{}", self.relay_addr)
+    }
+
+    /// Kill the server with SIGKILL (no clean shutdown) and wait until it is gone.
+    pub async fn kill9(&mut self) {
+        let mut c = self.child.take().expect("the server is running");
+        within(TIMEOUT, "wormhole-server to die", c.kill())
+            .await
+            .expect("kill wormhole-server");
+    }
+
+    /// Start the server again on the same ports and database.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "kill the server before restarting it");
+        self.spawn().await;
+    }
+
+    /// Stop it with SIGTERM and return its exit status and stderr.
+    pub async fn terminate(mut self) -> (ExitStatus, String) {
+        let mut c = self.child.take().expect("the server is running");
+        let pid = c.id().expect("pid") as i32;
+        let kill = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(kill.success());
+        let status = within(TIMEOUT, "wormhole-server to exit on SIGTERM", c.wait())
+            .await
+            .expect("wait");
+        (status, self.stderr_so_far().await)
+    }
+}
+
+impl Drop for OurServer {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.start_kill();
+        }
+    }
+}
+
+/// The Rust CLI `wormhole-rs` 0.8.1 (crates.io `magic-wormhole-cli`): `WORMHOLE_RS_BIN`, or
+/// `.tools/wormhole-rs/bin/wormhole-rs` where `scripts/setup-peers.sh` installs it.
+pub fn wormhole_rs_bin() -> PathBuf {
+    let bin = match std::env::var_os("WORMHOLE_RS_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/wormhole-rs/bin/wormhole-rs"),
+    };
+    if !bin.is_file() {
+        panic!(
+            "wormhole-rs is not at {}: run scripts/setup-peers.sh (or scripts/test.sh)",
+            bin.display()
+        );
+    }
+    bin
+}

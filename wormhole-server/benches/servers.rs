@@ -1,0 +1,495 @@
+//! Benchmark: our `wormhole-server` against the reference mailbox server 0.8.0 and transit
+//! relay 0.5.0, in one run, on 127.0.0.1. Run it with `benches/run.sh servers` (which
+//! builds the release binary, prepares the reference venv and enters a loopback-only
+//! network namespace); it needs `WORMHOLE_SERVER_BIN` and `WORMHOLE_REF_VENV`.
+//!
+//! Prints one table:
+//! - mailbox sessions per second (bind, allocate, claim, open, two adds, release, close on
+//!   two fresh connections) at 1, 100 and 1000 concurrent pairs;
+//! - the server's resident memory holding 10,000 idle WebSocket connections;
+//! - relay throughput for 1 and 16 pairs, with the relay's CPU seconds per GiB, next to a
+//!   direct loopback connection (no relay) as the ceiling.
+//!
+//! `--quick` shortens every measurement (for a smoke test).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+type Res<T> = Result<T, String>;
+
+const APPID: &str = "wormhole-server/bench";
+
+struct Settings {
+    session_secs: f64,
+    idle_conns: usize,
+    relay_one: u64,
+    relay_each_of_16: u64,
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let settings = if quick {
+        Settings {
+            session_secs: 1.0,
+            idle_conns: 500,
+            relay_one: 64 << 20,
+            relay_each_of_16: 8 << 20,
+        }
+    } else {
+        Settings {
+            session_secs: 5.0,
+            idle_conns: 10_000,
+            relay_one: 1 << 30,
+            relay_each_of_16: 128 << 20,
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if let Err(e) = rt.block_on(run(&settings)) {
+        eprintln!("servers bench: ERROR: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn env_path(var: &str) -> Res<PathBuf> {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("{var} is not set: run benches/run.sh servers"))
+}
+
+fn free_port() -> Res<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// A server process, killed on drop.
+struct Proc {
+    child: Child,
+    port: u16,
+}
+
+impl Proc {
+    fn start(mut cmd: Command, port: u16) -> Res<Proc> {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+        let mut p = Proc { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline || p.child.try_wait().ok().flatten().is_some() {
+                return Err(format!("{cmd:?} did not start"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Let it settle (twist finishes its start-up after listening).
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(p)
+    }
+
+    /// Resident memory in KiB (VmRSS).
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// CPU seconds (user + system) used so far.
+    fn cpu_secs(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the ")" closing the command name: utime is the 12th, stime the 13th.
+        let rest = stat.rsplit(')').next().unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        ticks / hz
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn our_mailbox(bin: &Path) -> Res<Proc> {
+    let port = free_port()?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["mailbox", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--db", ":memory:"])
+        .args(["--max-connections", "100000"])
+        .args(["--max-connections-per-ip", "100000"])
+        .args(["--max-mailboxes-per-app", "100000"]);
+    Proc::start(cmd, port)
+}
+
+fn ref_mailbox(venv: &Path) -> Res<Proc> {
+    let port = free_port()?;
+    let mut cmd = Command::new(venv.join("bin/twist"));
+    cmd.arg("wormhole-mailbox")
+        .arg(format!("--port=tcp:{port}:interface=127.0.0.1"))
+        .arg("--channel-db=:memory:");
+    Proc::start(cmd, port)
+}
+
+fn our_relay(bin: &Path) -> Res<Proc> {
+    let port = free_port()?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["relay", "--listen", &format!("127.0.0.1:{port}")]);
+    Proc::start(cmd, port)
+}
+
+fn ref_relay(venv: &Path) -> Res<Proc> {
+    let port = free_port()?;
+    let mut cmd = Command::new(venv.join("bin/twist"));
+    cmd.arg("transitrelay")
+        .arg(format!("--port=tcp:{port}:interface=127.0.0.1"));
+    Proc::start(cmd, port)
+}
+
+// ------------------------------------------------------------------------------------
+// Mailbox sessions
+// ------------------------------------------------------------------------------------
+
+async fn connect(port: u16) -> Res<Ws> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/v1"))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    expect(&mut ws, "welcome").await?;
+    Ok(ws)
+}
+
+async fn send(ws: &mut Ws, v: Value) -> Res<()> {
+    ws.send(Message::text(v.to_string()))
+        .await
+        .map_err(|e| format!("send: {e}"))
+}
+
+/// The next frame of type `ty`, skipping acks and other types.
+async fn expect(ws: &mut Ws, ty: &str) -> Res<Value> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .map_err(|_| format!("timed out waiting for {ty}"))?
+            .ok_or_else(|| format!("closed before {ty}"))?
+            .map_err(|e| format!("{e}"))?;
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
+            match v["type"].as_str() {
+                Some(t) if t == ty => return Ok(v),
+                Some("error") => return Err(format!("server error: {v}")),
+                _ => {}
+            }
+        }
+    }
+}
+
+async fn join_and_add(ws: &mut Ws, side: &str, nameplate: &str) -> Res<String> {
+    send(ws, json!({"type": "claim", "nameplate": nameplate})).await?;
+    let mailbox = expect(ws, "claimed").await?["mailbox"]
+        .as_str()
+        .ok_or("no mailbox")?
+        .to_owned();
+    send(ws, json!({"type": "open", "mailbox": mailbox})).await?;
+    send(
+        ws,
+        json!({"type": "add", "phase": "pake", "body": hex_of(side)}),
+    )
+    .await?;
+    Ok(mailbox)
+}
+
+fn hex_of(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn finish(ws: &mut Ws, nameplate: &str, mailbox: &str) -> Res<()> {
+    // Both messages (ours echoed and the peer's) before leaving.
+    expect(ws, "message").await?;
+    expect(ws, "message").await?;
+    send(ws, json!({"type": "release", "nameplate": nameplate})).await?;
+    expect(ws, "released").await?;
+    send(
+        ws,
+        json!({"type": "close", "mailbox": mailbox, "mood": "happy"}),
+    )
+    .await?;
+    expect(ws, "closed").await?;
+    let _ = ws.close(None).await;
+    Ok(())
+}
+
+/// One session: two fresh connections through allocate/claim/open/add/add/release/close.
+async fn session(port: u16, n: u64) -> Res<()> {
+    let (side_a, side_b) = (format!("a{n:x}"), format!("b{n:x}"));
+    let mut a = connect(port).await?;
+    send(
+        &mut a,
+        json!({"type": "bind", "appid": APPID, "side": side_a}),
+    )
+    .await?;
+    send(&mut a, json!({"type": "allocate"})).await?;
+    let nameplate = expect(&mut a, "allocated").await?["nameplate"]
+        .as_str()
+        .ok_or("no nameplate")?
+        .to_owned();
+    let mailbox = join_and_add(&mut a, &side_a, &nameplate).await?;
+    let mut b = connect(port).await?;
+    send(
+        &mut b,
+        json!({"type": "bind", "appid": APPID, "side": side_b}),
+    )
+    .await?;
+    join_and_add(&mut b, &side_b, &nameplate).await?;
+    let (ra, rb) = tokio::join!(
+        finish(&mut a, &nameplate, &mailbox),
+        finish(&mut b, &nameplate, &mailbox)
+    );
+    ra.and(rb)
+}
+
+/// Sessions per second with `pairs` pairs looping for `secs`.
+async fn sessions_per_sec(port: u16, pairs: usize, secs: f64) -> Res<f64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let counter = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..pairs {
+        let (stop, done, counter) = (stop.clone(), done.clone(), counter.clone());
+        tasks.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                session(port, counter.fetch_add(1, Ordering::Relaxed)).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Res::Ok(())
+        });
+    }
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let counted = done.load(Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    while let Some(r) = tasks.join_next().await {
+        r.map_err(|e| e.to_string())??;
+    }
+    Ok(counted as f64 / elapsed)
+}
+
+/// The server's RSS (KiB) before and while holding `n` idle WebSocket connections.
+async fn idle_memory(server: &Proc, n: usize) -> Res<(u64, u64)> {
+    let before = server.rss_kib();
+    let port = server.port;
+    let sem = Arc::new(tokio::sync::Semaphore::new(200));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let sem = sem.clone();
+        tasks.spawn(async move {
+            let _permit = sem.acquire().await.map_err(|e| e.to_string())?;
+            connect(port).await
+        });
+    }
+    let mut conns = Vec::with_capacity(n);
+    while let Some(r) = tasks.join_next().await {
+        conns.push(r.map_err(|e| e.to_string())??);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = server.rss_kib();
+    drop(conns);
+    Ok((before, during))
+}
+
+// ------------------------------------------------------------------------------------
+// Relay throughput
+// ------------------------------------------------------------------------------------
+
+async fn relay_pair(port: u16, i: usize) -> Res<(TcpStream, TcpStream)> {
+    let token: String = (0..32)
+        .map(|k| format!("{:02x}", (i * 31 + k) as u8))
+        .collect();
+    let mut a = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut b = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    for (s, side) in [(&mut a, "0123456789abcdef"), (&mut b, "fedcba9876543210")] {
+        s.write_all(format!("please relay {token} for side {side}\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    for s in [&mut a, &mut b] {
+        let mut ok = [0u8; 3];
+        s.read_exact(&mut ok).await.map_err(|e| e.to_string())?;
+        if &ok != b"ok\n" {
+            return Err(format!("relay answered {ok:?}"));
+        }
+    }
+    Ok((a, b))
+}
+
+async fn pump(mut tx: TcpStream, mut rx: TcpStream, bytes: u64) -> Res<()> {
+    let writer = tokio::spawn(async move {
+        let buf = vec![0x5au8; 256 * 1024];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            tx.write_all(&buf[..n]).await.map_err(|e| e.to_string())?;
+            left -= n as u64;
+        }
+        Res::Ok(tx)
+    });
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0u64;
+    while got < bytes {
+        let n = rx.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err(format!("connection ended after {got} of {bytes} bytes"));
+        }
+        got += n as u64;
+    }
+    writer.await.map_err(|e| e.to_string())??;
+    Ok(())
+}
+
+/// (MB/s, relay CPU s per GiB) for `pairs` pairs each moving `bytes` one way. Without a
+/// relay, pairs are direct loopback connections (the ceiling).
+async fn throughput(relay: Option<&Proc>, pairs: usize, bytes: u64) -> Res<(f64, Option<f64>)> {
+    let mut conns = Vec::new();
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    for i in 0..pairs {
+        conns.push(match relay {
+            Some(r) => relay_pair(r.port, i).await?,
+            None => {
+                let a = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+                let (b, _) = listener.accept().await.map_err(|e| e.to_string())?;
+                (a, b)
+            }
+        });
+    }
+    let cpu0 = relay.map(Proc::cpu_secs);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (a, b) in conns {
+        tasks.spawn(pump(a, b, bytes));
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.map_err(|e| e.to_string())??;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let total = bytes as f64 * pairs as f64;
+    let cpu = relay
+        .zip(cpu0)
+        .map(|(r, c0)| (r.cpu_secs() - c0) / (total / (1u64 << 30) as f64));
+    Ok((total / secs / 1e6, cpu))
+}
+
+// ------------------------------------------------------------------------------------
+
+async fn run(s: &Settings) -> Res<()> {
+    let bin = env_path("WORMHOLE_SERVER_BIN")?;
+    let venv = env_path("WORMHOLE_REF_VENV")?;
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+
+    for pairs in [1usize, 100, 1000] {
+        let ours = {
+            let p = our_mailbox(&bin)?;
+            sessions_per_sec(p.port, pairs, s.session_secs).await?
+        };
+        let theirs = {
+            let p = ref_mailbox(&venv)?;
+            sessions_per_sec(p.port, pairs, s.session_secs).await?
+        };
+        eprintln!("sessions/s at {pairs} pairs: ours {ours:.0}, reference {theirs:.0}");
+        rows.push((
+            format!("mailbox sessions/s, {pairs} concurrent pairs"),
+            format!("{ours:.0}"),
+            format!("{theirs:.0} (ours ×{:.1})", ours / theirs),
+        ));
+    }
+
+    let n = s.idle_conns;
+    let (ob, od) = idle_memory(&our_mailbox(&bin)?, n).await?;
+    let (rb, rd) = idle_memory(&ref_mailbox(&venv)?, n).await?;
+    eprintln!("RSS with {n} idle connections: ours {od} KiB, reference {rd} KiB");
+    rows.push((
+        format!("mailbox RSS with {n} idle WebSockets (idle server)"),
+        format!(
+            "{:.1} MB ({:.1} MB)",
+            od as f64 / 1024.0,
+            ob as f64 / 1024.0
+        ),
+        format!(
+            "{:.1} MB ({:.1} MB)",
+            rd as f64 / 1024.0,
+            rb as f64 / 1024.0
+        ),
+    ));
+
+    let (direct1, _) = throughput(None, 1, s.relay_one).await?;
+    let (direct16, _) = throughput(None, 16, s.relay_each_of_16).await?;
+    for (pairs, bytes, direct) in [
+        (1, s.relay_one, direct1),
+        (16, s.relay_each_of_16, direct16),
+    ] {
+        let (o, ocpu) = throughput(Some(&our_relay(&bin)?), pairs, bytes).await?;
+        let (r, rcpu) = throughput(Some(&ref_relay(&venv)?), pairs, bytes).await?;
+        eprintln!("relay {pairs} pairs: ours {o:.0} MB/s, reference {r:.0} MB/s");
+        rows.push((
+            format!(
+                "relay, {pairs} pair(s) × {} MiB [direct loopback: {direct:.0} MB/s]",
+                bytes >> 20
+            ),
+            format!("{o:.0} MB/s, {:.2} CPU s/GiB", ocpu.unwrap_or(0.0)),
+            format!("{r:.0} MB/s, {:.2} CPU s/GiB", rcpu.unwrap_or(0.0)),
+        ));
+    }
+
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(4);
+    let w2 = rows.iter().map(|r| r.2.len()).max().unwrap_or(0).max(9);
+    println!(
+        "\nwormhole-server vs reference (mailbox 0.8.0, transit relay 0.5.0), 127.0.0.1, one run\n"
+    );
+    println!(
+        "| {:w0$} | {:w1$} | {:w2$} |",
+        "measure", "ours", "reference"
+    );
+    println!(
+        "|{}|{}|{}|",
+        "-".repeat(w0 + 2),
+        "-".repeat(w1 + 2),
+        "-".repeat(w2 + 2)
+    );
+    for (a, b, c) in rows {
+        println!("| {a:w0$} | {b:w1$} | {c:w2$} |");
+    }
+    Ok(())
+}

@@ -1,0 +1,673 @@
+//! One client connection: WebSocket handshake, `welcome`, then the frame loop of
+//! PROTOCOL §3.2–3.6.
+//!
+//! Every typed frame is acked before it is processed; requests that touch channel state go
+//! to the store thread and the connection waits for the answer (so each connection has at
+//! most one request in flight). `message` broadcasts arrive on a per-connection channel that
+//! exists only once the connection has opened a mailbox; before each reply the connection
+//! first forwards any broadcast already queued, so the client sees frames in the order the
+//! store handled them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Map, Value};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::Shared;
+use super::store::{Frame, Refusal, Request as StoreRequest};
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// The longest a client may take to complete the WebSocket handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Error strings for limits (our own; the reference has no such limits).
+pub(crate) const MESSAGE_TOO_LARGE: &str = "message too large";
+pub(crate) const TOO_MANY_MESSAGES: &str = "too many messages in this mailbox";
+pub(crate) const TOO_MANY_MAILBOXES: &str = "too many mailboxes for this app id";
+pub(crate) const SERVER_FULL: &str = "server is full";
+pub(crate) const TOO_MANY_FROM_ADDRESS: &str = "too many connections from your address";
+pub(crate) const NO_FREE_NAMEPLATE: &str = "unable to find a free nameplate-id";
+
+/// Seconds since the epoch.
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A float the way Python's `repr` writes it (`12.0`, `1795354269.490503`).
+pub(crate) fn py_float(x: f64) -> String {
+    if !x.is_finite() {
+        return "0.0".to_owned();
+    }
+    let s = format!("{x}");
+    if s.contains('.') { s } else { s + ".0" }
+}
+
+/// Completes a frame prefix (an object missing its `server_tx` and closing brace).
+fn finish(prefix: &str) -> Message {
+    let tx = py_float(now());
+    let mut s = String::with_capacity(prefix.len() + 40);
+    s.push_str(prefix);
+    s.push_str(", \"server_tx\": ");
+    s.push_str(&tx);
+    s.push('}');
+    Message::text(s)
+}
+
+fn json(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+/// How the frame loop goes on after a frame.
+enum Stop {
+    /// Drop the connection (the reference drops it on an unhandled exception).
+    Drop,
+    /// Close after sending an error.
+    Close(CloseCode),
+}
+
+/// What a handler reports besides success.
+enum Fail {
+    /// Send `error` with this string and the frame as `orig`; keep the connection.
+    Error(&'static str),
+    /// As `Error`, then close the connection.
+    ErrorThenClose(&'static str, CloseCode),
+    /// Drop the connection without a reply.
+    Drop,
+}
+
+impl From<Refusal> for Fail {
+    fn from(r: Refusal) -> Fail {
+        match r {
+            Refusal::Crowded => Fail::Error("crowded"),
+            Refusal::Reclaimed => Fail::Error("reclaimed"),
+            Refusal::TooManyMailboxes => Fail::Error(TOO_MANY_MAILBOXES),
+            Refusal::TooManyMessages => Fail::Error(TOO_MANY_MESSAGES),
+            Refusal::NoFreeNameplate => Fail::Error(NO_FREE_NAMEPLATE),
+            Refusal::Internal => Fail::Drop,
+        }
+    }
+}
+
+/// Per-connection protocol state (the reference's `WebSocketServerProtocol` fields).
+struct Conn {
+    id: u64,
+    shared: Arc<Shared>,
+    app: Option<Arc<str>>,
+    side: Option<Arc<str>>,
+    did_allocate: bool,
+    did_claim: bool,
+    did_release: bool,
+    did_close: bool,
+    nameplate: Option<String>,
+    mailbox_id: Option<String>,
+    /// `open` succeeded and no `close` since (the reference's `self._mailbox`).
+    mailbox_open: bool,
+    /// The mailbox this connection is subscribed to.
+    listening: Option<String>,
+    sub_tx: Option<mpsc::Sender<Frame>>,
+    sub_rx: Option<mpsc::Receiver<Frame>>,
+}
+
+/// Serves one accepted TCP connection until it ends. `refused` carries the reason when
+/// the connection is over a limit: it then only gets that `error` and a close.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    refused: Option<&'static str>,
+) {
+    let _ = stream.set_nodelay(true);
+    let handshake =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(shared.ws_config));
+    let handshake_timeout = HANDSHAKE_TIMEOUT.min(shared.config.limits.idle_timeout);
+    let mut ws = match tokio::time::timeout(handshake_timeout, handshake).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!("mailbox: handshake with {peer} failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("mailbox: handshake with {peer} timed out");
+            return;
+        }
+    };
+    if let Some(reason) = refused {
+        tracing::info!("mailbox: refusing a connection from {peer}: {reason}");
+        let prefix = format!(
+            "{{\"error\": {}, \"orig\": null, \"type\": \"error\"",
+            json_str(reason)
+        );
+        let _ = ws.feed(finish(&prefix)).await;
+        close(&mut ws, CloseCode::Again, reason).await;
+        return;
+    }
+
+    let id = shared
+        .next_conn
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut conn = Conn {
+        id,
+        shared,
+        app: None,
+        side: None,
+        did_allocate: false,
+        did_claim: false,
+        did_release: false,
+        did_close: false,
+        nameplate: None,
+        mailbox_id: None,
+        mailbox_open: false,
+        listening: None,
+        sub_tx: None,
+        sub_rx: None,
+    };
+    if ws.send(finish(&conn.welcome(peer))).await.is_err() {
+        return;
+    }
+    let idle_timeout = conn.shared.config.limits.idle_timeout;
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    loop {
+        let stop = tokio::select! {
+            changed = shutdown.changed() => {
+                match changed {
+                    // Graceful shutdown: tell the client.
+                    Ok(()) => Some(Stop::Close(CloseCode::Away)),
+                    // The server handle was dropped: vanish.
+                    Err(_) => Some(Stop::Drop),
+                }
+            }
+            incoming = ws.next() => match incoming {
+                None => Some(Stop::Drop),
+                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                    let prefix = format!(
+                        "{{\"error\": {}, \"orig\": null, \"type\": \"error\"",
+                        json_str(MESSAGE_TOO_LARGE)
+                    );
+                    let _ = ws.feed(finish(&prefix)).await;
+                    Some(Stop::Close(CloseCode::Size))
+                }
+                Some(Err(e)) => {
+                    tracing::debug!("mailbox: connection {id}: {e}");
+                    Some(Stop::Drop)
+                }
+                Some(Ok(msg)) => {
+                    idle.as_mut().reset(Instant::now() + idle_timeout);
+                    match msg {
+                        Message::Text(t) => conn.frame(&mut ws, t.as_str()).await,
+                        Message::Binary(b) => match std::str::from_utf8(&b) {
+                            Ok(t) => conn.frame(&mut ws, t).await,
+                            Err(_) => Some(Stop::Close(CloseCode::Error)),
+                        },
+                        Message::Close(_) => Some(Stop::Drop),
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
+                            // tungstenite queued the pong; send it.
+                            match ws.flush().await {
+                                Ok(()) => None,
+                                Err(_) => Some(Stop::Drop),
+                            }
+                        }
+                    }
+                }
+            },
+            Some(frame) = recv_sub(&mut conn.sub_rx) => {
+                let mut res = ws.feed(finish(&frame)).await;
+                if res.is_ok() {
+                    res = conn.forward_queued(&mut ws).await;
+                }
+                if res.is_ok() {
+                    res = ws.flush().await;
+                }
+                res.err().map(|_| Stop::Drop)
+            }
+            () = &mut idle => {
+                tracing::debug!("mailbox: connection {id} idle, closing");
+                Some(Stop::Close(CloseCode::Away))
+            }
+        };
+        match stop {
+            None => {}
+            Some(Stop::Drop) => break,
+            Some(Stop::Close(code)) => {
+                close(&mut ws, code, "").await;
+                break;
+            }
+        }
+    }
+    conn.leave();
+}
+
+/// Sends a close frame (best effort, bounded in time).
+async fn close(ws: &mut Ws, code: CloseCode, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = ws.close(Some(frame)).await;
+    })
+    .await;
+}
+
+/// The handshake callback: only `/v1` is a WebSocket resource.
+#[allow(clippy::result_large_err)] // the signature is tungstenite's `Callback`
+fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
+    if req.uri().path() == "/v1" {
+        Ok(resp)
+    } else {
+        let mut err = ErrorResponse::new(Some("not found; the WebSocket is at /v1\n".into()));
+        *err.status_mut() = StatusCode::NOT_FOUND;
+        Err(err)
+    }
+}
+
+/// The next broadcast frame, or never when the connection has no mailbox channel.
+async fn recv_sub(rx: &mut Option<mpsc::Receiver<Frame>>) -> Option<Frame> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Conn {
+    /// The `welcome` frame prefix.
+    fn welcome(&self, peer: SocketAddr) -> String {
+        let ip = peer.ip().to_canonical();
+        let family = if ip.is_ipv4() { "ipv4" } else { "ipv6" };
+        let mut w = String::from("{\"welcome\": {");
+        w.push_str(&self.shared.welcome_fields);
+        w.push_str(&format!(
+            "\"your-address\": {{\"port\": {}, \"{family}\": \"{ip}\"}}}}, \"type\": \"welcome\"",
+            peer.port()
+        ));
+        w
+    }
+
+    /// Unsubscribes on the way out.
+    fn leave(&mut self) {
+        if let (Some(app), Some(mailbox)) = (self.app.clone(), self.listening.take()) {
+            let _ = self.shared.store.send(StoreRequest::Unsubscribe {
+                app,
+                mailbox,
+                conn: self.id,
+            });
+        }
+    }
+
+    /// Sends every broadcast already queued for this connection.
+    async fn forward_queued(&mut self, ws: &mut Ws) -> Result<(), WsError> {
+        if let Some(rx) = &mut self.sub_rx {
+            while let Ok(frame) = rx.try_recv() {
+                ws.feed(finish(&frame)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one text frame. `None` keeps the connection.
+    async fn frame(&mut self, ws: &mut Ws, text: &str) -> Option<Stop> {
+        let msg = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(m)) => m,
+            // Not a JSON object: the reference's handler raises and drops the connection.
+            _ => return Some(Stop::Close(CloseCode::Error)),
+        };
+        let mut out: Vec<String> = Vec::new();
+        let result = match msg.get("type") {
+            None => Err(Fail::Error("missing 'type'")),
+            Some(ty) => {
+                let id = msg.get("id").map(json).unwrap_or_else(|| "null".to_owned());
+                if ws
+                    .feed(finish(&format!("{{\"id\": {id}, \"type\": \"ack\"")))
+                    .await
+                    .is_err()
+                {
+                    return Some(Stop::Drop);
+                }
+                self.dispatch(ty, &msg, &mut out).await
+            }
+        };
+        // Broadcasts the store delivered before answering go out first.
+        if self.forward_queued(ws).await.is_err() {
+            return Some(Stop::Drop);
+        }
+        for prefix in &out {
+            if ws.feed(finish(prefix)).await.is_err() {
+                return Some(Stop::Drop);
+            }
+        }
+        let stop = match result {
+            Ok(()) => None,
+            Err(Fail::Drop) => Some(Stop::Close(CloseCode::Error)),
+            Err(Fail::Error(e)) => {
+                let prefix = format!(
+                    "{{\"error\": {}, \"orig\": {text}, \"type\": \"error\"",
+                    json_str(e)
+                );
+                if ws.feed(finish(&prefix)).await.is_err() {
+                    return Some(Stop::Drop);
+                }
+                None
+            }
+            Err(Fail::ErrorThenClose(e, code)) => {
+                let prefix = format!(
+                    "{{\"error\": {}, \"orig\": {text}, \"type\": \"error\"",
+                    json_str(e)
+                );
+                let _ = ws.feed(finish(&prefix)).await;
+                Some(Stop::Close(code))
+            }
+        };
+        if ws.flush().await.is_err() {
+            return Some(Stop::Drop);
+        }
+        stop
+    }
+
+    /// Sends a request to the store and waits for its answer.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> StoreRequest,
+    ) -> Result<T, Fail> {
+        let (tx, rx) = oneshot::channel();
+        self.shared.store.send(make(tx)).map_err(|_| Fail::Drop)?;
+        rx.await.map_err(|_| Fail::Drop)
+    }
+
+    /// The bound app id and side (`must bind first` otherwise).
+    fn bound(&self) -> Result<(Arc<str>, Arc<str>), Fail> {
+        match (&self.app, &self.side) {
+            (Some(a), Some(s)) => Ok((a.clone(), s.clone())),
+            _ => Err(Fail::Error("must bind first")),
+        }
+    }
+
+    async fn dispatch(
+        &mut self,
+        ty: &Value,
+        msg: &Map<String, Value>,
+        out: &mut Vec<String>,
+    ) -> Result<(), Fail> {
+        let ty = ty.as_str().unwrap_or("");
+        match ty {
+            "ping" => {
+                let ping = msg.get("ping").ok_or(Fail::Error("ping requires 'ping'"))?;
+                out.push(format!("{{\"pong\": {}, \"type\": \"pong\"", json(ping)));
+                return Ok(());
+            }
+            "bind" => return self.bind(msg),
+            _ => {}
+        }
+        let (app, side) = self.bound()?;
+        let now = now();
+        match ty {
+            "list" => {
+                let names = if self.shared.config.allow_list {
+                    self.ask(|reply| StoreRequest::List { app, reply }).await?
+                } else {
+                    Vec::new()
+                };
+                let list: Vec<String> = names
+                    .iter()
+                    .map(|n| format!("{{\"id\": {}}}", json_str(n)))
+                    .collect();
+                out.push(format!(
+                    "{{\"nameplates\": [{}], \"type\": \"nameplates\"",
+                    list.join(", ")
+                ));
+            }
+            "allocate" => {
+                if self.did_allocate {
+                    return Err(Fail::Error("you already allocated one, don't be greedy"));
+                }
+                let nameplate = self
+                    .ask(|reply| StoreRequest::Allocate {
+                        app,
+                        side,
+                        now,
+                        reply,
+                    })
+                    .await??;
+                self.did_allocate = true;
+                out.push(format!(
+                    "{{\"nameplate\": {}, \"type\": \"allocated\"",
+                    json_str(&nameplate)
+                ));
+            }
+            "claim" => {
+                let nameplate = msg
+                    .get("nameplate")
+                    .ok_or(Fail::Error("claim requires 'nameplate'"))?;
+                if self.did_claim {
+                    return Err(Fail::Error("only one claim per connection"));
+                }
+                self.did_claim = true;
+                // The reference raises (and drops the connection) on a non-string or
+                // non-numeric nameplate.
+                let nameplate = nameplate.as_str().ok_or(Fail::Drop)?;
+                if !valid_nameplate(nameplate) {
+                    return Err(Fail::Drop);
+                }
+                self.nameplate = Some(nameplate.to_owned());
+                let nameplate = nameplate.to_owned();
+                let mailbox = self
+                    .ask(|reply| StoreRequest::Claim {
+                        app,
+                        side,
+                        nameplate,
+                        now,
+                        reply,
+                    })
+                    .await??;
+                out.push(format!(
+                    "{{\"mailbox\": {}, \"type\": \"claimed\"",
+                    json_str(&mailbox)
+                ));
+            }
+            "release" => {
+                if self.did_release {
+                    return Err(Fail::Error("only one release per connection"));
+                }
+                let nameplate = match msg.get("nameplate") {
+                    Some(n) => {
+                        if self
+                            .nameplate
+                            .as_deref()
+                            .is_some_and(|mine| n.as_str() != Some(mine))
+                        {
+                            return Err(Fail::Error("release and claim must use same nameplate"));
+                        }
+                        // A non-string nameplate names nothing.
+                        n.as_str().map(str::to_owned)
+                    }
+                    None => Some(
+                        self.nameplate
+                            .clone()
+                            .ok_or(Fail::Error("release without nameplate must follow claim"))?,
+                    ),
+                };
+                self.did_release = true;
+                if let Some(nameplate) = nameplate {
+                    self.ask(|reply| StoreRequest::Release {
+                        app,
+                        side,
+                        nameplate,
+                        reply,
+                    })
+                    .await??;
+                }
+                out.push("{\"type\": \"released\"".to_owned());
+            }
+            "open" => {
+                if self.mailbox_open {
+                    return Err(Fail::Error("only one open per connection"));
+                }
+                let mailbox = msg
+                    .get("mailbox")
+                    .ok_or(Fail::Error("open requires 'mailbox'"))?;
+                let mailbox = mailbox.as_str().ok_or(Fail::Drop)?.to_owned();
+                self.mailbox_id = Some(mailbox.clone());
+                let tx = match &self.sub_tx {
+                    Some(tx) => tx.clone(),
+                    None => {
+                        let cap = self
+                            .shared
+                            .config
+                            .limits
+                            .max_messages_per_mailbox
+                            .clamp(1, 4096);
+                        let (tx, rx) = mpsc::channel(cap);
+                        self.sub_rx = Some(rx);
+                        self.sub_tx = Some(tx.clone());
+                        tx
+                    }
+                };
+                let conn = self.id;
+                let replay = self
+                    .ask(|reply| StoreRequest::Open {
+                        app,
+                        side,
+                        mailbox: mailbox.clone(),
+                        conn,
+                        tx,
+                        now,
+                        reply,
+                    })
+                    .await??;
+                self.mailbox_open = true;
+                self.listening = Some(mailbox);
+                out.extend(replay.iter().map(|f| f.to_string()));
+            }
+            "add" => {
+                if !self.mailbox_open {
+                    return Err(Fail::Error("must open mailbox before adding"));
+                }
+                let phase = msg.get("phase").ok_or(Fail::Error("missing 'phase'"))?;
+                let body = msg.get("body").ok_or(Fail::Error("missing 'body'"))?;
+                let mailbox = self.mailbox_id.clone().ok_or(Fail::Drop)?;
+                let (phase, body) = (json(phase), json(body));
+                let id = msg.get("id").map(json).unwrap_or_else(|| "null".to_owned());
+                match self
+                    .ask(|reply| StoreRequest::Add {
+                        app,
+                        side,
+                        mailbox,
+                        phase,
+                        body,
+                        id,
+                        now,
+                        reply,
+                    })
+                    .await?
+                {
+                    Ok(()) => {}
+                    Err(Refusal::TooManyMessages) => {
+                        return Err(Fail::ErrorThenClose(TOO_MANY_MESSAGES, CloseCode::Policy));
+                    }
+                    Err(r) => return Err(r.into()),
+                }
+            }
+            "close" => {
+                if self.did_close {
+                    return Err(Fail::Error("only one close per connection"));
+                }
+                let mailbox = match msg.get("mailbox") {
+                    Some(m) => {
+                        if self
+                            .mailbox_id
+                            .as_deref()
+                            .is_some_and(|mine| m.as_str() != Some(mine))
+                        {
+                            return Err(Fail::Error("open and close must use same mailbox"));
+                        }
+                        m.as_str().ok_or(Fail::Drop)?.to_owned()
+                    }
+                    None => self
+                        .mailbox_id
+                        .clone()
+                        .ok_or(Fail::Error("close without mailbox must follow open"))?,
+                };
+                let mood = msg.get("mood").and_then(|m| match m {
+                    Value::Null => None,
+                    Value::String(s) => Some(s.clone()),
+                    other => Some(json(other)),
+                });
+                let conn = self.id;
+                let listening = self.listening.take();
+                let result = self
+                    .ask(|reply| StoreRequest::Close {
+                        app: app.clone(),
+                        side,
+                        mailbox,
+                        mood,
+                        conn,
+                        now,
+                        reply,
+                    })
+                    .await?;
+                if let Err(r) = result {
+                    // Still subscribed (nothing changed in the store).
+                    self.listening = listening;
+                    return Err(r.into());
+                }
+                if let Some(other) = listening {
+                    // Subscribed to a different mailbox than the one closed (only
+                    // possible without a `mailbox` match check): drop that too.
+                    if Some(&other) != self.mailbox_id.as_ref() {
+                        let _ = self.shared.store.send(StoreRequest::Unsubscribe {
+                            app,
+                            mailbox: other,
+                            conn,
+                        });
+                    }
+                }
+                self.did_close = true;
+                self.mailbox_open = false;
+                out.push("{\"type\": \"closed\"".to_owned());
+            }
+            _ => return Err(Fail::Error("unknown type")),
+        }
+        Ok(())
+    }
+
+    fn bind(&mut self, msg: &Map<String, Value>) -> Result<(), Fail> {
+        if self.app.is_some() || self.side.is_some() {
+            return Err(Fail::Error("already bound"));
+        }
+        let appid = msg
+            .get("appid")
+            .ok_or(Fail::Error("bind requires 'appid'"))?;
+        let side = msg.get("side").ok_or(Fail::Error("bind requires 'side'"))?;
+        let (Some(appid), Some(side)) = (appid.as_str(), side.as_str()) else {
+            return Err(Fail::Drop);
+        };
+        self.app = Some(appid.into());
+        self.side = Some(side.into());
+        Ok(())
+    }
+}
+
+/// `^\d+$`, at most 40 characters (PROTOCOL §3.5).
+fn valid_nameplate(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 40 && n.bytes().all(|b| b.is_ascii_digit())
+}

@@ -1,0 +1,391 @@
+//! The rendezvous (mailbox) server: a WebSocket server at path `/v1` speaking PROTOCOL §3
+//! like magic-wormhole-mailbox-server 0.8.0.
+//!
+//! Layout:
+//! - this module: configuration, the listener, admission (connection limits), pruning and
+//!   shutdown;
+//! - `conn`: one task per client connection (handshake, `welcome`, the frame loop);
+//! - `store`: one thread owning the SQLite database, fed by a channel; it commits before
+//!   any reply or broadcast leaves, so a crash never loses an acknowledged message.
+//!
+//! Call order: [`MailboxServer::bind`], then [`MailboxServer::spawn`] on a tokio runtime,
+//! then [`MailboxHandle::shutdown`]. Dropping the handle instead stops everything at once
+//! without closing the connections politely (committed state stays in the database).
+
+mod conn;
+mod store;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use store::Request;
+
+/// Where the server keeps its channels (nameplates, mailboxes, messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An in-memory SQLite database: lost when the server stops (for tests and benchmarks).
+    Memory,
+    /// An SQLite file (created if missing, WAL mode): channels survive a restart, even
+    /// after the process is killed.
+    File(PathBuf),
+}
+
+/// Protective limits. Every limit answers the client with an `error` frame; none crashes
+/// the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted WebSocket frame and message, in bytes (`message too large`, then
+    /// the connection is closed).
+    pub max_message_bytes: usize,
+    /// Most messages stored in one mailbox (`too many messages in this mailbox`, then the
+    /// connection is closed).
+    pub max_messages_per_mailbox: usize,
+    /// Most mailboxes alive at once for one app id (`too many mailboxes for this app id`
+    /// on the `allocate`, `claim` or `open` that would create one more).
+    pub max_mailboxes_per_app: usize,
+    /// Most simultaneous client connections (`server is full`, then closed).
+    pub max_connections: usize,
+    /// Most simultaneous connections from one IP address (`too many connections from your
+    /// address`, then closed). Loopback is not exempt.
+    pub max_connections_per_ip: usize,
+    /// A connection that sends no frame (WebSocket pings count) for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// 1 MiB messages, 500 messages per mailbox, 10,000 mailboxes per app id, 20,000
+    /// connections, 5,000 per address (so 1,000 concurrent pairs from one host fit), and
+    /// 30 minutes of idleness.
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 1 << 20,
+            max_messages_per_mailbox: 500,
+            max_mailboxes_per_app: 10_000,
+            max_connections: 20_000,
+            max_connections_per_ip: 5_000,
+            idle_timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Mailbox server configuration.
+#[derive(Debug, Clone)]
+pub struct MailboxConfig {
+    /// Where channels are stored.
+    pub database: Database,
+    /// Message of the day, sent in every `welcome` as `motd`.
+    pub motd: Option<String>,
+    /// Sent in every `welcome` as `error`: every client then fails (to retire a server).
+    pub signal_error: Option<String>,
+    /// Sent in every `welcome` as `current_cli_version`.
+    pub current_cli_version: Option<String>,
+    /// Answer `list` with the app's nameplates (`false`: always an empty list).
+    pub allow_list: bool,
+    /// Protective limits.
+    pub limits: Limits,
+    /// How often stale mailboxes are pruned.
+    pub prune_interval: Duration,
+    /// A mailbox untouched (and without a subscribed connection) for this long is deleted
+    /// at the next prune, with its messages and nameplate.
+    pub channel_expiry: Duration,
+}
+
+impl Default for MailboxConfig {
+    /// In-memory database, no `motd`, listing allowed, default [`Limits`], prune every 5
+    /// minutes, expire after 11 minutes (as the reference server).
+    fn default() -> Self {
+        MailboxConfig {
+            database: Database::Memory,
+            motd: None,
+            signal_error: None,
+            current_cli_version: None,
+            allow_list: true,
+            limits: Limits::default(),
+            prune_interval: Duration::from_secs(5 * 60),
+            channel_expiry: Duration::from_secs(11 * 60),
+        }
+    }
+}
+
+/// State shared by the listener and every connection.
+pub(crate) struct Shared {
+    config: MailboxConfig,
+    ws_config: WebSocketConfig,
+    /// The `welcome` object's fields other than `your-address`, each followed by `", "`.
+    welcome_fields: String,
+    store: mpsc::UnboundedSender<Request>,
+    next_conn: AtomicU64,
+}
+
+/// A bound, not yet running mailbox server.
+pub struct MailboxServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    config: MailboxConfig,
+    db: rusqlite::Connection,
+}
+
+/// A running mailbox server. Drop it to stop abruptly, or call [`MailboxHandle::shutdown`].
+pub struct MailboxHandle {
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    accept: Option<tokio::task::JoinHandle<()>>,
+    store: mpsc::UnboundedSender<Request>,
+}
+
+impl MailboxServer {
+    /// Opens (or creates) the database and binds the listener. Database errors come back
+    /// as [`std::io::Error`]s of kind `Other`.
+    pub async fn bind(
+        addr: impl ToSocketAddrs,
+        config: MailboxConfig,
+    ) -> std::io::Result<MailboxServer> {
+        let database = config.database.clone();
+        let db = tokio::task::spawn_blocking(move || store::open(&database))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)?;
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        Ok(MailboxServer {
+            listener,
+            local_addr,
+            config,
+            db,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Starts serving on the current tokio runtime (the database gets its own thread).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, or if the OS cannot start a thread.
+    pub fn spawn(self) -> MailboxHandle {
+        let MailboxServer {
+            listener,
+            local_addr,
+            config,
+            db,
+        } = self;
+        let limits = store::StoreLimits {
+            max_messages_per_mailbox: config.limits.max_messages_per_mailbox,
+            max_mailboxes_per_app: config.limits.max_mailboxes_per_app,
+        };
+        let (store_tx, store_rx) = mpsc::unbounded_channel();
+        match store::Store::new(db, limits) {
+            Ok(store) => {
+                std::thread::Builder::new()
+                    .name("wormhole-mailbox-db".into())
+                    .spawn(move || store.run(store_rx))
+                    .expect("cannot start the mailbox database thread");
+            }
+            Err(e) => {
+                // The receiver is dropped: every connection that needs the database is
+                // closed, and the rest of the server keeps running.
+                tracing::error!("mailbox database unusable: {e}");
+            }
+        }
+        let mut ws_config = WebSocketConfig::default();
+        ws_config.read_buffer_size = 2048;
+        ws_config.write_buffer_size = 0;
+        ws_config.max_write_buffer_size = config
+            .limits
+            .max_message_bytes
+            .saturating_mul(4)
+            .max(1 << 20);
+        ws_config.max_message_size = Some(config.limits.max_message_bytes);
+        ws_config.max_frame_size = Some(config.limits.max_message_bytes);
+
+        let mut welcome_fields = String::new();
+        for (key, value) in [
+            ("motd", &config.motd),
+            ("current_cli_version", &config.current_cli_version),
+            ("error", &config.signal_error),
+        ] {
+            if let Some(v) = value {
+                let v = serde_json::to_string(v).unwrap_or_else(|_| "\"\"".to_owned());
+                welcome_fields.push_str(&format!("\"{key}\": {v}, "));
+            }
+        }
+        let prune_interval = config.prune_interval.max(Duration::from_millis(10));
+        let expiry = config.channel_expiry.as_secs_f64();
+        let shared = Arc::new(Shared {
+            config,
+            ws_config,
+            welcome_fields,
+            store: store_tx.clone(),
+            next_conn: AtomicU64::new(0),
+        });
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+        // Pruning.
+        let mut prune_shutdown = shutdown_rx.clone();
+        let prune_store = store_tx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(prune_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = prune_shutdown.changed() => break,
+                    _ = tick.tick() => {
+                        let now = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map(|d| d.as_secs_f64())
+                            .unwrap_or(0.0);
+                        if prune_store.send(Request::Prune { now, expiry }).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+
+        let accept = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
+        tracing::info!("mailbox server listening on ws://{local_addr}/v1");
+        MailboxHandle {
+            local_addr,
+            shutdown: shutdown_tx,
+            accept: Some(accept),
+            store: store_tx,
+        }
+    }
+}
+
+/// Counts connections per address and in total.
+struct Admission {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Releases an admitted connection's slot when dropped.
+struct Slot {
+    admission: Arc<Mutex<Admission>>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut a) = self.admission.lock() {
+            a.total = a.total.saturating_sub(1);
+            if let Some(n) = a.per_ip.get_mut(&self.ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    a.per_ip.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+/// How long a graceful shutdown waits for connections to say goodbye.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let admission = Arc::new(Mutex::new(Admission {
+        total: 0,
+        per_ip: HashMap::new(),
+    }));
+    let mut conns = JoinSet::new();
+    let graceful = loop {
+        tokio::select! {
+            changed = shutdown.changed() => break changed.is_ok(),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let ip = peer.ip().to_canonical();
+                    let limits = &shared.config.limits;
+                    let (slot, refused) = match admission.lock() {
+                        Ok(mut a) => {
+                            let from_ip = a.per_ip.get(&ip).copied().unwrap_or(0);
+                            if a.total >= limits.max_connections {
+                                (None, Some(conn::SERVER_FULL))
+                            } else if from_ip >= limits.max_connections_per_ip {
+                                (None, Some(conn::TOO_MANY_FROM_ADDRESS))
+                            } else {
+                                a.total += 1;
+                                a.per_ip.insert(ip, from_ip + 1);
+                                (Some(Slot { admission: admission.clone(), ip }), None)
+                            }
+                        }
+                        Err(_) => (None, Some(conn::SERVER_FULL)),
+                    };
+                    let shared = shared.clone();
+                    let rx = shutdown.clone();
+                    conns.spawn(async move {
+                        let _slot = slot;
+                        conn::serve(stream, peer, shared, rx, refused).await;
+                    });
+                }
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!("mailbox: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    };
+    drop(listener);
+    if graceful {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while conns.join_next().await.is_some() {}
+        })
+        .await;
+    }
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
+}
+
+impl MailboxHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The client URL, `ws://{addr}/v1`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1", self.local_addr)
+    }
+
+    /// Stops accepting, closes every connection (WebSocket close 1001), commits and
+    /// closes the database, and returns when all that is done.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.await;
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.store.send(Request::Shutdown { done: done_tx }).is_ok() {
+            let _ = done_rx.await;
+        }
+        tracing::info!("mailbox server on {} stopped", self.local_addr);
+    }
+}
+
+impl Drop for MailboxHandle {
+    fn drop(&mut self) {
+        // Without `shutdown()`: the tasks notice the dropped watch sender and stop at
+        // once; the database thread ends when its last sender is gone.
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! `wormhole-server`: run a Magic Wormhole mailbox server, a transit relay, or both.
+//!
+//! ```text
+//! wormhole-server mailbox --listen HOST:PORT [--db FILE | --db :memory:] [--motd TEXT] [--signal-error TEXT] [limits…]
+//! wormhole-server relay --listen HOST:PORT [--websocket-listen HOST:PORT]
+//! wormhole-server all --mailbox-listen HOST:PORT --relay-listen HOST:PORT [mailbox and relay flags…]
+//! ```
+//!
+//! Each server logs one `… ready: …` line on stderr once it accepts connections, and the
+//! process exits with status 0 on SIGTERM or SIGINT after shutting the servers down.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+use wormhole_server::{
+    Database, Limits, MailboxConfig, MailboxHandle, MailboxServer, RelayConfig, RelayHandle,
+    RelayServer,
+};
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wormhole-server",
+    version,
+    about = "A Magic Wormhole rendezvous (mailbox) server and transit relay."
+)]
+struct Cli {
+    /// Which server(s) to run.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the rendezvous (mailbox) server.
+    Mailbox {
+        /// Address to listen on (WebSocket, path /v1).
+        #[arg(long, value_name = "HOST:PORT", default_value = "[::]:4000")]
+        listen: String,
+        #[command(flatten)]
+        mailbox: MailboxArgs,
+    },
+    /// Run the transit relay.
+    Relay {
+        /// Address to listen on for TCP clients.
+        #[arg(long, value_name = "HOST:PORT", default_value = "[::]:4001")]
+        listen: String,
+        #[command(flatten)]
+        relay: RelayArgs,
+    },
+    /// Run both in one process.
+    All {
+        /// Address for the mailbox server.
+        #[arg(long, value_name = "HOST:PORT", default_value = "[::]:4000")]
+        mailbox_listen: String,
+        /// Address for the relay's TCP clients.
+        #[arg(long, value_name = "HOST:PORT", default_value = "[::]:4001")]
+        relay_listen: String,
+        #[command(flatten)]
+        mailbox: MailboxArgs,
+        #[command(flatten)]
+        relay: RelayArgs,
+    },
+}
+
+/// Mailbox server options.
+#[derive(Debug, Args)]
+struct MailboxArgs {
+    /// SQLite file holding the channels (created if missing), or `:memory:`.
+    #[arg(long, value_name = "FILE", default_value = "mailbox.sqlite")]
+    db: String,
+    /// Message of the day, shown by clients.
+    #[arg(long, value_name = "TEXT")]
+    motd: Option<String>,
+    /// Make every client fail with this error (e.g. to retire an old server).
+    #[arg(long, value_name = "TEXT")]
+    signal_error: Option<String>,
+    /// Advertise this as the current CLI version in the welcome.
+    #[arg(long, value_name = "VERSION")]
+    current_cli_version: Option<String>,
+    /// Answer `list` with no nameplates (disables code completion for clients).
+    #[arg(long)]
+    disallow_list: bool,
+    /// Largest accepted frame and message, in bytes.
+    #[arg(long, value_name = "BYTES")]
+    max_message_bytes: Option<usize>,
+    /// Most messages stored in one mailbox.
+    #[arg(long, value_name = "N")]
+    max_messages_per_mailbox: Option<usize>,
+    /// Most mailboxes alive at once for one app id.
+    #[arg(long, value_name = "N")]
+    max_mailboxes_per_app: Option<usize>,
+    /// Most simultaneous client connections.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Most simultaneous connections from one client address.
+    #[arg(long, value_name = "N")]
+    max_connections_per_ip: Option<usize>,
+    /// Close a connection that sent nothing for this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    idle_timeout: Option<u64>,
+}
+
+/// Transit relay options.
+#[derive(Debug, Args)]
+struct RelayArgs {
+    /// Also accept WebSocket clients (binary frames) on this address.
+    #[arg(long, value_name = "HOST:PORT")]
+    websocket_listen: Option<String>,
+    /// Most simultaneous relay connections.
+    #[arg(long = "relay-max-connections", value_name = "N")]
+    max_connections: Option<usize>,
+}
+
+impl MailboxArgs {
+    fn config(&self) -> MailboxConfig {
+        let database = if self.db == ":memory:" {
+            Database::Memory
+        } else {
+            Database::File(PathBuf::from(&self.db))
+        };
+        let d = Limits::default();
+        let limits = Limits {
+            max_message_bytes: self.max_message_bytes.unwrap_or(d.max_message_bytes),
+            max_messages_per_mailbox: self
+                .max_messages_per_mailbox
+                .unwrap_or(d.max_messages_per_mailbox),
+            max_mailboxes_per_app: self
+                .max_mailboxes_per_app
+                .unwrap_or(d.max_mailboxes_per_app),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .unwrap_or(d.max_connections_per_ip),
+            idle_timeout: self
+                .idle_timeout
+                .map(Duration::from_secs)
+                .unwrap_or(d.idle_timeout),
+        };
+        MailboxConfig {
+            database,
+            motd: self.motd.clone(),
+            signal_error: self.signal_error.clone(),
+            current_cli_version: self.current_cli_version.clone(),
+            allow_list: !self.disallow_list,
+            limits,
+            ..MailboxConfig::default()
+        }
+    }
+}
+
+impl RelayArgs {
+    fn config(&self) -> RelayConfig {
+        let d = RelayConfig::default();
+        RelayConfig {
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            ..d
+        }
+    }
+}
+
+async fn start_mailbox(listen: &str, args: &MailboxArgs) -> Result<MailboxHandle, String> {
+    let server = MailboxServer::bind(listen, args.config())
+        .await
+        .map_err(|e| format!("cannot start the mailbox server on {listen}: {e}"))?;
+    let handle = server.spawn();
+    let db = match &args.db[..] {
+        ":memory:" => "in memory".to_owned(),
+        file => format!("database {file}"),
+    };
+    eprintln!("wormhole-server: mailbox ready: {} ({db})", handle.url());
+    Ok(handle)
+}
+
+async fn start_relay(listen: &str, args: &RelayArgs) -> Result<RelayHandle, String> {
+    let server = RelayServer::bind(listen, args.websocket_listen.as_deref(), args.config())
+        .await
+        .map_err(|e| format!("cannot start the transit relay on {listen}: {e}"))?;
+    let handle = server.spawn();
+    match handle.websocket_addr() {
+        Some(ws) => eprintln!(
+            "wormhole-server: relay ready: tcp:{} ws://{ws}",
+            handle.local_addr()
+        ),
+        None => eprintln!("wormhole-server: relay ready: tcp:{}", handle.local_addr()),
+    }
+    Ok(handle)
+}
+
+/// Wait for SIGTERM or SIGINT.
+async fn terminated() -> Result<(), String> {
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let (mailbox, relay) = match &cli.command {
+        Command::Mailbox { listen, mailbox } => (Some(start_mailbox(listen, mailbox).await?), None),
+        Command::Relay { listen, relay } => (None, Some(start_relay(listen, relay).await?)),
+        Command::All {
+            mailbox_listen,
+            relay_listen,
+            mailbox,
+            relay,
+        } => {
+            let m = start_mailbox(mailbox_listen, mailbox).await?;
+            let r = match start_relay(relay_listen, relay).await {
+                Ok(r) => r,
+                Err(e) => {
+                    m.shutdown().await;
+                    return Err(e);
+                }
+            };
+            (Some(m), Some(r))
+        }
+    };
+    let waited = terminated().await;
+    eprintln!("wormhole-server: shutting down");
+    if let Some(m) = mailbox {
+        m.shutdown().await;
+    }
+    if let Some(r) = relay {
+        r.shutdown().await;
+    }
+    waited
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wormhole-server: ERROR: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wormhole-server: ERROR: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
