@@ -143,24 +143,58 @@ fn parse_offer(offer: &Value) -> Offer {
     Offer::Unknown(offer.clone())
 }
 
+/// The offer a text sender posts: `{"offer": {"message": TEXT}}`.
+pub fn text_offer(text: &str) -> Vec<u8> {
+    TransferMessage::Offer(Offer::Message(text.to_owned())).to_bytes()
+}
+
+/// The sender's step (sans-IO half of [`send_text`]): what one message from the receiver
+/// means. `None`: not the answer yet, keep waiting; `Some(Ok(()))`: acknowledged.
+pub fn sender_step(msg: &[u8]) -> Option<Result<()>> {
+    match TransferMessage::parse(msg) {
+        Err(e) => Some(Err(e)),
+        Ok(TransferMessage::Error(e)) => Some(Err(Error::Transfer(format!(
+            "remote error, transfer abandoned: {e}"
+        )))),
+        Ok(TransferMessage::MessageAck(a)) if a == "ok" => Some(Ok(())),
+        Ok(TransferMessage::MessageAck(_) | TransferMessage::FileAck(_)) => Some(Err(
+            Error::Transfer("ambiguous response from the receiver".into()),
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// The receiver's step (sans-IO half of [`receive_text`]): what one message from the sender
+/// means, as `(reply to post first, outcome)`. An outcome of `None` means keep waiting.
+pub fn receiver_step(msg: &[u8]) -> (Option<Vec<u8>>, Option<Result<String>>) {
+    match TransferMessage::parse(msg) {
+        Err(e) => (None, Some(Err(e))),
+        Ok(TransferMessage::Error(e)) => (
+            None,
+            Some(Err(Error::Transfer(format!("remote error: {e}")))),
+        ),
+        Ok(TransferMessage::Offer(Offer::Message(text))) => (
+            Some(TransferMessage::MessageAck("ok".into()).to_bytes()),
+            Some(Ok(text)),
+        ),
+        Ok(TransferMessage::Offer(_)) => (
+            Some(TransferMessage::Error("unknown offer type".into()).to_bytes()),
+            Some(Err(Error::Transfer(
+                "the sender offered a file or directory; this receiver only accepts text so far"
+                    .into(),
+            ))),
+        ),
+        Ok(_) => (None, None),
+    }
+}
+
 /// Send `text` and wait for the receiver's acknowledgement (the sender half of
 /// `wormhole send --text`). The caller sets or allocates the code and closes the wormhole.
 pub async fn send_text(w: &Wormhole, text: &str) -> Result<()> {
-    w.send_message(TransferMessage::Offer(Offer::Message(text.to_owned())).to_bytes())?;
+    w.send_message(text_offer(text))?;
     loop {
-        match TransferMessage::parse(&w.get_message().await?)? {
-            TransferMessage::Error(e) => {
-                return Err(Error::Transfer(format!(
-                    "remote error, transfer abandoned: {e}"
-                )));
-            }
-            TransferMessage::MessageAck(a) if a == "ok" => return Ok(()),
-            TransferMessage::MessageAck(_) | TransferMessage::FileAck(_) => {
-                return Err(Error::Transfer(
-                    "ambiguous response from the receiver".into(),
-                ));
-            }
-            _ => {}
+        if let Some(outcome) = sender_step(&w.get_message().await?) {
+            return outcome;
         }
     }
 }
@@ -171,20 +205,12 @@ pub async fn send_text(w: &Wormhole, text: &str) -> Result<()> {
 /// [`Error::Transfer`].
 pub async fn receive_text(w: &Wormhole) -> Result<String> {
     loop {
-        match TransferMessage::parse(&w.get_message().await?)? {
-            TransferMessage::Error(e) => return Err(Error::Transfer(format!("remote error: {e}"))),
-            TransferMessage::Offer(Offer::Message(text)) => {
-                w.send_message(TransferMessage::MessageAck("ok".into()).to_bytes())?;
-                return Ok(text);
-            }
-            TransferMessage::Offer(_) => {
-                w.send_message(TransferMessage::Error("unknown offer type".into()).to_bytes())?;
-                return Err(Error::Transfer(
-                    "the sender offered a file or directory; this receiver only accepts text so far"
-                        .into(),
-                ));
-            }
-            _ => {}
+        let (reply, outcome) = receiver_step(&w.get_message().await?);
+        if let Some(reply) = reply {
+            w.send_message(reply)?;
+        }
+        if let Some(outcome) = outcome {
+            return outcome;
         }
     }
 }

@@ -1,0 +1,384 @@
+//! Events: `wh_event` (what the pull API hands out), the per-handle event queue both
+//! delivery modes read, and the pollable file descriptor.
+//!
+//! Invariants of [`Queue`]:
+//! - events are queued in the order core reports them; `closed` is always the last one
+//!   (anything pushed after it is dropped), and every pending text transfer completes
+//!   before it;
+//! - in pull mode the pipe holds exactly one byte while the queue is non-empty and none
+//!   while it is empty (both changed under the queue lock), so its read end is readable
+//!   exactly while events wait: level-triggered for select/poll/libuv, and a fresh edge
+//!   for each empty → non-empty change under epoll's EPOLLET.
+
+use std::collections::VecDeque;
+use std::ffi::c_char;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use wormhole_core::Event;
+
+use super::cast::{Castable, OwnedBox, box_from_raw, box_ref};
+use super::result::wh_result;
+
+/// The kind of a `wh_event`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum wh_event_kind {
+    /// Not an event (what `wh_event_get_kind(NULL)` returns).
+    None = 0,
+    /// The server's welcome message. Text: its JSON object.
+    Welcome = 1,
+    /// The code is known (allocated, set, or input). Text: the code.
+    Code = 2,
+    /// The SPAKE2 key, before the peer proved it has it. Data: 32 bytes.
+    UnverifiedKey = 3,
+    /// The verifier both sides can compare. Data: 32 bytes.
+    Verifier = 4,
+    /// The peer's app versions. Text: its JSON object.
+    Versions = 5,
+    /// An application message from the peer. Data: its bytes.
+    Message = 6,
+    /// The wormhole closed; always the last event. Result: `WH_RESULT_OK` when happy,
+    /// otherwise why (`WH_RESULT_LONELY`, `WH_RESULT_WRONG_PASSWORD`, …). Text: a message
+    /// ("happy" when OK).
+    Closed = 7,
+    /// `wh_send_text` completed. Result: OK once the receiver acknowledged; otherwise the
+    /// error, and text is its message.
+    TextSent = 8,
+    /// `wh_receive_text` completed. Result OK: text (and data) is the received text;
+    /// otherwise the error, and text is its message.
+    TextReceived = 9,
+    /// After `wh_input_choose_nameplate`: the nameplate is claimed and word completion
+    /// works. Not delivered if the wormhole closes first.
+    WordlistAvailable = 10,
+}
+
+/// One event, owned by the library until handed to C.
+#[derive(Debug)]
+pub(crate) struct EventData {
+    pub(crate) kind: wh_event_kind,
+    pub(crate) result: wh_result,
+    /// The payload followed by one NUL byte (so text can be read as a C string).
+    payload: Vec<u8>,
+    pub(crate) is_text: bool,
+}
+
+impl EventData {
+    pub(crate) fn text(kind: wh_event_kind, result: wh_result, text: &str) -> EventData {
+        let mut payload = Vec::with_capacity(text.len() + 1);
+        payload.extend_from_slice(text.as_bytes());
+        payload.push(0);
+        EventData {
+            kind,
+            result,
+            payload,
+            is_text: true,
+        }
+    }
+
+    pub(crate) fn bytes(kind: wh_event_kind, bytes: &[u8]) -> EventData {
+        let mut payload = Vec::with_capacity(bytes.len() + 1);
+        payload.extend_from_slice(bytes);
+        payload.push(0);
+        EventData {
+            kind,
+            result: wh_result::Ok,
+            payload,
+            is_text: false,
+        }
+    }
+
+    pub(crate) fn empty(kind: wh_event_kind) -> EventData {
+        EventData::bytes(kind, &[])
+    }
+
+    /// The payload without the trailing NUL.
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.payload[..self.payload.len() - 1]
+    }
+
+    /// The payload as a NUL-terminated string, for text events.
+    pub(crate) fn c_text(&self) -> *const c_char {
+        if self.is_text {
+            self.payload.as_ptr().cast()
+        } else {
+            std::ptr::null()
+        }
+    }
+
+    /// Translate one core event.
+    pub(crate) fn from_core(ev: &Event) -> EventData {
+        use wh_event_kind as K;
+        match ev {
+            Event::Welcome(w) => EventData::text(
+                K::Welcome,
+                wh_result::Ok,
+                &serde_json::Value::Object(w.clone()).to_string(),
+            ),
+            Event::Code(c) => EventData::text(K::Code, wh_result::Ok, c),
+            Event::UnverifiedKey(k) => EventData::bytes(K::UnverifiedKey, &k.0),
+            Event::Verifier(v) => EventData::bytes(K::Verifier, v),
+            Event::Versions(v) => EventData::text(K::Versions, wh_result::Ok, &v.to_string()),
+            Event::Message(m) => EventData::bytes(K::Message, m),
+            Event::Closed(Ok(())) => EventData::text(K::Closed, wh_result::Ok, "happy"),
+            Event::Closed(Err(e)) => EventData::text(K::Closed, e.into(), &e.to_string()),
+        }
+    }
+}
+
+/// An event handed out by `wh_next_event`. Opaque: read it with the `wh_event_*`
+/// accessors and release it with `wh_event_free`.
+pub struct wh_event {
+    _private: [u8; 0],
+}
+
+impl Castable for wh_event {
+    type Ownership = OwnedBox;
+    type RustType = EventData;
+}
+
+/// A text transfer waiting for the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TextOp {
+    Send,
+    Receive,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct QueueState {
+    pub(crate) events: VecDeque<EventData>,
+    /// `closed` was queued: nothing more is.
+    pub(crate) closed_queued: bool,
+    /// Pull mode: `closed` was handed out.
+    pub(crate) closed_taken: bool,
+    /// `wh_free` started: the dispatcher stops.
+    pub(crate) freed: bool,
+    /// The pending text transfer, if any.
+    pub(crate) text_op: Option<TextOp>,
+}
+
+/// A non-blocking pipe whose read end is the handle's event fd (pull mode, Unix).
+#[derive(Debug)]
+struct Pipe {
+    read: libc::c_int,
+    write: libc::c_int,
+}
+
+impl Pipe {
+    fn new() -> Result<Pipe, wh_result> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe(2) to fill.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(wh_result::Internal);
+        }
+        for fd in fds {
+            // SAFETY: `fd` was just returned by pipe(2) and is owned by us.
+            unsafe {
+                let fl = libc::fcntl(fd, libc::F_GETFL);
+                libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+        Ok(Pipe {
+            read: fds[0],
+            write: fds[1],
+        })
+    }
+
+    fn raise(&self) {
+        let byte = 1u8;
+        // SAFETY: writing one byte from a live local to our own open, non-blocking fd.
+        // A full pipe cannot happen (it never holds more than one byte).
+        unsafe { libc::write(self.write, (&raw const byte).cast(), 1) };
+    }
+
+    fn lower(&self) {
+        let mut byte = 0u8;
+        // SAFETY: reading one byte into a live local from our own open, non-blocking fd.
+        unsafe { libc::read(self.read, (&raw mut byte).cast(), 1) };
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // SAFETY: both fds are ours and closed exactly once, here.
+        unsafe {
+            libc::close(self.read);
+            libc::close(self.write);
+        }
+    }
+}
+
+/// The per-handle event queue; the core's event pump pushes, the dispatcher thread or
+/// `wh_next_event` pops.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    state: Mutex<QueueState>,
+    changed: Condvar,
+    pipe: Option<Pipe>,
+}
+
+impl Queue {
+    pub(crate) fn new(pull: bool) -> Result<Queue, wh_result> {
+        Ok(Queue {
+            state: Mutex::new(QueueState::default()),
+            changed: Condvar::new(),
+            pipe: if pull { Some(Pipe::new()?) } else { None },
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // Poisoning only means a panic elsewhere while locked; the state is plain data.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue an event (dropped after `closed`), keep the fd invariant, wake waiters.
+    pub(crate) fn push(&self, st: &mut QueueState, ev: EventData) {
+        if st.closed_queued {
+            return;
+        }
+        if ev.kind == wh_event_kind::Closed {
+            st.closed_queued = true;
+        }
+        if st.events.is_empty() {
+            if let Some(p) = &self.pipe {
+                p.raise();
+            }
+        }
+        st.events.push_back(ev);
+        self.changed.notify_all();
+    }
+
+    /// Take the next event, keeping the fd invariant.
+    pub(crate) fn pop(&self, st: &mut QueueState) -> Option<EventData> {
+        let ev = st.events.pop_front()?;
+        if st.events.is_empty() {
+            if let Some(p) = &self.pipe {
+                p.lower();
+            }
+        }
+        Some(ev)
+    }
+
+    /// Wake the dispatcher (after `freed` was set).
+    pub(crate) fn wake(&self) {
+        self.changed.notify_all();
+    }
+
+    /// Wait for a change, up to `deadline` (forever for `None`).
+    pub(crate) fn wait<'a>(
+        &self,
+        guard: MutexGuard<'a, QueueState>,
+        deadline: Option<Instant>,
+    ) -> (MutexGuard<'a, QueueState>, bool) {
+        match deadline {
+            None => (
+                self.changed.wait(guard).unwrap_or_else(|p| p.into_inner()),
+                false,
+            ),
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return (guard, true);
+                }
+                let (g, _) = self
+                    .changed
+                    .wait_timeout(guard, d - now)
+                    .unwrap_or_else(|p| p.into_inner());
+                (g, Instant::now() >= d)
+            }
+        }
+    }
+
+    /// The read end of the pipe (pull mode).
+    pub(crate) fn fd(&self) -> Option<libc::c_int> {
+        self.pipe.as_ref().map(|p| p.read)
+    }
+
+    /// Pull mode: the next event within `timeout_ms` (< 0: forever).
+    pub(crate) fn next(&self, timeout_ms: i32) -> Result<EventData, wh_result> {
+        let deadline =
+            (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
+        let mut st = self.lock();
+        loop {
+            if let Some(ev) = self.pop(&mut st) {
+                if ev.kind == wh_event_kind::Closed {
+                    st.closed_taken = true;
+                }
+                return Ok(ev);
+            }
+            if st.closed_taken {
+                return Err(wh_result::Closed);
+            }
+            let (g, timed_out) = self.wait(st, deadline);
+            st = g;
+            if timed_out && st.events.is_empty() {
+                return Err(if st.closed_taken {
+                    wh_result::Closed
+                } else {
+                    wh_result::NoEvent
+                });
+            }
+        }
+    }
+}
+
+/// The kind of an event; `WH_EVENT_KIND_NONE` for NULL. Thread-safe (read-only).
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_event_get_kind(event: *const wh_event) -> wh_event_kind {
+    ffi_boundary! {
+        box_ref::<wh_event>(event).map_or(wh_event_kind::None, |e| e.kind)
+    }
+}
+
+/// The outcome an event carries: for `CLOSED`, `TEXT_SENT` and `TEXT_RECEIVED` the
+/// result of the operation; `WH_RESULT_OK` for the other kinds; `WH_RESULT_NULL_ARGUMENT`
+/// for NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_event_result(event: *const wh_event) -> wh_result {
+    ffi_boundary! {
+        box_ref::<wh_event>(event).map_or(wh_result::NullArgument, |e| e.result)
+    }
+}
+
+/// The event's text as a NUL-terminated UTF-8 string, or NULL when the kind carries no
+/// text (or `event` is NULL). Text kinds: `WELCOME` and `VERSIONS` (JSON), `CODE`,
+/// `CLOSED` (message), `TEXT_SENT` (message), `TEXT_RECEIVED` (the text or a message).
+///
+/// The string is owned by the event: valid until `wh_event_free(event)`; do not free it.
+/// Text that itself contains NUL characters is cut short here; `wh_event_data` has all
+/// of it.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_event_text(event: *const wh_event) -> *const c_char {
+    ffi_boundary! {
+        box_ref::<wh_event>(event).map_or(std::ptr::null(), |e| e.c_text())
+    }
+}
+
+/// The event's payload bytes (for text kinds: the UTF-8 text without a terminator), or
+/// NULL for a NULL event. Never NULL for a valid event, even when the length is 0; the
+/// length is `wh_event_len(event)`. Owned by the event: valid until `wh_event_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_event_data(event: *const wh_event) -> *const u8 {
+    ffi_boundary! {
+        box_ref::<wh_event>(event).map_or(std::ptr::null(), |e| e.data().as_ptr())
+    }
+}
+
+/// The length in bytes of `wh_event_data(event)`; 0 for NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_event_len(event: *const wh_event) -> usize {
+    ffi_boundary! {
+        box_ref::<wh_event>(event).map_or(0, |e| e.data().len())
+    }
+}
+
+/// Free an event returned by `wh_next_event`, with everything it owns. NULL does
+/// nothing; freeing twice is undefined. Any thread; events are independent of their
+/// wormhole and may outlive it.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_event_free(event: *mut wh_event) {
+    ffi_boundary! {
+        drop(box_from_raw::<wh_event>(event));
+    }
+}

@@ -1,0 +1,25 @@
+//! The `wh_*` C API (STYLE §5).
+//!
+//! - [`result`]: `wh_result`, the stable result codes, and `wh_result_str`.
+//! - [`panic`]: the panic boundary every `extern "C"` body goes through.
+//! - [`cast`]: the one place where C pointers become Rust references and back.
+//! - [`event`]: `wh_event`, the event queue, and the pull API.
+//! - [`wormhole`]: `wh_create` and everything else on a `wh_wormhole`.
+//! - [`strings`]: string arrays handed to C and their free function.
+//!
+//! Spellings follow C (`wh_result`, `wh_event`), so one grep finds both sides.
+
+#![allow(non_camel_case_types)]
+
+#[macro_use]
+pub(crate) mod panic;
+pub(crate) mod cast;
+pub mod event;
+pub mod result;
+pub mod strings;
+pub mod wormhole;
+
+pub use event::*;
+pub use result::*;
+pub use strings::*;
+pub use wormhole::*;
