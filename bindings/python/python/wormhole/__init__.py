@@ -1,0 +1,47 @@
+"""Magic Wormhole on a Rust core, with the reference library's API.
+
+``wormhole.create(appid, relay_url, reactor)`` returns a wormhole whose events arrive
+as asyncio awaitables (``reactor=None``), Twisted Deferreds (a Twisted reactor), or
+delegate method calls (``delegate=``). :mod:`wormhole.transcribe` offers the older
+blocking ``Initiator`` / ``Receiver``. Errors live in :mod:`wormhole.errors`.
+
+This distribution must not share an environment with the reference ``magic-wormhole``
+package, which installs a module of the same name.
+"""
+
+import atexit as _atexit
+
+from wormhole import _native, errors
+from wormhole._completion import CodeCompleter, input_with_completion
+from wormhole._wormhole import (
+    DeferredWormhole,
+    DelegatedWormhole,
+    InputHelper,
+    Wormhole,
+    create,
+)
+
+#: The version of the Rust core this module wraps.
+__version__ = _native.CORE_VERSION
+#: The app id of the reference ``wormhole send`` / ``wormhole receive`` tool.
+TRANSFER_APPID = _native.TRANSFER_APPID
+#: The public mailbox server the reference CLI uses.
+PUBLIC_RELAY_URL = _native.PUBLIC_RELAY_URL
+
+# Stop delivering callbacks before the interpreter finalizes, so a wormhole left open at
+# exit cannot touch a dying interpreter.
+_atexit.register(_native._shutdown)
+
+__all__ = [
+    "CodeCompleter",
+    "DeferredWormhole",
+    "DelegatedWormhole",
+    "InputHelper",
+    "PUBLIC_RELAY_URL",
+    "TRANSFER_APPID",
+    "Wormhole",
+    "create",
+    "errors",
+    "input_with_completion",
+    "__version__",
+]

@@ -1,0 +1,300 @@
+"""``wormhole.create()`` and the wormhole objects it returns (deferred and delegated mode)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import weakref
+from typing import Any, Dict, Optional, Set
+
+from wormhole import _native
+from wormhole._eventual import _Eventual, eventual_for
+from wormhole.errors import NoTorError
+
+log = logging.getLogger("wormhole")
+
+_EVENT_METHODS = {
+    "welcome": "wormhole_got_welcome",
+    "code": "wormhole_got_code",
+    "unverified_key": "wormhole_got_unverified_key",
+    "verifier": "wormhole_got_verifier",
+    "versions": "wormhole_got_versions",
+    "message": "wormhole_got_message",
+    "closed": "wormhole_closed",
+}
+
+
+def _ignore(err: Optional[BaseException], val: Any) -> None:
+    """A completion nobody waits for."""
+
+
+class InputHelper:
+    """Interactive code entry with completion, from :meth:`Wormhole.input_code`.
+
+    Call :meth:`choose_nameplate` then :meth:`choose_words`; the completion methods help
+    a front end such as :func:`wormhole.input_with_completion` in between.
+    """
+
+    def __init__(self, native: Any, eventual: _Eventual) -> None:
+        self._native = native
+        self._eventual = eventual
+
+    def refresh_nameplates(self) -> None:
+        """Ask the server for the nameplates in use; later completions use the answer.
+
+        Raises ``AlreadyChoseNameplateError`` after :meth:`choose_nameplate`."""
+        self._native.refresh_nameplates()
+
+    def get_nameplate_completions(self, prefix: str) -> Set[str]:
+        """The known nameplates starting with ``prefix``, each followed by ``-``.
+
+        Raises ``AlreadyChoseNameplateError`` after :meth:`choose_nameplate`."""
+        return set(self._native.get_nameplate_completions(prefix))
+
+    def choose_nameplate(self, nameplate: str) -> None:
+        """Commit the nameplate (digits only, else ``KeyFormatError``) and claim it.
+
+        Only once: ``AlreadyChoseNameplateError`` afterwards."""
+        self._native.choose_nameplate(nameplate)
+
+    def when_wordlist_is_available(self) -> Any:
+        """An awaitable (or Deferred) that fires with ``None`` once the chosen nameplate is
+        claimed and :meth:`get_word_completions` can answer."""
+        aw, settle = self._eventual.new()
+        self._native.start_wordlist(settle)
+        return aw
+
+    def get_word_completions(self, prefix: str) -> Set[str]:
+        """Completions of the words typed so far (``"opulent-pr"``), with a trailing ``-``
+        when more words are expected; empty until the wordlist is available.
+
+        Raises ``MustChooseNameplateFirstError`` before :meth:`choose_nameplate` and
+        ``AlreadyChoseWordsError`` after :meth:`choose_words`."""
+        return set(self._native.get_word_completions(prefix))
+
+    def choose_words(self, words: str) -> None:
+        """Finish: the code becomes ``nameplate-words`` and the connection proceeds.
+
+        Raises ``MustChooseNameplateFirstError`` or ``AlreadyChoseWordsError``."""
+        self._native.choose_words(words)
+
+    def _wait_wordlist(self, timeout: Optional[float] = None) -> None:
+        """Block the calling (non-loop) thread until the wordlist is available."""
+        self._native.wait_wordlist(timeout)
+
+
+class Wormhole:
+    """What both modes share: choosing the code, sending, deriving keys.
+
+    Use :func:`wormhole.create` to make one. Dropping the last reference cancels it
+    (the nameplate and mailbox are released in the background)."""
+
+    def __init__(self, native: Any, eventual: _Eventual) -> None:
+        self._native = native
+        self._eventual = eventual
+
+    def allocate_code(self, length: int = 2) -> None:
+        """Allocate a nameplate on the server and pick ``length`` random words; the code
+        is delivered like any other (``get_code()`` / ``wormhole_got_code``)."""
+        if not isinstance(length, int) or length < 1:
+            raise ValueError("length must be a positive integer")
+        self._native.allocate_code(length)
+
+    def set_code(self, code: str) -> None:
+        """Use a complete code such as ``"4-purple-sausages"``.
+
+        Raises ``KeyFormatError`` for a space or a non-numeric nameplate, and
+        ``OnlyOneCodeError`` if a code was already set, allocated or being input."""
+        if not isinstance(code, str):
+            raise TypeError("the code must be a str")
+        self._native.set_code(code)
+
+    def input_code(self) -> InputHelper:
+        """Start interactive code entry: returns the helper (see :class:`InputHelper`)."""
+        return InputHelper(self._native.input_code(), self._eventual)
+
+    def send_message(self, msg: bytes) -> None:
+        """Queue ``msg`` (bytes) for the peer. Messages arrive in order, exactly once."""
+        if not isinstance(msg, (bytes, bytearray, memoryview)):
+            raise TypeError("messages must be bytes")
+        self._native.send_message(bytes(msg))
+
+    def derive_key(self, purpose: str, length: int) -> bytes:
+        """Derive ``length`` bytes for ``purpose`` from the session key.
+
+        Raises ``NoKeyError`` before the key is known."""
+        if not isinstance(purpose, str):
+            raise TypeError("purpose must be a str")
+        if not isinstance(length, int) or length < 0:
+            raise ValueError("length must be a non-negative integer")
+        return self._native.derive_key(purpose, length)
+
+    def cancel(self) -> None:
+        """Abandon the wormhole without waiting (an extension of this library)."""
+        self._native.cancel()
+
+
+class DeferredWormhole(Wormhole):
+    """Deferred mode: the ``get_*`` methods return awaitables (asyncio) or Deferreds
+    (Twisted) that fire when the event happens."""
+
+    def __init__(
+        self, native: Any, eventual: _Eventual, welcome_handler: Any = None
+    ) -> None:
+        super().__init__(native, eventual)
+        if welcome_handler is not None:
+
+            def on_loop(err: Optional[BaseException], val: Any) -> None:
+                if err is None:
+                    try:
+                        welcome_handler(json.loads(val))
+                    except Exception:
+                        log.exception("the welcome handler raised")
+
+            self._native.start(
+                "welcome", lambda err, val: eventual.call(on_loop, err, val), None
+            )
+
+    def _op(self, op: str, convert: Any = None, arg: Optional[str] = None) -> Any:
+        aw, settle = self._eventual.new(convert)
+        self._native.start(op, settle, arg)
+        return aw
+
+    def get_welcome(self) -> Any:
+        """Fires with the server's welcome message (a dict, e.g. with ``motd``)."""
+        return self._op("welcome", json.loads)
+
+    def get_code(self) -> Any:
+        """Fires with the code once it is allocated, set or input."""
+        return self._op("code")
+
+    def get_unverified_key(self) -> Any:
+        """Fires with the SPAKE2 key (bytes) before the peer has proven it holds it."""
+        return self._op("unverified_key")
+
+    def get_verifier(self) -> Any:
+        """Fires with the verifier (32 bytes) once the peer's first message decrypted;
+        both sides can compare it (as hex) to rule out a man in the middle."""
+        return self._op("verifier")
+
+    def get_versions(self) -> Any:
+        """Fires with the peer's ``versions`` dict."""
+        return self._op("versions", json.loads)
+
+    def get_message(self) -> Any:
+        """Fires with the next message from the peer (bytes); each message exactly once,
+        in order, even with several calls outstanding."""
+        return self._op("message")
+
+    def close(self) -> Any:
+        """Release the nameplate and mailbox; fires with ``"happy"``, or fails with
+        ``LonelyError``, ``WrongPasswordError``, ``WelcomeError``, ``ServerError``, …"""
+        return self._op("close")
+
+    def send_text(self, text: str) -> Any:
+        """PROTOCOL §8 text offer (``wormhole send --text``): sends the offer and fires
+        with ``None`` once the receiver acknowledged it. Use the app id
+        ``wormhole.TRANSFER_APPID`` to talk to the reference CLI."""
+        if not isinstance(text, str):
+            raise TypeError("text must be a str")
+        return self._op("send_text", None, text)
+
+    def receive_text(self) -> Any:
+        """PROTOCOL §8 text answer (``wormhole receive``): waits for a text offer,
+        acknowledges it and fires with the text. A file offer is refused
+        (``TransferError``)."""
+        return self._op("receive_text")
+
+
+class DelegatedWormhole(Wormhole):
+    """Delegated mode: events call ``wormhole_got_*`` / ``wormhole_closed`` methods of the
+    delegate, on the event loop or reactor thread, in order."""
+
+    def close(self) -> None:
+        """Start closing; the outcome goes to ``delegate.wormhole_closed(result)``
+        (``"happy"`` or an exception instance)."""
+        self._native.start("close", _ignore, None)
+
+
+def _make_event_handler(
+    eventual: _Eventual, delegate: Any, welcome_handler: Any, owner: "weakref.ref[Any]"
+) -> Any:
+    """The ``on_event(name, value)`` the native side calls on its dispatcher thread.
+
+    Holds the wormhole only weakly, so an abandoned delegated wormhole can still be
+    garbage-collected (and so cancelled)."""
+
+    def deliver(name: str, value: Any) -> None:
+        if name in ("welcome", "versions"):
+            value = json.loads(value)
+        try:
+            if name == "welcome" and welcome_handler is not None:
+                welcome_handler(value)
+            method = getattr(delegate, _EVENT_METHODS[name], None)
+            if method is not None:
+                method(value)
+        except Exception:
+            log.exception("a wormhole delegate method raised; cancelling the wormhole")
+            w = owner()
+            if w is not None:
+                w.cancel()
+
+    def on_event(name: str, value: Any) -> None:
+        eventual.call(deliver, name, value)
+
+    return on_event
+
+
+def create(
+    appid: str,
+    relay_url: str,
+    reactor: Any = None,
+    delegate: Any = None,
+    versions: Optional[Dict[str, Any]] = None,
+    *,
+    welcome_handler: Any = None,
+    journal: Any = None,
+    tor: Any = None,
+    timing: Any = None,
+    stderr: Any = None,
+    dilation: bool = False,
+    connect_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = None,
+) -> Any:
+    """Create a wormhole and start connecting to the mailbox server at ``relay_url``.
+
+    ``reactor`` picks how events are delivered: ``None`` for the running asyncio loop
+    (awaitables), an asyncio loop, or a Twisted reactor (Deferreds fired in the reactor
+    thread). With a ``delegate``, its ``wormhole_got_*`` and ``wormhole_closed`` methods
+    are called on that loop instead, and a :class:`DelegatedWormhole` is returned;
+    otherwise a :class:`DeferredWormhole`. ``versions`` (a JSON-able dict) reaches the
+    peer's ``get_versions()``. ``connect_timeout`` bounds the first connection and
+    ``close_timeout`` the wait for the server on close (seconds).
+    ``journal``, ``tor`` and ``dilation`` are not supported; ``timing`` and ``stderr``
+    are accepted and ignored.
+    """
+    if tor is not None:
+        raise NoTorError("Tor is not supported by this library")
+    if journal is not None:
+        raise NotImplementedError("journaled mode is not supported")
+    if dilation:
+        raise NotImplementedError("dilation is not supported")
+    if not isinstance(appid, str) or not isinstance(relay_url, str):
+        raise TypeError("appid and relay_url must be str")
+    eventual = eventual_for(reactor)
+    versions_json = json.dumps(versions if versions is not None else {})
+    if delegate is None:
+        native = _native.create(
+            appid, relay_url, versions_json, None, connect_timeout, close_timeout
+        )
+        return DeferredWormhole(native, eventual, welcome_handler)
+    holder: Dict[str, Any] = {}
+    handler = _make_event_handler(
+        eventual, delegate, welcome_handler, lambda: holder.get("w") and holder["w"]()
+    )
+    native = _native.create(
+        appid, relay_url, versions_json, handler, connect_timeout, close_timeout
+    )
+    w = DelegatedWormhole(native, eventual)
+    holder["w"] = weakref.ref(w)
+    return w

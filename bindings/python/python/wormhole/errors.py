@@ -1,0 +1,54 @@
+"""Exceptions raised by :mod:`wormhole`, under the reference library's names.
+
+Every class except :class:`WormholeClosed` derives from :class:`WormholeError`
+(as in magic-wormhole 0.24). The classes are defined by the native module, which
+maps each error of the Rust core to exactly one of them.
+"""
+
+from wormhole._native import (
+    AlreadyChoseNameplateError,
+    AlreadyChoseWordsError,
+    AlreadyInputNameplateError,
+    InternalError,
+    KeyFormatError,
+    LonelyError,
+    MustChooseNameplateFirstError,
+    NoKeyError,
+    NoTorError,
+    OnlyOneCodeError,
+    ProtocolError,
+    ReflectionAttack,
+    ServerConnectionError,
+    ServerError,
+    Timeout,
+    TransferError,
+    WelcomeError,
+    WormholeCancelled,
+    WormholeClosed,
+    WormholeError,
+    WrongPasswordError,
+)
+
+__all__ = [
+    "AlreadyChoseNameplateError",
+    "AlreadyChoseWordsError",
+    "AlreadyInputNameplateError",
+    "InternalError",
+    "KeyFormatError",
+    "LonelyError",
+    "MustChooseNameplateFirstError",
+    "NoKeyError",
+    "NoTorError",
+    "OnlyOneCodeError",
+    "ProtocolError",
+    "ReflectionAttack",
+    "ServerConnectionError",
+    "ServerError",
+    "Timeout",
+    "TransferError",
+    "WelcomeError",
+    "WormholeCancelled",
+    "WormholeClosed",
+    "WormholeError",
+    "WrongPasswordError",
+]

@@ -1,0 +1,454 @@
+//! `wormhole._native`: the private pyo3 module under the Python package `wormhole`.
+//!
+//! It is a thin adapter over `wormhole_core`: type conversion, error mapping (once, in
+//! [`errors`]) and lifetime glue. The Python package turns its primitives into the
+//! reference library's API (asyncio awaitables, Twisted Deferreds, delegates, blocking).
+//!
+//! Threads and the interpreter:
+//! - Network work runs on core's process-wide [`Engine`]; no tokio worker ever attaches
+//!   to Python.
+//! - Completions and delegate events are handed to one dispatcher thread
+//!   (`wormhole-py-dispatch`), which attaches, calls the Python callback in order, and
+//!   detaches. The Python callbacks only schedule work onto the user's event loop or
+//!   reactor (`call_soon_threadsafe`, `callFromThread`), so user code runs there.
+//! - Blocking waits ([`Wormhole::wait`]) detach from the interpreter while they wait, in
+//!   short slices, checking for signals (Ctrl-C) between slices.
+//! - After `_shutdown()` (registered with `atexit` by the package) the dispatcher stops
+//!   attaching, so nothing touches a finalizing interpreter.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+use wormhole_core::{Engine, Error, Event, InputHelper as CoreInputHelper, Options, Result};
+
+mod errors;
+
+use errors::to_pyerr;
+
+// ---------------------------------------------------------------------------------------
+// Dispatcher: the only thread that attaches to Python on behalf of the engine.
+
+type Job = Box<dyn FnOnce(Python<'_>) + Send>;
+
+static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+static DISPATCH: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
+
+fn dispatcher() -> &'static mpsc::Sender<Job> {
+    DISPATCH.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("wormhole-py-dispatch".into())
+            .spawn(move || {
+                for job in rx {
+                    if SHUTDOWN.load(Ordering::Acquire) {
+                        // Never attach to a finalizing interpreter; the job's Python
+                        // references are released by pyo3's deferred reference pool.
+                        drop(job);
+                        continue;
+                    }
+                    Python::attach(|py| {
+                        // A panic in glue code must not kill the dispatcher.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(py)));
+                    });
+                }
+            });
+        if spawned.is_err() {
+            // Without a dispatcher thread, jobs are dropped: callbacks never fire, but
+            // nothing crashes. Thread creation failing means the process is in trouble.
+        }
+        tx
+    })
+}
+
+fn dispatch(job: Job) {
+    let _ = dispatcher().send(job);
+}
+
+/// Call `cb(error, value)` on the dispatcher thread; a Python exception is reported as
+/// unraisable, never propagated into Rust.
+fn complete(cb: Py<PyAny>, outcome: Result<Out>) {
+    dispatch(Box::new(move |py| {
+        let (err, val) = match outcome {
+            Ok(v) => (py.None(), v.into_py(py)),
+            Err(e) => (to_pyerr(e).into_value(py).into_any(), py.None()),
+        };
+        if let Err(e) = cb.call1(py, (err, val)) {
+            e.write_unraisable(py, Some(cb.bind(py)));
+        }
+    }));
+}
+
+fn engine() -> PyResult<Engine> {
+    Engine::global().map_err(to_pyerr)
+}
+
+// ---------------------------------------------------------------------------------------
+// Values handed to Python.
+
+/// A result value, converted to Python on the dispatcher thread.
+enum Out {
+    None,
+    Str(String),
+    Bytes(Vec<u8>),
+    /// JSON text (welcome, versions); the Python side decodes it with `json.loads`.
+    Json(String),
+}
+
+impl Out {
+    fn into_py(self, py: Python<'_>) -> Py<PyAny> {
+        match self {
+            Out::None => py.None(),
+            Out::Str(s) | Out::Json(s) => PyString::new(py, &s).into_any().unbind(),
+            Out::Bytes(b) => PyBytes::new(py, &b).into_any().unbind(),
+        }
+    }
+}
+
+fn event_to_py(py: Python<'_>, ev: Event) -> (&'static str, Py<PyAny>) {
+    match ev {
+        Event::Welcome(w) => (
+            "welcome",
+            Out::Json(serde_json::Value::Object(w).to_string()).into_py(py),
+        ),
+        Event::Code(c) => ("code", Out::Str(c).into_py(py)),
+        Event::UnverifiedKey(k) => ("unverified_key", Out::Bytes(k.0.to_vec()).into_py(py)),
+        Event::Verifier(v) => ("verifier", Out::Bytes(v.to_vec()).into_py(py)),
+        Event::Versions(v) => ("versions", Out::Json(v.to_string()).into_py(py)),
+        Event::Message(m) => ("message", Out::Bytes(m).into_py(py)),
+        Event::Closed(Ok(())) => ("closed", Out::Str("happy".into()).into_py(py)),
+        Event::Closed(Err(e)) => ("closed", to_pyerr(e).into_value(py).into_any()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Operations that wait.
+
+type BoxFut = Pin<Box<dyn Future<Output = Result<Out>> + Send>>;
+
+fn secs(d: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
+    match d {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(_) => Err(PyValueError::new_err(format!(
+            "{what} must be a non-negative number of seconds"
+        ))),
+    }
+}
+
+/// Wait for `fut` on the engine without holding the interpreter: in slices of 50 ms,
+/// checking signals between slices. On an exception (Ctrl-C) or the deadline, `on_abort`
+/// runs and the error is returned.
+fn block_on(
+    py: Python<'_>,
+    fut: BoxFut,
+    timeout: Option<Duration>,
+    on_abort: impl FnOnce(),
+) -> PyResult<Out> {
+    let (tx, rx) = mpsc::sync_channel::<Result<Out>>(1);
+    engine()?.handle().spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut rx = Some(rx);
+    loop {
+        // The receiver moves into the detached closure and back (it is Send, not Sync).
+        let (got, back) = py.detach(move || {
+            let rx = rx.take();
+            let got = match &rx {
+                Some(r) => r.recv_timeout(Duration::from_millis(50)),
+                None => Err(mpsc::RecvTimeoutError::Disconnected),
+            };
+            (got, rx)
+        });
+        rx = back;
+        match got {
+            Ok(r) => return r.map_err(to_pyerr),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(to_pyerr(Error::Internal(
+                    "the operation was dropped".into(),
+                )));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = py.check_signals() {
+                    on_abort();
+                    return Err(e);
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    on_abort();
+                    return Err(to_pyerr(Error::Timeout("the blocking call timed out")));
+                }
+            }
+        }
+    }
+}
+
+/// One wormhole (`wormhole.create()` wraps it). Dropping it cancels the wormhole.
+#[pyclass(module = "wormhole._native", name = "Wormhole", frozen)]
+struct Wormhole {
+    inner: wormhole_core::Wormhole,
+    /// Serialises operations that consume peer messages, so concurrent `get_message()`
+    /// calls resolve in call order.
+    messages: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for Wormhole {
+    fn drop(&mut self) {
+        // Pending operations hold their own handles; cancel so they finish (Cancelled)
+        // and the server side is released. Sending a command never blocks.
+        self.inner.cancel();
+    }
+}
+
+impl Wormhole {
+    fn op(&self, op: &str, arg: Option<String>) -> PyResult<BoxFut> {
+        let w = self.inner.clone();
+        let lock = self.messages.clone();
+        let fut: BoxFut = match op {
+            "welcome" => Box::pin(async move {
+                w.get_welcome()
+                    .await
+                    .map(|m| Out::Json(serde_json::Value::Object(m).to_string()))
+            }),
+            "code" => Box::pin(async move { w.get_code().await.map(Out::Str) }),
+            "unverified_key" => Box::pin(async move {
+                w.get_unverified_key()
+                    .await
+                    .map(|k| Out::Bytes(k.0.to_vec()))
+            }),
+            "verifier" => {
+                Box::pin(async move { w.get_verifier().await.map(|v| Out::Bytes(v.to_vec())) })
+            }
+            "versions" => {
+                Box::pin(async move { w.get_versions().await.map(|v| Out::Json(v.to_string())) })
+            }
+            "message" => Box::pin(async move {
+                let _g = lock.lock().await;
+                w.get_message().await.map(Out::Bytes)
+            }),
+            "close" => Box::pin(async move { w.close().await.map(|()| Out::Str("happy".into())) }),
+            "send_text" => {
+                let text = arg.ok_or_else(|| PyValueError::new_err("send_text needs a text"))?;
+                Box::pin(async move {
+                    let _g = lock.lock().await;
+                    wormhole_core::text::send_text(&w, &text)
+                        .await
+                        .map(|()| Out::None)
+                })
+            }
+            "receive_text" => Box::pin(async move {
+                let _g = lock.lock().await;
+                wormhole_core::text::receive_text(&w).await.map(Out::Str)
+            }),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown operation {other:?}"
+                )));
+            }
+        };
+        Ok(fut)
+    }
+}
+
+#[pymethods]
+impl Wormhole {
+    /// Start operation `op` ("welcome", "code", "unverified_key", "verifier", "versions",
+    /// "message", "close", "send_text", "receive_text") and call `callback(error, value)`
+    /// on the dispatcher thread when it completes. Returns at once.
+    #[pyo3(signature = (op, callback, arg=None))]
+    fn start(&self, op: &str, callback: Py<PyAny>, arg: Option<String>) -> PyResult<()> {
+        let fut = self.op(op, arg)?;
+        engine()?.handle().spawn(async move {
+            complete(callback, fut.await);
+        });
+        Ok(())
+    }
+
+    /// Run operation `op` to completion, blocking the calling thread without holding the
+    /// interpreter. Ctrl-C (or the timeout, in seconds) cancels the wormhole and raises.
+    #[pyo3(signature = (op, arg=None, timeout=None))]
+    fn wait(
+        &self,
+        py: Python<'_>,
+        op: &str,
+        arg: Option<String>,
+        timeout: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
+        let timeout = secs(timeout, "timeout")?;
+        let fut = self.op(op, arg)?;
+        let w = self.inner.clone();
+        block_on(py, fut, timeout, move || w.cancel()).map(|o| o.into_py(py))
+    }
+
+    /// Allocate a nameplate and generate a code of `length` words.
+    #[pyo3(signature = (length=2))]
+    fn allocate_code(&self, length: usize) -> PyResult<()> {
+        self.inner.allocate_code(length).map_err(to_pyerr)
+    }
+
+    /// Use a complete code.
+    fn set_code(&self, code: &str) -> PyResult<()> {
+        self.inner.set_code(code).map_err(to_pyerr)
+    }
+
+    /// Start interactive code entry.
+    fn input_code(&self) -> PyResult<InputHelper> {
+        self.inner
+            .input_code()
+            .map(|inner| InputHelper { inner })
+            .map_err(to_pyerr)
+    }
+
+    /// Queue a message for the peer.
+    fn send_message(&self, msg: &[u8]) -> PyResult<()> {
+        self.inner.send_message(msg.to_vec()).map_err(to_pyerr)
+    }
+
+    /// Derive an application key from the session key.
+    fn derive_key<'py>(
+        &self,
+        py: Python<'py>,
+        purpose: &str,
+        length: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let key = self.inner.derive_key(purpose, length).map_err(to_pyerr)?;
+        Ok(PyBytes::new(py, &key))
+    }
+
+    /// Cancel without waiting.
+    fn cancel(&self) {
+        self.inner.cancel();
+    }
+}
+
+/// The code-entry helper of `input_code()`.
+#[pyclass(module = "wormhole._native", name = "InputHelper", frozen)]
+struct InputHelper {
+    inner: CoreInputHelper,
+}
+
+#[pymethods]
+impl InputHelper {
+    fn refresh_nameplates(&self) -> PyResult<()> {
+        self.inner.refresh_nameplates().map_err(to_pyerr)
+    }
+
+    fn get_nameplate_completions(&self, prefix: &str) -> PyResult<Vec<String>> {
+        self.inner
+            .get_nameplate_completions(prefix)
+            .map(|s| s.into_iter().collect())
+            .map_err(to_pyerr)
+    }
+
+    fn choose_nameplate(&self, nameplate: &str) -> PyResult<()> {
+        self.inner.choose_nameplate(nameplate).map_err(to_pyerr)
+    }
+
+    fn get_word_completions(&self, prefix: &str) -> PyResult<Vec<String>> {
+        self.inner
+            .get_word_completions(prefix)
+            .map(|s| s.into_iter().collect())
+            .map_err(to_pyerr)
+    }
+
+    fn choose_words(&self, words: &str) -> PyResult<()> {
+        self.inner.choose_words(words).map_err(to_pyerr)
+    }
+
+    /// Call `callback(error, None)` once the wordlist is available.
+    fn start_wordlist(&self, callback: Py<PyAny>) -> PyResult<()> {
+        let h = self.inner.clone();
+        engine()?.handle().spawn(async move {
+            let r = h.when_wordlist_is_available().await.map(|()| Out::None);
+            complete(callback, r);
+        });
+        Ok(())
+    }
+
+    /// Block (detached, interruptible) until the wordlist is available.
+    #[pyo3(signature = (timeout=None))]
+    fn wait_wordlist(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = secs(timeout, "timeout")?;
+        let h = self.inner.clone();
+        let fut: BoxFut =
+            Box::pin(async move { h.when_wordlist_is_available().await.map(|()| Out::None) });
+        block_on(py, fut, timeout, || {}).map(|_| ())
+    }
+}
+
+/// Create a wormhole and start connecting. With `on_event`, it is delegated: every event
+/// is passed to `on_event(name, value)` on the dispatcher thread, in order.
+#[pyfunction]
+#[pyo3(signature = (appid, relay_url, versions_json=None, on_event=None, connect_timeout=None, close_timeout=None))]
+fn create(
+    appid: &str,
+    relay_url: &str,
+    versions_json: Option<&str>,
+    on_event: Option<Py<PyAny>>,
+    connect_timeout: Option<f64>,
+    close_timeout: Option<f64>,
+) -> PyResult<Wormhole> {
+    let mut options = Options::default();
+    if let Some(v) = versions_json {
+        options.app_versions = serde_json::from_str(v)
+            .map_err(|e| PyValueError::new_err(format!("versions is not valid JSON: {e}")))?;
+    }
+    if let Some(t) = secs(connect_timeout, "connect_timeout")? {
+        options.connect_timeout = t;
+    }
+    if let Some(t) = secs(close_timeout, "close_timeout")? {
+        options.close_timeout = t;
+    }
+    let messages = Arc::new(tokio::sync::Mutex::new(()));
+    match on_event {
+        None => {
+            let inner =
+                wormhole_core::Wormhole::create(appid, relay_url, options).map_err(to_pyerr)?;
+            Ok(Wormhole { inner, messages })
+        }
+        Some(cb) => {
+            let (inner, mut events) =
+                wormhole_core::Wormhole::create_delegated(appid, relay_url, options)
+                    .map_err(to_pyerr)?;
+            // Shared by reference count so this engine task never attaches to Python.
+            let cb = Arc::new(cb);
+            engine()?.handle().spawn(async move {
+                while let Some(ev) = events.recv().await {
+                    let cb = cb.clone();
+                    dispatch(Box::new(move |py| {
+                        let (name, value) = event_to_py(py, ev);
+                        if let Err(e) = cb.call1(py, (name, value)) {
+                            e.write_unraisable(py, Some(cb.bind(py)));
+                        }
+                    }));
+                }
+            });
+            Ok(Wormhole { inner, messages })
+        }
+    }
+}
+
+/// Stop attaching to the interpreter (called at exit).
+#[pyfunction]
+fn _shutdown() {
+    SHUTDOWN.store(true, Ordering::Release);
+}
+
+/// The core library version.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Wormhole>()?;
+    m.add_class::<InputHelper>()?;
+    m.add_function(wrap_pyfunction!(create, m)?)?;
+    m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    m.add("CORE_VERSION", wormhole_core::VERSION)?;
+    m.add("PUBLIC_RELAY_URL", wormhole_core::PUBLIC_RELAY_URL)?;
+    m.add("TRANSFER_APPID", wormhole_core::TRANSFER_APPID)?;
+    errors::register(m)?;
+    Ok(())
+}
