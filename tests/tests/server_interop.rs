@@ -90,7 +90,11 @@ async fn reference_text_through_our_server() {
     let scratch = TempDir::new("ref-text");
     let (_, r) = ref_pair(
         ref_send(&server, "3-adroitness-vagabond", &["--text", text]),
-        ref_receive(&server, "3-adroitness-vagabond", &scratch.path().join("unused")),
+        ref_receive(
+            &server,
+            "3-adroitness-vagabond",
+            &scratch.path().join("unused"),
+        ),
     )
     .await;
     assert_eq!(r.stdout, reference_text_stdout(text).await, "{r}");
@@ -177,7 +181,13 @@ async fn wormhole_rs_file_through_our_server_and_relay() {
     );
     let r = run_cli(
         "wormhole-rs receive",
-        wrs(&["receive", "--noconfirm", "--out-dir", &out.to_string_lossy(), code]),
+        wrs(&[
+            "receive",
+            "--noconfirm",
+            "--out-dir",
+            &out.to_string_lossy(),
+            code,
+        ]),
     )
     .await;
     let s = sender.finish().await;
@@ -337,7 +347,7 @@ async fn thousand_simultaneous_pairs() {
     let url = server.url();
     let appid = test_appid("thousand");
     let start = std::time::Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks: tokio::task::JoinSet<wormhole_core::Result<()>> = tokio::task::JoinSet::new();
     for i in 0..PAIRS {
         let (url, appid) = (url.clone(), appid.clone());
         tasks.spawn(async move {
@@ -353,9 +363,12 @@ async fn thousand_simultaneous_pairs() {
             a.send_message(format!("a{i}").into_bytes())?;
             b.send_message(format!("b{i}").into_bytes())?;
             let (ma, mb) = tokio::try_join!(a.get_message(), b.get_message())?;
-            assert_eq!((ma, mb), (format!("b{i}").into_bytes(), format!("a{i}").into_bytes()));
+            assert_eq!(
+                (ma, mb),
+                (format!("b{i}").into_bytes(), format!("a{i}").into_bytes())
+            );
             tokio::try_join!(a.close(), b.close())?;
-            wormhole_core::Result::Ok(())
+            Ok(())
         });
     }
     let mut done = 0;

@@ -112,8 +112,14 @@ struct RelayArgs {
     #[arg(long, value_name = "HOST:PORT")]
     websocket_listen: Option<String>,
     /// Most simultaneous relay connections.
-    #[arg(long = "relay-max-connections", value_name = "N")]
-    max_connections: Option<usize>,
+    #[arg(long, value_name = "N")]
+    relay_max_connections: Option<usize>,
+    /// Close a relay connection whose partner has not arrived after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    relay_pairing_timeout: Option<u64>,
+    /// Close a relayed pair after this many seconds without traffic.
+    #[arg(long, value_name = "SECONDS")]
+    relay_idle_timeout: Option<u64>,
 }
 
 impl MailboxArgs {
@@ -156,8 +162,11 @@ impl MailboxArgs {
 impl RelayArgs {
     fn config(&self) -> RelayConfig {
         let d = RelayConfig::default();
+        let secs = |v: Option<u64>, d: Duration| v.map(Duration::from_secs).unwrap_or(d);
         RelayConfig {
-            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections: self.relay_max_connections.unwrap_or(d.max_connections),
+            pairing_timeout: secs(self.relay_pairing_timeout, d.pairing_timeout),
+            idle_timeout: secs(self.relay_idle_timeout, d.idle_timeout),
             ..d
         }
     }
@@ -261,5 +270,15 @@ fn main() -> ExitCode {
             eprintln!("wormhole-server: ERROR: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }
