@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end demo of the main job: send a text with our `wormhole` CLI and receive it with
-# our `wormhole` CLI, through the reference mailbox server on 127.0.0.1, all inside a
-# private loopback-only network namespace.
+# our `wormhole` CLI, through our own `wormhole-server` (mailbox + transit relay) on
+# 127.0.0.1, all inside a private loopback-only network namespace.
 #
 #   scripts/demo.sh ["text to send"]
 #
@@ -17,14 +17,16 @@ say() { printf '\n--- %s\n' "$*"; }
 die() { printf 'demo.sh: FAILED: %s\n' "$*" >&2; exit 1; }
 
 if [ "${WORMHOLE_DEMO_INSIDE_NS:-}" != 1 ]; then
-    say "preparing the reference mailbox server (scripts/setup-peers.sh)"
+    say "preparing the reference peers (scripts/setup-peers.sh; the demo uses their Python)"
     scripts/setup-peers.sh
-    say "building the wormhole CLI (cargo build -p wormhole-cli)"
-    cargo build -p wormhole-cli
+    say "building the wormhole CLI and server (cargo build -p wormhole-cli -p wormhole-server)"
+    cargo build -p wormhole-cli -p wormhole-server
     export WORMHOLE_REF_VENV="$ROOT/.venv-ref"
     export WORMHOLE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/wormhole"
     case "$WORMHOLE_BIN" in /*) ;; *) WORMHOLE_BIN="$ROOT/$WORMHOLE_BIN" ;; esac
     [ -x "$WORMHOLE_BIN" ] || die "no wormhole binary at $WORMHOLE_BIN"
+    export WORMHOLE_SERVER_BIN="${WORMHOLE_BIN%/wormhole}/wormhole-server"
+    [ -x "$WORMHOLE_SERVER_BIN" ] || die "no wormhole-server binary at $WORMHOLE_SERVER_BIN"
     export WORMHOLE_DEMO_INSIDE_NS=1
     # New network and PID namespaces (when the demo ends, nothing it started survives);
     # in an unprivileged user namespace (-r) when the kernel allows it, else as root.
@@ -51,9 +53,9 @@ trap cleanup EXIT
 
 PORT=4000 # the namespace is private: nothing else can hold this port
 URL="ws://127.0.0.1:$PORT/v1"
-say "starting the reference mailbox server on $URL"
-"$WORMHOLE_REF_VENV/bin/twist" wormhole-mailbox \
-    "--port=tcp:$PORT:interface=127.0.0.1" --channel-db=:memory: >"$WORK/server.log" 2>&1 &
+say "\$ wormhole-server all --mailbox-listen 127.0.0.1:$PORT --relay-listen 127.0.0.1:$((PORT + 1)) --db :memory:"
+"$WORMHOLE_SERVER_BIN" all --mailbox-listen "127.0.0.1:$PORT" --relay-listen "127.0.0.1:$((PORT + 1))" \
+    --db :memory: >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 300); do
     (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
