@@ -19,8 +19,10 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -37,6 +39,9 @@ use errors::to_pyerr;
 type Job = Box<dyn FnOnce(Python<'_>) + Send>;
 
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// Held by the dispatcher while it checks [`SHUTDOWN`] and runs a job, so `_shutdown()`
+/// can wait until no job is attached.
+static BUSY: Mutex<()> = Mutex::new(());
 static DISPATCH: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
 
 fn dispatcher() -> &'static mpsc::Sender<Job> {
@@ -46,6 +51,7 @@ fn dispatcher() -> &'static mpsc::Sender<Job> {
             .name("wormhole-py-dispatch".into())
             .spawn(move || {
                 for job in rx {
+                    let _busy = BUSY.lock().unwrap_or_else(|p| p.into_inner());
                     if SHUTDOWN.load(Ordering::Acquire) {
                         // Never attach to a finalizing interpreter; the job's Python
                         // references are released by pyo3's deferred reference pool.
@@ -188,27 +194,23 @@ fn block_on(
     }
 }
 
-/// One wormhole (`wormhole.create()` wraps it). Dropping it cancels the wormhole.
+/// One wormhole (`wormhole.create()` wraps it).
+///
+/// Pending operations and input helpers hold their own core handles, so the wormhole
+/// lives while any of them does; once this object and all of those are gone, core
+/// cancels it (the nameplate and mailbox are released in the background).
 #[pyclass(module = "wormhole._native", name = "Wormhole", frozen)]
 struct Wormhole {
     inner: wormhole_core::Wormhole,
-    /// Serialises operations that consume peer messages, so concurrent `get_message()`
-    /// calls resolve in call order.
-    messages: Arc<tokio::sync::Mutex<()>>,
-}
-
-impl Drop for Wormhole {
-    fn drop(&mut self) {
-        // Pending operations hold their own handles; cancel so they finish (Cancelled)
-        // and the server side is released. Sending a command never blocks.
-        self.inner.cancel();
-    }
+    /// The turn of the last operation that consumes peer messages: each such operation
+    /// waits for the previous one (taken at call time), so concurrent `get_message()`
+    /// calls resolve, and are delivered, in call order.
+    last_turn: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl Wormhole {
     fn op(&self, op: &str, arg: Option<String>) -> PyResult<BoxFut> {
         let w = self.inner.clone();
-        let lock = self.messages.clone();
         let fut: BoxFut = match op {
             "welcome" => Box::pin(async move {
                 w.get_welcome()
@@ -227,24 +229,19 @@ impl Wormhole {
             "versions" => {
                 Box::pin(async move { w.get_versions().await.map(|v| Out::Json(v.to_string())) })
             }
-            "message" => Box::pin(async move {
-                let _g = lock.lock().await;
-                w.get_message().await.map(Out::Bytes)
-            }),
+            "message" => Box::pin(async move { w.get_message().await.map(Out::Bytes) }),
             "close" => Box::pin(async move { w.close().await.map(|()| Out::Str("happy".into())) }),
             "send_text" => {
                 let text = arg.ok_or_else(|| PyValueError::new_err("send_text needs a text"))?;
                 Box::pin(async move {
-                    let _g = lock.lock().await;
                     wormhole_core::text::send_text(&w, &text)
                         .await
                         .map(|()| Out::None)
                 })
             }
-            "receive_text" => Box::pin(async move {
-                let _g = lock.lock().await;
-                wormhole_core::text::receive_text(&w).await.map(Out::Str)
-            }),
+            "receive_text" => {
+                Box::pin(async move { wormhole_core::text::receive_text(&w).await.map(Out::Str) })
+            }
             other => {
                 return Err(PyValueError::new_err(format!(
                     "unknown operation {other:?}"
@@ -253,6 +250,33 @@ impl Wormhole {
         };
         Ok(fut)
     }
+
+    /// For operations that consume peer messages: the previous such operation's turn
+    /// (to wait for) and this one's (dropped once its result is delivered).
+    fn take_turn(&self, op: &str) -> Option<(Option<oneshot::Receiver<()>>, oneshot::Sender<()>)> {
+        if !matches!(op, "message" | "send_text" | "receive_text") {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        let prev = self
+            .last_turn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(rx);
+        Some((prev, tx))
+    }
+}
+
+/// Wait for the previous turn (if any); returns this operation's turn to hold.
+async fn wait_turn(
+    turn: Option<(Option<oneshot::Receiver<()>>, oneshot::Sender<()>)>,
+) -> Option<oneshot::Sender<()>> {
+    let (prev, mine) = turn?;
+    if let Some(prev) = prev {
+        // Err only means the previous operation is gone: our turn either way.
+        let _ = prev.await;
+    }
+    Some(mine)
 }
 
 #[pymethods]
@@ -263,8 +287,13 @@ impl Wormhole {
     #[pyo3(signature = (op, callback, arg=None))]
     fn start(&self, op: &str, callback: Py<PyAny>, arg: Option<String>) -> PyResult<()> {
         let fut = self.op(op, arg)?;
+        let turn = self.take_turn(op);
         engine()?.handle().spawn(async move {
+            let mine = wait_turn(turn).await;
             complete(callback, fut.await);
+            // Released after the result is queued for the dispatcher, so results are
+            // delivered in call order too.
+            drop(mine);
         });
         Ok(())
     }
@@ -280,7 +309,12 @@ impl Wormhole {
         timeout: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
         let timeout = secs(timeout, "timeout")?;
-        let fut = self.op(op, arg)?;
+        let inner = self.op(op, arg)?;
+        let turn = self.take_turn(op);
+        let fut: BoxFut = Box::pin(async move {
+            let _mine = wait_turn(turn).await;
+            inner.await
+        });
         let w = self.inner.clone();
         block_on(py, fut, timeout, move || w.cancel()).map(|o| o.into_py(py))
     }
@@ -404,12 +438,14 @@ fn create(
     if let Some(t) = secs(close_timeout, "close_timeout")? {
         options.close_timeout = t;
     }
-    let messages = Arc::new(tokio::sync::Mutex::new(()));
     match on_event {
         None => {
             let inner =
                 wormhole_core::Wormhole::create(appid, relay_url, options).map_err(to_pyerr)?;
-            Ok(Wormhole { inner, messages })
+            Ok(Wormhole {
+                inner,
+                last_turn: Mutex::new(None),
+            })
         }
         Some(cb) => {
             let (inner, mut events) =
@@ -428,15 +464,21 @@ fn create(
                     }));
                 }
             });
-            Ok(Wormhole { inner, messages })
+            Ok(Wormhole {
+                inner,
+                last_turn: Mutex::new(None),
+            })
         }
     }
 }
 
-/// Stop attaching to the interpreter (called at exit).
+/// Stop attaching to the interpreter (registered with `atexit`). Returns once the
+/// dispatcher is not running a job, so no library thread is attached when the
+/// interpreter finalizes (a thread attached then would be terminated mid-call).
 #[pyfunction]
-fn _shutdown() {
+fn _shutdown(py: Python<'_>) {
     SHUTDOWN.store(true, Ordering::Release);
+    py.detach(|| drop(BUSY.lock().unwrap_or_else(|p| p.into_inner())));
 }
 
 /// The core library version.

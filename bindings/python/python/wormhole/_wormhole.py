@@ -86,8 +86,9 @@ class InputHelper:
 class Wormhole:
     """What both modes share: choosing the code, sending, deriving keys.
 
-    Use :func:`wormhole.create` to make one. Dropping the last reference cancels it
-    (the nameplate and mailbox are released in the background)."""
+    Use :func:`wormhole.create` to make one. It stays alive while you hold it, while any
+    of its operations is pending, or while its input helper is held; after that it is
+    cancelled (the nameplate and mailbox are released in the background)."""
 
     def __init__(self, native: Any, eventual: _Eventual) -> None:
         self._native = native
