@@ -16,6 +16,7 @@ PY_PINS=(
     "pytest==9.2.0"
     "pytest-asyncio==1.5.0"
     "twisted==26.10.0"
+    "mypy==2.4.1"
 )
 WHEEL_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/wheels-py"
 case "$WHEEL_DIR" in /*) ;; *) WHEEL_DIR="$ROOT/$WHEEL_DIR" ;; esac

@@ -368,10 +368,12 @@ struct InputHelper {
 
 #[pymethods]
 impl InputHelper {
+    /// Ask the server for the current nameplates.
     fn refresh_nameplates(&self) -> PyResult<()> {
         self.inner.refresh_nameplates().map_err(to_pyerr)
     }
 
+    /// Known nameplates starting with `prefix`, each followed by `-`.
     fn get_nameplate_completions(&self, prefix: &str) -> PyResult<Vec<String>> {
         self.inner
             .get_nameplate_completions(prefix)
@@ -379,10 +381,12 @@ impl InputHelper {
             .map_err(to_pyerr)
     }
 
+    /// Commit and claim the nameplate.
     fn choose_nameplate(&self, nameplate: &str) -> PyResult<()> {
         self.inner.choose_nameplate(nameplate).map_err(to_pyerr)
     }
 
+    /// Completions of the words typed so far.
     fn get_word_completions(&self, prefix: &str) -> PyResult<Vec<String>> {
         self.inner
             .get_word_completions(prefix)
@@ -390,6 +394,7 @@ impl InputHelper {
             .map_err(to_pyerr)
     }
 
+    /// Commit the words.
     fn choose_words(&self, words: &str) -> PyResult<()> {
         self.inner.choose_words(words).map_err(to_pyerr)
     }

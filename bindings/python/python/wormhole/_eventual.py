@@ -95,8 +95,8 @@ class TwistedEventual(_Eventual):
         from twisted.python.failure import Failure
 
         self.reactor = reactor
-        self._Deferred = Deferred
-        self._Failure = Failure
+        self._Deferred: Any = Deferred
+        self._Failure: Any = Failure
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
         self.reactor.callFromThread(fn, *args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import weakref
-from typing import Any, Dict, Optional, Set
+from typing import Any, Callable, Dict, Optional, Set
 
 from wormhole import _native
 from wormhole._eventual import _Eventual, eventual_for
@@ -35,7 +35,7 @@ class InputHelper:
     a front end such as :func:`wormhole.input_with_completion` in between.
     """
 
-    def __init__(self, native: Any, eventual: _Eventual) -> None:
+    def __init__(self, native: _native.InputHelper, eventual: _Eventual) -> None:
         self._native = native
         self._eventual = eventual
 
@@ -90,7 +90,7 @@ class Wormhole:
     of its operations is pending, or while its input helper is held; after that it is
     cancelled (the nameplate and mailbox are released in the background)."""
 
-    def __init__(self, native: Any, eventual: _Eventual) -> None:
+    def __init__(self, native: _native.Wormhole, eventual: _Eventual) -> None:
         self._native = native
         self._eventual = eventual
 
@@ -140,7 +140,10 @@ class DeferredWormhole(Wormhole):
     (Twisted) that fire when the event happens."""
 
     def __init__(
-        self, native: Any, eventual: _Eventual, welcome_handler: Any = None
+        self,
+        native: _native.Wormhole,
+        eventual: _Eventual,
+        welcome_handler: Any = None,
     ) -> None:
         super().__init__(native, eventual)
         if welcome_handler is not None:
@@ -218,7 +221,7 @@ class DelegatedWormhole(Wormhole):
 
 
 def _make_event_handler(
-    eventual: _Eventual, delegate: Any, welcome_handler: Any, owner: "weakref.ref[Any]"
+    eventual: _Eventual, delegate: Any, welcome_handler: Any, owner: Callable[[], Any]
 ) -> Any:
     """The ``on_event(name, value)`` the native side calls on its dispatcher thread.
 

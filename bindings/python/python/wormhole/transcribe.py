@@ -10,7 +10,7 @@ The default rendezvous server is ``$WORMHOLE_RELAY_URL`` when set, else the publ
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from wormhole import _native
 
@@ -58,7 +58,7 @@ class _Common:
         except BaseException:
             w.cancel()
             raise
-        return theirs
+        return cast(bytes, theirs)
 
 
 class Initiator(_Common):
@@ -82,7 +82,7 @@ class Initiator(_Common):
         w = self._open()
         w.allocate_code(2)
         try:
-            return w.wait("code", None, self._timeout)
+            return cast(str, w.wait("code", None, self._timeout))
         except BaseException:
             w.cancel()
             raise

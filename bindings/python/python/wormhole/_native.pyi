@@ -1,0 +1,165 @@
+"""Type stub of the private native module ``wormhole._native`` (pyo3).
+
+Use the public package instead: :func:`wormhole.create`, :mod:`wormhole.transcribe`,
+:mod:`wormhole.errors`. Callbacks passed here run on the library's dispatcher thread.
+"""
+
+from typing import Any, Callable, List, Optional, final
+
+__all__ = [
+    "AlreadyChoseNameplateError",
+    "AlreadyChoseWordsError",
+    "AlreadyInputNameplateError",
+    "CORE_VERSION",
+    "InputHelper",
+    "InternalError",
+    "KeyFormatError",
+    "LonelyError",
+    "MustChooseNameplateFirstError",
+    "NoKeyError",
+    "NoTorError",
+    "OnlyOneCodeError",
+    "PUBLIC_RELAY_URL",
+    "ProtocolError",
+    "ReflectionAttack",
+    "ServerConnectionError",
+    "ServerError",
+    "TRANSFER_APPID",
+    "Timeout",
+    "TransferError",
+    "WelcomeError",
+    "Wormhole",
+    "WormholeCancelled",
+    "WormholeClosed",
+    "WormholeError",
+    "WrongPasswordError",
+    "_shutdown",
+    "create",
+]
+
+_Callback = Callable[[Optional[BaseException], Any], None]
+
+CORE_VERSION: str
+"""The version of the Rust core."""
+PUBLIC_RELAY_URL: str
+"""The public mailbox server of the reference CLI."""
+TRANSFER_APPID: str
+"""The app id of the reference ``wormhole send`` / ``receive`` tool."""
+
+@final
+class Wormhole:
+    """One wormhole; lives while referenced or while an operation is pending."""
+
+    def start(self, op: str, callback: _Callback, arg: Optional[str] = None) -> None:
+        """Start ``op`` and call ``callback(error, value)`` on the dispatcher thread."""
+    def wait(
+        self, op: str, arg: Optional[str] = None, timeout: Optional[float] = None
+    ) -> Any:
+        """Run ``op`` to completion, blocking without holding the interpreter."""
+    def allocate_code(self, length: int = 2) -> None:
+        """Allocate a nameplate and generate a code of ``length`` words."""
+    def set_code(self, code: str) -> None:
+        """Use a complete code."""
+    def input_code(self) -> InputHelper:
+        """Start interactive code entry."""
+    def send_message(self, msg: bytes) -> None:
+        """Queue a message for the peer."""
+    def derive_key(self, purpose: str, length: int) -> bytes:
+        """Derive an application key from the session key."""
+    def cancel(self) -> None:
+        """Cancel without waiting."""
+
+@final
+class InputHelper:
+    """The code-entry helper of ``Wormhole.input_code()``."""
+
+    def refresh_nameplates(self) -> None:
+        """Ask the server for the current nameplates."""
+    def get_nameplate_completions(self, prefix: str) -> List[str]:
+        """Known nameplates starting with ``prefix``, each followed by ``-``."""
+    def choose_nameplate(self, nameplate: str) -> None:
+        """Commit and claim the nameplate."""
+    def get_word_completions(self, prefix: str) -> List[str]:
+        """Completions of the words typed so far."""
+    def choose_words(self, words: str) -> None:
+        """Commit the words."""
+    def start_wordlist(self, callback: _Callback) -> None:
+        """Call ``callback(error, None)`` once the wordlist is available."""
+    def wait_wordlist(self, timeout: Optional[float] = None) -> None:
+        """Block (detached, interruptible) until the wordlist is available."""
+
+def create(
+    appid: str,
+    relay_url: str,
+    versions_json: Optional[str] = None,
+    on_event: Optional[Callable[[str, Any], None]] = None,
+    connect_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = None,
+) -> Wormhole:
+    """Create a wormhole; with ``on_event`` it is delegated."""
+
+def _shutdown() -> None:
+    """Stop calling into the interpreter (registered with ``atexit``)."""
+
+class WormholeError(Exception):
+    """Base class of every error this library raises."""
+
+class WelcomeError(WormholeError):
+    """The server's welcome message carried an error."""
+
+class ServerError(WormholeError):
+    """The mailbox server sent an error message."""
+
+class ServerConnectionError(WormholeError):
+    """The first connection to the mailbox server failed."""
+
+class Timeout(WormholeError):
+    """A configured timeout expired."""
+
+class LonelyError(WormholeError):
+    """close() was called before any message from the peer was verified."""
+
+class WrongPasswordError(WormholeError):
+    """A peer message failed to decrypt: a mistyped code, or an attacker's guess."""
+
+class KeyFormatError(WormholeError):
+    """The code is malformed."""
+
+class ReflectionAttack(WormholeError):
+    """Defined for compatibility; never raised."""
+
+class InternalError(WormholeError):
+    """A bug in this library."""
+
+class TransferError(WormholeError):
+    """The file-transfer peer reported an error or broke the protocol."""
+
+class NoTorError(WormholeError):
+    """Tor was requested; not supported."""
+
+class NoKeyError(WormholeError):
+    """derive_key() before the key was known."""
+
+class OnlyOneCodeError(WormholeError):
+    """A second allocate_code(), set_code() or input_code()."""
+
+class MustChooseNameplateFirstError(WormholeError):
+    """Words were asked for before a nameplate was chosen."""
+
+class AlreadyChoseNameplateError(WormholeError):
+    """Nameplate helpers used after choose_nameplate()."""
+
+class AlreadyChoseWordsError(WormholeError):
+    """The helper was used after choose_words()."""
+
+class AlreadyInputNameplateError(WormholeError):
+    """The line names a different nameplate than the one already chosen."""
+
+class ProtocolError(WormholeError):
+    """The server or the peer broke the protocol."""
+
+class WormholeCancelled(WormholeError):
+    """The wormhole was cancelled before this operation finished."""
+
+class WormholeClosed(Exception):
+    """The wormhole closed without error before this event happened."""
