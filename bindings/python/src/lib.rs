@@ -1,7 +1,7 @@
 //! `wormhole._native`: the private pyo3 module under the Python package `wormhole`.
 //!
 //! It is a thin adapter over `wormhole_core`: type conversion, error mapping (once, in
-//! [`errors`]) and lifetime glue. The Python package turns its primitives into the
+//! `errors.rs`) and lifetime glue. The Python package turns its primitives into the
 //! reference library's API (asyncio awaitables, Twisted Deferreds, delegates, blocking).
 //!
 //! Threads and the interpreter:
@@ -11,7 +11,7 @@
 //!   (`wormhole-py-dispatch`), which attaches, calls the Python callback in order, and
 //!   detaches. The Python callbacks only schedule work onto the user's event loop or
 //!   reactor (`call_soon_threadsafe`, `callFromThread`), so user code runs there.
-//! - Blocking waits ([`Wormhole::wait`]) detach from the interpreter while they wait, in
+//! - Blocking waits (`Wormhole.wait`) detach from the interpreter while they wait, in
 //!   short slices, checking for signals (Ctrl-C) between slices.
 //! - After `_shutdown()` (registered with `atexit` by the package) the dispatcher stops
 //!   attaching, so nothing touches a finalizing interpreter.
