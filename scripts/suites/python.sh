@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$(pwd)"
 VENV="$ROOT/.venv-py"
+VENV_MIN="$ROOT/.venv-py39"
 PY_PINS=(
     "maturin==1.16.0"
     "pytest==9.2.0"
@@ -36,6 +37,29 @@ prepare() {
     [ ${#wheels[@]} -eq 1 ] || { log "expected one wheel in $WHEEL_DIR"; exit 1; }
     "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "${wheels[0]}"
     log "installed $(basename "${wheels[0]}")"
+    # The same abi3 wheel in the oldest supported CPython (3.9), when one is available;
+    # test_min_python.py smoke-tests it there (and skips without it).
+    rm -rf "$VENV_MIN"
+    local min
+    if min="$(find_min_python)"; then
+        log "abi3 check venv $VENV_MIN ($("$min" --version 2>&1))"
+        "$min" -m venv "$VENV_MIN"
+        "$VENV_MIN/bin/pip" install -q --disable-pip-version-check --no-deps --no-index "${wheels[0]}"
+    else
+        log "no CPython 3.9 found (set PYTHON_MIN): the minimum-version smoke test will be skipped"
+    fi
+}
+
+find_min_python() {
+    local c
+    for c in "${PYTHON_MIN:-}" python3.9 "$HOME"/.pyenv/versions/3.9*/bin/python3.9; do
+        [ -n "$c" ] || continue
+        if "$c" -c 'import sys; assert sys.version_info[:2] == (3, 9)' >/dev/null 2>&1; then
+            printf '%s\n' "$c"
+            return 0
+        fi
+    done
+    return 1
 }
 
 run() {
