@@ -106,6 +106,8 @@ def _read_code(prompt: str, completer: CodeCompleter) -> bool:
     except ImportError:  # no readline (e.g. Windows): plain input
         readline = None  # type: ignore[assignment]
     if readline is not None:
+        old_completer = readline.get_completer()
+        old_delims = readline.get_completer_delims()
         readline.parse_and_bind("tab: complete")
         readline.set_completer(completer.complete)
         readline.set_completer_delims("")
@@ -113,7 +115,8 @@ def _read_code(prompt: str, completer: CodeCompleter) -> bool:
         text = input(prompt)
     finally:
         if readline is not None:
-            readline.set_completer(None)
+            readline.set_completer(old_completer)
+            readline.set_completer_delims(old_delims)
     completer.finish(text)
     return completer.used_completion
 
