@@ -151,6 +151,7 @@ def delegated(reactor, url):
     p.set_code(line.split()[-1])
     p.send_message(b"12345")
     yield printed.wait_for("got data, 5 bytes")
+    yield p.get_verifier()
     ns["w"].close()
     yield p.close()
 
@@ -165,6 +166,7 @@ def deferred(reactor, url):
     p.set_code(line.split()[-1])
     p.send_message(b"1234567")
     yield printed.wait_for("got data, 7 bytes")
+    yield p.get_verifier()
     assert (yield ns["w"].close()) == "happy"
     assert (yield p.close()) == "happy"
 
@@ -207,6 +209,7 @@ SCENARIOS = {f.__name__: f for f in [quick, delegated, deferred, input, welcome]
 
 def main(reactor, name, url):
     d = defer.maybeDeferred(SCENARIOS[name], reactor, url)
+    d.addTimeout(30, reactor)  # fail (non-zero exit) rather than hang
     d.addCallback(lambda _: print("%s OK" % name, flush=True))
     return d
 

@@ -91,6 +91,8 @@ async def test_offline_code_both_sides(appid, relay_url):
     b.set_code("913-166532")
     a.send_message(b"x")
     assert await asyncio.wait_for(b.get_message(), T) == b"x"
+    # close() is happy once this side has verified the peer.
+    await asyncio.wait_for(a.get_verifier(), T)
     assert await asyncio.wait_for(a.close(), T) == "happy"
     assert await asyncio.wait_for(b.close(), T) == "happy"
 
@@ -220,6 +222,7 @@ async def test_input_helper(appid, relay_url):
     assert await asyncio.wait_for(b.get_code(), T) == code
     b.send_message(b"typed in")
     assert await asyncio.wait_for(a.get_message(), T) == b"typed in"
+    await asyncio.wait_for(b.get_verifier(), T)
     assert await asyncio.wait_for(a.close(), T) == "happy"
     assert await asyncio.wait_for(b.close(), T) == "happy"
 

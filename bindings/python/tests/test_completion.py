@@ -58,6 +58,7 @@ async def test_completer_nameplates_then_words(appid, relay_url):
     assert await asyncio.wait_for(b.get_code(), T) == code
     a.send_message(b"via completion")
     assert await asyncio.wait_for(b.get_message(), T) == b"via completion"
+    await asyncio.wait_for(a.get_verifier(), T)
     await asyncio.wait_for(asyncio.gather(a.close(), b.close()), T)
 
 
@@ -93,4 +94,5 @@ async def test_input_with_completion_asyncio(appid, relay_url, monkeypatch):
     assert await asyncio.wait_for(b.get_code(), T) == code
     b.send_message(b"x")
     assert await asyncio.wait_for(a.get_message(), T) == b"x"
+    await asyncio.wait_for(b.get_verifier(), T)
     await asyncio.wait_for(asyncio.gather(a.close(), b.close()), T)

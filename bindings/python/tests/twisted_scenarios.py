@@ -93,6 +93,7 @@ def errors(reactor, url):
     code = yield a.get_code()
     b.set_code(code.split("-")[0] + "-not-it")
     yield expect_failure(b.get_verifier(), WrongPasswordError)
+    yield expect_failure(a.get_verifier(), WrongPasswordError)
     yield expect_failure(a.close(), WrongPasswordError)
     yield expect_failure(b.close(), WrongPasswordError)
     # KeyFormatError, lonely close, NoKeyError.
@@ -147,6 +148,7 @@ def input_helper(reactor, url):
     assert (yield b.get_code()) == code
     a.send_message(b"hi")
     assert (yield b.get_message()) == b"hi"
+    yield a.get_verifier()  # a has seen b too, so both closes are happy
     yield a.close()
     yield b.close()
 
@@ -237,6 +239,7 @@ def input_with_completion_stdin(reactor, url):
     assert (yield b.get_code()) == "5-purple-sausages"
     a.send_message(b"ok")
     assert (yield b.get_message()) == b"ok"
+    yield a.get_verifier()
     yield a.close()
     yield b.close()
 
@@ -249,6 +252,7 @@ SCENARIOS = {
 
 def main(reactor, name, url):
     d = defer.maybeDeferred(SCENARIOS[name], reactor, url)
+    d.addTimeout(30, reactor)  # fail (non-zero exit) rather than hang
     d.addCallback(lambda _: print("%s OK" % name, flush=True))
     return d
 
