@@ -144,3 +144,37 @@ async def test_partial_delegate(appid, relay_url):
     w.set_code("77-partial-delegate")
     assert await asyncio.wait_for(got, T) == "77-partial-delegate"
     w.close()
+
+
+@pytest.mark.asyncio
+async def test_delegated_input_code(appid, relay_url):
+    """input_code() and its helper in delegated mode; the code arrives via the delegate."""
+    loop = asyncio.get_running_loop()
+    da, db = Delegate(loop), Delegate(loop)
+    a = wormhole.create(appid, relay_url, delegate=da)
+    b = wormhole.create(appid, relay_url, delegate=db)
+    a.allocate_code()
+    code = await asyncio.wait_for(da.code, T)
+    nameplate, words = code.split("-", 1)
+    h = b.input_code()
+    for _ in range(250):
+        h.refresh_nameplates()
+        await asyncio.sleep(0.02)
+        if nameplate + "-" in h.get_nameplate_completions(""):
+            break
+    assert nameplate + "-" in h.get_nameplate_completions(nameplate)
+    h.choose_nameplate(nameplate)
+    await asyncio.wait_for(h.when_wordlist_is_available(), T)
+    first = words.split("-")[0]
+    assert first + "-" in h.get_word_completions(first[:2])
+    assert code.split("-", 1)[1] in h.get_word_completions(words[:-1])
+    h.choose_words(words)
+    assert await asyncio.wait_for(db.code, T) == code
+    b.send_message(b"typed")
+    assert await asyncio.wait_for(da.message, T) == b"typed"
+    a.send_message(b"back")
+    assert await asyncio.wait_for(db.message, T) == b"back"
+    a.close()
+    b.close()
+    assert await asyncio.wait_for(da.closed, T) == "happy"
+    assert await asyncio.wait_for(db.closed, T) == "happy"
