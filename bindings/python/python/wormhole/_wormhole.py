@@ -187,7 +187,8 @@ class DeferredWormhole(Wormhole):
 
     def get_message(self) -> Any:
         """Fires with the next message from the peer (bytes); each message exactly once,
-        in order, even with several calls outstanding."""
+        in order, even with several calls outstanding. Cancelling the returned awaitable
+        does not cancel the request: the message it would have received is dropped."""
         return self._op("message")
 
     def close(self) -> Any:
