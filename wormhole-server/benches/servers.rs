@@ -10,7 +10,8 @@
 //! - relay throughput for 1 and 16 pairs, with the relay's CPU seconds per GiB, next to a
 //!   direct loopback connection (no relay) as the ceiling.
 //!
-//! `--quick` shortens every measurement (for a smoke test).
+//! `--quick` shortens every measurement (for a smoke test); `--only sessions|memory|relay`
+//! runs one group.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ type Res<T> = Result<T, String>;
 const APPID: &str = "wormhole-server/bench";
 
 struct Settings {
+    only: Option<String>,
     session_secs: f64,
     idle_conns: usize,
     relay_one: u64,
@@ -38,9 +40,15 @@ struct Settings {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
     let settings = if quick {
         Settings {
+            only,
             session_secs: 1.0,
             idle_conns: 500,
             relay_one: 64 << 20,
@@ -48,6 +56,7 @@ fn main() {
         }
     } else {
         Settings {
+            only,
             session_secs: 5.0,
             idle_conns: 10_000,
             relay_one: 1 << 30,
@@ -176,8 +185,21 @@ fn ref_relay(venv: &Path) -> Res<Proc> {
 // Mailbox sessions
 // ------------------------------------------------------------------------------------
 
+/// At most this many connection attempts at once: the reference server (listen backlog 50)
+/// resets connections when 2000 arrive together. Sessions still overlap fully.
+static CONNECTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
+
 async fn connect(port: u16) -> Res<Ws> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/v1"))
+    let _permit = CONNECTING.acquire().await.map_err(|e| e.to_string())?;
+    // Nagle off, as real clients do (wormhole-core does too): else back-to-back frames wait
+    // for delayed ACKs and the benchmark measures TCP timers, not servers.
+    let url = format!("ws://127.0.0.1:{port}/v1");
+    // A small read buffer: tungstenite's default zero-fills 128 KiB per connection, which
+    // made this client, not the servers, the bottleneck.
+    let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+    config.read_buffer_size = 4096;
+    config.write_buffer_size = 0;
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     expect(&mut ws, "welcome").await?;
@@ -273,8 +295,13 @@ async fn session(port: u16, n: u64) -> Res<()> {
     ra.and(rb)
 }
 
-/// Sessions per second with `pairs` pairs looping for `secs`.
-async fn sessions_per_sec(port: u16, pairs: usize, secs: f64) -> Res<f64> {
+/// Whether a measured rate counted any session at all.
+fn count_ok(rate: f64) -> bool {
+    rate > 0.0
+}
+
+/// Sessions per second with `pairs` pairs looping for `secs`, and the sessions counted.
+async fn sessions_per_sec(port: u16, pairs: usize, secs: f64) -> Res<(f64, u64)> {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let counter = Arc::new(AtomicU64::new(0));
@@ -297,7 +324,7 @@ async fn sessions_per_sec(port: u16, pairs: usize, secs: f64) -> Res<f64> {
     while let Some(r) = tasks.join_next().await {
         r.map_err(|e| e.to_string())??;
     }
-    Ok(counted as f64 / elapsed)
+    Ok((counted as f64 / elapsed, counted))
 }
 
 /// The server's RSS (KiB) before and while holding `n` idle WebSocket connections.
@@ -417,59 +444,76 @@ async fn run(s: &Settings) -> Res<()> {
     let bin = env_path("WORMHOLE_SERVER_BIN")?;
     let venv = env_path("WORMHOLE_REF_VENV")?;
     let mut rows: Vec<(String, String, String)> = Vec::new();
+    let wanted = |group: &str| s.only.as_deref().is_none_or(|o| o == group);
 
     for pairs in [1usize, 100, 1000] {
-        let ours = {
-            let p = our_mailbox(&bin)?;
-            sessions_per_sec(p.port, pairs, s.session_secs).await?
+        if !wanted("sessions") {
+            break;
+        }
+        // Sessions per second, and the server's CPU time per session.
+        let measure = |p: Proc, name: &'static str| async move {
+            let cpu0 = p.cpu_secs();
+            let (rate, count) = sessions_per_sec(p.port, pairs, s.session_secs)
+                .await
+                .map_err(|e| format!("{name} server, {pairs} pairs: {e}"))?;
+            Res::Ok((rate, (p.cpu_secs() - cpu0) * 1000.0 / count.max(1) as f64))
         };
-        let theirs = {
-            let p = ref_mailbox(&venv)?;
-            sessions_per_sec(p.port, pairs, s.session_secs).await?
-        };
+        let (ours, ours_ms) = measure(our_mailbox(&bin)?, "our").await?;
+        let (theirs, theirs_ms) = measure(ref_mailbox(&venv)?, "reference").await?;
         eprintln!("sessions/s at {pairs} pairs: ours {ours:.0}, reference {theirs:.0}");
         rows.push((
-            format!("mailbox sessions/s, {pairs} concurrent pairs"),
-            format!("{ours:.0}"),
-            format!("{theirs:.0} (ours ×{:.1})", ours / theirs),
+            format!("mailbox sessions/s, {pairs} concurrent pairs (server CPU per session)"),
+            format!("{ours:.0} ({ours_ms:.2} ms)"),
+            if count_ok(theirs) {
+                format!(
+                    "{theirs:.0} ({theirs_ms:.2} ms) (ours ×{:.1})",
+                    ours / theirs
+                )
+            } else {
+                "none completed".to_owned()
+            },
         ));
     }
 
     let n = s.idle_conns;
-    let (ob, od) = idle_memory(&our_mailbox(&bin)?, n).await?;
-    let (rb, rd) = idle_memory(&ref_mailbox(&venv)?, n).await?;
-    eprintln!("RSS with {n} idle connections: ours {od} KiB, reference {rd} KiB");
-    rows.push((
-        format!("mailbox RSS with {n} idle WebSockets (idle server)"),
-        format!(
-            "{:.1} MB ({:.1} MB)",
-            od as f64 / 1024.0,
-            ob as f64 / 1024.0
-        ),
-        format!(
-            "{:.1} MB ({:.1} MB)",
-            rd as f64 / 1024.0,
-            rb as f64 / 1024.0
-        ),
-    ));
-
-    let (direct1, _) = throughput(None, 1, s.relay_one).await?;
-    let (direct16, _) = throughput(None, 16, s.relay_each_of_16).await?;
-    for (pairs, bytes, direct) in [
-        (1, s.relay_one, direct1),
-        (16, s.relay_each_of_16, direct16),
-    ] {
-        let (o, ocpu) = throughput(Some(&our_relay(&bin)?), pairs, bytes).await?;
-        let (r, rcpu) = throughput(Some(&ref_relay(&venv)?), pairs, bytes).await?;
-        eprintln!("relay {pairs} pairs: ours {o:.0} MB/s, reference {r:.0} MB/s");
+    if wanted("memory") {
+        let (ob, od) = idle_memory(&our_mailbox(&bin)?, n).await?;
+        let (rb, rd) = idle_memory(&ref_mailbox(&venv)?, n).await?;
+        eprintln!("RSS with {n} idle connections: ours {od} KiB, reference {rd} KiB");
         rows.push((
+            format!("mailbox RSS with {n} idle WebSockets (idle server)"),
             format!(
-                "relay, {pairs} pair(s) × {} MiB [direct loopback: {direct:.0} MB/s]",
-                bytes >> 20
+                "{:.1} MB ({:.1} MB)",
+                od as f64 / 1024.0,
+                ob as f64 / 1024.0
             ),
-            format!("{o:.0} MB/s, {:.2} CPU s/GiB", ocpu.unwrap_or(0.0)),
-            format!("{r:.0} MB/s, {:.2} CPU s/GiB", rcpu.unwrap_or(0.0)),
+            format!(
+                "{:.1} MB ({:.1} MB)",
+                rd as f64 / 1024.0,
+                rb as f64 / 1024.0
+            ),
         ));
+    }
+
+    if wanted("relay") {
+        let (direct1, _) = throughput(None, 1, s.relay_one).await?;
+        let (direct16, _) = throughput(None, 16, s.relay_each_of_16).await?;
+        for (pairs, bytes, direct) in [
+            (1, s.relay_one, direct1),
+            (16, s.relay_each_of_16, direct16),
+        ] {
+            let (o, ocpu) = throughput(Some(&our_relay(&bin)?), pairs, bytes).await?;
+            let (r, rcpu) = throughput(Some(&ref_relay(&venv)?), pairs, bytes).await?;
+            eprintln!("relay {pairs} pairs: ours {o:.0} MB/s, reference {r:.0} MB/s");
+            rows.push((
+                format!(
+                    "relay, {pairs} pair(s) × {} MiB [direct loopback: {direct:.0} MB/s]",
+                    bytes >> 20
+                ),
+                format!("{o:.0} MB/s, {:.2} CPU s/GiB", ocpu.unwrap_or(0.0)),
+                format!("{r:.0} MB/s, {:.2} CPU s/GiB", rcpu.unwrap_or(0.0)),
+            ));
+        }
     }
 
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
