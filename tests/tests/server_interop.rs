@@ -243,10 +243,10 @@ impl Raw {
     /// The next frame of type `ty` (others, e.g. acks, are skipped).
     async fn next_of(&mut self, ty: &str) -> Value {
         loop {
-            let msg = within(TIMEOUT, ty, self.ws.next())
-                .await
-                .unwrap_or_else(|| panic!("connection ended before {ty}"))
-                .expect("frame");
+            let Some(msg) = within(TIMEOUT, ty, self.ws.next()).await else {
+                panic!("connection ended before {ty}");
+            };
+            let msg = msg.expect("frame");
             if let Message::Text(t) = msg {
                 let v: Value = serde_json::from_str(&t).expect("json");
                 assert_ne!(v["type"], "error", "server error: {v}");
