@@ -23,3 +23,6 @@ pub use event::*;
 pub use result::*;
 pub use strings::*;
 pub use wormhole::*;
+
+#[cfg(test)]
+mod tests;
