@@ -1,0 +1,379 @@
+/* test_api: every function and error path of the pull API, against a real mailbox.
+ *
+ *   test_api RELAY_URL
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <poll.h>
+
+#include "harness.h"
+
+#define APPID "example.com/wormhole/c-tests"
+
+static void test_nulls_and_static(void) {
+    wh_wormhole *w = NULL;
+    CHECK_RC(wh_create(NULL, "ws://127.0.0.1:1/v1", NULL, NULL, NULL, &w), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_create(APPID, NULL, NULL, NULL, NULL, &w), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_create(APPID, "ws://127.0.0.1:1/v1", NULL, NULL, NULL, NULL), WH_RESULT_NULL_ARGUMENT);
+    CHECK(w == NULL);
+    CHECK_RC(wh_allocate_code(NULL, 2), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_set_code(NULL, "1-a"), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_input_code(NULL), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_input_refresh_nameplates(NULL), WH_RESULT_NULL_ARGUMENT);
+    char **list = NULL;
+    CHECK_RC(wh_input_nameplate_completions(NULL, "", &list), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_input_word_completions(NULL, "", &list), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_input_choose_nameplate(NULL, "1"), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_input_choose_words(NULL, "a-b"), WH_RESULT_NULL_ARGUMENT);
+    CHECK(list == NULL);
+    CHECK_RC(wh_send(NULL, (const uint8_t *)"x", 1), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_send_text(NULL, "x"), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_receive_text(NULL), WH_RESULT_NULL_ARGUMENT);
+    uint8_t key[16];
+    CHECK_RC(wh_derive_key(NULL, "p", key, sizeof key), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_close(NULL), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_cancel(NULL), WH_RESULT_NULL_ARGUMENT);
+    int fd = -5;
+    CHECK_RC(wh_event_fd(NULL, &fd), WH_RESULT_NULL_ARGUMENT);
+    CHECK(fd == -5);
+    wh_event *ev = NULL;
+    CHECK_RC(wh_next_event(NULL, 0, &ev), WH_RESULT_NULL_ARGUMENT);
+    CHECK(ev == NULL);
+    CHECK(wh_event_get_kind(NULL) == WH_EVENT_KIND_NONE);
+    CHECK(wh_event_result(NULL) == WH_RESULT_NULL_ARGUMENT);
+    CHECK(wh_event_text(NULL) == NULL);
+    CHECK(wh_event_data(NULL) == NULL);
+    CHECK(wh_event_len(NULL) == 0);
+    CHECK(wh_string_array_len(NULL) == 0);
+    wh_free(NULL);
+    wh_event_free(NULL);
+    wh_string_array_free(NULL);
+
+    /* Static strings. */
+    CHECK(strcmp(wh_result_str(WH_RESULT_OK), "ok") == 0);
+    CHECK(strcmp(wh_result_str(999999), "unknown result code") == 0);
+    for (uint32_t i = 0; i < 200; i++) CHECK(wh_result_str(i) != NULL);
+    CHECK(strcmp(wh_version(), WH_VERSION) == 0);
+}
+
+static void test_bad_arguments(const char *relay) {
+    const char bad_utf8[] = {'1', '-', (char)0xc3, (char)0x28, 0};
+    wh_wormhole *w = NULL;
+    CHECK_RC(wh_create(bad_utf8, relay, NULL, NULL, NULL, &w), WH_RESULT_INVALID_UTF8);
+    CHECK_RC(wh_create("", relay, NULL, NULL, NULL, &w), WH_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(wh_create(APPID, "http://127.0.0.1/v1", NULL, NULL, NULL, &w), WH_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(wh_create(APPID, relay, "[]", NULL, NULL, &w), WH_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(wh_create(APPID, relay, "{oops", NULL, NULL, &w), WH_RESULT_INVALID_ARGUMENT);
+    CHECK(w == NULL);
+
+    w = h_create(relay, APPID);
+    CHECK_RC(wh_set_code(w, bad_utf8), WH_RESULT_INVALID_UTF8);
+    CHECK_RC(wh_set_code(w, "12-has space"), WH_RESULT_INVALID_CODE);
+    CHECK_RC(wh_set_code(w, "abc-def"), WH_RESULT_INVALID_CODE);
+    CHECK_RC(wh_set_code(w, NULL), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_allocate_code(w, 1000), WH_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(wh_send(w, NULL, 1), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_send(w, NULL, 0), WH_RESULT_OK); /* NULL is fine for 0 bytes */
+    CHECK_RC(wh_send_text(w, bad_utf8), WH_RESULT_INVALID_UTF8);
+    CHECK_RC(wh_input_choose_nameplate(w, "1"), WH_RESULT_INVALID_STATE); /* no input yet */
+    uint8_t key[8];
+    CHECK_RC(wh_derive_key(w, "p", key, sizeof key), WH_RESULT_NO_KEY);
+    CHECK_RC(wh_derive_key(w, bad_utf8, key, sizeof key), WH_RESULT_INVALID_UTF8);
+    CHECK_RC(wh_derive_key(w, "p", NULL, 8), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_derive_key(w, "p", key, 0), WH_RESULT_INVALID_ARGUMENT);
+    wh_event *ev = NULL;
+    CHECK_RC(wh_next_event(w, 0, NULL), WH_RESULT_NULL_ARGUMENT);
+    int fd;
+    CHECK_RC(wh_event_fd(w, NULL), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_event_fd(w, &fd), WH_RESULT_OK);
+    /* Only one code source. */
+    char code[64];
+    h_code(code, sizeof code, 0, "lonely-code");
+    CHECK_RC(wh_set_code(w, code), WH_RESULT_OK);
+    CHECK_RC(wh_set_code(w, code), WH_RESULT_ONLY_ONE_CODE);
+    CHECK_RC(wh_allocate_code(w, 2), WH_RESULT_ONLY_ONE_CODE);
+    CHECK_RC(wh_input_code(w), WH_RESULT_ONLY_ONE_CODE);
+    ev = h_wait_for(w, WH_EVENT_KIND_CODE, 20000);
+    CHECK(ev && wh_event_get_kind(ev) == WH_EVENT_KIND_CODE && strcmp(wh_event_text(ev), code) == 0);
+    wh_event_free(ev);
+    /* Nobody else comes: closing now is lonely. */
+    CHECK_RC(wh_close(w), WH_RESULT_OK);
+    CHECK_RC(wh_close(w), WH_RESULT_OK); /* double close */
+    ev = h_wait_for(w, WH_EVENT_KIND_CLOSED, 20000);
+    CHECK(ev && wh_event_result(ev) == WH_RESULT_LONELY);
+    wh_event_free(ev);
+    CHECK_RC(wh_next_event(w, 0, &ev), WH_RESULT_CLOSED);
+    /* Use after close: the outcome comes back. */
+    CHECK_RC(wh_send(w, (const uint8_t *)"x", 1), WH_RESULT_LONELY);
+    CHECK_RC(wh_send_text(w, "x"), WH_RESULT_LONELY);
+    CHECK_RC(wh_close(w), WH_RESULT_OK);
+    CHECK_RC(wh_cancel(w), WH_RESULT_OK);
+    wh_free(w);
+}
+
+/* Two pull-mode wormholes with one code: messages, verifier, versions, keys, happy
+ * close, then use after close. */
+static void test_pair(const char *relay) {
+    char code[64];
+    h_code(code, sizeof code, 1, "purple-sausages");
+    wh_wormhole *a = h_create(relay, APPID);
+    wh_wormhole *b = NULL;
+    CHECK_RC(wh_create(APPID, relay, "{\"c-test\": 1}", NULL, NULL, &b), WH_RESULT_OK);
+    CHECK_RC(wh_set_code(a, code), WH_RESULT_OK);
+    CHECK_RC(wh_set_code(b, code), WH_RESULT_OK);
+    const uint8_t bin[] = {0, 1, 2, 255, 0};
+    CHECK_RC(wh_send(a, bin, sizeof bin), WH_RESULT_OK);
+    CHECK_RC(wh_send(a, (const uint8_t *)"second", 6), WH_RESULT_OK);
+
+    int seen_welcome = 0, seen_key = 0, seen_versions = 0, messages = 0;
+    uint8_t verifier_b[32] = {0};
+    for (;;) {
+        wh_event *ev = NULL;
+        if (wh_next_event(b, 20000, &ev) != WH_RESULT_OK) {
+            CHECK(!"b: event timeout");
+            break;
+        }
+        wh_event_kind k = wh_event_get_kind(ev);
+        if (k == WH_EVENT_KIND_WELCOME) {
+            seen_welcome = 1;
+            CHECK(wh_event_text(ev)[0] == '{');
+        } else if (k == WH_EVENT_KIND_UNVERIFIED_KEY) {
+            seen_key = 1;
+            CHECK(wh_event_len(ev) == 32);
+        } else if (k == WH_EVENT_KIND_VERIFIER) {
+            CHECK(wh_event_len(ev) == 32);
+            memcpy(verifier_b, wh_event_data(ev), 32);
+        } else if (k == WH_EVENT_KIND_VERSIONS) {
+            seen_versions = 1;
+            CHECK(strcmp(wh_event_text(ev), "{}") == 0);
+        } else if (k == WH_EVENT_KIND_MESSAGE) {
+            if (messages == 0) {
+                CHECK(wh_event_len(ev) == sizeof bin && memcmp(wh_event_data(ev), bin, sizeof bin) == 0);
+                CHECK(wh_event_text(ev) == NULL);
+            } else {
+                CHECK(wh_event_len(ev) == 6 && memcmp(wh_event_data(ev), "second", 6) == 0);
+            }
+            messages++;
+        } else if (k == WH_EVENT_KIND_CLOSED) {
+            CHECK(!"b closed early");
+            wh_event_free(ev);
+            break;
+        }
+        wh_event_free(ev);
+        if (messages == 2) break;
+    }
+    CHECK(seen_welcome && seen_key && seen_versions && messages == 2);
+
+    /* a: versions from b, and the same verifier. */
+    wh_event *ev = h_wait_for(a, WH_EVENT_KIND_VERIFIER, 20000);
+    CHECK(ev && wh_event_get_kind(ev) == WH_EVENT_KIND_VERIFIER && memcmp(wh_event_data(ev), verifier_b, 32) == 0);
+    wh_event_free(ev);
+    ev = h_wait_for(a, WH_EVENT_KIND_VERSIONS, 20000);
+    CHECK(ev && strcmp(wh_event_text(ev), "{\"c-test\":1}") == 0);
+    wh_event_free(ev);
+
+    uint8_t ka[32], kb[32], kc[32];
+    CHECK_RC(wh_derive_key(a, "purpose", ka, sizeof ka), WH_RESULT_OK);
+    CHECK_RC(wh_derive_key(b, "purpose", kb, sizeof kb), WH_RESULT_OK);
+    CHECK_RC(wh_derive_key(b, "other", kc, sizeof kc), WH_RESULT_OK);
+    CHECK(memcmp(ka, kb, 32) == 0 && memcmp(kb, kc, 32) != 0);
+
+    CHECK_RC(wh_close(a), WH_RESULT_OK);
+    CHECK_RC(wh_close(b), WH_RESULT_OK);
+    ev = h_wait_for(a, WH_EVENT_KIND_CLOSED, 20000);
+    CHECK(ev && wh_event_result(ev) == WH_RESULT_OK && strcmp(wh_event_text(ev), "happy") == 0);
+    wh_event_free(ev);
+    ev = h_wait_for(b, WH_EVENT_KIND_CLOSED, 20000);
+    CHECK(ev && wh_event_result(ev) == WH_RESULT_OK);
+    wh_event_free(ev);
+    /* Use after a happy close. */
+    CHECK_RC(wh_send(a, (const uint8_t *)"late", 4), WH_RESULT_CLOSED);
+    CHECK_RC(wh_close(a), WH_RESULT_OK);
+    CHECK_RC(wh_derive_key(a, "purpose", kc, sizeof kc), WH_RESULT_OK); /* the key stays known */
+    wh_free(a);
+    wh_free(b);
+}
+
+/* Same nameplate, different words: both sides end with WRONG_PASSWORD. */
+static void test_wrong_code(const char *relay) {
+    char ca[64], cb[64];
+    h_code(ca, sizeof ca, 2, "purple-sausages");
+    h_code(cb, sizeof cb, 2, "purple-sausagex");
+    wh_wormhole *a = h_create(relay, APPID), *b = h_create(relay, APPID);
+    CHECK_RC(wh_set_code(a, ca), WH_RESULT_OK);
+    CHECK_RC(wh_set_code(b, cb), WH_RESULT_OK);
+    CHECK_RC(wh_send(a, (const uint8_t *)"never", 5), WH_RESULT_OK);
+    wh_event *ev = h_wait_for(a, WH_EVENT_KIND_CLOSED, 30000);
+    CHECK(ev && wh_event_result(ev) == WH_RESULT_WRONG_PASSWORD);
+    wh_event_free(ev);
+    ev = h_wait_for(b, WH_EVENT_KIND_CLOSED, 30000);
+    CHECK(ev && wh_event_result(ev) == WH_RESULT_WRONG_PASSWORD);
+    wh_event_free(ev);
+    wh_free(a);
+    wh_free(b);
+}
+
+static int contains(char **list, const char *s) {
+    for (size_t i = 0; list && list[i]; i++)
+        if (strcmp(list[i], s) == 0) return 1;
+    return 0;
+}
+
+/* allocate_code on one side, the input helper with completions on the other; the text
+ * transfer helpers over the resulting wormhole; and the event fd under poll(2). */
+static void test_allocate_and_input(const char *relay) {
+    wh_wormhole *a = h_create(relay, APPID), *b = h_create(relay, APPID);
+    CHECK_RC(wh_receive_text(a), WH_RESULT_OK);
+    CHECK_RC(wh_receive_text(a), WH_RESULT_IN_PROGRESS);
+    CHECK_RC(wh_allocate_code(a, 0), WH_RESULT_OK);
+    wh_event *ev = h_wait_for(a, WH_EVENT_KIND_CODE, 20000);
+    CHECK(ev && wh_event_get_kind(ev) == WH_EVENT_KIND_CODE);
+    if (!ev || wh_event_get_kind(ev) != WH_EVENT_KIND_CODE) {
+        wh_event_free(ev);
+        wh_free(a);
+        wh_free(b);
+        return;
+    }
+    char code[128], nameplate[64], words[128];
+    snprintf(code, sizeof code, "%s", wh_event_text(ev));
+    wh_event_free(ev);
+    const char *dash = strchr(code, '-');
+    CHECK(dash != NULL);
+    snprintf(nameplate, sizeof nameplate, "%.*s", (int)(dash - code), code);
+    snprintf(words, sizeof words, "%s", dash + 1);
+
+    char **list = NULL;
+    CHECK_RC(wh_input_refresh_nameplates(b), WH_RESULT_INVALID_STATE);
+    CHECK_RC(wh_input_code(b), WH_RESULT_OK);
+    CHECK_RC(wh_input_word_completions(b, "a", &list), WH_RESULT_MUST_CHOOSE_NAMEPLATE_FIRST);
+    CHECK_RC(wh_input_choose_words(b, "a-b"), WH_RESULT_MUST_CHOOSE_NAMEPLATE_FIRST);
+    CHECK(list == NULL);
+    /* The nameplate list arrives in the background; ask until it shows ours. */
+    char want[80];
+    snprintf(want, sizeof want, "%s-", nameplate);
+    int found = 0;
+    for (int i = 0; i < 200 && !found; i++) {
+        CHECK_RC(wh_input_refresh_nameplates(b), WH_RESULT_OK);
+        struct pollfd none = {-1, 0, 0};
+        poll(&none, 0, 25); /* let the answer arrive: nothing to wait on but time */
+        CHECK_RC(wh_input_nameplate_completions(b, nameplate, &list), WH_RESULT_OK);
+        found = contains(list, want);
+        CHECK(list != NULL);
+        wh_string_array_free(list);
+        list = NULL;
+    }
+    CHECK(found);
+    CHECK_RC(wh_input_choose_nameplate(b, "x1"), WH_RESULT_INVALID_CODE);
+    CHECK_RC(wh_input_choose_nameplate(b, nameplate), WH_RESULT_OK);
+    CHECK_RC(wh_input_choose_nameplate(b, nameplate), WH_RESULT_ALREADY_CHOSE_NAMEPLATE);
+    CHECK_RC(wh_input_refresh_nameplates(b), WH_RESULT_ALREADY_CHOSE_NAMEPLATE);
+    CHECK_RC(wh_input_nameplate_completions(b, "", &list), WH_RESULT_ALREADY_CHOSE_NAMEPLATE);
+    ev = h_wait_for(b, WH_EVENT_KIND_WORDLIST_AVAILABLE, 20000);
+    CHECK(ev && wh_event_get_kind(ev) == WH_EVENT_KIND_WORDLIST_AVAILABLE);
+    wh_event_free(ev);
+    /* First word: completions of its first two letters contain "word-". */
+    char first[64], prefix[8];
+    snprintf(first, sizeof first, "%.*s-", (int)(strchr(words, '-') - words), words);
+    snprintf(prefix, sizeof prefix, "%.2s", words);
+    CHECK_RC(wh_input_word_completions(b, prefix, &list), WH_RESULT_OK);
+    CHECK(contains(list, first));
+    CHECK(wh_string_array_len((const char *const *)list) > 0);
+    wh_string_array_free(list);
+    list = NULL;
+    CHECK_RC(wh_input_word_completions(b, words, &list), WH_RESULT_OK);
+    CHECK(contains(list, words));
+    wh_string_array_free(list);
+    list = NULL;
+    CHECK_RC(wh_input_choose_words(b, "has space"), WH_RESULT_INVALID_CODE);
+    CHECK_RC(wh_input_choose_words(b, words), WH_RESULT_OK);
+    CHECK_RC(wh_input_choose_words(b, words), WH_RESULT_ALREADY_CHOSE_WORDS);
+    CHECK_RC(wh_input_word_completions(b, "", &list), WH_RESULT_ALREADY_CHOSE_WORDS);
+    ev = h_wait_for(b, WH_EVENT_KIND_CODE, 20000);
+    CHECK(ev && strcmp(wh_event_text(ev), code) == 0);
+    wh_event_free(ev);
+
+    /* b sends text to a; wait on b's fd with poll(2) like an event loop would. */
+    CHECK_RC(wh_send_text(b, "h\xc3\xa9llo from C"), WH_RESULT_OK);
+    CHECK_RC(wh_send_text(b, "again"), WH_RESULT_IN_PROGRESS);
+    ev = h_wait_for(a, WH_EVENT_KIND_TEXT_RECEIVED, 20000);
+    CHECK(ev && wh_event_get_kind(ev) == WH_EVENT_KIND_TEXT_RECEIVED && wh_event_result(ev) == WH_RESULT_OK);
+    CHECK(ev && strcmp(wh_event_text(ev), "h\xc3\xa9llo from C") == 0);
+    wh_event_free(ev);
+    int fd = -1, sent = 0;
+    CHECK_RC(wh_event_fd(b, &fd), WH_RESULT_OK);
+    for (int loops = 0; loops < 1000 && !sent; loops++) {
+        struct pollfd p = {fd, POLLIN, 0};
+        int n = poll(&p, 1, 20000);
+        CHECK(n == 1);
+        if (n != 1) break;
+        while (wh_next_event(b, 0, &ev) == WH_RESULT_OK) {
+            if (wh_event_get_kind(ev) == WH_EVENT_KIND_TEXT_SENT) {
+                CHECK(wh_event_result(ev) == WH_RESULT_OK);
+                sent = 1;
+            }
+            wh_event_free(ev);
+        }
+        /* Drained: the fd is no longer readable. */
+        struct pollfd q = {fd, POLLIN, 0};
+        CHECK(poll(&q, 1, 0) == 0);
+    }
+    CHECK(sent);
+    CHECK_RC(wh_close(a), WH_RESULT_OK);
+    CHECK_RC(wh_close(b), WH_RESULT_OK);
+    ev = h_wait_for(a, WH_EVENT_KIND_CLOSED, 20000);
+    CHECK(ev && wh_event_result(ev) == WH_RESULT_OK);
+    wh_event_free(ev);
+    ev = h_wait_for(b, WH_EVENT_KIND_CLOSED, 20000);
+    CHECK(ev && wh_event_result(ev) == WH_RESULT_OK);
+    wh_event_free(ev);
+    wh_free(a);
+    wh_free(b);
+}
+
+/* A pending text transfer completes with the close outcome; cancel reports CANCELLED;
+ * an unreachable server reports SERVER_CONNECTION. */
+static void test_cancel_and_unreachable(const char *relay) {
+    wh_wormhole *w = h_create(relay, APPID);
+    char code[64];
+    h_code(code, sizeof code, 3, "cancel-me");
+    CHECK_RC(wh_set_code(w, code), WH_RESULT_OK);
+    CHECK_RC(wh_send_text(w, "nobody listens"), WH_RESULT_OK);
+    CHECK_RC(wh_cancel(w), WH_RESULT_OK);
+    CHECK_RC(wh_cancel(w), WH_RESULT_OK);
+    wh_event *ev = h_wait_for(w, WH_EVENT_KIND_TEXT_SENT, 20000);
+    CHECK(ev && wh_event_get_kind(ev) == WH_EVENT_KIND_TEXT_SENT && wh_event_result(ev) == WH_RESULT_CANCELLED);
+    wh_event_free(ev);
+    ev = h_wait_for(w, WH_EVENT_KIND_CLOSED, 20000);
+    CHECK(ev && wh_event_result(ev) == WH_RESULT_CANCELLED);
+    wh_event_free(ev);
+    wh_free(w);
+
+    w = h_create("ws://127.0.0.1:1/v1", APPID);
+    ev = h_wait_for(w, WH_EVENT_KIND_CLOSED, 20000);
+    CHECK(ev && wh_event_result(ev) == WH_RESULT_SERVER_CONNECTION);
+    wh_event_free(ev);
+    CHECK_RC(wh_next_event(w, 0, &ev), WH_RESULT_CLOSED);
+    wh_free(w);
+
+    /* Free with events queued and never read, and an event that outlives its wormhole. */
+    w = h_create(relay, APPID);
+    h_code(code, sizeof code, 4, "never-read");
+    CHECK_RC(wh_set_code(w, code), WH_RESULT_OK);
+    ev = h_wait_for(w, WH_EVENT_KIND_CODE, 20000);
+    wh_free(w);
+    CHECK(ev && wh_event_get_kind(ev) == WH_EVENT_KIND_CODE);
+    wh_event_free(ev);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s RELAY_URL\n", argv[0]);
+        return 2;
+    }
+    test_nulls_and_static();
+    test_bad_arguments(argv[1]);
+    test_pair(argv[1]);
+    test_wrong_code(argv[1]);
+    test_allocate_and_input(argv[1]);
+    test_cancel_and_unreachable(argv[1]);
+    return h_finish("test_api");
+}
