@@ -12,6 +12,8 @@
 //! - The public API: [`Wormhole`], created with [`Wormhole::create`], in "deferred" mode
 //!   (awaitable getters) or "delegated" mode ([`Wormhole::create_delegated`], an event stream).
 //! - [`text`]: the text part of the file-transfer protocol (`wormhole send --text`).
+//! - [`transit`]: Transit v1, the encrypted bulk pipe (usable on its own).
+//! - [`transfer`]: files and directories over Transit (`wormhole send FILE|DIR`).
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
@@ -22,6 +24,8 @@ mod engine;
 mod error;
 pub mod proto;
 pub mod text;
+pub mod transfer;
+pub mod transit;
 
 pub use api::{Event, Events, InputHelper, Options, WelcomeHandler, Wormhole};
 pub use engine::Engine;

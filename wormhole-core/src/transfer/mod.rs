@@ -1,0 +1,1 @@
+//! File and directory transfer over Transit (PROTOCOL §8). Work in progress.

@@ -1,0 +1,641 @@
+//! Transit v1 (PROTOCOL §7): an encrypted, ordered record pipe over one TCP connection,
+//! chosen by racing direct and relayed connections.
+//!
+//! [`proto`] is the sans-IO half (keys, hints, handshakes, records). This module is the
+//! thin tokio driver: [`Transit::new`] binds the listeners the application chose (or
+//! none), [`Transit::hints`] is what to send the peer in a `transit` message,
+//! [`Transit::add_peer_hints`] takes the peer's, and [`Transit::connect`] races every way
+//! to reach the peer with the reference's timing and returns the winning [`Connection`].
+//!
+//! Usable directly by applications that want their own bulk protocol over a wormhole:
+//!
+//! ```no_run
+//! # async fn demo(w: &wormhole_core::Wormhole) -> wormhole_core::Result<()> {
+//! use wormhole_core::transit::{Role, Transit, TransitConfig, TRANSIT_PURPOSE, Hints};
+//! let key = w.derive_key(TRANSIT_PURPOSE, 32)?;
+//! let mut transit = Transit::new(Role::Sender, &key, TransitConfig::default()).await?;
+//! w.send_message(transit.transit_message())?;
+//! // … receive the peer's `{"transit": …}` message, then:
+//! # let peer_transit = serde_json::Value::Null;
+//! transit.add_peer_hints(Hints::from_transit_json(&peer_transit));
+//! let mut conn = transit.connect().await?;
+//! conn.send_record(b"hello").await?;
+//! let reply = conn.receive_record().await?;
+//! # let _ = reply; Ok(()) }
+//! ```
+//!
+//! Every method must be called inside a tokio runtime (the attempts are tokio tasks).
+
+pub mod proto;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::error::{Error, Result};
+pub use proto::{
+    DEFAULT_MAX_RECORD, DirectHint, Hints, NONCE_LEN, Opener, RECORD_OVERHEAD, Role, Sealer,
+    TAG_LEN, TRANSIT_PURPOSE, TransitKeys, transit_message,
+};
+
+/// How a [`Transit`] listens and which relays it uses.
+#[derive(Debug, Clone)]
+pub struct TransitConfig {
+    /// Addresses to listen on for direct connections (port 0: any free port). Empty: do
+    /// not listen (the reference's `--no-listen`). Default: `0.0.0.0:0`.
+    pub listen: Vec<SocketAddr>,
+    /// The host names advertised for the listeners. `None` (default): each listener's own
+    /// address, and for a wildcard listener this machine's non-loopback IPv4 addresses
+    /// (or `127.0.0.1` when there are none), like the reference.
+    pub advertise: Option<Vec<String>>,
+    /// Our transit relays (`--transit-helper`). The peer's relays are added to them.
+    pub relays: Vec<DirectHint>,
+    /// Delay before the first relay group when a direct attempt was started (2 s).
+    pub relay_delay: Duration,
+    /// Limit for one connection's handshake after TCP connect (60 s).
+    pub handshake_timeout: Duration,
+    /// Limit for the whole [`Transit::connect`] (120 s).
+    pub connect_timeout: Duration,
+    /// Cap on an incoming record's size, checked before allocating
+    /// ([`DEFAULT_MAX_RECORD`]).
+    pub max_record: usize,
+}
+
+impl Default for TransitConfig {
+    fn default() -> Self {
+        TransitConfig {
+            listen: vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))],
+            advertise: None,
+            relays: Vec::new(),
+            relay_delay: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(120),
+            max_record: DEFAULT_MAX_RECORD,
+        }
+    }
+}
+
+/// Which kind of path the winning connection took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathKind {
+    /// We connected to one of the peer's direct hints.
+    DirectOutbound(String),
+    /// The peer connected to our listener.
+    DirectInbound(SocketAddr),
+    /// Through a transit relay (`host:port`).
+    Relay(String),
+}
+
+impl std::fmt::Display for PathKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathKind::DirectOutbound(a) => write!(f, "direct to {a}"),
+            PathKind::DirectInbound(a) => write!(f, "direct from {a}"),
+            PathKind::Relay(a) => write!(f, "relay {a}"),
+        }
+    }
+}
+
+enum Outcome {
+    Won(TcpStream, PathKind),
+    Failed,
+}
+
+struct Race {
+    role: Role,
+    keys: TransitKeys,
+    side: String,
+    claimed: AtomicBool,
+    handshake_timeout: Duration,
+}
+
+impl Race {
+    /// The peer handshake (PROTOCOL §7.5) on a connected stream, after an optional relay
+    /// handshake (§7.4). `Ok` only for the winner.
+    async fn negotiate(&self, s: &mut TcpStream, relay: bool) -> Result<()> {
+        let bad = |what: &str| Error::Transfer(format!("transit handshake failed: {what}"));
+        let _ = s.set_nodelay(true);
+        if relay {
+            s.write_all(&self.keys.relay_handshake(&self.side))
+                .await
+                .map_err(|e| bad(&e.to_string()))?;
+            let mut ok = [0u8; 3];
+            s.read_exact(&mut ok)
+                .await
+                .map_err(|e| bad(&e.to_string()))?;
+            if &ok != b"ok\n" {
+                return Err(bad("the relay refused"));
+            }
+        }
+        let (mine, theirs) = self.keys.handshakes(self.role);
+        s.write_all(&mine).await.map_err(|e| bad(&e.to_string()))?;
+        // Compare incrementally: hang up at the first wrong byte.
+        let mut got = [0u8; 1];
+        for expected in theirs {
+            s.read_exact(&mut got)
+                .await
+                .map_err(|e| bad(&e.to_string()))?;
+            if got[0] != expected {
+                return Err(bad("wrong peer handshake"));
+            }
+        }
+        match self.role {
+            Role::Sender => {
+                if self.claimed.swap(true, Ordering::SeqCst) {
+                    let _ = s.write_all(b"nevermind\n").await;
+                    return Err(bad("another connection won"));
+                }
+                s.write_all(b"go\n")
+                    .await
+                    .map_err(|e| bad(&e.to_string()))?;
+                Ok(())
+            }
+            Role::Receiver => {
+                let mut go = [0u8; 3];
+                s.read_exact(&mut go)
+                    .await
+                    .map_err(|e| bad(&e.to_string()))?;
+                if &go != b"go\n" {
+                    return Err(bad("the sender chose another connection"));
+                }
+                if self.claimed.swap(true, Ordering::SeqCst) {
+                    return Err(bad("another connection won"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn negotiate_timed(&self, s: &mut TcpStream, relay: bool) -> Result<()> {
+        tokio::time::timeout(self.handshake_timeout, self.negotiate(s, relay))
+            .await
+            .map_err(|_| Error::Timeout("transit handshake"))?
+    }
+}
+
+/// One side of a Transit connection being set up. See the [module docs](self).
+pub struct Transit {
+    race: Arc<Race>,
+    config: TransitConfig,
+    hints: Hints,
+    peer: Hints,
+    listening: bool,
+    tasks: JoinSet<()>,
+    tx: mpsc::UnboundedSender<Outcome>,
+    rx: mpsc::UnboundedReceiver<Outcome>,
+}
+
+impl std::fmt::Debug for Transit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transit")
+            .field("role", &self.race.role)
+            .field("hints", &self.hints)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transit {
+    /// Derive the keys from the 32-byte `transit_key` (for file transfer:
+    /// `wormhole.derive_key(TRANSIT_PURPOSE, 32)`), bind the listeners and start accepting:
+    /// inbound connections are negotiated at once.
+    pub async fn new(role: Role, transit_key: &[u8], config: TransitConfig) -> Result<Transit> {
+        let side = hex::encode(rand::random::<[u8; 8]>());
+        let race = Arc::new(Race {
+            role,
+            keys: TransitKeys::new(transit_key),
+            side,
+            claimed: AtomicBool::new(false),
+            handshake_timeout: config.handshake_timeout,
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut tasks = JoinSet::new();
+        let mut hints = Hints::default();
+        for addr in &config.listen {
+            let l = TcpListener::bind(addr).await.map_err(|e| {
+                Error::Transfer(format!("cannot listen for transit on {addr}: {e}"))
+            })?;
+            let local = l
+                .local_addr()
+                .map_err(|e| Error::Transfer(format!("transit listener: {e}")))?;
+            let hosts = match &config.advertise {
+                Some(h) => h.clone(),
+                None if local.ip().is_unspecified() => local_addresses(),
+                None => vec![local.ip().to_string()],
+            };
+            for h in hosts {
+                let hint = DirectHint::new(h, local.port());
+                if !hints.direct.contains(&hint) {
+                    hints.direct.push(hint);
+                }
+            }
+            tasks.spawn(accept_loop(l, race.clone(), tx.clone()));
+        }
+        for r in &config.relays {
+            hints.relays.push(vec![r.clone()]);
+        }
+        Ok(Transit {
+            race,
+            listening: !config.listen.is_empty(),
+            config,
+            hints,
+            peer: Hints::default(),
+            tasks,
+            tx,
+            rx,
+        })
+    }
+
+    /// Our hints: direct hints for the listeners, then our relays.
+    pub fn hints(&self) -> &Hints {
+        &self.hints
+    }
+
+    /// The `{"transit": …}` mailbox message carrying [`Transit::hints`].
+    pub fn transit_message(&self) -> Vec<u8> {
+        transit_message(&self.hints)
+    }
+
+    /// Add the hints from the peer's `transit` message (may be called more than once).
+    pub fn add_peer_hints(&mut self, hints: Hints) {
+        self.peer.direct.extend(hints.direct);
+        self.peer.relays.extend(hints.relays);
+    }
+
+    /// Race all connections (PROTOCOL §7.3) and return the first that completes the
+    /// handshake. Direct attempts start at once; relays (ours and the peer's, grouped by
+    /// priority, highest first) after [`TransitConfig::relay_delay`] when a direct attempt
+    /// was started, the next group one delay later. Fails after
+    /// [`TransitConfig::connect_timeout`], or as soon as every attempt failed when we do
+    /// not listen.
+    pub async fn connect(mut self) -> Result<Connection> {
+        let mut outstanding = 0usize;
+        let mut direct_started = false;
+        for h in &self.peer.direct {
+            direct_started = true;
+            outstanding += 1;
+            self.tasks.spawn(attempt(
+                h.clone(),
+                false,
+                Duration::ZERO,
+                self.race.clone(),
+                self.tx.clone(),
+            ));
+        }
+        let mut relays: Vec<DirectHint> = Vec::new();
+        for h in self
+            .config
+            .relays
+            .iter()
+            .chain(self.peer.relays.iter().flatten())
+        {
+            if !relays.contains(h) {
+                relays.push(h.clone());
+            }
+        }
+        relays.sort_by(|a, b| b.priority.total_cmp(&a.priority));
+        let mut delay = if direct_started {
+            self.config.relay_delay
+        } else {
+            Duration::ZERO
+        };
+        let mut last_priority = relays.first().map(|r| r.priority);
+        for h in relays {
+            if Some(h.priority) != last_priority {
+                delay += self.config.relay_delay;
+                last_priority = Some(h.priority);
+            }
+            outstanding += 1;
+            self.tasks
+                .spawn(attempt(h, true, delay, self.race.clone(), self.tx.clone()));
+        }
+        let listening = self.listening;
+        let max_record = self.config.max_record;
+        let role = self.race.role;
+        let wait = async {
+            loop {
+                if outstanding == 0 && !listening {
+                    return Err(Error::Transfer(
+                        "could not connect to the peer: every direct and relay connection failed"
+                            .into(),
+                    ));
+                }
+                match self.rx.recv().await {
+                    Some(Outcome::Won(s, kind)) => return Ok((s, kind)),
+                    Some(Outcome::Failed) => outstanding = outstanding.saturating_sub(1),
+                    None => return Err(Error::Internal("transit race ended".into())),
+                }
+            }
+        };
+        let (stream, kind) = tokio::time::timeout(self.config.connect_timeout, wait)
+            .await
+            .map_err(|_| Error::Timeout("transit connection"))??;
+        // Stop listening and cancel the losers.
+        self.tasks.abort_all();
+        let (sealer, opener) = self.race.keys.record_layer(role);
+        Ok(Connection {
+            stream,
+            sealer,
+            opener,
+            max_record,
+            kind,
+        })
+    }
+}
+
+async fn accept_loop(l: TcpListener, race: Arc<Race>, tx: mpsc::UnboundedSender<Outcome>) {
+    let mut handshakes = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = l.accept() => {
+                let Ok((mut s, peer)) = accepted else { continue };
+                let (race, tx) = (race.clone(), tx.clone());
+                handshakes.spawn(async move {
+                    if race.negotiate_timed(&mut s, false).await.is_ok() {
+                        let _ = tx.send(Outcome::Won(s, PathKind::DirectInbound(peer)));
+                    }
+                });
+            }
+            Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
+        }
+    }
+}
+
+async fn attempt(
+    hint: DirectHint,
+    relay: bool,
+    delay: Duration,
+    race: Arc<Race>,
+    tx: mpsc::UnboundedSender<Outcome>,
+) {
+    tokio::time::sleep(delay).await;
+    let addr = if hint.hostname.contains(':') {
+        format!("[{}]:{}", hint.hostname, hint.port)
+    } else {
+        format!("{}:{}", hint.hostname, hint.port)
+    };
+    let outcome = match TcpStream::connect(&addr).await {
+        Ok(mut s) => match race.negotiate_timed(&mut s, relay).await {
+            Ok(()) => Outcome::Won(
+                s,
+                if relay {
+                    PathKind::Relay(addr)
+                } else {
+                    PathKind::DirectOutbound(addr)
+                },
+            ),
+            Err(e) => {
+                tracing::debug!("transit attempt to {addr} failed: {e}");
+                Outcome::Failed
+            }
+        },
+        Err(e) => {
+            tracing::debug!("transit connect to {addr} failed: {e}");
+            Outcome::Failed
+        }
+    };
+    let _ = tx.send(outcome);
+}
+
+/// This machine's non-loopback IPv4 addresses, or `["127.0.0.1"]` when it has none
+/// (what the reference advertises for a wildcard listener).
+pub fn local_addresses() -> Vec<String> {
+    let mut out: Vec<String> = interface_addresses()
+        .into_iter()
+        .filter(|ip| ip.is_ipv4() && !ip.is_loopback() && !ip.is_unspecified())
+        .map(|ip| ip.to_string())
+        .collect();
+    out.dedup();
+    if out.is_empty() {
+        out.push("127.0.0.1".into());
+    }
+    out
+}
+
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn interface_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a linked list we free below with freeifaddrs; every node
+    // and its sockaddr are valid until then, and we only read IPv4/IPv6 addresses.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut p = ifap;
+        while !p.is_null() {
+            let a = (*p).ifa_addr;
+            if !a.is_null() {
+                match i32::from((*a).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(a as *const libc::sockaddr_in);
+                        out.push(IpAddr::from(
+                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                        ));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(a as *const libc::sockaddr_in6);
+                        out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            p = (*p).ifa_next;
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out
+}
+
+#[cfg(not(unix))]
+fn interface_addresses() -> Vec<IpAddr> {
+    Vec::new()
+}
+
+/// An established Transit connection: records in both directions.
+pub struct Connection {
+    stream: TcpStream,
+    sealer: Sealer,
+    opener: Opener,
+    max_record: usize,
+    kind: PathKind,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// How the connection reached the peer.
+    pub fn path(&self) -> &PathKind {
+        &self.kind
+    }
+
+    /// Encrypt and send one record.
+    pub async fn send_record(&mut self, plaintext: &[u8]) -> Result<()> {
+        let frame = self.sealer.seal(plaintext)?;
+        self.stream
+            .write_all(&frame)
+            .await
+            .map_err(|e| Error::Transfer(format!("transit connection lost: {e}")))
+    }
+
+    /// Receive and decrypt one record. Fails on EOF, on a record above the cap, a bad nonce
+    /// or a record that does not decrypt.
+    pub async fn receive_record(&mut self) -> Result<Vec<u8>> {
+        let lost = |e: std::io::Error| Error::Transfer(format!("transit connection lost: {e}"));
+        let mut header = [0u8; 4];
+        self.stream.read_exact(&mut header).await.map_err(lost)?;
+        let n = Opener::box_len(header, self.max_record)?;
+        let mut boxed = vec![0u8; n];
+        self.stream.read_exact(&mut boxed).await.map_err(lost)?;
+        let plain = self.opener.open_in_place(&mut boxed)?.to_vec();
+        Ok(plain)
+    }
+
+    /// Close the connection (there is no close record: the TCP connection just ends).
+    pub async fn close(mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// Turn into a blocking connection for bulk transfers on plain threads.
+    pub fn into_blocking(self) -> Result<BlockingConnection> {
+        let std = self
+            .stream
+            .into_std()
+            .map_err(|e| Error::Transfer(format!("transit connection: {e}")))?;
+        std.set_nonblocking(false)
+            .map_err(|e| Error::Transfer(format!("transit connection: {e}")))?;
+        Ok(BlockingConnection {
+            stream: std,
+            sealer: self.sealer,
+            opener: self.opener,
+            max_record: self.max_record,
+            kind: self.kind,
+        })
+    }
+}
+
+/// A Transit connection on a blocking `std` socket, for pipelines on plain threads. Split
+/// it with [`BlockingConnection::split`] to write and read on different threads.
+pub struct BlockingConnection {
+    /// The socket.
+    pub stream: std::net::TcpStream,
+    /// Encrypts our records.
+    pub sealer: Sealer,
+    /// Decrypts the peer's records.
+    pub opener: Opener,
+    /// Cap on incoming records.
+    pub max_record: usize,
+    /// How the connection reached the peer.
+    pub kind: PathKind,
+}
+
+impl std::fmt::Debug for BlockingConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingConnection")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockingConnection {
+    /// Read one record's box into `buf` (reused; grown as needed up to the cap) and return
+    /// the decrypted plaintext, a sub-slice of `buf`.
+    pub fn read_record<'a>(
+        stream: &mut impl std::io::Read,
+        opener: &mut Opener,
+        max_record: usize,
+        buf: &'a mut Vec<u8>,
+    ) -> Result<Option<&'a mut [u8]>> {
+        let mut header = [0u8; 4];
+        if !read_exact_or_eof(stream, &mut header)? {
+            return Ok(None);
+        }
+        let n = Opener::box_len(header, max_record)?;
+        buf.resize(n, 0);
+        stream
+            .read_exact(&mut buf[..n])
+            .map_err(|e| Error::Transfer(format!("transit connection lost: {e}")))?;
+        Ok(Some(opener.open_in_place(&mut buf[..n])?))
+    }
+}
+
+/// `read_exact`, but `Ok(false)` on a clean EOF before the first byte.
+fn read_exact_or_eof(r: &mut impl std::io::Read, buf: &mut [u8]) -> Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => {
+                return Err(Error::Transfer(
+                    "transit connection lost in the middle of a record".into(),
+                ));
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Transfer(format!("transit connection lost: {e}"))),
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(listen: bool) -> TransitConfig {
+        TransitConfig {
+            listen: if listen {
+                vec!["127.0.0.1:0".parse().unwrap()]
+            } else {
+                vec![]
+            },
+            ..TransitConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn direct_connection_and_records_both_ways() {
+        let key = [7u8; 32];
+        let s = Transit::new(Role::Sender, &key, cfg(true)).await.unwrap();
+        let mut r = Transit::new(Role::Receiver, &key, cfg(false))
+            .await
+            .unwrap();
+        assert_eq!(s.hints().direct.len(), 1);
+        assert_eq!(s.hints().direct[0].hostname, "127.0.0.1");
+        r.add_peer_hints(s.hints().clone());
+        let (cs, cr) = tokio::join!(s.connect(), r.connect());
+        let (mut cs, mut cr) = (cs.unwrap(), cr.unwrap());
+        assert!(matches!(cs.path(), PathKind::DirectInbound(_)));
+        cs.send_record(b"hello").await.unwrap();
+        assert_eq!(cr.receive_record().await.unwrap(), b"hello");
+        cr.send_record(b"ack").await.unwrap();
+        assert_eq!(cs.receive_record().await.unwrap(), b"ack");
+    }
+
+    #[tokio::test]
+    async fn wrong_key_fails_fast_without_listener() {
+        let s = Transit::new(Role::Sender, &[1u8; 32], cfg(true))
+            .await
+            .unwrap();
+        let mut r = Transit::new(Role::Receiver, &[2u8; 32], cfg(false))
+            .await
+            .unwrap();
+        r.add_peer_hints(s.hints().clone());
+        let err = r.connect().await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Transfer);
+        drop(s);
+    }
+}
