@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Test suite hook for the C API (wormhole-ffi: libwormhole + include/wormhole.h), called by
+# scripts/test.sh.
+#
+#   scripts/suites/c.sh prepare   # network available: C toolchain, valgrind, pkg-config,
+#                                 # cmake (apt-get when missing); pinned cbindgen; build the lib
+#   scripts/suites/c.sh run       # inside the loopback-only namespace, from the repo root:
+#       1. header drift check (scripts/gen-header.sh --check);
+#       2. the header compiles as C11 and C++17 with -Wall -Wextra -Werror -pedantic;
+#       3. examples/c and tests/c built plain and with -fsanitize=address,undefined;
+#       4. against a reference mailbox server on 127.0.0.1: every test program under
+#          ASan+UBSan and under valgrind (no leaks, no errors), the examples (C and C++),
+#          and interop with the reference CLI 0.24.0 in both directions;
+#       5. scripts/install-ffi.sh into a prefix, then the examples built from it via
+#          pkg-config and via CMake (shared and static).
+#   Ends with the line "c: N passed, N failed"; exits non-zero on any failure.
+#
+# Valgrind: --leak-check=full --errors-for-leak-kinds=definite,indirect. Each wh_wormhole
+# owns its runtime and wh_free joins its threads, so no suppression file is needed; tokio
+# or std thread-locals could at most show as "still reachable", which is not an error.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT="$(pwd)"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
+LIBDIR="$TARGET/debug"
+OUT="$TARGET/c-suite"
+
+log() { printf 'suite c: %s\n' "$*" >&2; }
+
+prepare() {
+    set -e
+    local need=()
+    command -v cc >/dev/null || need+=(gcc)
+    command -v c++ >/dev/null || need+=(g++)
+    command -v valgrind >/dev/null || need+=(valgrind)
+    command -v pkg-config >/dev/null || need+=(pkg-config)
+    command -v cmake >/dev/null || need+=(cmake)
+    command -v make >/dev/null || need+=(make)
+    if [ ${#need[@]} -gt 0 ]; then
+        log "installing ${need[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+    scripts/gen-header.sh --install-only
+    cargo build -p wormhole-ffi --lib
+    log "ready: $(cc --version | head -1); $(valgrind --version); cmake $(cmake --version | head -1 | awk '{print $3}')"
+}
+
+PASSED=0
+FAILED=0
+FAILURES=()
+
+# step NAME CMD...: run one check, log its output on failure.
+step() {
+    local name="$1"
+    shift
+    local logf="$OUT/logs/$(printf '%s' "$name" | tr -c 'A-Za-z0-9_.-' '_').log"
+    if "$@" >"$logf" 2>&1; then
+        PASSED=$((PASSED + 1))
+        printf 'ok    %s\n' "$name"
+    else
+        FAILED=$((FAILED + 1))
+        FAILURES+=("$name")
+        printf 'FAIL  %s\n' "$name"
+        sed 's/^/    | /' "$logf" | tail -40
+    fi
+}
+
+CFLAGS=(-std=c11 -Wall -Wextra -Werror -pedantic -g -I"$ROOT/include")
+CXXFLAGS=(-std=c++17 -Wall -Wextra -Werror -pedantic -g -I"$ROOT/include")
+SAN=(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
+LINK=(-L"$LIBDIR" -lwormhole -lpthread -Wl,-rpath,"$LIBDIR")
+VALGRIND=(valgrind -q --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect
+    --errors-for-leak-kinds=definite,indirect --track-fds=no)
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+header_compiles() {
+    printf '#include "wormhole.h"\nint main(void) { return wh_result_str(WH_RESULT_OK) == 0; }\n' >"$OUT/h.c"
+    cp "$OUT/h.c" "$OUT/h.cpp"
+    cc "${CFLAGS[@]}" -c "$OUT/h.c" -o "$OUT/h.o" && c++ "${CXXFLAGS[@]}" -c "$OUT/h.cpp" -o "$OUT/hpp.o"
+}
+
+build_all() { # build_all SUFFIX EXTRA_FLAGS...
+    local sfx="$1"
+    shift
+    local t
+    for t in examples/c/send_text examples/c/receive_text tests/c/test_api tests/c/test_callbacks tests/c/test_threads; do
+        cc "${CFLAGS[@]}" "$@" "$t.c" -o "$OUT/bin/$(basename "$t")$sfx" "${LINK[@]}" || return 1
+    done
+    c++ "${CXXFLAGS[@]}" "$@" examples/c/pair.cpp -o "$OUT/bin/pair$sfx" "${LINK[@]}"
+}
+
+start_mailbox() {
+    local i
+    for i in 1 2 3 4 5; do
+        PORT=$((20000 + RANDOM % 30000))
+        "$WORMHOLE_REF_VENV/bin/twist" wormhole-mailbox --port="tcp:$PORT:interface=127.0.0.1" \
+            --channel-db=:memory: >"$OUT/logs/mailbox-$PORT.log" 2>&1 &
+        MAILBOX_PID=$!
+        local n
+        for n in $(seq 150); do
+            if ! kill -0 "$MAILBOX_PID" 2>/dev/null; then break; fi
+            if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null; then
+                URL="ws://127.0.0.1:$PORT/v1"
+                return 0
+            fi
+            sleep 0.1
+        done
+        kill "$MAILBOX_PID" 2>/dev/null
+    done
+    return 1
+}
+
+# Two processes at once; both must succeed.
+both() { # both "CMD A" "CMD B"
+    bash -c "$1" & local pa=$!
+    bash -c "$2"; local rb=$?
+    wait "$pa"; local ra=$?
+    echo "exit codes: $ra $rb"
+    [ "$ra" -eq 0 ] && [ "$rb" -eq 0 ]
+}
+
+interop_ref_sender() { # reference `wormhole send --text` -> our C receiver (ASan build)
+    local code="$1" text="from the reference sender"
+    both "timeout 120 '$WORMHOLE_REF_VENV/bin/wormhole' --relay-url '$URL' send --text '$text' --code '$code'" \
+         "timeout 120 '$OUT/bin/receive_text-asan' '$URL' '$code' > '$OUT/received.txt'" &&
+        [ "$(cat "$OUT/received.txt")" = "$text" ]
+}
+
+interop_ref_receiver() { # our C sender (ASan build) -> reference `wormhole receive --only-text`
+    local code="$1" text="from the C sender"
+    both "timeout 120 '$OUT/bin/send_text-asan' '$URL' '$text' '$code'" \
+         "timeout 120 '$WORMHOLE_REF_VENV/bin/wormhole' --relay-url '$URL' receive --only-text '$code' > '$OUT/received-ref.txt'" &&
+        [ "$(cat "$OUT/received-ref.txt")" = "$text" ]
+}
+
+c_to_c() { # our sender and receiver, one under valgrind
+    both "timeout 120 '$OUT/bin/send_text' '$URL' 'C to C' '$1'" \
+         "timeout 300 ${VALGRIND[*]} '$OUT/bin/receive_text' '$URL' '$1' > '$OUT/received-c.txt'" &&
+        [ "$(cat "$OUT/received-c.txt")" = "C to C" ]
+}
+
+installed_prefix() {
+    local prefix="$OUT/prefix"
+    rm -rf "$prefix" "$OUT/cmake-shared" "$OUT/cmake-static"
+    CARGO_OFFLINE=1 scripts/install-ffi.sh "$prefix" --debug &&
+        PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --exists --print-errors "wormhole >= 0.1" &&
+        cc -std=c11 -Wall -Wextra -Werror examples/c/send_text.c -o "$OUT/bin/send_text-pc" \
+            $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs wormhole) -Wl,-rpath,"$prefix/lib" &&
+        c++ -std=c++17 -Wall -Wextra -Werror examples/c/pair.cpp -o "$OUT/bin/pair-pc" \
+            $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs wormhole) -lpthread -Wl,-rpath,"$prefix/lib" &&
+        timeout 120 "$OUT/bin/pair-pc" "$URL" "$1" &&
+        cmake -S examples/c -B "$OUT/cmake-shared" -DCMAKE_PREFIX_PATH="$prefix" &&
+        cmake --build "$OUT/cmake-shared" &&
+        cmake -S examples/c -B "$OUT/cmake-static" -DCMAKE_PREFIX_PATH="$prefix" -DWORMHOLE_STATIC=ON &&
+        cmake --build "$OUT/cmake-static" &&
+        timeout 120 "$OUT/cmake-static/pair" "$URL" "$2"
+}
+
+run() {
+    [ -n "${WORMHOLE_REF_VENV:-}" ] || { log "WORMHOLE_REF_VENV is not set"; exit 1; }
+    rm -rf "$OUT"
+    mkdir -p "$OUT/bin" "$OUT/logs"
+    local np=$((100 + RANDOM % 800))
+
+    step "header is up to date (scripts/gen-header.sh --check)" scripts/gen-header.sh --check
+    step "header compiles as C11 and C++17 (-Wall -Wextra -Werror -pedantic)" header_compiles
+    step "build examples and tests (plain)" build_all ""
+    step "build examples and tests (ASan+UBSan)" build_all -asan "${SAN[@]}"
+    if ! start_mailbox; then
+        log "could not start the reference mailbox server"
+        FAILED=$((FAILED + 1))
+        FAILURES+=("mailbox server")
+    else
+        log "reference mailbox at $URL"
+        local t
+        for t in test_api test_callbacks; do
+            step "$t (ASan+UBSan)" timeout 300 "$OUT/bin/$t-asan" "$URL"
+            step "$t (valgrind)" timeout 600 "${VALGRIND[@]}" "$OUT/bin/$t" "$URL"
+        done
+        step "test_threads, 16 threads (ASan+UBSan)" timeout 300 "$OUT/bin/test_threads-asan" "$URL" 16
+        step "test_threads, 6 threads (valgrind)" timeout 600 "${VALGRIND[@]}" "$OUT/bin/test_threads" "$URL" 6
+        step "example pair.cpp (ASan+UBSan)" timeout 120 "$OUT/bin/pair-asan" "$URL" "$np-cpp-pair"
+        step "example pair.cpp (valgrind)" timeout 300 "${VALGRIND[@]}" "$OUT/bin/pair" "$URL" "$((np + 1))-cpp-pair"
+        step "examples send_text -> receive_text (valgrind)" c_to_c "$((np + 2))-purple-sausages"
+        step "interop: reference 'wormhole send --text' -> C receive_text" interop_ref_sender "$((np + 3))-purple-sausages"
+        step "interop: C send_text -> reference 'wormhole receive --only-text'" interop_ref_receiver "$((np + 4))-purple-sausages"
+        step "install into a prefix; examples via pkg-config and CMake (shared, static)" \
+            installed_prefix "$((np + 5))-installed" "$((np + 6))-static"
+        kill "$MAILBOX_PID" 2>/dev/null
+        wait "$MAILBOX_PID" 2>/dev/null
+    fi
+    if [ ${#FAILURES[@]} -gt 0 ]; then
+        log "failed: ${FAILURES[*]} (logs in $OUT/logs)"
+    fi
+    echo "c: $PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+}
+
+case "${1:-}" in
+    prepare) prepare ;;
+    run) run ;;
+    *)
+        echo "usage: $0 prepare|run" >&2
+        exit 2
+        ;;
+esac
