@@ -1,17 +1,21 @@
-//! `wormhole`: send and receive text through a Magic Wormhole.
+//! `wormhole`: send and receive text, files and directories through a Magic Wormhole.
 //!
-//! Driven like the reference Python CLI (magic-wormhole 0.24), text only:
+//! Driven like the reference Python CLI (magic-wormhole 0.24):
 //!
 //! ```text
-//! wormhole [--relay-url URL] [--appid ID] send --text TEXT [--code CODE] [--code-length N] [--verify]
-//! wormhole [--relay-url URL] [--appid ID] receive [--only-text] [--verify] [CODE]
+//! wormhole [--relay-url URL] [--transit-helper tcp:HOST:PORT] [--appid ID] send [--text TEXT | FILE | DIR]
+//!          [--code CODE] [--code-length N] [--verify] [--no-listen] [--hide-progress] [--no-qr]
+//! wormhole [--relay-url URL] [--transit-helper tcp:HOST:PORT] [--appid ID] receive [--only-text]
+//!          [--accept-file] [-o FILE|DIR] [--verify] [--no-listen] [--hide-progress] [CODE]
 //! ```
 //!
 //! Progress goes to stderr, the received text to stdout. Every failure prints one
 //! `ERROR: ` line on stderr and exits with status 1.
 
 mod failure;
+mod files;
 mod input;
+mod qr;
 mod receive;
 mod send;
 
@@ -25,6 +29,9 @@ use wormhole_core::{Options, PUBLIC_RELAY_URL, TRANSFER_APPID, Wormhole};
 
 use crate::failure::Failure;
 
+/// The reference CLI's default transit relay.
+const DEFAULT_TRANSIT_HELPER: &str = "tcp:transit.magic-wormhole.io:4001";
+
 /// Command-line arguments.
 #[derive(Debug, Parser)]
 #[command(
@@ -36,6 +43,9 @@ struct Cli {
     /// Mailbox (rendezvous) server to use.
     #[arg(long, value_name = "URL", env = "WORMHOLE_RELAY_URL", default_value = PUBLIC_RELAY_URL)]
     relay_url: String,
+    /// Transit relay to use.
+    #[arg(long, value_name = "tcp:HOST:PORT", env = "WORMHOLE_TRANSIT_HELPER", default_value = DEFAULT_TRANSIT_HELPER)]
+    transit_helper: String,
     /// Application id to use.
     #[arg(long, value_name = "APPID", default_value = TRANSFER_APPID)]
     appid: String,
@@ -47,10 +57,10 @@ struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Send a text message.
+    /// Send a text message, file, or directory.
     #[command(visible_alias = "tx")]
     Send(SendArgs),
-    /// Receive a text message (from `wormhole send`).
+    /// Receive a text message, file, or directory (from `wormhole send`).
     #[command(visible_alias = "rx", alias = "recv", alias = "recieve")]
     Receive(ReceiveArgs),
 }
@@ -70,16 +80,22 @@ pub struct SendArgs {
     /// Display the verification string and wait for approval.
     #[arg(short = 'v', long)]
     pub verify: bool,
-    /// Don't show a QR code (accepted for compatibility; no QR code is drawn yet).
-    #[arg(long)]
+    /// Don't show the QR code of `wormhole-transfer:CODE`.
+    #[arg(long, overrides_with = "qr")]
     pub no_qr: bool,
-    /// Show a QR code (accepted for compatibility; no QR code is drawn yet).
-    #[arg(long, hide = true)]
+    /// Show the QR code of `wormhole-transfer:CODE` (default).
+    #[arg(long, overrides_with = "no_qr")]
     pub qr: bool,
-    /// Suppress progress-bar display (accepted for compatibility).
+    /// Suppress progress-bar display.
     #[arg(long)]
     pub hide_progress: bool,
-    /// A file or directory to send (not supported yet).
+    /// (debug) Don't open a listening socket for Transit.
+    #[arg(long, overrides_with = "listen")]
+    pub no_listen: bool,
+    /// Open a listening socket for Transit (default).
+    #[arg(long, overrides_with = "no_listen")]
+    pub listen: bool,
+    /// The file or directory to send.
     #[arg(value_name = "WHAT")]
     pub what: Option<String>,
 }
@@ -87,13 +103,26 @@ pub struct SendArgs {
 /// Arguments of `wormhole receive`.
 #[derive(Debug, Args)]
 pub struct ReceiveArgs {
-    /// Refuse file transfers, only accept text (always the case so far).
+    /// Refuse file transfers, only accept text transfers.
     #[arg(short = 't', long)]
     pub only_text: bool,
+    /// Accept a file transfer without asking for confirmation.
+    #[arg(long, env = "WORMHOLE_ACCEPT_FILE")]
+    pub accept_file: bool,
+    /// The file or directory to create, overriding the name suggested by the sender. If
+    /// the directory exists already, the incoming transfer is put inside it.
+    #[arg(short = 'o', long, value_name = "FILENAME|DIRNAME")]
+    pub output_file: Option<String>,
+    /// (debug) Don't open a listening socket for Transit.
+    #[arg(long, overrides_with = "listen")]
+    pub no_listen: bool,
+    /// Open a listening socket for Transit (default).
+    #[arg(long, overrides_with = "no_listen")]
+    pub listen: bool,
     /// Display the verification string.
     #[arg(short = 'v', long)]
     pub verify: bool,
-    /// Suppress progress-bar display (accepted for compatibility).
+    /// Suppress progress-bar display.
     #[arg(long)]
     pub hide_progress: bool,
     /// The code from the sender; asked for interactively when omitted.
@@ -108,6 +137,8 @@ pub struct Server {
     pub relay_url: String,
     /// Application id.
     pub appid: String,
+    /// Transit relay, `tcp:HOST:PORT`.
+    pub transit_helper: String,
 }
 
 impl Server {
@@ -173,6 +204,7 @@ fn main() {
     let server = Server {
         relay_url: cli.relay_url,
         appid: cli.appid,
+        transit_helper: cli.transit_helper,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

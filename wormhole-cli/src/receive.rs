@@ -1,4 +1,4 @@
-//! `wormhole receive` (text only).
+//! `wormhole receive`: text, files and directories.
 
 use std::fmt::Write;
 
@@ -6,6 +6,7 @@ use unicode_general_category::{GeneralCategory, get_general_category};
 use wormhole_core::{Wormhole, text, validate_code};
 
 use crate::failure::Failure;
+use crate::files;
 use crate::input::input_code;
 use crate::{ReceiveArgs, Server, run_and_close, with_notice};
 
@@ -34,9 +35,13 @@ async fn exchange(server: &Server, args: &ReceiveArgs, w: &Wormhole) -> Result<(
     if args.verify {
         eprintln!("Verifier {}.", hex::encode(verifier));
     }
-    let message = text::receive_text(w).await?;
-    println!("{}", escape_like_python_repr(&message));
-    Ok(())
+    if args.only_text {
+        let message = text::receive_text(w).await?;
+        println!("{}", escape_like_python_repr(&message));
+        return Ok(());
+    }
+    let mut opts = files::options(server, args.no_listen, args.hide_progress)?;
+    files::receive(w, &mut opts, args.accept_file, args.output_file.as_deref()).await
 }
 
 /// The text as the reference receiver prints it, `repr(text)[1:-1]` in Python: a sender
@@ -47,7 +52,7 @@ async fn exchange(server: &Server, args: &ReceiveArgs, w: &Wormhole) -> Result<(
 /// other control characters and non-printable characters (Python's `str.isprintable`:
 /// categories C*, Z* except the space) as `\xNN`, `\uNNNN` or `\UNNNNNNNN`. Printable
 /// non-ASCII text is kept.
-fn escape_like_python_repr(text: &str) -> String {
+pub fn escape_like_python_repr(text: &str) -> String {
     let quote = if text.contains('\'') && !text.contains('"') {
         '"'
     } else {

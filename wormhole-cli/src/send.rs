@@ -1,7 +1,10 @@
-//! `wormhole send --text`.
+//! `wormhole send`: text, a file or a directory.
 
 use std::cell::Cell;
 use std::io::Read;
+use std::path::PathBuf;
+
+use wormhole_core::transfer::TransferOptions;
 
 use wormhole_core::text::{self, TransferMessage};
 use wormhole_core::{Error, Wormhole, validate_code};
@@ -9,19 +12,43 @@ use wormhole_core::{Error, Wormhole, validate_code};
 use crate::failure::Failure;
 use crate::input::{on_thread, prompt_line};
 use crate::{SendArgs, Server, run_and_close, with_notice};
+use crate::{files, qr};
 
 /// What the sender sends when the user rejects the verifier.
 const REJECTED: &str = "sender rejected verification check, abandoned transfer";
 /// Printed (on stdout) once the code can no longer be used.
 const CONSUMED: &str = "Note: code has been consumed and can no longer be used.";
 
+/// What to send.
+enum What {
+    /// A text message (`--text`; empty: ask).
+    Text(String),
+    /// A file or directory.
+    Path(PathBuf),
+}
+
 /// Run `wormhole send`.
 pub async fn run(server: &Server, args: &SendArgs) -> Result<(), Failure> {
-    let Some(text) = &args.text else {
-        return Err(Failure::Other(
-            "only --text is supported so far (file transfer comes with Transit)".into(),
-        ));
+    let what = match (&args.text, &args.what) {
+        (Some(text), None) => What::Text(text.clone()),
+        (None, Some(path)) => What::Path(PathBuf::from(path)),
+        (Some(_), Some(_)) => {
+            return Err(Failure::Other(
+                "cannot send both text and a file/directory".into(),
+            ));
+        }
+        (None, None) => What::Text(String::new()),
     };
+    let opts = files::options(server, args.no_listen, args.hide_progress)?;
+    if let What::Path(p) = &what {
+        // Like the reference: check what we send before connecting.
+        std::fs::metadata(p).map_err(|e| {
+            Failure::Other(format!(
+                "Cannot send: no file/directory named '{}': {e}",
+                p.display()
+            ))
+        })?;
+    }
     if let Some(code) = &args.code {
         validate_code(code)?;
     }
@@ -35,7 +62,7 @@ pub async fn run(server: &Server, args: &SendArgs) -> Result<(), Failure> {
         }
     };
     run_and_close(&w, async {
-        let outcome = exchange(server, args, text, &w, &note_consumed).await;
+        let outcome = exchange(server, args, &what, &opts, &w, &note_consumed).await;
         if !outcome.as_ref().is_err_and(Failure::never_connected) {
             note_consumed();
         }
@@ -48,17 +75,48 @@ pub async fn run(server: &Server, args: &SendArgs) -> Result<(), Failure> {
 async fn exchange(
     server: &Server,
     args: &SendArgs,
-    text: &str,
+    what: &What,
+    opts: &TransferOptions,
     w: &Wormhole,
     note_consumed: &impl Fn(),
 ) -> Result<(), Failure> {
-    server.show_welcome(&w.get_welcome().await?);
-    let text = read_text(text).await?;
-    // Python counts characters, not bytes.
-    eprintln!(
-        "Sending text message ({})",
-        natural_size(text.chars().count())
-    );
+    let text = match what {
+        What::Text(text) => {
+            server.show_welcome(&w.get_welcome().await?);
+            let text = read_text(text).await?;
+            // Python counts characters, not bytes.
+            eprintln!(
+                "Sending text message ({})",
+                natural_size(text.chars().count() as u64)
+            );
+            Some(text)
+        }
+        What::Path(p) => {
+            let md = std::fs::metadata(p)
+                .map_err(|e| Failure::Other(format!("{}: {e}", p.display())))?;
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if md.is_dir() {
+                eprintln!("Building zipfile..");
+                let dir = p.clone();
+                let size = tokio::task::spawn_blocking(move || {
+                    wormhole_core::transfer::zip::ZipStream::new(&dir).map(|z| z.zipsize)
+                })
+                .await
+                .map_err(|e| Failure::Other(e.to_string()))??;
+                eprintln!(
+                    "Sending directory ({} compressed) named '{name}'",
+                    natural_size(size)
+                );
+            } else {
+                eprintln!("Sending {} file named '{name}'", natural_size(md.len()));
+            }
+            server.show_welcome(&w.get_welcome().await?);
+            None
+        }
+    };
 
     match &args.code {
         Some(code) => w.set_code(code)?,
@@ -66,6 +124,11 @@ async fn exchange(
     }
     let code = w.get_code().await?;
     eprintln!("Wormhole code is: {code}");
+    if !args.no_qr {
+        if let Some(qr) = qr::render(&code) {
+            eprint!("{qr}");
+        }
+    }
     let receive = if args.verify {
         "wormhole receive --verify"
     } else {
@@ -83,8 +146,14 @@ async fn exchange(
     if args.verify {
         confirm_verifier(w, &verifier).await?;
     }
-    text::send_text(w, &text).await?;
-    eprintln!("text message sent");
+    match (text, what) {
+        (Some(text), _) => {
+            text::send_text(w, &text).await?;
+            eprintln!("text message sent");
+        }
+        (None, What::Path(p)) => files::send(w, p, opts).await?,
+        (None, What::Text(_)) => {}
+    }
     Ok(())
 }
 
@@ -128,7 +197,7 @@ async fn confirm_verifier(w: &Wormhole, verifier: &[u8; 32]) -> Result<(), Failu
 
 /// A byte count the way the reference prints it (Python `humanize.naturalsize`):
 /// `1 Byte`, `11 Bytes`, `1.5 kB`, `2.0 MB`, …
-fn natural_size(bytes: usize) -> String {
+pub fn natural_size(bytes: u64) -> String {
     const SUFFIXES: [&str; 10] = ["kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB", "RB", "QB"];
     match bytes {
         1 => return "1 Byte".into(),

@@ -1,1 +1,614 @@
-//! File and directory transfer over Transit (PROTOCOL §8). Work in progress.
+//! Files and directories over Transit: the file-transfer protocol of `wormhole send` /
+//! `wormhole receive` (PROTOCOL §8), interoperable with the reference CLI 0.24.
+//!
+//! Sending: [`send_file`], [`send_directory`] (zipped while streaming, no temporary copy)
+//! or [`send_path`]. Receiving: [`receive`] returns the text, or an [`IncomingOffer`] the
+//! application inspects and then [`accept`](IncomingOffer::accept)s or
+//! [`reject`](IncomingOffer::reject)s. Text keeps its own helpers in [`crate::text`].
+//!
+//! ```no_run
+//! # async fn demo(w: wormhole_core::Wormhole) -> wormhole_core::Result<()> {
+//! use wormhole_core::transfer::{self, Received, TransferOptions};
+//! let opts = TransferOptions::default();
+//! match transfer::receive(&w, &opts).await? {
+//!     Received::Text(t) => println!("{t}"),
+//!     Received::Offer(offer) => {
+//!         let dest = offer.destination(std::path::Path::new("."), None);
+//!         let path = offer.accept(&dest, false, &opts).await?;
+//!         println!("saved {}", path.display());
+//!     }
+//! }
+//! w.close().await
+//! # }
+//! ```
+//!
+//! Receive safety: names are reduced to their base name and must not be `.`/`..`; zip
+//! entries may not be absolute, contain `..` or be links; an existing path is never
+//! replaced unless asked; free space is checked before the `file_ack`; data goes to a
+//! hidden temporary name that is renamed only once every byte has arrived (authenticated
+//! record by record), so no partial file ever looks complete.
+
+mod pipeline;
+pub mod zip;
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::api::Wormhole;
+use crate::error::{Error, Result};
+use crate::text::TransferMessage;
+use crate::transit::{Hints, PathKind, Role, TRANSIT_PURPOSE, Transit, TransitConfig};
+
+/// Progress callback: `(bytes done, bytes total)`. Called from a transfer thread after
+/// each record; keep it cheap.
+pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// Milestones of a transfer, for user interfaces (see [`TransferOptions::events`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransferEvent {
+    /// Transit connected; the data starts flowing.
+    Connected(PathKind),
+    /// Sender: every byte was sent; waiting for the receiver's ack.
+    DataSent,
+    /// Receiver: every byte arrived; a directory is unpacked next.
+    DataReceived,
+}
+
+/// Event callback, see [`TransferEvent`]. Called from a transfer thread or task.
+pub type EventFn = Arc<dyn Fn(&TransferEvent) + Send + Sync>;
+
+/// Default plaintext bytes per record we send (the reference sends 16 KiB; every known
+/// receiver accepts larger records).
+pub const DEFAULT_RECORD_SIZE: usize = 256 * 1024;
+
+/// Cancels a transfer from anywhere (another task, a signal handler, another thread).
+#[derive(Clone, Debug)]
+pub struct CancelToken(Arc<watch::Sender<bool>>);
+
+impl Default for CancelToken {
+    fn default() -> Self {
+        CancelToken(Arc::new(watch::channel(false).0))
+    }
+}
+
+impl CancelToken {
+    /// A fresh, uncancelled token.
+    pub fn new() -> CancelToken {
+        CancelToken::default()
+    }
+
+    /// Cancel: the transfer stops, its connection is closed and it fails with
+    /// [`Error::Cancelled`]; the peer sees the connection drop.
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether [`CancelToken::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once cancelled.
+    pub async fn cancelled(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    async fn guard<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        tokio::select! {
+            r = fut => r,
+            _ = self.cancelled() => Err(Error::Cancelled),
+        }
+    }
+}
+
+/// Options shared by sending and receiving.
+#[derive(Clone)]
+pub struct TransferOptions {
+    /// How Transit listens and which relay it uses.
+    pub transit: TransitConfig,
+    /// Progress reports.
+    pub progress: Option<ProgressFn>,
+    /// Cancellation.
+    pub cancel: CancelToken,
+    /// Milestone events.
+    pub events: Option<EventFn>,
+    /// Plaintext bytes per record we send ([`DEFAULT_RECORD_SIZE`]).
+    pub record_size: usize,
+}
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        TransferOptions {
+            transit: TransitConfig::default(),
+            progress: None,
+            cancel: CancelToken::new(),
+            events: None,
+            record_size: DEFAULT_RECORD_SIZE,
+        }
+    }
+}
+
+impl TransferOptions {
+    fn emit(&self, e: TransferEvent) {
+        if let Some(f) = &self.events {
+            f(&e);
+        }
+    }
+}
+
+impl std::fmt::Debug for TransferOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransferOptions")
+            .field("transit", &self.transit)
+            .field("record_size", &self.record_size)
+            .finish_non_exhaustive()
+    }
+}
+
+fn file_name_of(path: &Path) -> Result<String> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!("{} has no usable file name", path.display()))
+        })
+}
+
+/// Send the file at `path` (the sender half of `wormhole send FILE`). Waits for the key to
+/// be verified, offers the file, and returns once the receiver acknowledged every byte
+/// with the matching SHA-256. The caller sets the code and closes the wormhole.
+pub async fn send_file(w: &Wormhole, path: &Path, opts: &TransferOptions) -> Result<()> {
+    let f = File::open(path)
+        .map_err(|e| Error::InvalidArgument(format!("cannot open {}: {e}", path.display())))?;
+    let size = f
+        .metadata()
+        .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?
+        .len();
+    let offer = json!({"offer": {"file": {"filename": file_name_of(path)?, "filesize": size}}});
+    send_offer(w, offer, Box::new(f), size, opts).await
+}
+
+/// Send the directory at `path` as a zip built while streaming (the sender half of
+/// `wormhole send DIR`).
+pub async fn send_directory(w: &Wormhole, path: &Path, opts: &TransferOptions) -> Result<()> {
+    let dir = path.to_owned();
+    let z = tokio::task::spawn_blocking(move || zip::ZipStream::new(&dir))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    let offer = json!({"offer": {"directory": {"mode": "zipfile/deflated",
+        "dirname": file_name_of(path)?, "zipsize": z.zipsize,
+        "numbytes": z.numbytes, "numfiles": z.numfiles}}});
+    let size = z.zipsize;
+    send_offer(w, offer, Box::new(z), size, opts).await
+}
+
+/// [`send_file`] or [`send_directory`], depending on what `path` is.
+pub async fn send_path(w: &Wormhole, path: &Path, opts: &TransferOptions) -> Result<()> {
+    let md = std::fs::metadata(path)
+        .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+    if md.is_dir() {
+        send_directory(w, path, opts).await
+    } else {
+        send_file(w, path, opts).await
+    }
+}
+
+async fn send_offer(
+    w: &Wormhole,
+    offer: Value,
+    mut src: Box<dyn std::io::Read + Send>,
+    size: u64,
+    opts: &TransferOptions,
+) -> Result<()> {
+    let cancel = &opts.cancel;
+    cancel.guard(w.get_verifier()).await?;
+    let key = w.derive_key(TRANSIT_PURPOSE, 32)?;
+    let mut transit = Transit::new(Role::Sender, &key, opts.transit.clone()).await?;
+    w.send_message(transit.transit_message())?;
+    w.send_message(serde_json::to_vec(&offer).unwrap_or_default())?;
+    loop {
+        let msg = cancel.guard(w.get_message()).await?;
+        match TransferMessage::parse(&msg)? {
+            TransferMessage::Error(e) => {
+                return Err(Error::Transfer(format!(
+                    "remote error, transfer abandoned: {e}"
+                )));
+            }
+            TransferMessage::Transit(t) => transit.add_peer_hints(Hints::from_transit_json(&t)),
+            TransferMessage::FileAck(a) if a == "ok" => break,
+            TransferMessage::FileAck(_) | TransferMessage::MessageAck(_) => {
+                return Err(Error::Transfer(
+                    "ambiguous response from the receiver".into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let conn = cancel.guard(transit.connect()).await?;
+    opts.emit(TransferEvent::Connected(conn.path().clone()));
+    let conn = conn.into_blocking()?;
+    let killer = conn.stream.try_clone().ok();
+    let (chunk, progress, token) = (
+        opts.record_size.max(1),
+        opts.progress.clone(),
+        cancel.clone(),
+    );
+    let events = opts.events.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        let sent = || {
+            if let Some(e) = &events {
+                e(&TransferEvent::DataSent)
+            }
+        };
+        pipeline::send(conn, &mut *src, size, chunk, progress, &token, &sent)
+    });
+    run_job(job, cancel, killer).await
+}
+
+async fn run_job<T: Send + 'static>(
+    mut job: tokio::task::JoinHandle<Result<T>>,
+    cancel: &CancelToken,
+    killer: Option<std::net::TcpStream>,
+) -> Result<T> {
+    tokio::select! {
+        r = &mut job => r.map_err(|e| Error::Internal(e.to_string()))?,
+        _ = cancel.cancelled() => {
+            if let Some(k) = killer {
+                let _ = k.shutdown(std::net::Shutdown::Both);
+            }
+            let _ = job.await;
+            Err(Error::Cancelled)
+        }
+    }
+}
+
+/// What [`receive`] got.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per transfer
+pub enum Received {
+    /// A text message (already acknowledged).
+    Text(String),
+    /// A file or directory, waiting for the application's decision.
+    Offer(IncomingOffer),
+}
+
+/// What the sender offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OfferKind {
+    /// One file of `size` bytes.
+    File,
+    /// A directory sent as a zip of `size` bytes holding `numfiles` files totalling
+    /// `numbytes` bytes.
+    Directory {
+        /// Sum of the files' sizes.
+        numbytes: u64,
+        /// Number of files.
+        numfiles: u64,
+    },
+}
+
+/// A file or directory offer. Drop it, or call [`IncomingOffer::reject`], to refuse.
+pub struct IncomingOffer {
+    w: Wormhole,
+    name: String,
+    size: u64,
+    kind: OfferKind,
+    transit: Option<Transit>,
+}
+
+impl std::fmt::Debug for IncomingOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingOffer")
+            .field("name", &self.name)
+            .field("size", &self.size)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wait for the sender's offer (the receiver half of `wormhole receive`). Answers the
+/// sender's `transit` message with ours as it arrives, acknowledges text at once, and
+/// refuses unknown offer types with the reference's errors.
+pub async fn receive(w: &Wormhole, opts: &TransferOptions) -> Result<Received> {
+    let cancel = &opts.cancel;
+    let mut transit: Option<Transit> = None;
+    loop {
+        let msg = cancel.guard(w.get_message()).await?;
+        let parsed = TransferMessage::parse(&msg)?;
+        match parsed {
+            TransferMessage::Error(e) => return Err(Error::Transfer(format!("remote error: {e}"))),
+            TransferMessage::Transit(t) if transit.is_none() => {
+                let key = w.derive_key(TRANSIT_PURPOSE, 32)?;
+                let mut tr = Transit::new(Role::Receiver, &key, opts.transit.clone()).await?;
+                tr.add_peer_hints(Hints::from_transit_json(&t));
+                w.send_message(tr.transit_message())?;
+                transit = Some(tr);
+            }
+            TransferMessage::Offer(_) => {
+                let v: Value = serde_json::from_slice(&msg).unwrap_or(Value::Null);
+                let offer = &v["offer"];
+                if let Some(text) = offer.get("message").and_then(Value::as_str) {
+                    w.send_message(TransferMessage::MessageAck("ok".into()).to_bytes())?;
+                    return Ok(Received::Text(text.to_owned()));
+                }
+                let refuse = |what: &str| -> Result<Received> {
+                    w.send_message(TransferMessage::Error(what.into()).to_bytes())?;
+                    Err(Error::Transfer(format!(
+                        "the sender's offer was refused: {what}"
+                    )))
+                };
+                let (name, size, kind) = if let Some(f) = offer.get("file") {
+                    match (
+                        f.get("filename").and_then(Value::as_str),
+                        f.get("filesize").and_then(Value::as_u64),
+                    ) {
+                        (Some(n), Some(s)) => (n, s, OfferKind::File),
+                        _ => return refuse("unknown offer type"),
+                    }
+                } else if let Some(d) = offer.get("directory") {
+                    let mode = d.get("mode").and_then(Value::as_str).unwrap_or("");
+                    if !mode.starts_with("zipfile") {
+                        return refuse("unknown mode");
+                    }
+                    match (
+                        d.get("dirname").and_then(Value::as_str),
+                        d.get("zipsize").and_then(Value::as_u64),
+                    ) {
+                        (Some(n), Some(s)) => (
+                            n,
+                            s,
+                            OfferKind::Directory {
+                                numbytes: d.get("numbytes").and_then(Value::as_u64).unwrap_or(s),
+                                numfiles: d.get("numfiles").and_then(Value::as_u64).unwrap_or(0),
+                            },
+                        ),
+                        _ => return refuse("unknown offer type"),
+                    }
+                } else {
+                    return refuse("unknown offer type");
+                };
+                let Some(name) = safe_base_name(name) else {
+                    w.send_message(TransferMessage::Error("transfer rejected".into()).to_bytes())?;
+                    return Err(Error::Transfer(format!(
+                        "the sender offered the unsafe name {name:?}"
+                    )));
+                };
+                return Ok(Received::Offer(IncomingOffer {
+                    w: w.clone(),
+                    name,
+                    size,
+                    kind,
+                    transit,
+                }));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The base name of an offered name, or `None` if nothing safe is left.
+fn safe_base_name(name: &str) -> Option<String> {
+    let base = name.rsplit(['/', '\\']).next()?;
+    if base.is_empty() || base == "." || base == ".." || base.contains('\0') {
+        return None;
+    }
+    Some(base.to_owned())
+}
+
+/// Bytes available to unprivileged users on the file system holding `dir`.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+pub fn free_space(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable memory of the
+    // right type; statvfs only writes into it.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it initialised the struct.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Bytes available on the file system holding `dir` (unknown on this platform).
+#[cfg(not(unix))]
+pub fn free_space(_dir: &Path) -> Option<u64> {
+    None
+}
+
+/// A hidden temporary path next to `dest` that no other run uses.
+fn temp_path(dest: &Path, suffix: &str) -> PathBuf {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dir.join(format!(
+        ".{name}.{}.wormhole-{suffix}",
+        hex::encode(rand::random::<[u8; 4]>())
+    ))
+}
+
+/// Removes a path on drop unless disarmed.
+struct Cleanup(Option<PathBuf>);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            if p.is_dir() {
+                let _ = std::fs::remove_dir_all(&p);
+            } else {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+}
+
+impl IncomingOffer {
+    /// The offered base name (file name, or directory name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Bytes that will travel: the file size, or the zip size of a directory.
+    pub fn transfer_size(&self) -> u64 {
+        self.size
+    }
+
+    /// A file or a directory, with the directory's totals.
+    pub fn kind(&self) -> &OfferKind {
+        &self.kind
+    }
+
+    /// Where [`IncomingOffer::accept`] would write: `output` if given (a directory given
+    /// here means "inside it"), else the offered name inside `dir`.
+    pub fn destination(&self, dir: &Path, output: Option<&Path>) -> PathBuf {
+        match output {
+            Some(o) if o.is_dir() => o.join(&self.name),
+            Some(o) => o.to_owned(),
+            None => dir.join(&self.name),
+        }
+    }
+
+    /// Check that `dest` can be written: it must not exist unless `overwrite` (and an
+    /// existing directory is never replaced by a file or vice versa), and the free space
+    /// must hold the data. The reference checks this before asking the user.
+    pub fn check_destination(&self, dest: &Path, overwrite: bool) -> Result<()> {
+        if let Ok(md) = std::fs::symlink_metadata(dest) {
+            if !overwrite {
+                return Err(Error::Transfer(format!(
+                    "refusing to overwrite existing '{}'",
+                    dest.display()
+                )));
+            }
+            let want_dir = !matches!(self.kind, OfferKind::File);
+            if md.is_dir() != want_dir || md.file_type().is_symlink() {
+                return Err(Error::Transfer(format!(
+                    "refusing to replace '{}' with a {}",
+                    dest.display(),
+                    if want_dir { "directory" } else { "file" }
+                )));
+            }
+        }
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let need = match self.kind {
+            OfferKind::File => self.size,
+            OfferKind::Directory { numbytes, .. } => self.size.saturating_add(numbytes),
+        };
+        if let Some(free) = free_space(&parent) {
+            if free < need {
+                return Err(Error::Transfer(format!(
+                    "not enough free space in {} ({need} bytes needed, {free} available)",
+                    parent.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse the offer: the sender gets `{"error": "transfer rejected"}`.
+    pub fn reject(self) -> Result<()> {
+        self.w
+            .send_message(TransferMessage::Error("transfer rejected".into()).to_bytes())
+    }
+
+    /// Accept into `dest` (see [`IncomingOffer::destination`]): check it with
+    /// [`IncomingOffer::check_destination`] (on failure the sender is told `transfer
+    /// rejected`), send `file_ack`, connect Transit, receive into a temporary name, rename
+    /// it into place once complete and send the ack with the SHA-256. Returns `dest`. A
+    /// directory is unpacked (safely) before the rename.
+    pub async fn accept(
+        self,
+        dest: &Path,
+        overwrite: bool,
+        opts: &TransferOptions,
+    ) -> Result<PathBuf> {
+        let dest = dest.to_owned();
+        if let Err(e) = self.check_destination(&dest, overwrite) {
+            let _ = self
+                .w
+                .send_message(TransferMessage::Error("transfer rejected".into()).to_bytes());
+            return Err(e);
+        }
+        let Some(transit) = self.transit else {
+            let _ = self
+                .w
+                .send_message(TransferMessage::Error("transfer rejected".into()).to_bytes());
+            return Err(Error::Transfer(
+                "the sender offered a file without transit hints".into(),
+            ));
+        };
+        let is_dir = !matches!(self.kind, OfferKind::File);
+        let tmp = temp_path(&dest, if is_dir { "zip.part" } else { "part" });
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::Transfer(format!("cannot create {}: {e}", tmp.display())))?;
+        let mut cleanup = Cleanup(Some(tmp.clone()));
+        self.w
+            .send_message(TransferMessage::FileAck("ok".into()).to_bytes())?;
+        let cancel = &opts.cancel;
+        let conn = cancel.guard(transit.connect()).await?;
+        opts.emit(TransferEvent::Connected(conn.path().clone()));
+        let conn = conn.into_blocking()?;
+        let killer = conn.stream.try_clone().ok();
+        let events = opts.events.clone();
+        let (size, progress, token) = (self.size, opts.progress.clone(), cancel.clone());
+        let kind = self.kind.clone();
+        let (dest2, tmp2) = (dest.clone(), tmp.clone());
+        let job = tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut out = BufWriter::with_capacity(1 << 20, file);
+            let mut finish = || -> Result<()> {
+                if let Some(e) = &events {
+                    e(&TransferEvent::DataReceived);
+                }
+                match &kind {
+                    OfferKind::File => std::fs::rename(&tmp2, &dest2).map_err(|e| {
+                        Error::Transfer(format!("cannot rename into {}: {e}", dest2.display()))
+                    }),
+                    OfferKind::Directory { numbytes, .. } => {
+                        unpack(&tmp2, &dest2, *numbytes)?;
+                        let _ = std::fs::remove_file(&tmp2);
+                        Ok(())
+                    }
+                }
+            };
+            pipeline::receive(conn, &mut out, size, progress, &token, &mut finish).map(|_| ())
+        });
+        run_job(job, cancel, killer).await?;
+        cleanup.0 = None;
+        Ok(dest)
+    }
+}
+
+/// Extract the received zip `zip` into a staging directory next to `dest`, then rename
+/// it to `dest` (replacing an existing directory only reached with overwrite).
+fn unpack(zip: &Path, dest: &Path, numbytes: u64) -> Result<()> {
+    let staging = temp_path(dest, "part");
+    std::fs::create_dir(&staging)
+        .map_err(|e| Error::Transfer(format!("cannot create {}: {e}", staging.display())))?;
+    let mut staged = Cleanup(Some(staging.clone()));
+    zip::extract(zip, &staging, numbytes)?;
+    if dest.is_dir() {
+        std::fs::remove_dir_all(dest)
+            .map_err(|e| Error::Transfer(format!("cannot replace {}: {e}", dest.display())))?;
+    }
+    std::fs::rename(&staging, dest)
+        .map_err(|e| Error::Transfer(format!("cannot rename into {}: {e}", dest.display())))?;
+    staged.0 = None;
+    Ok(())
+}

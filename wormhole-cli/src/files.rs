@@ -1,0 +1,202 @@
+//! Files and directories: transit options from the command line, the progress bar, and
+//! the reference CLI's messages around a transfer.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use wormhole_core::transfer::{
+    self, IncomingOffer, OfferKind, Received, TransferEvent, TransferOptions,
+};
+use wormhole_core::transit::{DirectHint, PathKind, TransitConfig};
+use wormhole_core::{Error, Wormhole};
+
+use crate::Server;
+use crate::failure::Failure;
+use crate::input::prompt_line;
+
+/// How a connection is described, like the reference's `describe()`.
+pub fn describe(p: &PathKind) -> String {
+    match p {
+        PathKind::DirectOutbound(a) => format!("->tcp:{a}"),
+        PathKind::DirectInbound(a) => format!("<-{a}"),
+        PathKind::Relay(a) => format!("->relay:tcp:{a}"),
+    }
+}
+
+/// Transfer options from the global `--transit-helper` and the subcommand's flags.
+pub fn options(
+    server: &Server,
+    no_listen: bool,
+    hide_progress: bool,
+) -> Result<TransferOptions, Failure> {
+    let mut transit = TransitConfig::default();
+    if no_listen {
+        transit.listen.clear();
+    } else {
+        transit.listen = vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))];
+    }
+    if !server.transit_helper.is_empty() {
+        transit.relays = vec![DirectHint::parse_helper(&server.transit_helper)?];
+    }
+    let mut opts = TransferOptions {
+        transit,
+        ..TransferOptions::default()
+    };
+    // The bar appears with the first progress report, after "Sending (…)..".
+    let bar: Arc<Mutex<Option<ProgressBar>>> = Arc::new(Mutex::new(None));
+    if !hide_progress {
+        let bar2 = bar.clone();
+        opts.progress = Some(Arc::new(move |done, total| {
+            let mut b = bar2.lock().unwrap_or_else(|e| e.into_inner());
+            let pb = b.get_or_insert_with(|| new_bar(total));
+            pb.set_position(done);
+            if done >= total {
+                pb.finish();
+            }
+        }));
+    }
+    opts.events = Some(Arc::new(move |e: &TransferEvent| match e {
+        TransferEvent::Connected(p) => eprintln!("Sending ({})..", describe(p)),
+        TransferEvent::DataSent => {
+            finish_bar(&bar);
+            eprintln!("File sent.. waiting for confirmation");
+        }
+        TransferEvent::DataReceived => finish_bar(&bar),
+        _ => {}
+    }));
+    Ok(opts)
+}
+
+fn finish_bar(bar: &Mutex<Option<ProgressBar>>) {
+    if let Some(pb) = bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        pb.finish();
+    }
+}
+
+fn new_bar(total: u64) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{percent:>3}%|{wide_bar}| {bytes}/{total_bytes} [{elapsed}<{eta}, {bytes_per_sec}]",
+    ) {
+        pb.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
+    }
+    pb
+}
+
+/// The receiver-side wording of the connection line.
+fn receiver_options(opts: &mut TransferOptions) {
+    let bar_events = opts.events.take();
+    opts.events = Some(Arc::new(move |e: &TransferEvent| match e {
+        TransferEvent::Connected(p) => eprintln!("Receiving ({})..", describe(p)),
+        other => {
+            if let Some(f) = &bar_events {
+                f(other)
+            }
+        }
+    }));
+}
+
+/// Send a file or directory after the key is verified.
+pub async fn send(w: &Wormhole, path: &Path, opts: &TransferOptions) -> Result<(), Failure> {
+    transfer::send_path(w, path, opts).await?;
+    eprintln!("Confirmation received. Transfer complete.");
+    Ok(())
+}
+
+/// `repr(s)` in Python: quoted and escaped.
+fn python_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    format!(
+        "{quote}{}{quote}",
+        crate::receive::escape_like_python_repr(s)
+    )
+}
+
+/// Receive whatever the sender offers. Text is printed on stdout.
+pub async fn receive(
+    w: &Wormhole,
+    opts: &mut TransferOptions,
+    accept_file: bool,
+    output: Option<&str>,
+) -> Result<(), Failure> {
+    receiver_options(opts);
+    let offer = match transfer::receive(w, opts).await? {
+        Received::Text(t) => {
+            println!("{}", crate::receive::escape_like_python_repr(&t));
+            return Ok(());
+        }
+        Received::Offer(o) => o,
+    };
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::Other(format!("no current directory: {e}")))?;
+    let output = output.map(|o| cwd.join(o));
+    let dest = offer.destination(&cwd, output.as_deref());
+    // Like the reference: only an explicit -o may replace something.
+    let overwrite = output.as_ref().is_some_and(|o| o.exists()) && dest.exists();
+    if overwrite {
+        eprintln!(
+            "Overwriting {}",
+            python_repr(
+                &output
+                    .as_ref()
+                    .map(|o| o.display().to_string())
+                    .unwrap_or_default()
+            )
+        );
+    }
+    if let Err(e) = offer.check_destination(&dest, overwrite) {
+        reject_quietly(offer);
+        return Err(e.into());
+    }
+    let shown = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match offer.kind() {
+        OfferKind::File => eprintln!(
+            "Receiving file ({}) into: {}",
+            crate::send::natural_size(offer.transfer_size()),
+            python_repr(&shown)
+        ),
+        OfferKind::Directory { numbytes, numfiles } => {
+            eprintln!(
+                "Receiving directory ({}) into: {}/",
+                crate::send::natural_size(offer.transfer_size()),
+                python_repr(&shown)
+            );
+            eprintln!(
+                "{numfiles} files, {} (uncompressed)",
+                crate::send::natural_size(*numbytes)
+            );
+        }
+    }
+    if !accept_file {
+        let answer = prompt_line("ok? (Y/n): ").await?;
+        let answer = answer.trim();
+        if !(answer.is_empty() || answer.to_lowercase().starts_with('y')) {
+            eprintln!("transfer rejected");
+            reject_quietly(offer);
+            return Err(Error::Transfer("transfer rejected".into()).into());
+        }
+    }
+    let is_dir = !matches!(offer.kind(), OfferKind::File);
+    let dest = offer.accept(&dest, overwrite, opts).await?;
+    let shown = std::path::absolute(&dest).unwrap_or(dest);
+    if is_dir {
+        eprintln!("Unpacking zipfile..");
+        eprintln!("Received files written to: {}", shown.display());
+    } else {
+        eprintln!("Received file written to: {}", shown.display());
+    }
+    Ok(())
+}
+
+fn reject_quietly(offer: IncomingOffer) {
+    let _ = offer.reject();
+}
