@@ -86,7 +86,7 @@ build_all() { # build_all SUFFIX EXTRA_FLAGS...
     local sfx="$1"
     shift
     local t
-    for t in examples/c/send_text examples/c/receive_text tests/c/test_api tests/c/test_callbacks tests/c/test_threads; do
+    for t in examples/c/quickstart examples/c/send_text examples/c/receive_text tests/c/test_api tests/c/test_callbacks tests/c/test_threads; do
         cc "${CFLAGS[@]}" "$@" "$t.c" -o "$OUT/bin/$(basename "$t")$sfx" "${LINK[@]}" || return 1
     done
     c++ "${CXXFLAGS[@]}" "$@" examples/c/pair.cpp -o "$OUT/bin/pair$sfx" "${LINK[@]}"
@@ -142,6 +142,15 @@ c_to_c() { # our sender and receiver, one under valgrind
         [ "$(cat "$OUT/received-c.txt")" = "C to C" ]
 }
 
+# The README's C example is examples/c/quickstart.c, verbatim (README.md once the lead merged
+# wormhole-ffi/README-section.md into it, else the section file).
+readme_example_matches() {
+    local src=wormhole-ffi/README-section.md
+    grep -q 'examples/c/quickstart.c' README.md 2>/dev/null && src=README.md
+    awk '/^## C API/{s=1} s && /^```c$/{c=1; next} c && /^```$/{exit} c' "$src" >"$OUT/readme-example.c"
+    diff -u examples/c/quickstart.c "$OUT/readme-example.c"
+}
+
 installed_prefix() {
     local prefix="$OUT/prefix"
     rm -rf "$prefix" "$OUT/cmake-shared" "$OUT/cmake-static"
@@ -167,6 +176,7 @@ run() {
 
     step "header is up to date (scripts/gen-header.sh --check)" scripts/gen-header.sh --check
     step "header compiles as C11 and C++17 (-Wall -Wextra -Werror -pedantic)" header_compiles
+    step "README C example is examples/c/quickstart.c" readme_example_matches
     step "build examples and tests (plain)" build_all ""
     step "build examples and tests (ASan+UBSan)" build_all -asan "${SAN[@]}"
     if ! start_mailbox; then
@@ -184,6 +194,9 @@ run() {
         step "test_threads, 6 threads (valgrind)" timeout 600 "${VALGRIND[@]}" "$OUT/bin/test_threads" "$URL" 6
         step "example pair.cpp (ASan+UBSan)" timeout 120 "$OUT/bin/pair-asan" "$URL" "$np-cpp-pair"
         step "example pair.cpp (valgrind)" timeout 300 "${VALGRIND[@]}" "$OUT/bin/pair" "$URL" "$((np + 1))-cpp-pair"
+        step "example quickstart.c, two peers (ASan+UBSan, valgrind)" \
+            both "timeout 120 '$OUT/bin/quickstart-asan' '$URL' '$((np + 7))-quick-start'" \
+                 "timeout 300 ${VALGRIND[*]} '$OUT/bin/quickstart' '$URL' '$((np + 7))-quick-start'"
         step "examples send_text -> receive_text (valgrind)" c_to_c "$((np + 2))-purple-sausages"
         step "interop: reference 'wormhole send --text' -> C receive_text" interop_ref_sender "$((np + 3))-purple-sausages"
         step "interop: C send_text -> reference 'wormhole receive --only-text'" interop_ref_receiver "$((np + 4))-purple-sausages"
