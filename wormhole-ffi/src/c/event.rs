@@ -323,7 +323,8 @@ impl Queue {
     }
 }
 
-/// The kind of an event; `WH_EVENT_KIND_NONE` for NULL. Thread-safe (read-only).
+/// The kind of an event; `WH_EVENT_KIND_NONE` for NULL. Events are immutable: the
+/// accessors are thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn wh_event_get_kind(event: *const wh_event) -> wh_event_kind {
     ffi_boundary! {
@@ -333,7 +334,7 @@ pub extern "C" fn wh_event_get_kind(event: *const wh_event) -> wh_event_kind {
 
 /// The outcome an event carries: for `CLOSED`, `TEXT_SENT` and `TEXT_RECEIVED` the
 /// result of the operation; `WH_RESULT_OK` for the other kinds; `WH_RESULT_NULL_ARGUMENT`
-/// for NULL.
+/// for NULL. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn wh_event_result(event: *const wh_event) -> wh_result {
     ffi_boundary! {
@@ -347,7 +348,7 @@ pub extern "C" fn wh_event_result(event: *const wh_event) -> wh_result {
 ///
 /// The string is owned by the event: valid until `wh_event_free(event)`; do not free it.
 /// Text that itself contains NUL characters is cut short here; `wh_event_data` has all
-/// of it.
+/// of it. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn wh_event_text(event: *const wh_event) -> *const c_char {
     ffi_boundary! {
@@ -358,6 +359,7 @@ pub extern "C" fn wh_event_text(event: *const wh_event) -> *const c_char {
 /// The event's payload bytes (for text kinds: the UTF-8 text without a terminator), or
 /// NULL for a NULL event. Never NULL for a valid event, even when the length is 0; the
 /// length is `wh_event_len(event)`. Owned by the event: valid until `wh_event_free`.
+/// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn wh_event_data(event: *const wh_event) -> *const u8 {
     ffi_boundary! {
@@ -365,7 +367,7 @@ pub extern "C" fn wh_event_data(event: *const wh_event) -> *const u8 {
     }
 }
 
-/// The length in bytes of `wh_event_data(event)`; 0 for NULL.
+/// The length in bytes of `wh_event_data(event)`; 0 for NULL. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn wh_event_len(event: *const wh_event) -> usize {
     ffi_boundary! {
