@@ -11,3 +11,8 @@
 #![warn(missing_docs)]
 
 pub mod c;
+#[cfg(feature = "uniffi")]
+pub mod uniffi;
+
+#[cfg(feature = "uniffi")]
+::uniffi::setup_scaffolding!("wormhole");

@@ -1,0 +1,209 @@
+//! The wormhole object for Kotlin and Swift: deferred mode (suspend/async getters) and
+//! delegated mode (a [`WormholeDelegate`] receives the events).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::delegate::{Outcome, WormholeDelegate};
+use super::error::WormholeError;
+use super::input::InputHelper;
+
+/// Options for creating a wormhole. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq, ::uniffi::Record)]
+pub struct WormholeOptions {
+    /// `app_versions` sent to the peer: a JSON object, or none for `{}`.
+    #[uniffi(default = None)]
+    pub app_versions_json: Option<String>,
+    /// Limit for the first connection to the mailbox server, in milliseconds (30 s).
+    #[uniffi(default = 30000)]
+    pub connect_timeout_ms: u64,
+    /// How long closing waits for the server's acknowledgement, in milliseconds (30 s).
+    #[uniffi(default = 30000)]
+    pub close_timeout_ms: u64,
+}
+
+impl Default for WormholeOptions {
+    fn default() -> Self {
+        WormholeOptions {
+            app_versions_json: None,
+            connect_timeout_ms: 30_000,
+            close_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl WormholeOptions {
+    fn to_core(&self) -> Result<wormhole_core::Options, WormholeError> {
+        let mut o = wormhole_core::Options::default();
+        if let Some(json) = &self.app_versions_json {
+            let v: serde_json::Value = serde_json::from_str(json)
+                .map_err(|e| WormholeError::invalid_argument(format!("app_versions_json: {e}")))?;
+            if !v.is_object() {
+                return Err(WormholeError::invalid_argument(
+                    "app_versions_json must be a JSON object",
+                ));
+            }
+            o.app_versions = v;
+        }
+        o.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
+        o.close_timeout = Duration::from_millis(self.close_timeout_ms);
+        Ok(o)
+    }
+}
+
+/// One wormhole: a code, a shared key, and ordered encrypted messages with one peer.
+///
+/// Create it with `Wormhole(appid, relayUrl, options)` (getters return when their event
+/// happens) or `Wormhole.withDelegate(...)` (events go to the delegate). Releasing the
+/// object (Kotlin `close()`/`use {}`, Swift deinit) cancels the wormhole if it is still
+/// open: the nameplate is released and the mailbox closed in the background.
+/// To close politely and learn the outcome, call [`Wormhole::shutdown`].
+#[derive(::uniffi::Object)]
+pub struct Wormhole {
+    inner: wormhole_core::Wormhole,
+}
+
+fn len(n: u32, what: &str) -> Result<usize, WormholeError> {
+    usize::try_from(n).map_err(|_| WormholeError::invalid_argument(format!("{what} too large")))
+}
+
+#[::uniffi::export]
+impl Wormhole {
+    /// Connects to the mailbox server at `relay_url` (`ws://…/v1` or `wss://…`) for the
+    /// application `appid`. Getters wait for their event.
+    #[uniffi::constructor]
+    pub fn new(
+        appid: String,
+        relay_url: String,
+        options: WormholeOptions,
+    ) -> Result<Arc<Self>, WormholeError> {
+        let inner = wormhole_core::Wormhole::create(&appid, &relay_url, options.to_core()?)?;
+        Ok(Arc::new(Wormhole { inner }))
+    }
+
+    /// Like the constructor, but every event goes to `delegate`, in order, on a thread of
+    /// this wormhole's own (never concurrently). `on_closed` comes last.
+    #[uniffi::constructor]
+    pub fn with_delegate(
+        appid: String,
+        relay_url: String,
+        options: WormholeOptions,
+        delegate: Arc<dyn WormholeDelegate>,
+    ) -> Result<Arc<Self>, WormholeError> {
+        let (inner, mut events) =
+            wormhole_core::Wormhole::create_delegated(&appid, &relay_url, options.to_core()?)?;
+        std::thread::Builder::new()
+            .name("wormhole-delegate".into())
+            .spawn(move || {
+                while let Some(event) = events.blocking_recv() {
+                    deliver(delegate.as_ref(), event);
+                }
+            })
+            .map_err(|e| {
+                WormholeError::Internal(format!("cannot start the delegate thread: {e}"))
+            })?;
+        Ok(Arc::new(Wormhole { inner }))
+    }
+
+    /// Asks the server for a fresh nameplate and builds a code of `length` words.
+    pub fn allocate_code(&self, length: u32) -> Result<(), WormholeError> {
+        Ok(self.inner.allocate_code(len(length, "length")?)?)
+    }
+
+    /// Uses a code agreed out of band (`4-purple-sausages`).
+    pub fn set_code(&self, code: String) -> Result<(), WormholeError> {
+        Ok(self.inner.set_code(&code)?)
+    }
+
+    /// Starts interactive code entry with completion.
+    pub fn input_code(&self) -> Result<Arc<InputHelper>, WormholeError> {
+        Ok(Arc::new(InputHelper {
+            inner: self.inner.input_code()?,
+        }))
+    }
+
+    /// The server's welcome, as a JSON object.
+    pub async fn get_welcome(&self) -> Result<String, WormholeError> {
+        let welcome = self.inner.get_welcome().await?;
+        Ok(serde_json::Value::Object(welcome).to_string())
+    }
+
+    /// The code, once allocated, set or typed.
+    pub async fn get_code(&self) -> Result<String, WormholeError> {
+        Ok(self.inner.get_code().await?)
+    }
+
+    /// The shared key before the peer confirmed it (32 bytes).
+    pub async fn get_unverified_key(&self) -> Result<Vec<u8>, WormholeError> {
+        Ok(self.inner.get_unverified_key().await?.0.to_vec())
+    }
+
+    /// The verifier (32 bytes), once a peer message decrypted: compare out of band.
+    pub async fn get_verifier(&self) -> Result<Vec<u8>, WormholeError> {
+        Ok(self.inner.get_verifier().await?.to_vec())
+    }
+
+    /// The peer's `app_versions`, as JSON.
+    pub async fn get_versions(&self) -> Result<String, WormholeError> {
+        Ok(self.inner.get_versions().await?.to_string())
+    }
+
+    /// Queues one message for the peer (allowed before the peer arrives).
+    pub fn send_message(&self, message: Vec<u8>) -> Result<(), WormholeError> {
+        Ok(self.inner.send_message(message)?)
+    }
+
+    /// The next message from the peer, in order.
+    pub async fn get_message(&self) -> Result<Vec<u8>, WormholeError> {
+        Ok(self.inner.get_message().await?)
+    }
+
+    /// Derives `length` bytes for `purpose` from the shared key (`NoKey` before it is
+    /// known). Both sides get the same bytes for the same purpose.
+    pub fn derive_key(&self, purpose: String, length: u32) -> Result<Vec<u8>, WormholeError> {
+        Ok(self.inner.derive_key(&purpose, len(length, "length")?)?)
+    }
+
+    /// Sends a text the way `wormhole send --text` does (offer, then wait for the answer).
+    /// Use the app id [`super::transfer_appid`] to talk to the `wormhole` CLI.
+    pub async fn send_text(&self, text: String) -> Result<(), WormholeError> {
+        Ok(wormhole_core::text::send_text(&self.inner, &text).await?)
+    }
+
+    /// Receives a text the way `wormhole receive` does (accepts a text offer, refuses a
+    /// file or directory offer with an error).
+    pub async fn receive_text(&self) -> Result<String, WormholeError> {
+        Ok(wormhole_core::text::receive_text(&self.inner).await?)
+    }
+
+    /// Closes the wormhole and returns when the server has acknowledged: normally when a
+    /// peer was verified ("happy"); else the error says why (`Lonely`, `WrongPassword`…).
+    /// (Not named `close`, which Kotlin's `AutoCloseable` owns.)
+    pub async fn shutdown(&self) -> Result<(), WormholeError> {
+        Ok(self.inner.close().await?)
+    }
+
+    /// Cancels the wormhole now: pending calls fail with `Cancelled`. uniffi does not
+    /// forward the cancellation of a Kotlin coroutine or Swift task: call this.
+    pub fn cancel(&self) {
+        self.inner.cancel();
+    }
+}
+
+/// Hands one event to the delegate. A delegate that throws is logged; the next events are
+/// still delivered.
+fn deliver(d: &dyn WormholeDelegate, event: wormhole_core::Event) {
+    use wormhole_core::Event;
+    let r = match event {
+        Event::Welcome(w) => d.on_welcome(serde_json::Value::Object(w).to_string()),
+        Event::Code(c) => d.on_code(c),
+        Event::UnverifiedKey(k) => d.on_unverified_key(k.0.to_vec()),
+        Event::Verifier(v) => d.on_verifier(v.to_vec()),
+        Event::Versions(v) => d.on_versions(v.to_string()),
+        Event::Message(m) => d.on_message(m),
+        Event::Closed(r) => d.on_closed(Outcome::from(r)),
+    };
+    if let Err(e) = r {
+        tracing::warn!("wormhole: a delegate method failed: {e}");
+    }
+}
