@@ -3,12 +3,14 @@
 # scripts/test.sh.
 #
 #   scripts/suites/c.sh prepare   # network available: C toolchain, valgrind, pkg-config,
-#                                 # cmake (apt-get when missing); pinned cbindgen; build the lib
+#                                 # cmake, libuv1-dev (apt-get when missing); pinned cbindgen;
+#                                 # build the lib
 #   scripts/suites/c.sh run       # inside the loopback-only namespace, from the repo root:
 #       1. header drift check (scripts/gen-header.sh --check);
 #       2. the header compiles as C11 and C++17 with -Wall -Wextra -Werror -pedantic;
 #       3. examples/c and tests/c built plain and with -fsanitize=address,undefined;
-#       4. against a reference mailbox server on 127.0.0.1: every test program under
+#       4. against a reference mailbox server on 127.0.0.1: every test program (the event fd
+#          in select and, with libuv1-dev, a libuv loop: test_loops) under
 #          ASan+UBSan and under valgrind (no leaks, no errors), the examples (C and C++),
 #          and interop with the reference CLI 0.24.0 in both directions;
 #       5. scripts/install-ffi.sh into a prefix, then the examples built from it via
@@ -37,6 +39,7 @@ prepare() {
     command -v pkg-config >/dev/null || need+=(pkg-config)
     command -v cmake >/dev/null || need+=(cmake)
     command -v make >/dev/null || need+=(make)
+    pkg-config --exists libuv 2>/dev/null || need+=(libuv1-dev)
     if [ ${#need[@]} -gt 0 ]; then
         log "installing ${need[*]}"
         apt-get update -qq
@@ -89,6 +92,12 @@ build_all() { # build_all SUFFIX EXTRA_FLAGS...
     for t in examples/c/quickstart examples/c/send_text examples/c/receive_text tests/c/test_api tests/c/test_callbacks tests/c/test_threads; do
         cc "${CFLAGS[@]}" "$@" "$t.c" -o "$OUT/bin/$(basename "$t")$sfx" "${LINK[@]}" || return 1
     done
+    # The loop test also runs under libuv when its development files are installed.
+    local uv=()
+    if pkg-config --exists libuv 2>/dev/null; then
+        uv=(-DWH_HAVE_LIBUV $(pkg-config --cflags --libs libuv))
+    fi
+    cc "${CFLAGS[@]}" "$@" tests/c/test_loops.c -o "$OUT/bin/test_loops$sfx" "${LINK[@]}" "${uv[@]}" || return 1
     c++ "${CXXFLAGS[@]}" "$@" examples/c/pair.cpp -o "$OUT/bin/pair$sfx" "${LINK[@]}"
 }
 
@@ -186,7 +195,7 @@ run() {
     else
         log "reference mailbox at $URL"
         local t
-        for t in test_api test_callbacks; do
+        for t in test_api test_callbacks test_loops; do
             step "$t (ASan+UBSan)" timeout 300 "$OUT/bin/$t-asan" "$URL"
             step "$t (valgrind)" timeout 600 "${VALGRIND[@]}" "$OUT/bin/$t" "$URL"
         done
