@@ -886,3 +886,81 @@ pub fn wormhole_rs_bin() -> PathBuf {
     }
     bin
 }
+
+/// The reference transit relay (magic-wormhole-transit-relay 0.5.0), run as
+/// `<venv>/bin/twist transitrelay --port=tcp:PORT:interface=127.0.0.1`. Killed on drop.
+pub struct RefRelay {
+    port: u16,
+    _child: Child,
+}
+
+impl RefRelay {
+    /// Start it on a free port and wait until it accepts connections.
+    pub async fn start() -> RefRelay {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(ref_venv().join("bin/twist"))
+                .arg("transitrelay")
+                .arg(format!("--port=tcp:{port}:interface=127.0.0.1"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("run twist transitrelay");
+            let deadline = Instant::now() + SERVER_START_TIMEOUT;
+            while Instant::now() < deadline {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    return RefRelay {
+                        port,
+                        _child: child,
+                    };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = child.kill().await;
+        }
+        panic!("could not start the reference transit relay");
+    }
+
+    /// The relay as a transit hint: `tcp:127.0.0.1:PORT`.
+    pub fn hint(&self) -> String {
+        format!("tcp:127.0.0.1:{}", self.port)
+    }
+}
+
+impl RunningCli {
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Send `signal` (e.g. `"INT"`, `"KILL"`) to the process.
+    pub async fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("the CLI is running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+}
+
+/// The Go CLI `wormhole-william` v1.0.8, if installed: `WORMHOLE_WILLIAM_BIN`, or
+/// `.tools/wormhole-william/bin/wormhole-william` where `scripts/setup-peers.sh` puts it.
+pub fn wormhole_william_bin() -> Option<PathBuf> {
+    let bin = match std::env::var_os("WORMHOLE_WILLIAM_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../.tools/wormhole-william/bin/wormhole-william"),
+    };
+    bin.is_file().then_some(bin)
+}

@@ -1,6 +1,8 @@
 //! The terminal QR code of `wormhole-transfer:CODE`, drawn like the reference CLI (Python
 //! `qrcode`, border 1, error correction M, `print_ascii(tty=False)`): two module rows per
-//! text line with `▀`, `▄`, `█` and no-break spaces.
+//! text line with `▀`, `▄`, `█` and no-break spaces. The mask pattern may differ from
+//! Python's choice (its penalty scoring differs), so the drawing can differ while
+//! encoding the same text.
 
 use qrcode::{Color, EcLevel, QrCode};
 
