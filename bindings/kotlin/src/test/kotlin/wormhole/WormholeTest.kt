@@ -159,6 +159,33 @@ class WormholeTest {
     }
 
     @Test
+    fun `wormholes dropped without close are released by the GC`(): Unit = runBlocking {
+        withTimeout(limit) {
+            // Open wormholes (with codes on the server) and drop them unclosed.
+            repeat(20) {
+                val w = open()
+                w.allocateCode(2u)
+                w.getCode()
+            }
+            repeat(5) {
+                System.gc()
+                delay(100)
+            }
+            // The library still works afterwards.
+            open().use { a ->
+                open().use { b ->
+                    a.allocateCode(2u)
+                    b.setCode(a.getCode())
+                    a.sendMessage("after gc".toByteArray())
+                    assertEquals("after gc", String(b.getMessage()))
+                    a.cancel()
+                    b.cancel()
+                }
+            }
+        }
+    }
+
+    @Test
     fun `a lonely close says Lonely`(): Unit = runBlocking {
         withTimeout(limit) {
             open().use { w ->
