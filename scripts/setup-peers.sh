@@ -97,3 +97,20 @@ else
     cargo install magic-wormhole-cli --version "$WRS_VERSION" --locked --root "$WRS_ROOT" --quiet
     "$WRS_ROOT/bin/wormhole-rs" --version | grep -q " $WRS_VERSION\$" || die "wormhole-rs $WRS_VERSION did not install"
 fi
+
+# --- the Go peer: wormhole-william (Go module proxy), pinned --------------------------------
+# Optional: on 2026-11-23 the proxy answered 403 for its dependency
+# salsa.debian.org/vasudev/gospake2, so the build can fail; the tests that need it are
+# then skipped with a note instead of failing the run.
+WW_VERSION=v1.0.8
+WW_ROOT="$ROOT/.tools/wormhole-william"
+if [ -x "$WW_ROOT/bin/wormhole-william" ]; then
+    log "$WW_ROOT holds wormhole-william"
+elif command -v go >/dev/null 2>&1; then
+    log "installing wormhole-william $WW_VERSION into $WW_ROOT"
+    if ! GOBIN="$WW_ROOT/bin" go install "github.com/psanford/wormhole-william@$WW_VERSION"; then
+        log "WARNING: could not install wormhole-william $WW_VERSION; its interop tests will be skipped"
+    fi
+else
+    log "WARNING: no Go toolchain; wormhole-william interop tests will be skipped"
+fi

@@ -84,6 +84,7 @@ case "$WORMHOLE_BIN" in /*) ;; *) WORMHOLE_BIN="$ROOT/$WORMHOLE_BIN" ;; esac
 export WORMHOLE_SERVER_BIN="${WORMHOLE_BIN%/wormhole}/wormhole-server"
 [ -x "$WORMHOLE_SERVER_BIN" ] || die "the server binary is missing at $WORMHOLE_SERVER_BIN"
 export WORMHOLE_RS_BIN="$ROOT/.tools/wormhole-rs/bin/wormhole-rs"
+export WORMHOLE_WILLIAM_BIN="$ROOT/.tools/wormhole-william/bin/wormhole-william"
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 export WORMHOLE_TEST_INSIDE_NS=1
 

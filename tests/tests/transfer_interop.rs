@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::process::Command;
 use wormhole_tests::{
     CliOutput, MailboxServer, OurServer, RefRelay, RunningCli, TempDir, assert_loopback_only,
-    our_cli, ref_cli, wormhole_rs_bin,
+    our_cli, ref_cli, wormhole_rs_bin, wormhole_william_bin,
 };
 
 const CODE: &str = "7-guitarist-revenge";
@@ -57,6 +57,9 @@ enum Peer {
     Ours,
     Ref,
     Rs,
+    /// wormhole-william: no relay flag (it always offers the public relay, unreachable
+    /// here), so its transfers are direct.
+    William,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -152,6 +155,22 @@ fn sender(net: &Net, peer: Peer, what: Option<&Path>, relay_only: bool) -> Comma
                 ref_cli(&net.url, &a)
             }
         }
+        Peer::William => {
+            let mut c = Command::new(wormhole_william_bin().expect("wormhole-william"));
+            c.args([
+                "--relay-url",
+                &net.url,
+                "send",
+                "--hide-progress",
+                "--code",
+                CODE,
+            ]);
+            match what {
+                Some(p) => c.arg(p),
+                None => c.args(["--text", &text]),
+            };
+            c
+        }
         Peer::Rs => {
             let mut c = Command::new(wormhole_rs_bin());
             c.args(["send", "--rendezvous-server", &net.url])
@@ -186,6 +205,11 @@ fn receiver(net: &Net, peer: Peer, out: &Path, relay_only: bool, accept: bool) -
                 ref_cli(&net.url, &a)
             }
         }
+        Peer::William => {
+            let mut c = Command::new(wormhole_william_bin().expect("wormhole-william"));
+            c.args(["--relay-url", &net.url, "receive", "--hide-progress", CODE]);
+            c
+        }
         Peer::Rs => {
             let mut c = Command::new(wormhole_rs_bin());
             c.args(["receive", "--rendezvous-server", &net.url])
@@ -213,6 +237,7 @@ fn name(p: Peer) -> &'static str {
         Peer::Ours => "ours",
         Peer::Ref => "reference",
         Peer::Rs => "wormhole-rs",
+        Peer::William => "wormhole-william",
     }
 }
 
@@ -230,12 +255,14 @@ async fn transfer(net: &Net, from: Peer, to: Peer, payload: Payload, relay_only:
         &format!("{} sender ({label})", name(from)),
         sender(net, from, what.as_deref(), relay_only),
     );
-    if from != Peer::Rs {
+    if from != Peer::Rs && from != Peer::William {
         s.wait_for_code().await;
     }
-    let r = RunningCli::spawn(
+    // wormhole-william has no --accept-file: it asks "ok? (y/N)".
+    let r = RunningCli::spawn_with_stdin(
         &format!("{} receiver ({label})", name(to)),
         receiver(net, to, dst.path(), relay_only, true),
+        (to == Peer::William).then_some("y\n"),
     );
     let (so, ro) = tokio::join!(s.finish(), r.finish());
     so.assert_success();
@@ -289,7 +316,7 @@ async fn transfer(net: &Net, from: Peer, to: Peer, payload: Payload, relay_only:
     if what.is_some() {
         let via_relay = |o: &CliOutput| o.stderr.contains("relay");
         for o in [&so, &ro] {
-            if o.name.starts_with("wormhole-rs") {
+            if o.name.starts_with("wormhole-rs") || o.name.starts_with("wormhole-william") {
                 continue;
             }
             assert_eq!(via_relay(o), relay_only, "{label}: path\n{o}");
@@ -361,6 +388,78 @@ async fn wormhole_rs_file_via_our_server() {
 #[tokio::test]
 async fn wormhole_rs_file_via_reference_servers() {
     wormhole_rs_file(ref_net().await).await;
+}
+
+async fn wormhole_william(net: Net) {
+    if wormhole_william_bin().is_none() {
+        eprintln!("SKIPPED: wormhole-william is not installed (scripts/setup-peers.sh)");
+        return;
+    }
+    // Our side with and without a listener; wormhole-william always listens.
+    for our_no_listen in [false, true] {
+        for payload in [Payload::Text, Payload::File, Payload::Dir] {
+            transfer_with_william(&net, payload, true, our_no_listen).await;
+            transfer_with_william(&net, payload, false, our_no_listen).await;
+        }
+    }
+}
+
+async fn transfer_with_william(net: &Net, payload: Payload, ours_sends: bool, no_listen: bool) {
+    let (from, to) = if ours_sends {
+        (Peer::Ours, Peer::William)
+    } else {
+        (Peer::William, Peer::Ours)
+    };
+    let src = TempDir::new("ww-src");
+    let dst = TempDir::new("ww-dst");
+    let what = make_payload(src.path(), payload);
+    let label = format!(
+        "{payload:?} {} -> {} (our --no-listen={no_listen})",
+        name(from),
+        name(to)
+    );
+    let s = RunningCli::spawn(
+        &format!("sender ({label})"),
+        sender(net, from, what.as_deref(), no_listen && ours_sends),
+    );
+    let r = RunningCli::spawn_with_stdin(
+        &format!("receiver ({label})"),
+        receiver(net, to, dst.path(), no_listen && !ours_sends, true),
+        (to == Peer::William).then_some("y\n"),
+    );
+    let (so, ro) = tokio::join!(s.finish(), r.finish());
+    so.assert_success();
+    ro.assert_success();
+    match what {
+        None => assert!(
+            ro.stdout.contains("hello from the transfer tests"),
+            "{label}: {ro}"
+        ),
+        Some(p) if p.is_file() => assert_eq!(
+            std::fs::read(dst.path().join(p.file_name().unwrap())).unwrap(),
+            std::fs::read(&p).unwrap(),
+            "{label}"
+        ),
+        Some(p) => {
+            let got = dst.path().join(p.file_name().unwrap());
+            let files = |t: Vec<(String, Option<Vec<u8>>)>| {
+                t.into_iter()
+                    .filter(|(_, c)| c.is_some())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(files(tree(&got)), files(tree(&p)), "{label}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn wormhole_william_via_our_server() {
+    wormhole_william(our_net().await).await;
+}
+
+#[tokio::test]
+async fn wormhole_william_via_reference_server() {
+    wormhole_william(ref_net().await).await;
 }
 
 // ---- failures ---------------------------------------------------------------------------
