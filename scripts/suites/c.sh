@@ -14,7 +14,8 @@
 #          ASan+UBSan and under valgrind (no leaks, no errors), the examples (C and C++),
 #          and interop with the reference CLI 0.24.0 in both directions;
 #       5. scripts/install-ffi.sh into a prefix, then the examples built from it via
-#          pkg-config and via CMake (shared and static).
+#          pkg-config and via CMake (shared and static);
+#       6. with WORMHOLE_SERVER_BIN built: test_api and pair.cpp against our own mailbox.
 #   Ends with the line "c: N passed, N failed"; exits non-zero on any failure.
 #
 # Valgrind: --leak-check=full --errors-for-leak-kinds=definite,indirect. Each wh_wormhole
@@ -177,6 +178,27 @@ installed_prefix() {
         timeout 120 "$OUT/cmake-static/pair" "$URL" "$2"
 }
 
+# Our own mailbox server (WORMHOLE_SERVER_BIN), when it is built.
+start_our_mailbox() {
+    local i n
+    for i in 1 2 3 4 5; do
+        OUR_PORT=$((20000 + RANDOM % 30000))
+        "$WORMHOLE_SERVER_BIN" mailbox --listen "127.0.0.1:$OUR_PORT" --db :memory: \
+            >"$OUT/logs/our-mailbox-$OUR_PORT.log" 2>&1 &
+        OUR_PID=$!
+        for n in $(seq 150); do
+            if ! kill -0 "$OUR_PID" 2>/dev/null; then break; fi
+            if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$OUR_PORT" 2>/dev/null; then
+                OUR_URL="ws://127.0.0.1:$OUR_PORT/v1"
+                return 0
+            fi
+            sleep 0.1
+        done
+        kill "$OUR_PID" 2>/dev/null
+    done
+    return 1
+}
+
 run() {
     [ -n "${WORMHOLE_REF_VENV:-}" ] || { log "WORMHOLE_REF_VENV is not set"; exit 1; }
     rm -rf "$OUT"
@@ -213,6 +235,19 @@ run() {
             installed_prefix "$((np + 5))-installed" "$((np + 6))-static"
         kill "$MAILBOX_PID" 2>/dev/null
         wait "$MAILBOX_PID" 2>/dev/null
+    fi
+    if [ -x "${WORMHOLE_SERVER_BIN:-}" ]; then
+        if start_our_mailbox; then
+            log "our mailbox ($WORMHOLE_SERVER_BIN) at $OUR_URL"
+            step "test_api against our wormhole-server (ASan+UBSan)" timeout 300 "$OUT/bin/test_api-asan" "$OUR_URL"
+            step "example pair.cpp against our wormhole-server" timeout 120 "$OUT/bin/pair" "$OUR_URL" "$((np + 8))-our-server"
+            kill "$OUR_PID" 2>/dev/null
+            wait "$OUR_PID" 2>/dev/null
+        else
+            step "start our wormhole-server" false
+        fi
+    else
+        log "WORMHOLE_SERVER_BIN not set or not built: skipping the runs against our own server"
     fi
     if [ ${#FAILURES[@]} -gt 0 ]; then
         log "failed: ${FAILURES[*]} (logs in $OUT/logs)"

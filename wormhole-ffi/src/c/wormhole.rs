@@ -368,12 +368,11 @@ pub extern "C" fn wh_create(
     ffi_boundary! {
         // From here the delegate's Drop calls user_data_free on every path.
         let delegate = read_copy(delegate).map(Delegate);
+        if wormhole_out.is_null() {
+            return wh_result::NullArgument;
+        }
         match create(app_id, relay_url, app_versions_json, options, delegate) {
             Ok(handle) => {
-                if wormhole_out.is_null() {
-                    free_handle(handle);
-                    return wh_result::NullArgument;
-                }
                 write_out(wormhole_out, arc_into_raw::<wh_wormhole>(handle));
                 wh_result::Ok
             }
