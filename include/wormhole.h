@@ -631,7 +631,8 @@ wh_result wh_cancel(const struct wh_wormhole *wormhole);
  * Never read from or close the fd: it is owned by the wormhole and valid until `wh_free`.
  *
  * On success `*fd_out` receives the fd; on error it is untouched. Errors:
- * `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_STATE` (the wormhole has a delegate).
+ * `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_STATE` (the wormhole has a delegate, or
+ * the platform is not Unix and has no event fd).
  * Thread-safe.
  */
 wh_result wh_event_fd(const struct wh_wormhole *wormhole, int *fd_out);

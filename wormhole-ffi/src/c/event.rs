@@ -158,12 +158,14 @@ pub(crate) struct QueueState {
 }
 
 /// A non-blocking pipe whose read end is the handle's event fd (pull mode, Unix).
+#[cfg(unix)]
 #[derive(Debug)]
 struct Pipe {
     read: libc::c_int,
     write: libc::c_int,
 }
 
+#[cfg(unix)]
 impl Pipe {
     fn new() -> Result<Pipe, wh_result> {
         let mut fds = [0 as libc::c_int; 2];
@@ -197,8 +199,34 @@ impl Pipe {
         // SAFETY: reading one byte into a live local from our own open, non-blocking fd.
         unsafe { libc::read(self.read, (&raw mut byte).cast(), 1) };
     }
+
+    fn fd(&self) -> Option<std::ffi::c_int> {
+        Some(self.read)
+    }
 }
 
+/// Without Unix pipes there is no event fd (`wh_event_fd` reports
+/// `WH_RESULT_INVALID_STATE`); `wh_next_event` works the same.
+#[cfg(not(unix))]
+#[derive(Debug)]
+struct Pipe;
+
+#[cfg(not(unix))]
+impl Pipe {
+    fn new() -> Result<Pipe, wh_result> {
+        Ok(Pipe)
+    }
+
+    fn raise(&self) {}
+
+    fn lower(&self) {}
+
+    fn fd(&self) -> Option<std::ffi::c_int> {
+        None
+    }
+}
+
+#[cfg(unix)]
 impl Drop for Pipe {
     fn drop(&mut self) {
         // SAFETY: both fds are ours and closed exactly once, here.
@@ -291,8 +319,8 @@ impl Queue {
     }
 
     /// The read end of the pipe (pull mode).
-    pub(crate) fn fd(&self) -> Option<libc::c_int> {
-        self.pipe.as_ref().map(|p| p.read)
+    pub(crate) fn fd(&self) -> Option<std::ffi::c_int> {
+        self.pipe.as_ref().and_then(Pipe::fd)
     }
 
     /// Pull mode: the next event within `timeout_ms` (< 0: forever).

@@ -284,6 +284,7 @@ fn delegate_mode_runs_on_the_dispatcher_and_frees_user_data_once() {
     assert_eq!(Arc::strong_count(&seen), 1);
 }
 
+#[cfg(unix)]
 #[test]
 fn pull_mode_reports_the_connection_failure_and_the_fd_follows_the_queue() {
     let mut w: *mut wh_wormhole = null_mut();

@@ -826,7 +826,8 @@ pub extern "C" fn wh_cancel(wormhole: *const wh_wormhole) -> wh_result {
 /// Never read from or close the fd: it is owned by the wormhole and valid until `wh_free`.
 ///
 /// On success `*fd_out` receives the fd; on error it is untouched. Errors:
-/// `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_STATE` (the wormhole has a delegate).
+/// `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_STATE` (the wormhole has a delegate, or
+/// the platform is not Unix and has no event fd).
 /// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn wh_event_fd(wormhole: *const wh_wormhole, fd_out: *mut c_int) -> wh_result {
