@@ -431,3 +431,46 @@ fn header_version_macros_match_cargo_toml() {
     );
     assert_eq!(s(wh_version()), env!("CARGO_PKG_VERSION"));
 }
+
+/// The handle `free_self_on_close` frees from inside its own callback.
+static SELF_FREEING: std::sync::atomic::AtomicPtr<wh_wormhole> =
+    std::sync::atomic::AtomicPtr::new(null_mut());
+
+unsafe extern "C" fn free_self_on_close(_ud: *mut c_void, _r: wh_result, _m: *const c_char) {
+    let w = SELF_FREEING.swap(null_mut(), Ordering::SeqCst);
+    // Must return at once: the teardown finishes on this thread after the callback.
+    wh_free(w);
+}
+
+unsafe extern "C" fn release_seen_and_signal(ud: *mut c_void) {
+    // SAFETY: test-only: takes back the reference lent with `Arc::into_raw`.
+    let seen = unsafe { Arc::from_raw(ud as *const Seen) };
+    seen.frees.fetch_add(1, Ordering::SeqCst);
+    *seen.closed.lock().unwrap() = Some((wh_result::Ok, "freed".into()));
+    seen.cv.notify_all();
+}
+
+#[test]
+fn free_from_inside_a_callback_defers_the_teardown() {
+    let seen = Arc::new(Seen::default());
+    let d = wh_delegate {
+        user_data: Arc::into_raw(seen.clone()) as *mut c_void,
+        user_data_free: Some(release_seen_and_signal),
+        closed: Some(free_self_on_close),
+        ..delegate_none()
+    };
+    let mut w: *mut wh_wormhole = null_mut();
+    assert_eq!(
+        wh_create(APP.as_ptr(), DEAD.as_ptr(), null(), null(), &d, &mut w),
+        wh_result::Ok
+    );
+    SELF_FREEING.store(w, Ordering::SeqCst);
+    let g = seen.closed.lock().unwrap();
+    let (g, _) = seen
+        .cv
+        .wait_timeout_while(g, Duration::from_secs(20), |c| c.is_none())
+        .unwrap();
+    assert!(g.is_some(), "user_data_free ran after the self-free");
+    drop(g);
+    assert_eq!(seen.frees.load(Ordering::SeqCst), 1);
+}
