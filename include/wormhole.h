@@ -33,6 +33,11 @@
 #define WH_VERSION_PATCH 0
 #define WH_VERSION "0.1.0"
 
+/** The app id of `wormhole send` / `wormhole receive` (wh_send_text, wh_receive_text). */
+#define WH_TRANSFER_APPID "lothar.com/wormhole/text-or-file-xfer"
+/** The public mailbox server the reference CLI uses by default. */
+#define WH_PUBLIC_RELAY_URL "ws://relay.magic-wormhole.io:4000/v1"
+
 
 /**
  * The kind of a `wh_event`.
@@ -402,6 +407,16 @@ const char *wh_result_str(uint32_t result);
  * `WH_VERSION` macro of the header it was built with). Never free it. Thread-safe.
  */
 const char *wh_version(void);
+
+/**
+ * Check a complete code ("7-purple-sausages") without a wormhole: `WH_RESULT_OK` when
+ * `wh_set_code` would accept it, else `WH_RESULT_INVALID_CODE` (a space, or a nameplate
+ * that is not 1-40 digits). `code` is borrowed.
+ *
+ * Errors: `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_UTF8`, `WH_RESULT_INVALID_CODE`.
+ * Thread-safe; no out-params.
+ */
+wh_result wh_validate_code(const char *code);
 
 /**
  * Free a string array returned by the library (`wh_input_nameplate_completions`,

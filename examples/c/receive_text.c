@@ -13,7 +13,7 @@
 
 #include "wormhole.h"
 
-#define APPID "lothar.com/wormhole/text-or-file-xfer"
+#define APPID WH_TRANSFER_APPID /* the app id of `wormhole send` / `wormhole receive` */
 
 struct app {
     pthread_mutex_t lock;

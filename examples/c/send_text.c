@@ -13,7 +13,7 @@
 
 #include "wormhole.h"
 
-#define APPID "lothar.com/wormhole/text-or-file-xfer"
+#define APPID WH_TRANSFER_APPID /* the app id of `wormhole send` / `wormhole receive` */
 
 static int check(wh_result r, const char *what) {
     if (r != WH_RESULT_OK) {

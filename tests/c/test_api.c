@@ -56,6 +56,16 @@ static void test_nulls_and_static(void) {
     CHECK(strcmp(wh_result_str(999999), "unknown result code") == 0);
     for (uint32_t i = 0; i < 200; i++) CHECK(wh_result_str(i) != NULL);
     CHECK(strcmp(wh_version(), WH_VERSION) == 0);
+    CHECK(strcmp(WH_TRANSFER_APPID, "lothar.com/wormhole/text-or-file-xfer") == 0);
+
+    /* Code validation without a wormhole. */
+    const char bad[] = {'7', '-', (char)0xff, 0};
+    CHECK_RC(wh_validate_code("7-purple-sausages"), WH_RESULT_OK);
+    CHECK_RC(wh_validate_code("7-purple sausages"), WH_RESULT_INVALID_CODE);
+    CHECK_RC(wh_validate_code("purple-sausages"), WH_RESULT_INVALID_CODE);
+    CHECK_RC(wh_validate_code(""), WH_RESULT_INVALID_CODE);
+    CHECK_RC(wh_validate_code(NULL), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_validate_code(bad), WH_RESULT_INVALID_UTF8);
 }
 
 static void test_bad_arguments(const char *relay) {

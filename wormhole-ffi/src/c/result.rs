@@ -202,3 +202,22 @@ pub extern "C" fn wh_version() -> *const c_char {
         VERSION.as_ptr()
     }
 }
+
+/// Check a complete code ("7-purple-sausages") without a wormhole: `WH_RESULT_OK` when
+/// `wh_set_code` would accept it, else `WH_RESULT_INVALID_CODE` (a space, or a nameplate
+/// that is not 1-40 digits). `code` is borrowed.
+///
+/// Errors: `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_UTF8`, `WH_RESULT_INVALID_CODE`.
+/// Thread-safe; no out-params.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_validate_code(code: *const c_char) -> wh_result {
+    ffi_boundary! {
+        match super::cast::str_arg(code) {
+            Ok(code) => match wormhole_core::validate_code(&code) {
+                Ok(_) => wh_result::Ok,
+                Err(e) => (&e).into(),
+            },
+            Err(r) => r,
+        }
+    }
+}

@@ -474,3 +474,38 @@ fn free_from_inside_a_callback_defers_the_teardown() {
     drop(g);
     assert_eq!(seen.frees.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn header_constants_match_core() {
+    let header = include_str!("../../../include/wormhole.h");
+    assert!(header.contains(&format!(
+        "#define WH_TRANSFER_APPID \"{}\"",
+        wormhole_core::TRANSFER_APPID
+    )));
+    assert!(header.contains(&format!(
+        "#define WH_PUBLIC_RELAY_URL \"{}\"",
+        wormhole_core::PUBLIC_RELAY_URL
+    )));
+}
+
+#[test]
+fn codes_are_validated_without_a_wormhole() {
+    assert_eq!(
+        wh_validate_code(c"7-purple-sausages".as_ptr()),
+        wh_result::Ok
+    );
+    assert_eq!(
+        wh_validate_code(c"7-purple sausages".as_ptr()),
+        wh_result::InvalidCode
+    );
+    assert_eq!(
+        wh_validate_code(c"x-purple".as_ptr()),
+        wh_result::InvalidCode
+    );
+    assert_eq!(wh_validate_code(null()), wh_result::NullArgument);
+    let bad = [b'7', b'-', 0xff, 0];
+    assert_eq!(
+        wh_validate_code(bad.as_ptr().cast()),
+        wh_result::InvalidUtf8
+    );
+}
