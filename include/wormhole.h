@@ -200,7 +200,8 @@ enum wh_result
   WH_RESULT_INVALID_UTF8 = 101,
   /**
    * The library panicked inside this call (a bug); the call had no effect or an
-   * unknown partial effect on this handle. Please report it.
+   * unknown partial effect on this handle. As a `closed` outcome: the library's event
+   * pump panicked, and no further event will come. Please report it.
    */
   WH_RESULT_PANIC = 102,
   /**

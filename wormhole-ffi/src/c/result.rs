@@ -60,7 +60,8 @@ pub enum wh_result {
     /// A string argument was not valid UTF-8.
     InvalidUtf8 = 101,
     /// The library panicked inside this call (a bug); the call had no effect or an
-    /// unknown partial effect on this handle. Please report it.
+    /// unknown partial effect on this handle. As a `closed` outcome: the library's event
+    /// pump panicked, and no further event will come. Please report it.
     Panic = 102,
     /// `wh_next_event`: no event arrived within the timeout.
     NoEvent = 103,

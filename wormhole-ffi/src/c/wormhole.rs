@@ -414,9 +414,31 @@ fn create(
     let queue = Arc::new(Queue::new(delegate.is_none())?);
     let (wormhole, events) =
         Wormhole::create_delegated(&app_id, &relay_url, opts).map_err(|e| wh_result::from(&e))?;
-    engine
+    let pump_task = engine
         .handle()
         .spawn(pump(events, queue.clone(), wormhole.clone()));
+    // A panic in the pump (a bug) must still end the event stream: report it as the
+    // closed outcome, so no caller waits forever.
+    let q = queue.clone();
+    engine.handle().spawn(async move {
+        if let Err(e) = pump_task.await {
+            if e.is_panic() {
+                let mut st = q.lock();
+                if let Some(op) = st.text_op.take() {
+                    let err = Error::Internal("the event pump panicked".into());
+                    q.push(&mut st, text_completion(op, Err(err)));
+                }
+                q.push(
+                    &mut st,
+                    EventData::text(
+                        wh_event_kind::Closed,
+                        wh_result::Panic,
+                        "the event pump panicked",
+                    ),
+                );
+            }
+        }
+    });
     let handle = Arc::new(Handle {
         core: Mutex::new(Some(Core {
             wormhole,
