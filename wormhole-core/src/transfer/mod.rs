@@ -32,7 +32,6 @@ mod pipeline;
 pub mod zip;
 
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -203,7 +202,7 @@ pub async fn send_path(w: &Wormhole, path: &Path, opts: &TransferOptions) -> Res
 async fn send_offer(
     w: &Wormhole,
     offer: Value,
-    mut src: Box<dyn std::io::Read + Send>,
+    src: Box<dyn std::io::Read + Send>,
     size: u64,
     opts: &TransferOptions,
 ) -> Result<()> {
@@ -247,7 +246,7 @@ async fn send_offer(
                 e(&TransferEvent::DataSent)
             }
         };
-        pipeline::send(conn, &mut *src, size, chunk, progress, &token, &sent)
+        pipeline::send(conn, src, size, chunk, progress, &token, &sent)
     });
     run_job(job, cancel, killer).await
 }
@@ -571,7 +570,6 @@ impl IncomingOffer {
         let kind = self.kind.clone();
         let (dest2, tmp2) = (dest.clone(), tmp.clone());
         let job = tokio::task::spawn_blocking(move || -> Result<()> {
-            let mut out = BufWriter::with_capacity(1 << 20, file);
             let mut finish = || -> Result<()> {
                 if let Some(e) = &events {
                     e(&TransferEvent::DataReceived);
@@ -587,7 +585,7 @@ impl IncomingOffer {
                     }
                 }
             };
-            pipeline::receive(conn, &mut out, size, progress, &token, &mut finish).map(|_| ())
+            pipeline::receive(conn, Box::new(file), size, progress, &token, &mut finish).map(|_| ())
         });
         run_job(job, cancel, killer).await?;
         cleanup.0 = None;

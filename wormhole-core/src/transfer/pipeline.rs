@@ -1,11 +1,15 @@
-//! The bulk data path on plain threads: reading + hashing + sealing on one thread and
-//! socket writes on another (sender); socket reads on one thread and opening + hashing +
-//! writing on another (receiver). Buffers circulate between the two threads, so there is
-//! no allocation per record.
+//! The bulk data path on plain threads, three stages per side so hashing, the cipher and
+//! socket I/O overlap:
+//! - sender: read + SHA-256 → seal (the calling thread) → socket write;
+//! - receiver: socket read → open (the calling thread) → SHA-256 + file write.
+//!
+//! Buffers circulate through bounded channels and come back to a pool, so there is no
+//! allocation per record.
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -14,8 +18,10 @@ use super::{CancelToken, ProgressFn};
 use crate::error::{Error, Result};
 use crate::transit::{BlockingConnection, Opener, RECORD_OVERHEAD};
 
-/// Buffers in flight between the two threads.
-const DEPTH: usize = 4;
+/// Buffers in flight per side.
+const DEPTH: usize = 8;
+/// Bytes of a received box before the plaintext: nonce + tag.
+const BOX_HEAD: usize = RECORD_OVERHEAD - 4;
 
 fn lost(e: std::io::Error) -> Error {
     Error::Transfer(format!("transit connection lost: {e}"))
@@ -27,6 +33,21 @@ fn cancelled_or(cancel: &CancelToken, e: Error) -> Error {
     } else {
         e
     }
+}
+
+fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))
+}
+
+fn join<T>(h: JoinHandle<Result<T>>) -> Result<T> {
+    h.join()
+        .map_err(|_| Error::Internal("a transfer thread panicked".into()))?
 }
 
 /// Fill `buf` from `src` as far as possible; the count read (short only at EOF).
@@ -43,11 +64,19 @@ fn fill(src: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(got)
 }
 
+fn pool(depth: usize, size: usize) -> (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) {
+    let (tx, rx) = sync_channel(depth + 1);
+    for _ in 0..depth {
+        let _ = tx.send(vec![0u8; size]);
+    }
+    (tx, rx)
+}
+
 /// Send exactly `total` bytes of `src` in records of up to `chunk` bytes, then wait for
 /// the receiver's ack record and check its SHA-256.
 pub(crate) fn send(
     conn: BlockingConnection,
-    src: &mut dyn Read,
+    src: Box<dyn Read + Send>,
     total: u64,
     chunk: usize,
     progress: Option<ProgressFn>,
@@ -62,42 +91,26 @@ pub(crate) fn send(
         ..
     } = conn;
     let mut writer = stream.try_clone().map_err(lost)?;
-    let (full_tx, full_rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = sync_channel(DEPTH);
-    let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(DEPTH + 1);
-    for _ in 0..DEPTH {
-        let _ = empty_tx.send(vec![0u8; RECORD_OVERHEAD + chunk]);
-    }
-    let progress2 = progress.clone();
-    let writer_thread = std::thread::Builder::new()
-        .name("wormhole-send-io".into())
-        .spawn(move || -> Result<()> {
-            let mut done = 0u64;
-            for frame in full_rx {
-                writer.write_all(&frame).map_err(lost)?;
-                done += (frame.len() - RECORD_OVERHEAD) as u64;
-                if let Some(p) = &progress2 {
-                    p(done, total);
-                }
-                let _ = empty_tx.send(frame);
-            }
-            Ok(())
-        })
-        .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
+    let (empty_tx, empty_rx) = pool(DEPTH, RECORD_OVERHEAD + chunk);
+    let (plain_tx, plain_rx) = sync_channel::<Vec<u8>>(DEPTH);
+    let (sealed_tx, sealed_rx) = sync_channel::<Vec<u8>>(DEPTH);
 
-    let mut hasher = Sha256::new();
-    let mut sent = 0u64;
-    let produce = (|| -> Result<()> {
+    // Stage 1: read + hash.
+    let token = cancel.clone();
+    let reader = spawn("wormhole-send-read", move || -> Result<[u8; 32]> {
+        let mut src = src;
+        let mut hasher = Sha256::new();
+        let mut sent = 0u64;
         while sent < total {
-            if cancel.is_cancelled() {
+            if token.is_cancelled() {
                 return Err(Error::Cancelled);
             }
             let Ok(mut frame) = empty_rx.recv() else {
-                // The writer thread stopped: its error is reported below.
-                return Ok(());
+                break; // a later stage stopped; its error is reported
             };
             let want = usize::try_from((total - sent).min(chunk as u64)).unwrap_or(chunk);
             frame.resize(RECORD_OVERHEAD + want, 0);
-            let n = fill(src, &mut frame[RECORD_OVERHEAD..])
+            let n = fill(&mut *src, &mut frame[RECORD_OVERHEAD..])
                 .map_err(|e| Error::Transfer(format!("reading the data to send: {e}")))?;
             if n < want {
                 return Err(Error::Transfer(
@@ -105,30 +118,58 @@ pub(crate) fn send(
                 ));
             }
             hasher.update(&frame[RECORD_OVERHEAD..]);
-            sealer.seal_in_place(&mut frame)?;
             sent += n as u64;
-            if full_tx.send(frame).is_err() {
-                return Ok(());
+            if plain_tx.send(frame).is_err() {
+                break;
+            }
+        }
+        Ok(hasher.finalize().into())
+    })?;
+
+    // Stage 3: socket writes.
+    let writer_thread = spawn("wormhole-send-io", move || -> Result<()> {
+        let mut done = 0u64;
+        for frame in sealed_rx {
+            writer.write_all(&frame).map_err(lost)?;
+            done += (frame.len() - RECORD_OVERHEAD) as u64;
+            if let Some(p) = &progress {
+                p(done, total);
+            }
+            let _ = empty_tx.send(frame);
+        }
+        if total == 0 {
+            if let Some(p) = &progress {
+                p(0, 0);
+            }
+        }
+        Ok(())
+    })?;
+
+    // Stage 2 (this thread): seal.
+    let sealed = (|| -> Result<()> {
+        for mut frame in plain_rx {
+            sealer.seal_in_place(&mut frame)?;
+            if sealed_tx.send(frame).is_err() {
+                break;
             }
         }
         Ok(())
     })();
-    drop(full_tx);
-    if produce.is_err() {
+    drop(sealed_tx);
+    if sealed.is_err() {
         let _ = stream.shutdown(Shutdown::Both);
     }
-    let written = writer_thread
-        .join()
-        .map_err(|_| Error::Internal("the transit writer panicked".into()))?;
-    produce.map_err(|e| cancelled_or(cancel, e))?;
-    written.map_err(|e| cancelled_or(cancel, e))?;
-    if total == 0 {
-        if let Some(p) = &progress {
-            p(0, 0);
-        }
+    let written = join(writer_thread);
+    if written.is_err() || sealed.is_err() {
+        let _ = stream.shutdown(Shutdown::Both);
     }
-
+    let hash = join(reader);
+    // The first failure in pipeline order explains the others.
+    let hash = hash.map_err(|e| cancelled_or(cancel, e))?;
+    sealed.map_err(|e| cancelled_or(cancel, e))?;
+    written.map_err(|e| cancelled_or(cancel, e))?;
     on_sent();
+
     // The ack: {"ack": "ok", "sha256": "<hex>"}.
     let mut reader = stream;
     let mut buf = Vec::new();
@@ -146,8 +187,7 @@ pub(crate) fn send(
         return Err(Error::Transfer(format!("transfer failed: {ack}")));
     }
     if let Some(remote) = ack.get("sha256") {
-        let ours = hex::encode(hasher.finalize());
-        if remote.as_str() != Some(ours.as_str()) {
+        if remote.as_str() != Some(hex::encode(hash).as_str()) {
             return Err(Error::Transfer("Transfer failed (bad remote hash)".into()));
         }
     }
@@ -155,11 +195,11 @@ pub(crate) fn send(
     Ok(())
 }
 
-/// Receive exactly `total` bytes into `sink`, then send the ack record with their SHA-256
-/// (only after `finish` succeeded on the data). Returns the hex SHA-256.
+/// Receive exactly `total` bytes into `sink`, flush it, run `finish` (which renames the
+/// result into place), then send the ack record with the SHA-256. Returns the hex SHA-256.
 pub(crate) fn receive(
     conn: BlockingConnection,
-    sink: &mut dyn Write,
+    sink: Box<dyn Write + Send>,
     total: u64,
     progress: Option<ProgressFn>,
     cancel: &CancelToken,
@@ -173,87 +213,97 @@ pub(crate) fn receive(
         ..
     } = conn;
     let mut reader = stream.try_clone().map_err(lost)?;
-    let (full_tx, full_rx) = sync_channel::<Vec<u8>>(DEPTH);
-    let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(DEPTH + 1);
-    for _ in 0..DEPTH {
-        let _ = empty_tx.send(Vec::with_capacity(256 * 1024 + RECORD_OVERHEAD));
-    }
-    // Reader thread: whole boxes (without the length prefix), until `total` plaintext bytes.
-    let reader_thread = std::thread::Builder::new()
-        .name("wormhole-recv-io".into())
-        .spawn(move || -> Result<()> {
-            let mut got = 0u64;
-            while got < total {
-                let Ok(mut buf) = empty_rx.recv() else {
-                    return Ok(());
-                };
-                let mut header = [0u8; 4];
-                reader.read_exact(&mut header).map_err(|_| {
-                    Error::Transfer("Connection dropped before full file received".into())
-                })?;
-                let n = Opener::box_len(header, max_record)?;
-                let plain = (n - (RECORD_OVERHEAD - 4)) as u64;
-                if got + plain > total {
-                    return Err(Error::Transfer(
-                        "the sender sent more data than it offered".into(),
-                    ));
-                }
-                buf.resize(n, 0);
-                reader.read_exact(&mut buf).map_err(|_| {
-                    Error::Transfer("Connection dropped before full file received".into())
-                })?;
-                got += plain;
-                if full_tx.send(buf).is_err() {
-                    return Ok(());
-                }
-            }
-            Ok(())
-        })
-        .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
+    let (empty_tx, empty_rx) = pool(DEPTH, 0);
+    let (boxed_tx, boxed_rx) = sync_channel::<Vec<u8>>(DEPTH);
+    let (plain_tx, plain_rx) = sync_channel::<Vec<u8>>(DEPTH);
+    let dropped = || Error::Transfer("Connection dropped before full file received".into());
 
-    let mut hasher = Sha256::new();
-    let mut done = 0u64;
-    let consume = (|| -> Result<()> {
-        for mut boxed in full_rx.iter() {
-            if cancel.is_cancelled() {
+    // Stage 1: socket reads, whole boxes (without the length prefix), until `total`
+    // plaintext bytes.
+    let reader_thread = spawn("wormhole-recv-io", move || -> Result<()> {
+        let mut got = 0u64;
+        while got < total {
+            let Ok(mut buf) = empty_rx.recv() else {
+                return Ok(());
+            };
+            let mut header = [0u8; 4];
+            reader.read_exact(&mut header).map_err(|_| dropped())?;
+            let n = Opener::box_len(header, max_record)?;
+            let plain = (n - BOX_HEAD) as u64;
+            if got + plain > total {
+                return Err(Error::Transfer(
+                    "the sender sent more data than it offered".into(),
+                ));
+            }
+            buf.resize(n, 0);
+            reader.read_exact(&mut buf).map_err(|_| dropped())?;
+            got += plain;
+            if boxed_tx.send(buf).is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    })?;
+
+    // Stage 3: hash + write.
+    let token = cancel.clone();
+    let writer_thread = spawn("wormhole-recv-write", move || -> Result<(u64, [u8; 32])> {
+        let mut sink = sink;
+        let mut hasher = Sha256::new();
+        let mut done = 0u64;
+        for buf in plain_rx {
+            if token.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            let plain = opener.open_in_place(&mut boxed)?;
-            hasher.update(&*plain);
+            let plain = &buf[BOX_HEAD..];
+            hasher.update(plain);
             sink.write_all(plain)
                 .map_err(|e| Error::Transfer(format!("cannot write the received data: {e}")))?;
             done += plain.len() as u64;
             if let Some(p) = &progress {
                 p(done, total);
             }
-            let _ = empty_tx.send(boxed);
+            let _ = empty_tx.send(buf);
+        }
+        sink.flush()
+            .map_err(|e| Error::Transfer(format!("cannot write the received data: {e}")))?;
+        if total == 0 {
+            if let Some(p) = &progress {
+                p(0, 0);
+            }
+        }
+        Ok((done, hasher.finalize().into()))
+    })?;
+
+    // Stage 2 (this thread): open in place.
+    let opened = (|| -> Result<()> {
+        for mut buf in boxed_rx {
+            opener.open_in_place(&mut buf)?;
+            if plain_tx.send(buf).is_err() {
+                break;
+            }
         }
         Ok(())
     })();
-    if consume.is_err() {
+    drop(plain_tx);
+    if opened.is_err() {
         let _ = stream.shutdown(Shutdown::Both);
     }
-    drop(empty_tx);
-    let read = reader_thread
-        .join()
-        .map_err(|_| Error::Internal("the transit reader panicked".into()))?;
-    consume.map_err(|e| cancelled_or(cancel, e))?;
+    let written = join(writer_thread);
+    if written.is_err() {
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+    let read = join(reader_thread);
+    // A failed stage shuts the socket down, which also fails the reader: report the
+    // cause first.
+    opened.map_err(|e| cancelled_or(cancel, e))?;
+    let (done, hash) = written.map_err(|e| cancelled_or(cancel, e))?;
     read.map_err(|e| cancelled_or(cancel, e))?;
     if done != total {
-        return Err(cancelled_or(
-            cancel,
-            Error::Transfer("Connection dropped before full file received".into()),
-        ));
+        return Err(cancelled_or(cancel, dropped()));
     }
-    if total == 0 {
-        if let Some(p) = &progress {
-            p(0, 0);
-        }
-    }
-    sink.flush()
-        .map_err(|e| Error::Transfer(format!("cannot write the received data: {e}")))?;
     finish()?;
-    let sha = hex::encode(hasher.finalize());
+    let sha = hex::encode(hash);
     let ack = format!(r#"{{"ack": "ok", "sha256": "{sha}"}}"#);
     let frame = sealer.seal(ack.as_bytes())?;
     let mut w = &stream;

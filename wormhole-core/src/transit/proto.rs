@@ -483,3 +483,32 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod speed {
+    /// `cargo test --release -p wormhole-core seal_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn seal_speed() {
+        use sha2::Digest;
+        let k = super::TransitKeys::new(&[1u8; 32]);
+        let (mut s, _) = k.record_layer(super::Role::Sender);
+        let mut frame = vec![0u8; super::RECORD_OVERHEAD + 256 * 1024];
+        let t = std::time::Instant::now();
+        for _ in 0..1024 {
+            s.seal_in_place(&mut frame).unwrap();
+        }
+        let dt = t.elapsed().as_secs_f64();
+        println!("seal: {:.0} MB/s", 256.0 * 1.048576 / dt);
+        let t = std::time::Instant::now();
+        let mut h = sha2::Sha256::new();
+        for _ in 0..1024 {
+            h.update(&frame);
+        }
+        let _ = h.finalize();
+        println!(
+            "sha256: {:.0} MB/s",
+            256.0 * 1.048576 / t.elapsed().as_secs_f64()
+        );
+    }
+}
