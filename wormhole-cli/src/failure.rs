@@ -50,6 +50,8 @@ impl fmt::Display for Failure {
             Failure::Wormhole(Error::ServerConnection { url, reason }) => format!(
                 "We had a problem connecting to the relay server (relay URL was {url}): {reason}"
             ),
+            // The reference prints a TransferError's text as is.
+            Failure::Wormhole(Error::Transfer(msg)) => msg.clone(),
             Failure::Wormhole(e) => e.to_string(),
             Failure::Interrupted => "interrupted".to_owned(),
             Failure::Other(msg) => msg.clone(),

@@ -45,3 +45,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The Transit / file-transfer README section's Rust examples, compiled as doctests.
+#[doc = include_str!("../TRANSFER-README-section.md")]
+#[cfg(doctest)]
+pub struct TransferReadmeDoctests;

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 pub enum Offer {
     /// A text message.
     Message(String),
-    /// A file (handled by the Transit issue; parsed here so a text receiver can refuse it).
+    /// A file (see [`crate::transfer`]; parsed here so a text receiver can refuse it).
     File {
         /// Base name.
         filename: String,
@@ -180,8 +180,7 @@ pub fn receiver_step(msg: &[u8]) -> (Option<Vec<u8>>, Option<Result<String>>) {
         Ok(TransferMessage::Offer(_)) => (
             Some(TransferMessage::Error("unknown offer type".into()).to_bytes()),
             Some(Err(Error::Transfer(
-                "the sender offered a file or directory; this receiver only accepts text so far"
-                    .into(),
+                "the sender offered a file or directory; this receiver only accepts text".into(),
             ))),
         ),
         Ok(_) => (None, None),
@@ -200,9 +199,9 @@ pub async fn send_text(w: &Wormhole, text: &str) -> Result<()> {
 }
 
 /// Wait for a text offer, acknowledge it and return the text (the receiver half of
-/// `wormhole receive`). A file or directory offer is refused with the reference's
-/// `unknown offer type` error until Transit support lands, and reported as
-/// [`Error::Transfer`].
+/// `wormhole receive --only-text`). A file or directory offer is refused with the
+/// reference's `unknown offer type` error and reported as [`Error::Transfer`]; use
+/// [`crate::transfer::receive`] to accept files and directories too.
 pub async fn receive_text(w: &Wormhole) -> Result<String> {
     loop {
         let (reply, outcome) = receiver_step(&w.get_message().await?);
