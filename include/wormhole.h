@@ -431,7 +431,7 @@ void wh_string_array_free(char **array);
  * The number of strings in a library string array (not counting the NULL terminator);
  * 0 for NULL. Read-only; thread-safe while nobody frees the array.
  */
-size_t wh_string_array_len(const char *const *array);
+size_t wh_string_array_len(char *const *array);
 
 /**
  * Create a wormhole and start connecting to the mailbox server (the seed's

@@ -289,7 +289,7 @@ static void test_allocate_and_input(const char *relay) {
     snprintf(prefix, sizeof prefix, "%.2s", words);
     CHECK_RC(wh_input_word_completions(b, prefix, &list), WH_RESULT_OK);
     CHECK(contains(list, first));
-    CHECK(wh_string_array_len((const char *const *)list) > 0);
+    CHECK(wh_string_array_len(list) > 0);
     wh_string_array_free(list);
     list = NULL;
     CHECK_RC(wh_input_word_completions(b, words, &list), WH_RESULT_OK);

@@ -44,11 +44,11 @@ pub extern "C" fn wh_string_array_free(array: *mut *mut c_char) {
 /// The number of strings in a library string array (not counting the NULL terminator);
 /// 0 for NULL. Read-only; thread-safe while nobody frees the array.
 #[unsafe(no_mangle)]
-pub extern "C" fn wh_string_array_len(array: *const *const c_char) -> usize {
+pub extern "C" fn wh_string_array_len(array: *const *mut c_char) -> usize {
     ffi_boundary! {
         if array.is_null() {
             return 0;
         }
-        null_terminated_len(array.cast::<*mut c_char>())
+        null_terminated_len(array)
     }
 }

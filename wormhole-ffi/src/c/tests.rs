@@ -382,7 +382,7 @@ fn argument_errors_on_a_live_handle() {
         wh_input_nameplate_completions(w, c"".as_ptr(), &mut list),
         wh_result::Ok
     );
-    assert_eq!(wh_string_array_len(list.cast()), 0);
+    assert_eq!(wh_string_array_len(list), 0);
     wh_string_array_free(list);
     assert_eq!(
         wh_input_choose_nameplate(w, c"x".as_ptr()),
@@ -401,7 +401,7 @@ fn argument_errors_on_a_live_handle() {
 #[test]
 fn string_arrays_round_trip() {
     let a = crate::c::strings::string_array_into_raw(["1-".to_owned(), "12-".to_owned()]);
-    assert_eq!(wh_string_array_len(a.cast()), 2);
+    assert_eq!(wh_string_array_len(a), 2);
     // SAFETY: test-only; two entries then NULL.
     unsafe {
         assert_eq!(s(*a), "1-");
