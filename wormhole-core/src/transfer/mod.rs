@@ -610,3 +610,129 @@ fn unpack(zip: &Path, dest: &Path, numbytes: u64) -> Result<()> {
     staged.0 = None;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transit::Connection;
+
+    async fn pair() -> (Connection, Connection) {
+        let key = [4u8; 32];
+        let cfg = |listen: bool| TransitConfig {
+            listen: if listen {
+                vec!["127.0.0.1:0".parse().unwrap()]
+            } else {
+                vec![]
+            },
+            ..TransitConfig::default()
+        };
+        let s = Transit::new(Role::Sender, &key, cfg(true)).await.unwrap();
+        let mut r = Transit::new(Role::Receiver, &key, cfg(false))
+            .await
+            .unwrap();
+        r.add_peer_hints(s.hints().clone());
+        let (a, b) = tokio::join!(s.connect(), r.connect());
+        (a.unwrap(), b.unwrap())
+    }
+
+    fn roundtrip(data: Vec<u8>, chunk: usize) -> (Result<()>, Result<String>, Vec<u8>) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let (s, r) = rt.block_on(pair());
+        let (s, r) = (s.into_blocking().unwrap(), r.into_blocking().unwrap());
+        let total = data.len() as u64;
+        let cancel = CancelToken::new();
+        let c2 = cancel.clone();
+        let src = data.clone();
+        let sender = std::thread::spawn(move || {
+            pipeline::send(
+                s,
+                Box::new(std::io::Cursor::new(src)),
+                total,
+                chunk,
+                None,
+                &c2,
+                &|| {},
+            )
+        });
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let got = pipeline::receive(
+            r,
+            Box::new(Sink(out.clone())),
+            total,
+            None,
+            &cancel,
+            &mut || Ok(()),
+        );
+        let sent = sender.join().unwrap();
+        let bytes = out.lock().unwrap().clone();
+        (sent, got, bytes)
+    }
+
+    #[test]
+    fn pipeline_moves_bytes_and_checks_the_hash() {
+        use sha2::Digest;
+        for (len, chunk) in [
+            (0usize, 1000usize),
+            (1, 1000),
+            (100_000, 1000),
+            (3_000_001, 65536),
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let (sent, got, bytes) = roundtrip(data.clone(), chunk);
+            sent.unwrap();
+            assert_eq!(got.unwrap(), hex::encode(sha2::Sha256::digest(&data)));
+            assert_eq!(bytes, data);
+        }
+    }
+
+    #[test]
+    fn safe_names() {
+        assert_eq!(safe_base_name("a/b/c.txt").as_deref(), Some("c.txt"));
+        assert_eq!(safe_base_name("..\\x").as_deref(), Some("x"));
+        for bad in ["", ".", "..", "a/..", "a/", "x\0y"] {
+            assert_eq!(safe_base_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn destination_and_overwrite_rules() {
+        let dir = std::env::temp_dir().join(format!("wh-dest-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("f.txt"), b"x").unwrap();
+        let offer = |kind| IncomingOffer {
+            w: Wormhole::create("app", "ws://127.0.0.1:9/v1", crate::Options::default()).unwrap(),
+            name: "f.txt".into(),
+            size: 1,
+            kind,
+            transit: None,
+        };
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _g = rt.enter();
+        let o = offer(OfferKind::File);
+        assert_eq!(o.destination(&dir, None), dir.join("f.txt"));
+        assert_eq!(
+            o.destination(&dir, Some(&dir.join("sub"))),
+            dir.join("sub/f.txt")
+        );
+        assert!(o.check_destination(&dir.join("f.txt"), false).is_err());
+        assert!(o.check_destination(&dir.join("f.txt"), true).is_ok());
+        assert!(o.check_destination(&dir.join("sub"), true).is_err());
+        assert!(o.check_destination(&dir.join("new"), false).is_ok());
+        let big = IncomingOffer {
+            size: u64::MAX,
+            ..o
+        };
+        assert!(big.check_destination(&dir.join("new"), false).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

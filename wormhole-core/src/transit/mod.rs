@@ -625,6 +625,121 @@ mod tests {
         assert_eq!(cs.receive_record().await.unwrap(), b"ack");
     }
 
+    /// A minimal relay: pairs two connections presenting the same token, answers `ok\n`,
+    /// then forwards bytes (PROTOCOL §7.7).
+    async fn fake_relay() -> (DirectHint, tokio::task::JoinHandle<Vec<String>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let h = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            let mut lines = Vec::new();
+            while conns.len() < 2 {
+                let (mut c, _) = l.accept().await.unwrap();
+                let mut line = Vec::new();
+                let mut b = [0u8; 1];
+                while b[0] != b'\n' {
+                    c.read_exact(&mut b).await.unwrap();
+                    line.push(b[0]);
+                }
+                lines.push(String::from_utf8(line).unwrap());
+                conns.push(c);
+            }
+            let (mut a, mut b) = (conns.remove(0), conns.remove(0));
+            a.write_all(b"ok\n").await.unwrap();
+            b.write_all(b"ok\n").await.unwrap();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+            });
+            lines
+        });
+        (DirectHint::new("127.0.0.1", port), h)
+    }
+
+    #[tokio::test]
+    async fn relay_only_connection() {
+        let (relay, lines) = fake_relay().await;
+        let key = [9u8; 32];
+        let cfg = TransitConfig {
+            listen: vec![],
+            relays: vec![relay],
+            ..TransitConfig::default()
+        };
+        let s = Transit::new(Role::Sender, &key, cfg.clone()).await.unwrap();
+        let mut r = Transit::new(Role::Receiver, &key, cfg).await.unwrap();
+        assert!(s.hints().direct.is_empty());
+        assert_eq!(s.hints().relays.len(), 1);
+        let mut s = s;
+        s.add_peer_hints(r.hints().clone());
+        r.add_peer_hints(s.hints().clone());
+        let t0 = std::time::Instant::now();
+        let (cs, cr) = tokio::join!(s.connect(), r.connect());
+        // No direct attempt, so the relay is tried at once (no 2 s delay).
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        let (mut cs, mut cr) = (cs.unwrap(), cr.unwrap());
+        assert!(matches!(cs.path(), PathKind::Relay(_)));
+        let lines = lines.await.unwrap();
+        let token = &lines[0][13..77];
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.starts_with("please relay ") && l.len() == 104)
+        );
+        assert_eq!(&lines[1][13..77], token, "same token");
+        assert_ne!(lines[0][87..103], lines[1][87..103], "different sides");
+        cs.send_record(b"through the relay").await.unwrap();
+        assert_eq!(cr.receive_record().await.unwrap(), b"through the relay");
+    }
+
+    #[tokio::test]
+    async fn relays_wait_for_the_direct_attempts() {
+        let (relay, _lines) = fake_relay().await;
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let key = [5u8; 32];
+        let cfg = TransitConfig {
+            listen: vec![],
+            relays: vec![relay],
+            relay_delay: Duration::from_millis(300),
+            ..TransitConfig::default()
+        };
+        let mut s = Transit::new(Role::Sender, &key, cfg.clone()).await.unwrap();
+        let r = Transit::new(Role::Receiver, &key, cfg).await.unwrap();
+        // The sender sees a (dead) direct hint, so its relay attempt waits one delay.
+        s.add_peer_hints(Hints {
+            direct: vec![DirectHint::new("127.0.0.1", closed)],
+            relays: vec![],
+        });
+        let t0 = std::time::Instant::now();
+        let (cs, cr) = tokio::join!(s.connect(), r.connect());
+        assert!(cs.is_ok() && cr.is_ok());
+        assert!(
+            t0.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_record_is_refused_before_allocating() {
+        let key = [3u8; 32];
+        let s = Transit::new(Role::Sender, &key, cfg(true)).await.unwrap();
+        let mut rcfg = cfg(false);
+        rcfg.max_record = 1000;
+        let mut r = Transit::new(Role::Receiver, &key, rcfg).await.unwrap();
+        r.add_peer_hints(s.hints().clone());
+        let (cs, cr) = tokio::join!(s.connect(), r.connect());
+        let (mut cs, mut cr) = (cs.unwrap(), cr.unwrap());
+        // A header announcing 4 GiB - 1.
+        cs.stream
+            .write_all(&[0xff, 0xff, 0xff, 0xff])
+            .await
+            .unwrap();
+        let err = cr.receive_record().await.unwrap_err();
+        assert!(err.to_string().contains("limit"), "{err}");
+    }
+
     #[tokio::test]
     async fn wrong_key_fails_fast_without_listener() {
         let s = Transit::new(Role::Sender, &[1u8; 32], cfg(true))
