@@ -152,12 +152,9 @@ c_to_c() { # our sender and receiver, one under valgrind
         [ "$(cat "$OUT/received-c.txt")" = "C to C" ]
 }
 
-# The README's C example is examples/c/quickstart.c, verbatim (README.md once the lead merged
-# wormhole-ffi/README-section.md into it, else the section file).
+# The README's C example is examples/c/quickstart.c, verbatim.
 readme_example_matches() {
-    local src=wormhole-ffi/README-section.md
-    grep -q 'examples/c/quickstart.c' README.md 2>/dev/null && src=README.md
-    awk '/^## C API/{s=1} s && /^```c$/{c=1; next} c && /^```$/{exit} c' "$src" >"$OUT/readme-example.c"
+    awk '/^## C API/{s=1} s && /^```c$/{c=1; next} c && /^```$/{exit} c' README.md >"$OUT/readme-example.c"
     diff -u examples/c/quickstart.c "$OUT/readme-example.c"
 }
 
