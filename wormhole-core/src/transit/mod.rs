@@ -27,6 +27,7 @@
 //! Every method must be called inside a tokio runtime (the attempts are tokio tasks).
 
 pub mod proto;
+mod xsalsa;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -116,6 +116,8 @@ fn counter_nonce(n: u64) -> [u8; NONCE_LEN] {
 /// Encrypts outgoing records with a per-direction nonce counter.
 pub struct Sealer {
     cipher: XSalsa20Poly1305,
+    key: [u8; 32],
+    fast: bool,
     next: u64,
 }
 
@@ -129,6 +131,8 @@ impl Sealer {
     fn new(key: &[u8; 32]) -> Sealer {
         Sealer {
             cipher: XSalsa20Poly1305::new(key.into()),
+            key: *key,
+            fast: super::xsalsa::available(),
             next: 0,
         }
     }
@@ -145,10 +149,14 @@ impl Sealer {
         let nonce = counter_nonce(self.next);
         self.next += 1;
         let (head, body) = frame.split_at_mut(RECORD_OVERHEAD);
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), b"", body)
-            .map_err(|_| Error::Internal("record encryption failed".into()))?;
+        let tag: [u8; TAG_LEN] = if self.fast {
+            super::xsalsa::seal(&self.key, &nonce, body)
+        } else {
+            self.cipher
+                .encrypt_in_place_detached(Nonce::from_slice(&nonce), b"", body)
+                .map_err(|_| Error::Internal("record encryption failed".into()))?
+                .into()
+        };
         head[..4].copy_from_slice(&box_len.to_be_bytes());
         head[4..4 + NONCE_LEN].copy_from_slice(&nonce);
         head[4 + NONCE_LEN..].copy_from_slice(&tag);
@@ -167,6 +175,8 @@ impl Sealer {
 /// Decrypts incoming records and checks their nonce counter.
 pub struct Opener {
     cipher: XSalsa20Poly1305,
+    key: [u8; 32],
+    fast: bool,
     next: u64,
 }
 
@@ -180,6 +190,8 @@ impl Opener {
     fn new(key: &[u8; 32]) -> Opener {
         Opener {
             cipher: XSalsa20Poly1305::new(key.into()),
+            key: *key,
+            fast: super::xsalsa::available(),
             next: 0,
         }
     }
@@ -212,10 +224,19 @@ impl Opener {
                 "the peer sent a record out of order (bad nonce)".into(),
             ));
         }
-        let tag = Tag::clone_from_slice(&head[NONCE_LEN..]);
-        self.cipher
-            .decrypt_in_place_detached(Nonce::from_slice(&expected), b"", body, &tag)
-            .map_err(|_| Error::Transfer("a record failed to decrypt (corrupted)".into()))?;
+        let corrupted = || Error::Transfer("a record failed to decrypt (corrupted)".into());
+        if self.fast {
+            let mut tag = [0u8; TAG_LEN];
+            tag.copy_from_slice(&head[NONCE_LEN..]);
+            if !super::xsalsa::open(&self.key, &expected, body, &tag) {
+                return Err(corrupted());
+            }
+        } else {
+            let tag = Tag::clone_from_slice(&head[NONCE_LEN..]);
+            self.cipher
+                .decrypt_in_place_detached(Nonce::from_slice(&expected), b"", body, &tag)
+                .map_err(|_| corrupted())?;
+        }
         self.next += 1;
         Ok(body)
     }
