@@ -3,7 +3,8 @@
 //!
 //! One file per core concept: [`wormhole`] (the wormhole object, deferred and delegated
 //! modes), [`input`] (the input helper), [`delegate`] (the foreign trait for events),
-//! [`error`] (the one error enum, mapped from `ErrorKind` here and nowhere else).
+//! [`transfer`] (files and directories), [`error`] (the one error enum, mapped from
+//! `ErrorKind` here and nowhere else).
 //!
 //! Async methods are plain `async fn`s awaiting core's executor-agnostic futures (they run
 //! on core's process-wide `Engine`), so they become Kotlin `suspend` and Swift `async`
@@ -13,11 +14,13 @@
 pub mod delegate;
 pub mod error;
 pub mod input;
+pub mod transfer;
 pub mod wormhole;
 
 pub use delegate::{Outcome, WormholeDelegate};
 pub use error::{DelegateError, ErrorKind, WormholeError};
 pub use input::InputHelper;
+pub use transfer::{Incoming, IncomingOffer, TransferProgress, TransferSettings};
 pub use wormhole::{Wormhole, WormholeOptions};
 
 /// Checks a code's format (`4-purple-sausages`) without any network: an error of kind

@@ -60,7 +60,22 @@ impl WormholeOptions {
 /// To close politely and learn the outcome, call [`Wormhole::shutdown`].
 #[derive(::uniffi::Object)]
 pub struct Wormhole {
-    inner: wormhole_core::Wormhole,
+    pub(crate) inner: wormhole_core::Wormhole,
+    /// Cancels this wormhole's file transfers (`cancel_transfer`).
+    cancel: wormhole_core::transfer::CancelToken,
+}
+
+impl Wormhole {
+    fn wrap(inner: wormhole_core::Wormhole) -> Arc<Self> {
+        Arc::new(Wormhole {
+            inner,
+            cancel: wormhole_core::transfer::CancelToken::new(),
+        })
+    }
+
+    pub(crate) fn transfer_cancel(&self) -> wormhole_core::transfer::CancelToken {
+        self.cancel.clone()
+    }
 }
 
 fn len(n: u32, what: &str) -> Result<usize, WormholeError> {
@@ -78,7 +93,7 @@ impl Wormhole {
         options: WormholeOptions,
     ) -> Result<Arc<Self>, WormholeError> {
         let inner = wormhole_core::Wormhole::create(&appid, &relay_url, options.to_core()?)?;
-        Ok(Arc::new(Wormhole { inner }))
+        Ok(Wormhole::wrap(inner))
     }
 
     /// Like the constructor, but every event goes to `delegate`, in order, on a thread of
@@ -102,7 +117,7 @@ impl Wormhole {
             .map_err(|e| {
                 WormholeError::Internal(format!("cannot start the delegate thread: {e}"))
             })?;
-        Ok(Arc::new(Wormhole { inner }))
+        Ok(Wormhole::wrap(inner))
     }
 
     /// Asks the server for a fresh nameplate and builds a code of `length` words.

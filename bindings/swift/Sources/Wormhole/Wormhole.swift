@@ -592,6 +592,234 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
 
 
 /**
+ * A file or directory offered by the peer. Accept it into a path or reject it; releasing
+ * it undecided rejects it.
+ */
+public protocol IncomingOfferProtocol: AnyObject, Sendable {
+    
+    /**
+     * Accepts into `destination` (a path that must not exist unless `overwrite`; free
+     * space is checked first). Data goes to a temporary name renamed into place only when
+     * every byte arrived and matched; a directory is unpacked safely (no absolute paths,
+     * `..` or links). Returns the path written.
+     */
+    func accept(destination: String, overwrite: Bool, progress: TransferProgress?) async throws  -> String
+    
+    /**
+     * For a directory: the number of files in it (0 for a file).
+     */
+    func fileCount()  -> UInt64
+    
+    /**
+     * Whether a directory is offered.
+     */
+    func isDirectory()  -> Bool
+    
+    /**
+     * The offered base name (a file name, or the directory's name).
+     */
+    func name()  -> String
+    
+    /**
+     * Refuses the offer: the sender is told `transfer rejected`.
+     */
+    func reject() throws 
+    
+    /**
+     * Bytes that will travel: the file's size, or the size of the directory's zip.
+     */
+    func transferSize()  -> UInt64
+    
+}
+/**
+ * A file or directory offered by the peer. Accept it into a path or reject it; releasing
+ * it undecided rejects it.
+ */
+open class IncomingOffer: IncomingOfferProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_wormhole_fn_clone_incomingoffer(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_wormhole_fn_free_incomingoffer(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Accepts into `destination` (a path that must not exist unless `overwrite`; free
+     * space is checked first). Data goes to a temporary name renamed into place only when
+     * every byte arrived and matched; a directory is unpacked safely (no absolute paths,
+     * `..` or links). Returns the path written.
+     */
+open func accept(destination: String, overwrite: Bool, progress: TransferProgress?)async throws  -> String  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_wormhole_fn_method_incomingoffer_accept(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(destination),FfiConverterBool.lower(overwrite),FfiConverterOptionTypeTransferProgress.lower(progress)
+                )
+            },
+            pollFunc: ffi_wormhole_rust_future_poll_rust_buffer,
+            completeFunc: ffi_wormhole_rust_future_complete_rust_buffer,
+            freeFunc: ffi_wormhole_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterString.lift,
+            errorHandler: FfiConverterTypeWormholeError_lift
+        )
+}
+    
+    /**
+     * For a directory: the number of files in it (0 for a file).
+     */
+open func fileCount() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_incomingoffer_file_count(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Whether a directory is offered.
+     */
+open func isDirectory() -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_incomingoffer_is_directory(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The offered base name (a file name, or the directory's name).
+     */
+open func name() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_incomingoffer_name(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Refuses the offer: the sender is told `transfer rejected`.
+     */
+open func reject()throws   {try rustCallWithError(FfiConverterTypeWormholeError_lift) {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_incomingoffer_reject(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Bytes that will travel: the file's size, or the size of the directory's zip.
+     */
+open func transferSize() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_incomingoffer_transfer_size(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIncomingOffer: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = IncomingOffer
+
+    public static func lift(_ handle: UInt64) throws -> IncomingOffer {
+        return IncomingOffer(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: IncomingOffer) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IncomingOffer {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: IncomingOffer, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIncomingOffer_lift(_ handle: UInt64) throws -> IncomingOffer {
+    return try FfiConverterTypeIncomingOffer.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIncomingOffer_lower(_ value: IncomingOffer) -> UInt64 {
+    return FfiConverterTypeIncomingOffer.lower(value)
+}
+
+
+
+
+
+
+/**
  * Interactive code entry, from `Wormhole.inputCode()`: refresh the nameplate list, offer
  * completions, then choose the nameplate and the words. Errors follow the seed:
  * `AlreadyChoseNameplate`, `AlreadyChoseWords`, `MustChooseNameplateFirst`.
@@ -818,6 +1046,222 @@ public func FfiConverterTypeInputHelper_lower(_ value: InputHelper) -> UInt64 {
 
 
 /**
+ * Receives progress reports: `(bytes done, bytes total)`, at most about ten a second
+ * plus the last one, on a transfer thread (never a network thread).
+ */
+public protocol TransferProgress: AnyObject, Sendable {
+    
+    /**
+     * `done` of `total` bytes have moved.
+     */
+    func onProgress(done: UInt64, total: UInt64) throws 
+    
+}
+/**
+ * Receives progress reports: `(bytes done, bytes total)`, at most about ten a second
+ * plus the last one, on a transfer thread (never a network thread).
+ */
+open class TransferProgressImpl: TransferProgress, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_wormhole_fn_clone_transferprogress(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_wormhole_fn_free_transferprogress(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * `done` of `total` bytes have moved.
+     */
+open func onProgress(done: UInt64, total: UInt64)throws   {try rustCallWithError(FfiConverterTypeDelegateError_lift) {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_transferprogress_on_progress(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(done),
+        FfiConverterUInt64.lower(total),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceTransferProgress {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceTransferProgress = UniffiVTableCallbackInterfaceTransferProgress(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeTransferProgress.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface TransferProgress: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeTransferProgress.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface TransferProgress: handle missing in uniffiClone")
+            }
+        },
+        onProgress: { (
+            uniffiHandle: UInt64,
+            done: UInt64,
+            total: UInt64,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeTransferProgress.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onProgress(
+                     done: try FfiConverterUInt64.lift(done),
+                     total: try FfiConverterUInt64.lift(total)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeDelegateError_lower
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceTransferProgress> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceTransferProgress>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitTransferProgress() {
+    uniffi_wormhole_fn_init_callback_vtable_transferprogress(UniffiCallbackInterfaceTransferProgress.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTransferProgress: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<TransferProgress>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = TransferProgress
+
+    public static func lift(_ handle: UInt64) throws -> TransferProgress {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return TransferProgressImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: TransferProgress) -> UInt64 {
+         if let rustImpl = value as? TransferProgressImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TransferProgress {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: TransferProgress, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransferProgress_lift(_ handle: UInt64) throws -> TransferProgress {
+    return try FfiConverterTypeTransferProgress.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransferProgress_lower(_ value: TransferProgress) -> UInt64 {
+    return FfiConverterTypeTransferProgress.lower(value)
+}
+
+
+
+
+
+
+/**
  * One wormhole: a code, a shared key, and ordered encrypted messages with one peer.
  *
  * Create it with `Wormhole(appid, relayUrl, options)` (getters return when their event
@@ -827,6 +1271,27 @@ public func FfiConverterTypeInputHelper_lower(_ value: InputHelper) -> UInt64 {
  * To close politely and learn the outcome, call [`Wormhole::shutdown`].
  */
 public protocol WormholeProtocol: AnyObject, Sendable {
+    
+    /**
+     * Stops the running transfer (sending or receiving, on either side of the offer):
+     * it fails with `Cancelled` and the peer sees the connection drop. Also applies to
+     * transfers this wormhole starts later.
+     */
+    func cancelTransfer() 
+    
+    /**
+     * Waits for what the peer sends, the receiver half of `wormhole receive`: a text
+     * (returned as is) or a file/directory offer to accept or reject.
+     */
+    func receiveOffer(settings: TransferSettings) async throws  -> Incoming
+    
+    /**
+     * Sends the file or directory at `path` (a directory is zipped while streaming), the
+     * sender half of `wormhole send PATH`: waits for the peer, offers it, moves the data
+     * over Transit and returns once the receiver confirmed every byte (SHA-256). Set the
+     * code first; close the wormhole afterwards with `shutdown()`.
+     */
+    func sendFile(path: String, settings: TransferSettings, progress: TransferProgress?) async throws 
     
     /**
      * Asks the server for a fresh nameplate and builds a code of `length` words.
@@ -1002,6 +1467,61 @@ public static func withDelegate(appid: String, relayUrl: String, options: Wormho
 }
     
 
+    
+    /**
+     * Stops the running transfer (sending or receiving, on either side of the offer):
+     * it fails with `Cancelled` and the peer sees the connection drop. Also applies to
+     * transfers this wormhole starts later.
+     */
+open func cancelTransfer()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_wormhole_cancel_transfer(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Waits for what the peer sends, the receiver half of `wormhole receive`: a text
+     * (returned as is) or a file/directory offer to accept or reject.
+     */
+open func receiveOffer(settings: TransferSettings)async throws  -> Incoming  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_wormhole_fn_method_wormhole_receive_offer(
+                        self.uniffiCloneHandle(),FfiConverterTypeTransferSettings_lower(settings)
+                )
+            },
+            pollFunc: ffi_wormhole_rust_future_poll_rust_buffer,
+            completeFunc: ffi_wormhole_rust_future_complete_rust_buffer,
+            freeFunc: ffi_wormhole_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeIncoming_lift,
+            errorHandler: FfiConverterTypeWormholeError_lift
+        )
+}
+    
+    /**
+     * Sends the file or directory at `path` (a directory is zipped while streaming), the
+     * sender half of `wormhole send PATH`: waits for the peer, offers it, moves the data
+     * over Transit and returns once the receiver confirmed every byte (SHA-256). Set the
+     * code first; close the wormhole afterwards with `shutdown()`.
+     */
+open func sendFile(path: String, settings: TransferSettings, progress: TransferProgress?)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_wormhole_fn_method_wormhole_send_file(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(path),FfiConverterTypeTransferSettings_lower(settings),FfiConverterOptionTypeTransferProgress.lower(progress)
+                )
+            },
+            pollFunc: ffi_wormhole_rust_future_poll_void,
+            completeFunc: ffi_wormhole_rust_future_complete_void,
+            freeFunc: ffi_wormhole_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeWormholeError_lift
+        )
+}
     
     /**
      * Asks the server for a fresh nameplate and builds a code of `length` words.
@@ -1846,6 +2366,77 @@ public func FfiConverterTypeOutcome_lower(_ value: Outcome) -> RustBuffer {
 
 
 /**
+ * How Transit connects, for sending and receiving.
+ */
+public struct TransferSettings: Equatable, Hashable {
+    /**
+     * A transit relay, `tcp:HOST:PORT` (the CLI's `--transit-helper`); none: only direct
+     * connections and the peer's relay.
+     */
+    public var transitRelay: String?
+    /**
+     * Do not listen for direct connections (the CLI's `--no-listen`).
+     */
+    public var noListen: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * A transit relay, `tcp:HOST:PORT` (the CLI's `--transit-helper`); none: only direct
+         * connections and the peer's relay.
+         */transitRelay: String? = nil, 
+        /**
+         * Do not listen for direct connections (the CLI's `--no-listen`).
+         */noListen: Bool = false) {
+        self.transitRelay = transitRelay
+        self.noListen = noListen
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TransferSettings: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTransferSettings: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TransferSettings {
+        return
+            try TransferSettings(
+                transitRelay: FfiConverterOptionString.read(from: &buf), 
+                noListen: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TransferSettings, into buf: inout [UInt8]) {
+        FfiConverterOptionString.write(value.transitRelay, into: &buf)
+        FfiConverterBool.write(value.noListen, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransferSettings_lift(_ buf: RustBuffer) throws -> TransferSettings {
+    return try FfiConverterTypeTransferSettings.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransferSettings_lower(_ value: TransferSettings) -> RustBuffer {
+    return FfiConverterTypeTransferSettings.lower(value)
+}
+
+
+/**
  * Options for creating a wormhole. Every field has a default.
  */
 public struct WormholeOptions: Equatable, Hashable {
@@ -2245,6 +2836,93 @@ public func FfiConverterTypeErrorKind_lower(_ value: ErrorKind) -> RustBuffer {
 
 
 /**
+ * What [`Wormhole::receive_offer`] got.
+ */
+
+public enum Incoming {
+    
+    /**
+     * A text message (already acknowledged).
+     */
+    case text(
+        /**
+         * The text.
+         */text: String
+    )
+    /**
+     * A file or directory, waiting for `accept` or `reject`.
+     */
+    case offer(
+        /**
+         * The offer.
+         */offer: IncomingOffer
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension Incoming: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIncoming: FfiConverterRustBuffer {
+    typealias SwiftType = Incoming
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Incoming {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .text(text: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 2: return .offer(offer: try FfiConverterTypeIncomingOffer.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: Incoming, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .text(text):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(text, into: &buf)
+            
+        
+        case let .offer(offer):
+            writeInt(&buf, Int32(2))
+            FfiConverterTypeIncomingOffer.write(offer, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIncoming_lift(_ buf: RustBuffer) throws -> Incoming {
+    return try FfiConverterTypeIncoming.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIncoming_lower(_ value: Incoming) -> RustBuffer {
+    return FfiConverterTypeIncoming.lower(value)
+}
+
+
+
+/**
  * Why an operation failed: one variant per [`ErrorKind`], carrying the message. In Kotlin
  * catch `WormholeException.WrongPassword` etc. (`e.message` is the explanation); in Swift
  * `WormholeError.WrongPassword(message:)`.
@@ -2540,6 +3218,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeTransferProgress: FfiConverterRustBuffer {
+    typealias SwiftType = TransferProgress?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeTransferProgress.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeTransferProgress.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeErrorKind: FfiConverterRustBuffer {
     typealias SwiftType = ErrorKind?
 
@@ -2729,6 +3431,36 @@ private let initializationResult: InitializationResult = {
     if (uniffi_wormhole_checksum_method_inputhelper_when_wordlist_is_available() != 58389) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_wormhole_checksum_method_incomingoffer_accept() != 11477) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_incomingoffer_file_count() != 21821) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_incomingoffer_is_directory() != 25503) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_incomingoffer_name() != 39466) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_incomingoffer_reject() != 16165) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_incomingoffer_transfer_size() != 14757) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_transferprogress_on_progress() != 51519) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_wormhole_cancel_transfer() != 27949) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_wormhole_receive_offer() != 45762) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_wormhole_send_file() != 7419) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_wormhole_checksum_method_wormhole_allocate_code() != 2410) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -2781,6 +3513,7 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
 
+    uniffiCallbackInitTransferProgress()
     uniffiCallbackInitWormholeDelegate()
     return InitializationResult.ok
 }()

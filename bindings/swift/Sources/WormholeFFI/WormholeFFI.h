@@ -292,6 +292,13 @@ typedef void (*UniffiCallbackInterfaceWormholeDelegateMethod6)(uint64_t, RustBuf
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_TRANSFER_PROGRESS_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_TRANSFER_PROGRESS_METHOD0
+typedef void (*UniffiCallbackInterfaceTransferProgressMethod0)(uint64_t, uint64_t, uint64_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_WORMHOLE_DELEGATE
 #define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_WORMHOLE_DELEGATE
 typedef struct UniffiVTableCallbackInterfaceWormholeDelegate {
@@ -305,6 +312,15 @@ typedef struct UniffiVTableCallbackInterfaceWormholeDelegate {
     UniffiCallbackInterfaceWormholeDelegateMethod5 _Nonnull onMessage;
     UniffiCallbackInterfaceWormholeDelegateMethod6 _Nonnull onClosed;
 } UniffiVTableCallbackInterfaceWormholeDelegate;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_TRANSFER_PROGRESS
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_TRANSFER_PROGRESS
+typedef struct UniffiVTableCallbackInterfaceTransferProgress {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceTransferProgressMethod0 _Nonnull onProgress;
+} UniffiVTableCallbackInterfaceTransferProgress;
 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_WORMHOLEDELEGATE
@@ -397,6 +413,66 @@ void uniffi_wormhole_fn_method_inputhelper_refresh_nameplates(uint64_t ptr, Rust
 uint64_t uniffi_wormhole_fn_method_inputhelper_when_wordlist_is_available(uint64_t ptr
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_INCOMINGOFFER
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_INCOMINGOFFER
+uint64_t uniffi_wormhole_fn_clone_incomingoffer(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_INCOMINGOFFER
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_INCOMINGOFFER
+void uniffi_wormhole_fn_free_incomingoffer(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_INCOMINGOFFER_ACCEPT
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_INCOMINGOFFER_ACCEPT
+uint64_t uniffi_wormhole_fn_method_incomingoffer_accept(uint64_t ptr, RustBuffer destination, int8_t overwrite, RustBuffer progress
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_INCOMINGOFFER_FILE_COUNT
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_INCOMINGOFFER_FILE_COUNT
+uint64_t uniffi_wormhole_fn_method_incomingoffer_file_count(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_INCOMINGOFFER_IS_DIRECTORY
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_INCOMINGOFFER_IS_DIRECTORY
+int8_t uniffi_wormhole_fn_method_incomingoffer_is_directory(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_INCOMINGOFFER_NAME
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_INCOMINGOFFER_NAME
+RustBuffer uniffi_wormhole_fn_method_incomingoffer_name(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_INCOMINGOFFER_REJECT
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_INCOMINGOFFER_REJECT
+void uniffi_wormhole_fn_method_incomingoffer_reject(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_INCOMINGOFFER_TRANSFER_SIZE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_INCOMINGOFFER_TRANSFER_SIZE
+uint64_t uniffi_wormhole_fn_method_incomingoffer_transfer_size(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_TRANSFERPROGRESS
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_TRANSFERPROGRESS
+uint64_t uniffi_wormhole_fn_clone_transferprogress(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_TRANSFERPROGRESS
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_TRANSFERPROGRESS
+void uniffi_wormhole_fn_free_transferprogress(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_INIT_CALLBACK_VTABLE_TRANSFERPROGRESS
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_INIT_CALLBACK_VTABLE_TRANSFERPROGRESS
+void uniffi_wormhole_fn_init_callback_vtable_transferprogress(const UniffiVTableCallbackInterfaceTransferProgress* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_TRANSFERPROGRESS_ON_PROGRESS
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_TRANSFERPROGRESS_ON_PROGRESS
+void uniffi_wormhole_fn_method_transferprogress_on_progress(uint64_t ptr, uint64_t done, uint64_t total, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_WORMHOLE
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_WORMHOLE
 uint64_t uniffi_wormhole_fn_clone_wormhole(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -415,6 +491,21 @@ uint64_t uniffi_wormhole_fn_constructor_wormhole_new(RustBuffer appid, RustBuffe
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CONSTRUCTOR_WORMHOLE_WITH_DELEGATE
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CONSTRUCTOR_WORMHOLE_WITH_DELEGATE
 uint64_t uniffi_wormhole_fn_constructor_wormhole_with_delegate(RustBuffer appid, RustBuffer relay_url, RustBuffer options, uint64_t delegate, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_CANCEL_TRANSFER
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_CANCEL_TRANSFER
+void uniffi_wormhole_fn_method_wormhole_cancel_transfer(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_RECEIVE_OFFER
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_RECEIVE_OFFER
+uint64_t uniffi_wormhole_fn_method_wormhole_receive_offer(uint64_t ptr, RustBuffer settings
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_SEND_FILE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_SEND_FILE
+uint64_t uniffi_wormhole_fn_method_wormhole_send_file(uint64_t ptr, RustBuffer path, RustBuffer settings, RustBuffer progress
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_ALLOCATE_CODE
@@ -862,6 +953,66 @@ uint16_t uniffi_wormhole_checksum_method_inputhelper_refresh_nameplates(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INPUTHELPER_WHEN_WORDLIST_IS_AVAILABLE
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INPUTHELPER_WHEN_WORDLIST_IS_AVAILABLE
 uint16_t uniffi_wormhole_checksum_method_inputhelper_when_wordlist_is_available(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INCOMINGOFFER_ACCEPT
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INCOMINGOFFER_ACCEPT
+uint16_t uniffi_wormhole_checksum_method_incomingoffer_accept(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INCOMINGOFFER_FILE_COUNT
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INCOMINGOFFER_FILE_COUNT
+uint16_t uniffi_wormhole_checksum_method_incomingoffer_file_count(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INCOMINGOFFER_IS_DIRECTORY
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INCOMINGOFFER_IS_DIRECTORY
+uint16_t uniffi_wormhole_checksum_method_incomingoffer_is_directory(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INCOMINGOFFER_NAME
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INCOMINGOFFER_NAME
+uint16_t uniffi_wormhole_checksum_method_incomingoffer_name(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INCOMINGOFFER_REJECT
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INCOMINGOFFER_REJECT
+uint16_t uniffi_wormhole_checksum_method_incomingoffer_reject(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INCOMINGOFFER_TRANSFER_SIZE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INCOMINGOFFER_TRANSFER_SIZE
+uint16_t uniffi_wormhole_checksum_method_incomingoffer_transfer_size(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_TRANSFERPROGRESS_ON_PROGRESS
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_TRANSFERPROGRESS_ON_PROGRESS
+uint16_t uniffi_wormhole_checksum_method_transferprogress_on_progress(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_CANCEL_TRANSFER
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_CANCEL_TRANSFER
+uint16_t uniffi_wormhole_checksum_method_wormhole_cancel_transfer(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_RECEIVE_OFFER
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_RECEIVE_OFFER
+uint16_t uniffi_wormhole_checksum_method_wormhole_receive_offer(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_SEND_FILE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_SEND_FILE
+uint16_t uniffi_wormhole_checksum_method_wormhole_send_file(void
     
 );
 #endif

@@ -183,6 +183,31 @@ final class WormholeTests: XCTestCase {
         b.cancel()
     }
 
+    func testFileTransfer() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("wormhole-swift-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let src = dir.appendingPathComponent("data.bin")
+        let bytes = Data((0..<1_000_003).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        try bytes.write(to: src)
+        let a = try Wormhole(appid: transferAppid(), relayUrl: Self.url, options: WormholeOptions())
+        let b = try Wormhole(appid: transferAppid(), relayUrl: Self.url, options: WormholeOptions())
+        try a.allocateCode(length: 2)
+        try b.setCode(code: try await a.getCode())
+        async let sending: Void = a.sendFile(path: src.path, settings: TransferSettings(), progress: nil)
+        guard case let .offer(offer) = try await b.receiveOffer(settings: TransferSettings()) else {
+            return XCTFail("expected an offer")
+        }
+        XCTAssertEqual(offer.name(), "data.bin")
+        XCTAssertEqual(offer.transferSize(), UInt64(bytes.count))
+        let out = dir.appendingPathComponent("received.bin")
+        let path = try await offer.accept(destination: out.path, overwrite: false, progress: nil)
+        try await sending
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), bytes)
+        a.cancel()
+        b.cancel()
+    }
+
     func testReferenceCliInterop() async throws {
         guard let venv = ProcessInfo.processInfo.environment["WORMHOLE_REF_VENV"] else {
             return XCTFail("WORMHOLE_REF_VENV is not set")

@@ -678,6 +678,9 @@ internal interface UniffiCallbackInterfaceWormholeDelegateMethod5 : com.sun.jna.
 internal interface UniffiCallbackInterfaceWormholeDelegateMethod6 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`outcome`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceTransferProgressMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`done`: Long,`total`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 @Structure.FieldOrder("uniffiFree", "uniffiClone", "onWelcome", "onCode", "onUnverifiedKey", "onVerifier", "onVersions", "onMessage", "onClosed")
 internal open class UniffiVTableCallbackInterfaceWormholeDelegate(
     @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
@@ -712,6 +715,25 @@ internal open class UniffiVTableCallbackInterfaceWormholeDelegate(
         `onVersions` = other.`onVersions`
         `onMessage` = other.`onMessage`
         `onClosed` = other.`onClosed`
+    }
+
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "onProgress")
+internal open class UniffiVTableCallbackInterfaceTransferProgress(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `onProgress`: UniffiCallbackInterfaceTransferProgressMethod0? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `onProgress`: UniffiCallbackInterfaceTransferProgressMethod0? = null,
+    ): UniffiVTableCallbackInterfaceTransferProgress(`uniffiFree`,`uniffiClone`,`onProgress`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceTransferProgress) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `onProgress` = other.`onProgress`
     }
 
 }
@@ -772,6 +794,26 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_wormhole_checksum_method_inputhelper_when_wordlist_is_available(
     ): Int
+    external fun uniffi_wormhole_checksum_method_incomingoffer_accept(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_incomingoffer_file_count(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_incomingoffer_is_directory(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_incomingoffer_name(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_incomingoffer_reject(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_incomingoffer_transfer_size(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_transferprogress_on_progress(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_wormhole_cancel_transfer(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_wormhole_receive_offer(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_wormhole_send_file(
+    ): Int
     external fun uniffi_wormhole_checksum_method_wormhole_allocate_code(
     ): Int
     external fun uniffi_wormhole_checksum_method_wormhole_cancel(
@@ -822,6 +864,7 @@ internal object UniffiLib {
 
     init {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "wormhole"))
+        uniffiCallbackInterfaceTransferProgress.register(this)
         uniffiCallbackInterfaceWormholeDelegate.register(this)
         
     }
@@ -863,6 +906,30 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_wormhole_fn_method_inputhelper_when_wordlist_is_available(`ptr`: Long,
     ): Long
+    external fun uniffi_wormhole_fn_clone_incomingoffer(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_wormhole_fn_free_incomingoffer(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_wormhole_fn_method_incomingoffer_accept(`ptr`: Long,`destination`: RustBuffer.ByValue,`overwrite`: Byte,`progress`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_wormhole_fn_method_incomingoffer_file_count(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_wormhole_fn_method_incomingoffer_is_directory(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_wormhole_fn_method_incomingoffer_name(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_wormhole_fn_method_incomingoffer_reject(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_wormhole_fn_method_incomingoffer_transfer_size(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_wormhole_fn_clone_transferprogress(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_wormhole_fn_free_transferprogress(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_wormhole_fn_init_callback_vtable_transferprogress(`vtable`: UniffiVTableCallbackInterfaceTransferProgress,
+    ): Unit
+    external fun uniffi_wormhole_fn_method_transferprogress_on_progress(`ptr`: Long,`done`: Long,`total`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_wormhole_fn_clone_wormhole(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_wormhole_fn_free_wormhole(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -870,6 +937,12 @@ internal object UniffiLib {
     external fun uniffi_wormhole_fn_constructor_wormhole_new(`appid`: RustBuffer.ByValue,`relayUrl`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_wormhole_fn_constructor_wormhole_with_delegate(`appid`: RustBuffer.ByValue,`relayUrl`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,`delegate`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_wormhole_fn_method_wormhole_cancel_transfer(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_wormhole_fn_method_wormhole_receive_offer(`ptr`: Long,`settings`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_wormhole_fn_method_wormhole_send_file(`ptr`: Long,`path`: RustBuffer.ByValue,`settings`: RustBuffer.ByValue,`progress`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_wormhole_fn_method_wormhole_allocate_code(`ptr`: Long,`length`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
@@ -1072,6 +1145,36 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_wormhole_checksum_method_inputhelper_when_wordlist_is_available() and 0xFFFF) != 58389) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_incomingoffer_accept() and 0xFFFF) != 11477) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_incomingoffer_file_count() and 0xFFFF) != 21821) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_incomingoffer_is_directory() and 0xFFFF) != 25503) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_incomingoffer_name() and 0xFFFF) != 39466) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_incomingoffer_reject() and 0xFFFF) != 16165) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_incomingoffer_transfer_size() and 0xFFFF) != 14757) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_transferprogress_on_progress() and 0xFFFF) != 51519) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_wormhole_cancel_transfer() and 0xFFFF) != 27949) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_wormhole_receive_offer() and 0xFFFF) != 45762) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_wormhole_send_file() and 0xFFFF) != 7419) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_wormhole_checksum_method_wormhole_allocate_code() and 0xFFFF) != 2410) {
@@ -1595,6 +1698,397 @@ public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
 
 
 /**
+ * A file or directory offered by the peer. Accept it into a path or reject it; releasing
+ * it undecided rejects it.
+ */
+public interface IncomingOfferInterface {
+    
+    /**
+     * Accepts into `destination` (a path that must not exist unless `overwrite`; free
+     * space is checked first). Data goes to a temporary name renamed into place only when
+     * every byte arrived and matched; a directory is unpacked safely (no absolute paths,
+     * `..` or links). Returns the path written.
+     */
+    suspend fun `accept`(`destination`: kotlin.String, `overwrite`: kotlin.Boolean, `progress`: TransferProgress?): kotlin.String
+    
+    /**
+     * For a directory: the number of files in it (0 for a file).
+     */
+    fun `fileCount`(): kotlin.ULong
+    
+    /**
+     * Whether a directory is offered.
+     */
+    fun `isDirectory`(): kotlin.Boolean
+    
+    /**
+     * The offered base name (a file name, or the directory's name).
+     */
+    fun `name`(): kotlin.String
+    
+    /**
+     * Refuses the offer: the sender is told `transfer rejected`.
+     */
+    fun `reject`()
+    
+    /**
+     * Bytes that will travel: the file's size, or the size of the directory's zip.
+     */
+    fun `transferSize`(): kotlin.ULong
+    
+    companion object
+}
+
+/**
+ * A file or directory offered by the peer. Accept it into a path or reject it; releasing
+ * it undecided rejects it.
+ */
+open class IncomingOffer: Disposable, AutoCloseable, IncomingOfferInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_wormhole_fn_free_incomingoffer(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_wormhole_fn_clone_incomingoffer(handle, status)
+        }
+    }
+
+    
+    /**
+     * Accepts into `destination` (a path that must not exist unless `overwrite`; free
+     * space is checked first). Data goes to a temporary name renamed into place only when
+     * every byte arrived and matched; a directory is unpacked safely (no absolute paths,
+     * `..` or links). Returns the path written.
+     */
+    @Throws(WormholeException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `accept`(`destination`: kotlin.String, `overwrite`: kotlin.Boolean, `progress`: TransferProgress?) : kotlin.String {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_wormhole_fn_method_incomingoffer_accept(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`destination`),
+        FfiConverterBoolean.lower(`overwrite`),
+        FfiConverterOptionalTypeTransferProgress.lower(`progress`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_wormhole_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_wormhole_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_wormhole_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterString.lift(it) },
+        // Error FFI converter
+        WormholeException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * For a directory: the number of files in it (0 for a file).
+     */override fun `fileCount`(): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_incomingoffer_file_count(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Whether a directory is offered.
+     */override fun `isDirectory`(): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_incomingoffer_is_directory(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The offered base name (a file name, or the directory's name).
+     */override fun `name`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_incomingoffer_name(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Refuses the offer: the sender is told `transfer rejected`.
+     */
+    @Throws(WormholeException::class)override fun `reject`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(WormholeException) { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_incomingoffer_reject(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Bytes that will travel: the file's size, or the size of the directory's zip.
+     */override fun `transferSize`(): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_incomingoffer_transfer_size(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeIncomingOffer: FfiConverter<IncomingOffer, Long> {
+    override fun lower(value: IncomingOffer): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): IncomingOffer {
+        return IncomingOffer(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): IncomingOffer {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: IncomingOffer) = 8UL
+
+    override fun write(value: IncomingOffer, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * Interactive code entry, from `Wormhole.inputCode()`: refresh the nameplate list, offer
  * completions, then choose the nameplate and the words. Errors follow the seed:
  * `AlreadyChoseNameplate`, `AlreadyChoseWords`, `MustChooseNameplateFirst`.
@@ -1986,6 +2480,339 @@ public object FfiConverterTypeInputHelper: FfiConverter<InputHelper, Long> {
 
 
 /**
+ * Receives progress reports: `(bytes done, bytes total)`, at most about ten a second
+ * plus the last one, on a transfer thread (never a network thread).
+ */
+public interface TransferProgress {
+    
+    /**
+     * `done` of `total` bytes have moved.
+     */
+    fun `onProgress`(`done`: kotlin.ULong, `total`: kotlin.ULong)
+    
+    companion object
+}
+
+/**
+ * Receives progress reports: `(bytes done, bytes total)`, at most about ten a second
+ * plus the last one, on a transfer thread (never a network thread).
+ */
+open class TransferProgressImpl: Disposable, AutoCloseable, TransferProgress
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_wormhole_fn_free_transferprogress(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_wormhole_fn_clone_transferprogress(handle, status)
+        }
+    }
+
+    
+    /**
+     * `done` of `total` bytes have moved.
+     */
+    @Throws(DelegateException::class)override fun `onProgress`(`done`: kotlin.ULong, `total`: kotlin.ULong)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(DelegateException) { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_transferprogress_on_progress(
+        it,
+        
+        FfiConverterULong.lower(`done`),
+        FfiConverterULong.lower(`total`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceTransferProgress {
+    internal object `onProgress`: UniffiCallbackInterfaceTransferProgressMethod0 {
+        override fun callback(`uniffiHandle`: Long,`done`: Long,`total`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeTransferProgress.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onProgress`(
+                    FfiConverterULong.lift(`done`),
+                    FfiConverterULong.lift(`total`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: DelegateException -> FfiConverterTypeDelegateError.lower(e) }
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeTransferProgress.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeTransferProgress.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceTransferProgress.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `onProgress`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_wormhole_fn_init_callback_vtable_transferprogress(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTransferProgress: FfiConverter<TransferProgress, Long> {
+    internal val handleMap = UniffiHandleMap<TransferProgress>()
+
+    override fun lower(value: TransferProgress): Long {
+        if (value is TransferProgressImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): TransferProgress {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return TransferProgressImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): TransferProgress {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: TransferProgress) = 8UL
+
+    override fun write(value: TransferProgress, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * One wormhole: a code, a shared key, and ordered encrypted messages with one peer.
  *
  * Create it with `Wormhole(appid, relayUrl, options)` (getters return when their event
@@ -1995,6 +2822,27 @@ public object FfiConverterTypeInputHelper: FfiConverter<InputHelper, Long> {
  * To close politely and learn the outcome, call [`Wormhole::shutdown`].
  */
 public interface WormholeInterface {
+    
+    /**
+     * Stops the running transfer (sending or receiving, on either side of the offer):
+     * it fails with `Cancelled` and the peer sees the connection drop. Also applies to
+     * transfers this wormhole starts later.
+     */
+    fun `cancelTransfer`()
+    
+    /**
+     * Waits for what the peer sends, the receiver half of `wormhole receive`: a text
+     * (returned as is) or a file/directory offer to accept or reject.
+     */
+    suspend fun `receiveOffer`(`settings`: TransferSettings): Incoming
+    
+    /**
+     * Sends the file or directory at `path` (a directory is zipped while streaming), the
+     * sender half of `wormhole send PATH`: waits for the peer, offers it, moves the data
+     * over Transit and returns once the receiver confirmed every byte (SHA-256). Set the
+     * code first; close the wormhole afterwards with `shutdown()`.
+     */
+    suspend fun `sendFile`(`path`: kotlin.String, `settings`: TransferSettings, `progress`: TransferProgress?)
     
     /**
      * Asks the server for a fresh nameplate and builds a code of `length` words.
@@ -2203,6 +3051,80 @@ open class Wormhole: Disposable, AutoCloseable, WormholeInterface
         return uniffiRustCall() { status ->
             UniffiLib.uniffi_wormhole_fn_clone_wormhole(handle, status)
         }
+    }
+
+    
+    /**
+     * Stops the running transfer (sending or receiving, on either side of the offer):
+     * it fails with `Cancelled` and the peer sees the connection drop. Also applies to
+     * transfers this wormhole starts later.
+     */override fun `cancelTransfer`()
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_wormhole_cancel_transfer(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Waits for what the peer sends, the receiver half of `wormhole receive`: a text
+     * (returned as is) or a file/directory offer to accept or reject.
+     */
+    @Throws(WormholeException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `receiveOffer`(`settings`: TransferSettings) : Incoming {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_wormhole_fn_method_wormhole_receive_offer(
+                uniffiHandle,
+                
+        FfiConverterTypeTransferSettings.lower(`settings`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_wormhole_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_wormhole_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_wormhole_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeIncoming.lift(it) },
+        // Error FFI converter
+        WormholeException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Sends the file or directory at `path` (a directory is zipped while streaming), the
+     * sender half of `wormhole send PATH`: waits for the peer, offers it, moves the data
+     * over Transit and returns once the receiver confirmed every byte (SHA-256). Set the
+     * code first; close the wormhole afterwards with `shutdown()`.
+     */
+    @Throws(WormholeException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `sendFile`(`path`: kotlin.String, `settings`: TransferSettings, `progress`: TransferProgress?) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_wormhole_fn_method_wormhole_send_file(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`path`),
+        FfiConverterTypeTransferSettings.lower(`settings`),
+        FfiConverterOptionalTypeTransferProgress.lower(`progress`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_wormhole_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_wormhole_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_wormhole_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        WormholeException.ErrorHandler,
+    )
     }
 
     
@@ -3217,6 +4139,54 @@ public object FfiConverterTypeOutcome: FfiConverterRustBuffer<Outcome> {
 
 
 /**
+ * How Transit connects, for sending and receiving.
+ */
+data class TransferSettings (
+    /**
+     * A transit relay, `tcp:HOST:PORT` (the CLI's `--transit-helper`); none: only direct
+     * connections and the peer's relay.
+     */
+    var `transitRelay`: kotlin.String? = null 
+    , 
+    /**
+     * Do not listen for direct connections (the CLI's `--no-listen`).
+     */
+    var `noListen`: kotlin.Boolean = false 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTransferSettings: FfiConverterRustBuffer<TransferSettings> {
+    override fun read(buf: ByteBuffer): TransferSettings {
+        return TransferSettings(
+            FfiConverterOptionalString.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: TransferSettings) = (
+            FfiConverterOptionalString.allocationSize(value.`transitRelay`) +
+            FfiConverterBoolean.allocationSize(value.`noListen`)
+    )
+
+    override fun write(value: TransferSettings, buf: ByteBuffer) {
+            FfiConverterOptionalString.write(value.`transitRelay`, buf)
+            FfiConverterBoolean.write(value.`noListen`, buf)
+    }
+}
+
+
+
+/**
  * Options for creating a wormhole. Every field has a default.
  */
 data class WormholeOptions (
@@ -3443,6 +4413,124 @@ public object FfiConverterTypeErrorKind: FfiConverterRustBuffer<ErrorKind> {
 
     override fun write(value: ErrorKind, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * What [`Wormhole::receive_offer`] got.
+ */
+sealed class Incoming: Disposable  {
+    
+    /**
+     * A text message (already acknowledged).
+     */
+    data class Text(
+        /**
+         * The text.
+         */
+        val `text`: kotlin.String) : Incoming()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * A file or directory, waiting for `accept` or `reject`.
+     */
+    data class Offer(
+        /**
+         * The offer.
+         */
+        val `offer`: wormhole.IncomingOffer) : Incoming()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+    @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
+    override fun destroy() {
+        when(this) {
+            is Incoming.Text -> {
+                
+    Disposable.destroy(
+        this.`text`
+    )
+                
+            }
+            is Incoming.Offer -> {
+                
+    Disposable.destroy(
+        this.`offer`
+    )
+                
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeIncoming : FfiConverterRustBuffer<Incoming>{
+    override fun read(buf: ByteBuffer): Incoming {
+        return when(buf.getInt()) {
+            1 -> Incoming.Text(
+                FfiConverterString.read(buf),
+                )
+            2 -> Incoming.Offer(
+                FfiConverterTypeIncomingOffer.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: Incoming): ULong = when(value) {
+        is Incoming.Text -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`text`)
+            )
+        }
+        is Incoming.Offer -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeIncomingOffer.allocationSize(value.`offer`)
+            )
+        }
+    }
+
+    override fun write(value: Incoming, buf: ByteBuffer) {
+        when(value) {
+            is Incoming.Text -> {
+                buf.putInt(1)
+                FfiConverterString.write(value.`text`, buf)
+                Unit
+            }
+            is Incoming.Offer -> {
+                buf.putInt(2)
+                FfiConverterTypeIncomingOffer.write(value.`offer`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
     }
 }
 
@@ -3696,6 +4784,38 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
         } else {
             buf.put(1)
             FfiConverterString.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeTransferProgress: FfiConverterRustBuffer<TransferProgress?> {
+    override fun read(buf: ByteBuffer): TransferProgress? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeTransferProgress.read(buf)
+    }
+
+    override fun allocationSize(value: TransferProgress?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeTransferProgress.allocationSize(value)
+        }
+    }
+
+    override fun write(value: TransferProgress?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeTransferProgress.write(value, buf)
         }
     }
 }
