@@ -683,3 +683,36 @@ async fn corrupted_record_is_detected() {
         assert!(!dst.path().join("data.bin").exists(), "{ro}");
     }
 }
+
+#[tokio::test]
+async fn output_file_option_like_the_reference() {
+    let net = our_net().await;
+    let src = TempDir::new("o-src");
+    let dst = TempDir::new("o-dst");
+    let f = make_payload(src.path(), Payload::File).unwrap();
+    let want = std::fs::read(&f).unwrap();
+    std::fs::create_dir_all(dst.path().join("inbox")).unwrap();
+    std::fs::write(dst.path().join("old.bin"), b"old").unwrap();
+    // -o NEW, -o EXISTING_FILE (replaced, as the user named it), -o EXISTING_DIR (inside).
+    for (o, result) in [
+        ("new.bin", "new.bin"),
+        ("old.bin", "old.bin"),
+        ("inbox", "inbox/data.bin"),
+    ] {
+        let mut s = RunningCli::spawn("sender", sender(&net, Peer::Ref, Some(&f), false));
+        s.wait_for_code().await;
+        let mut a = global(&net);
+        a.extend(["receive", "--hide-progress", "--accept-file", "-o", o, CODE].map(String::from));
+        let mut cmd = our_cli(&net.url, &a);
+        cmd.current_dir(dst.path());
+        let r = RunningCli::spawn("receiver", cmd);
+        let (so, ro) = tokio::join!(s.finish(), r.finish());
+        so.assert_success();
+        ro.assert_success();
+        assert_eq!(
+            std::fs::read(dst.path().join(result)).unwrap(),
+            want,
+            "-o {o}"
+        );
+    }
+}

@@ -490,12 +490,12 @@ impl IncomingOffer {
                     dest.display()
                 )));
             }
-            let want_dir = !matches!(self.kind, OfferKind::File);
-            if md.is_dir() != want_dir || md.file_type().is_symlink() {
+            // Like the reference, a directory is never deleted to make room, and neither
+            // is a symbolic link followed or replaced.
+            if md.is_dir() || md.file_type().is_symlink() || !matches!(self.kind, OfferKind::File) {
                 return Err(Error::Transfer(format!(
-                    "refusing to replace '{}' with a {}",
-                    dest.display(),
-                    if want_dir { "directory" } else { "file" }
+                    "refusing to replace existing '{}'",
+                    dest.display()
                 )));
             }
         }
@@ -575,9 +575,7 @@ impl IncomingOffer {
                     e(&TransferEvent::DataReceived);
                 }
                 match &kind {
-                    OfferKind::File => std::fs::rename(&tmp2, &dest2).map_err(|e| {
-                        Error::Transfer(format!("cannot rename into {}: {e}", dest2.display()))
-                    }),
+                    OfferKind::File => move_into_place(&tmp2, &dest2, overwrite),
                     OfferKind::Directory { numbytes, .. } => {
                         unpack(&tmp2, &dest2, *numbytes)?;
                         let _ = std::fs::remove_file(&tmp2);
@@ -593,17 +591,48 @@ impl IncomingOffer {
     }
 }
 
+/// Rename the complete file `tmp` to `dest`. Without `overwrite`, a hard link makes the
+/// "does not exist yet" check and the move one atomic step (where links work).
+fn move_into_place(tmp: &Path, dest: &Path, overwrite: bool) -> Result<()> {
+    let failed =
+        |e: std::io::Error| Error::Transfer(format!("cannot rename into {}: {e}", dest.display()));
+    if !overwrite {
+        match std::fs::hard_link(tmp, dest) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(tmp);
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::Transfer(format!(
+                    "refusing to overwrite existing '{}'",
+                    dest.display()
+                )));
+            }
+            Err(_) if std::fs::symlink_metadata(dest).is_ok() => {
+                return Err(Error::Transfer(format!(
+                    "refusing to overwrite existing '{}'",
+                    dest.display()
+                )));
+            }
+            Err(_) => {} // no hard links here: plain rename
+        }
+    }
+    std::fs::rename(tmp, dest).map_err(failed)
+}
+
 /// Extract the received zip `zip` into a staging directory next to `dest`, then rename
-/// it to `dest` (replacing an existing directory only reached with overwrite).
+/// it to `dest`, which must not exist.
 fn unpack(zip: &Path, dest: &Path, numbytes: u64) -> Result<()> {
     let staging = temp_path(dest, "part");
     std::fs::create_dir(&staging)
         .map_err(|e| Error::Transfer(format!("cannot create {}: {e}", staging.display())))?;
     let mut staged = Cleanup(Some(staging.clone()));
     zip::extract(zip, &staging, numbytes)?;
-    if dest.is_dir() {
-        std::fs::remove_dir_all(dest)
-            .map_err(|e| Error::Transfer(format!("cannot replace {}: {e}", dest.display())))?;
+    if std::fs::symlink_metadata(dest).is_ok() {
+        return Err(Error::Transfer(format!(
+            "refusing to overwrite existing '{}'",
+            dest.display()
+        )));
     }
     std::fs::rename(&staging, dest)
         .map_err(|e| Error::Transfer(format!("cannot rename into {}: {e}", dest.display())))?;
