@@ -96,6 +96,31 @@ enum wh_event_kind
    * works. Not delivered if the wormhole closes first.
    */
   WH_EVENT_KIND_WORDLIST_AVAILABLE = 10,
+  /**
+   * After `wh_receive_file`: the peer offers a file or a directory. Text: the offered
+   * name (a base name, already checked to be safe). `wh_event_offer_kind`: file or
+   * directory; `wh_event_bytes_total`: the bytes that will travel (the file size, or the
+   * size of the directory's zip). Answer with `wh_accept_offer` or `wh_reject_offer`.
+   */
+  WH_EVENT_KIND_FILE_OFFER = 11,
+  /**
+   * A file transfer moved data: `wh_event_bytes_done` of `wh_event_bytes_total` bytes.
+   * Throttled (see `wh_transfer_options.progress_interval_ms`); the last one has
+   * done == total.
+   */
+  WH_EVENT_KIND_TRANSFER_PROGRESS = 12,
+  /**
+   * `wh_send_file` completed. Result: OK once the receiver acknowledged every byte
+   * (with a matching SHA-256); otherwise the error (`WH_RESULT_CANCELLED`,
+   * `WH_RESULT_TRANSFER` for a rejection or a lost connection, …). Text: a message.
+   */
+  WH_EVENT_KIND_FILE_SENT = 13,
+  /**
+   * `wh_receive_file` completed. Result OK: text is the path the file or directory was
+   * saved to; otherwise the error (`WH_RESULT_CANCELLED` after `wh_reject_offer` or
+   * `wh_cancel_transfer`, `WH_RESULT_TRANSFER`, …) and text is its message.
+   */
+  WH_EVENT_KIND_FILE_RECEIVED = 14,
 };
 #ifndef __cplusplus
 typedef uint32_t wh_event_kind;
@@ -223,6 +248,31 @@ typedef uint32_t wh_result;
 #endif // __cplusplus
 
 /**
+ * What a `WH_EVENT_KIND_FILE_OFFER` offers.
+ */
+enum wh_offer_kind
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /**
+   * Not an offer (what `wh_event_offer_kind` returns for other events and NULL).
+   */
+  WH_OFFER_KIND_NONE = 0,
+  /**
+   * One file.
+   */
+  WH_OFFER_KIND_FILE = 1,
+  /**
+   * A directory (sent as a zip, unpacked on receipt).
+   */
+  WH_OFFER_KIND_DIRECTORY = 2,
+};
+#ifndef __cplusplus
+typedef uint32_t wh_offer_kind;
+#endif // __cplusplus
+
+/**
  * An event handed out by `wh_next_event`. Opaque: read it with the `wh_event_*`
  * accessors and release it with `wh_event_free`.
  */
@@ -232,6 +282,29 @@ typedef struct wh_event wh_event;
  * A wormhole handle. Opaque: created by `wh_create`, released by `wh_free`.
  */
 typedef struct wh_wormhole wh_wormhole;
+
+/**
+ * Options for `wh_send_file` and `wh_receive_file`. Zero every field first (`{0}`): 0 and
+ * NULL mean the default. Pass NULL for all defaults. Copied by the call; `transit_relay`
+ * is borrowed for the call only.
+ */
+typedef struct wh_transfer_options {
+  /**
+   * A transit relay of ours, "tcp:HOST:PORT" (the CLI's `--transit-helper`), or NULL:
+   * only direct connections and the relays the peer names.
+   */
+  const char *transit_relay;
+  /**
+   * Do not listen for direct connections (the CLI's `--no-listen`): connect out, or
+   * through a relay.
+   */
+  bool no_listen;
+  /**
+   * At most one `TRANSFER_PROGRESS` event per this many milliseconds, plus the final
+   * one (0: 100 ms).
+   */
+  uint32_t progress_interval_ms;
+} wh_transfer_options;
 
 /**
  * Options for `wh_create`. A field left 0 takes its default; pass NULL for all defaults.
@@ -282,6 +355,17 @@ typedef void (*wh_text_cb)(void *user_data, wh_result result, const char *text, 
  * A notification without data.
  */
 typedef void (*wh_notify_cb)(void *user_data);
+
+/**
+ * A file or directory offer: the offered name (NUL-terminated UTF-8, borrowed until the
+ * callback returns), its kind, and the bytes that will travel.
+ */
+typedef void (*wh_offer_cb)(void *user_data, const char *name, wh_offer_kind kind, uint64_t size);
+
+/**
+ * Transfer progress: `done` of `total` bytes.
+ */
+typedef void (*wh_progress_cb)(void *user_data, uint64_t done, uint64_t total);
 
 /**
  * Delegate mode (the seed's "delegated mode"): callbacks for `wh_create`.
@@ -344,6 +428,23 @@ typedef struct wh_delegate {
    * The wordlist is available after `wh_input_choose_nameplate`.
    */
   wh_notify_cb wordlist_available;
+  /**
+   * `wh_receive_file`: the peer offers a file or directory (the `FILE_OFFER` event);
+   * answer with `wh_accept_offer` / `wh_reject_offer` (also from inside the callback).
+   */
+  wh_offer_cb file_offer;
+  /**
+   * A file transfer moved data (the `TRANSFER_PROGRESS` event).
+   */
+  wh_progress_cb transfer_progress;
+  /**
+   * `wh_send_file` completed: the outcome and a message.
+   */
+  wh_result_cb file_sent;
+  /**
+   * `wh_receive_file` completed: the outcome, and the saved path (OK) or a message.
+   */
+  wh_result_cb file_received;
 } wh_delegate;
 
 #ifdef __cplusplus
@@ -357,8 +458,8 @@ extern "C" {
 wh_event_kind wh_event_get_kind(const struct wh_event *event);
 
 /**
- * The outcome an event carries: for `CLOSED`, `TEXT_SENT` and `TEXT_RECEIVED` the
- * result of the operation; `WH_RESULT_OK` for the other kinds; `WH_RESULT_NULL_ARGUMENT`
+ * The outcome an event carries: for `CLOSED`, `TEXT_SENT`, `TEXT_RECEIVED`, `FILE_SENT`
+ * and `FILE_RECEIVED` the result of the operation; `WH_RESULT_OK` for the other kinds; `WH_RESULT_NULL_ARGUMENT`
  * for NULL. Thread-safe.
  */
 wh_result wh_event_result(const struct wh_event *event);
@@ -366,7 +467,9 @@ wh_result wh_event_result(const struct wh_event *event);
 /**
  * The event's text as a NUL-terminated UTF-8 string, or NULL when the kind carries no
  * text (or `event` is NULL). Text kinds: `WELCOME` and `VERSIONS` (JSON), `CODE`,
- * `CLOSED` (message), `TEXT_SENT` (message), `TEXT_RECEIVED` (the text or a message).
+ * `CLOSED` (message), `TEXT_SENT` (message), `TEXT_RECEIVED` (the text or a message),
+ * `FILE_OFFER` (the offered name), `FILE_SENT` (message), `FILE_RECEIVED` (the saved path
+ * or a message).
  *
  * The string is owned by the event: valid until `wh_event_free(event)`; do not free it.
  * Text that itself contains NUL characters is cut short here; `wh_event_data` has all
@@ -386,6 +489,23 @@ const uint8_t *wh_event_data(const struct wh_event *event);
  * The length in bytes of `wh_event_data(event)`; 0 for NULL. Thread-safe.
  */
 size_t wh_event_len(const struct wh_event *event);
+
+/**
+ * `FILE_OFFER`: whether a file or a directory is offered; `WH_OFFER_KIND_NONE` for other
+ * kinds and NULL. Thread-safe.
+ */
+wh_offer_kind wh_event_offer_kind(const struct wh_event *event);
+
+/**
+ * `TRANSFER_PROGRESS`: the bytes moved so far; 0 for other kinds and NULL. Thread-safe.
+ */
+uint64_t wh_event_bytes_done(const struct wh_event *event);
+
+/**
+ * `TRANSFER_PROGRESS` and `FILE_OFFER`: the bytes the transfer moves in all (the file
+ * size, or the zip size of a directory); 0 for other kinds and NULL. Thread-safe.
+ */
+uint64_t wh_event_bytes_total(const struct wh_event *event);
 
 /**
  * Free an event returned by `wh_next_event`, with everything it owns. NULL does
@@ -432,6 +552,88 @@ void wh_string_array_free(char **array);
  * 0 for NULL. Read-only; thread-safe while nobody frees the array.
  */
 size_t wh_string_array_len(char *const *array);
+
+/**
+ * Send the file or directory at `path` the way `wormhole send PATH` does (use the app id
+ * `WH_TRANSFER_APPID` to talk to the `wormhole` CLI): wait for the peer, offer it, connect
+ * Transit (direct or through a relay) and stream it; a directory is zipped while it
+ * streams. Completes exactly once with the `file_sent` event: OK once the receiver
+ * acknowledged every byte with a matching SHA-256; otherwise the error
+ * (`WH_RESULT_TRANSFER` when the receiver rejects the offer or the connection is lost,
+ * `WH_RESULT_CANCELLED` after `wh_cancel_transfer`, or the close outcome). Progress
+ * arrives as `transfer_progress` events. While it is pending the peer's messages are
+ * consumed by it. Set the code as usual; close the wormhole after the completion.
+ *
+ * `path` (NUL-terminated UTF-8) and `options` (NULL for defaults) are borrowed for the
+ * call (copied). The file is read from a library thread while the transfer runs.
+ *
+ * Errors (no event follows): `WH_RESULT_NULL_ARGUMENT` (wormhole or path),
+ * `WH_RESULT_INVALID_UTF8`, `WH_RESULT_INVALID_ARGUMENT` (the path does not exist, or a
+ * bad `transit_relay`), `WH_RESULT_IN_PROGRESS` (a text or file transfer is pending), the
+ * close outcome if closed. Non-blocking; thread-safe; may be called from callbacks.
+ */
+wh_result wh_send_file(const struct wh_wormhole *wormhole,
+                       const char *path,
+                       const struct wh_transfer_options *options);
+
+/**
+ * Receive a file or directory the way `wormhole receive` does: wait for the sender's
+ * offer (answering its Transit hints with ours) and report it as the `file_offer` event
+ * (name, kind, size); then call `wh_accept_offer` or `wh_reject_offer`. The operation
+ * completes exactly once with the `file_received` event (the saved path, or the error),
+ * except when the sender sends text: it is acknowledged and arrives as the
+ * `text_received` event, which ends the operation. Call it before the peer can send
+ * (e.g. right after `wh_create`): messages that arrived earlier were delivered as
+ * `message` events. `options` (NULL for defaults) is borrowed (copied); it also applies to
+ * the accepted transfer.
+ *
+ * Errors (no event follows): `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_UTF8` /
+ * `WH_RESULT_INVALID_ARGUMENT` (a bad `transit_relay`), `WH_RESULT_IN_PROGRESS`, the close
+ * outcome if closed. Non-blocking; thread-safe; may be called from callbacks.
+ */
+wh_result wh_receive_file(const struct wh_wormhole *wormhole,
+                          const struct wh_transfer_options *options);
+
+/**
+ * Accept the pending offer (after the `file_offer` event) into `destination`: an existing
+ * directory means "inside it, under the offered name"; any other path is the exact path
+ * to create. Nothing existing is replaced unless `overwrite` is true (and a file never
+ * replaces a directory or vice versa); free space is checked first. Data goes to a
+ * hidden temporary name that is renamed into place only once complete, so no partial
+ * file ever looks complete. Completes with the `file_received` event: OK with the saved
+ * path as text, or the error (a destination that fails those checks is
+ * `WH_RESULT_TRANSFER`, and the sender is told the transfer was rejected).
+ *
+ * `destination` is borrowed (copied). Errors (no event follows):
+ * `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_UTF8`, `WH_RESULT_INVALID_STATE` (no
+ * offer is waiting), the close outcome if closed. Non-blocking; thread-safe; may be
+ * called from callbacks (e.g. from `file_offer`).
+ */
+wh_result wh_accept_offer(const struct wh_wormhole *wormhole,
+                          const char *destination,
+                          bool overwrite);
+
+/**
+ * Reject the pending offer (after the `file_offer` event): the sender is told "transfer
+ * rejected", nothing is written, and the operation completes with the `file_received`
+ * event carrying `WH_RESULT_CANCELLED`.
+ *
+ * Errors (no event follows): `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_STATE` (no
+ * offer is waiting). Non-blocking; thread-safe; may be called from callbacks.
+ */
+wh_result wh_reject_offer(const struct wh_wormhole *wormhole);
+
+/**
+ * Cancel the pending file operation (`wh_send_file` or `wh_receive_file`, at any stage):
+ * its Transit connection is closed (the peer sees it drop), a partial download is
+ * removed, a waiting offer is rejected, and the operation completes with
+ * `WH_RESULT_CANCELLED` in its `file_sent` / `file_received` event. The wormhole stays
+ * open. Harmless when nothing is pending or when repeated.
+ *
+ * Errors: `WH_RESULT_NULL_ARGUMENT`. Non-blocking; thread-safe; may be called from
+ * callbacks.
+ */
+wh_result wh_cancel_transfer(const struct wh_wormhole *wormhole);
 
 /**
  * Create a wormhole and start connecting to the mailbox server (the seed's

@@ -51,6 +51,35 @@ pub enum wh_event_kind {
     /// After `wh_input_choose_nameplate`: the nameplate is claimed and word completion
     /// works. Not delivered if the wormhole closes first.
     WordlistAvailable = 10,
+    /// After `wh_receive_file`: the peer offers a file or a directory. Text: the offered
+    /// name (a base name, already checked to be safe). `wh_event_offer_kind`: file or
+    /// directory; `wh_event_bytes_total`: the bytes that will travel (the file size, or the
+    /// size of the directory's zip). Answer with `wh_accept_offer` or `wh_reject_offer`.
+    FileOffer = 11,
+    /// A file transfer moved data: `wh_event_bytes_done` of `wh_event_bytes_total` bytes.
+    /// Throttled (see `wh_transfer_options.progress_interval_ms`); the last one has
+    /// done == total.
+    TransferProgress = 12,
+    /// `wh_send_file` completed. Result: OK once the receiver acknowledged every byte
+    /// (with a matching SHA-256); otherwise the error (`WH_RESULT_CANCELLED`,
+    /// `WH_RESULT_TRANSFER` for a rejection or a lost connection, …). Text: a message.
+    FileSent = 13,
+    /// `wh_receive_file` completed. Result OK: text is the path the file or directory was
+    /// saved to; otherwise the error (`WH_RESULT_CANCELLED` after `wh_reject_offer` or
+    /// `wh_cancel_transfer`, `WH_RESULT_TRANSFER`, …) and text is its message.
+    FileReceived = 14,
+}
+
+/// What a `WH_EVENT_KIND_FILE_OFFER` offers.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum wh_offer_kind {
+    /// Not an offer (what `wh_event_offer_kind` returns for other events and NULL).
+    None = 0,
+    /// One file.
+    File = 1,
+    /// A directory (sent as a zip, unpacked on receipt).
+    Directory = 2,
 }
 
 /// One event, owned by the library until handed to C.
@@ -61,6 +90,10 @@ pub(crate) struct EventData {
     /// The payload followed by one NUL byte (so text can be read as a C string).
     payload: Vec<u8>,
     pub(crate) is_text: bool,
+    /// Offers and progress: bytes so far and bytes in all.
+    pub(crate) done: u64,
+    pub(crate) total: u64,
+    pub(crate) offer: wh_offer_kind,
 }
 
 impl EventData {
@@ -73,6 +106,9 @@ impl EventData {
             result,
             payload,
             is_text: true,
+            done: 0,
+            total: 0,
+            offer: wh_offer_kind::None,
         }
     }
 
@@ -85,11 +121,32 @@ impl EventData {
             result: wh_result::Ok,
             payload,
             is_text: false,
+            done: 0,
+            total: 0,
+            offer: wh_offer_kind::None,
         }
     }
 
     pub(crate) fn empty(kind: wh_event_kind) -> EventData {
         EventData::bytes(kind, &[])
+    }
+
+    /// A progress event.
+    pub(crate) fn progress(done: u64, total: u64) -> EventData {
+        EventData {
+            done,
+            total,
+            ..EventData::empty(wh_event_kind::TransferProgress)
+        }
+    }
+
+    /// An offer event.
+    pub(crate) fn offer(name: &str, offer: wh_offer_kind, total: u64) -> EventData {
+        EventData {
+            total,
+            offer,
+            ..EventData::text(wh_event_kind::FileOffer, wh_result::Ok, name)
+        }
     }
 
     /// The payload without the trailing NUL.
@@ -137,6 +194,27 @@ impl Castable for wh_event {
     type RustType = EventData;
 }
 
+/// Where a file operation (`wh_send_file` / `wh_receive_file`) stands.
+#[derive(Debug)]
+pub(crate) enum FileStage {
+    /// `wh_send_file`: the task runs until the receiver's ack.
+    Sending,
+    /// `wh_receive_file`: waiting for the sender's offer.
+    Waiting,
+    /// The offer arrived; waiting for `wh_accept_offer` / `wh_reject_offer`.
+    Offered(Box<wormhole_core::transfer::IncomingOffer>),
+    /// `wh_accept_offer`: the task runs until the data is saved.
+    Accepting,
+}
+
+/// The pending file operation. While there is one, the peer's messages belong to it (the
+/// pump does not read them).
+#[derive(Debug)]
+pub(crate) struct FileOp {
+    pub(crate) stage: FileStage,
+    pub(crate) opts: wormhole_core::transfer::TransferOptions,
+}
+
 /// A text transfer waiting for the peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TextOp {
@@ -155,6 +233,8 @@ pub(crate) struct QueueState {
     pub(crate) freed: bool,
     /// The pending text transfer, if any.
     pub(crate) text_op: Option<TextOp>,
+    /// The pending file operation, if any.
+    pub(crate) file_op: Option<FileOp>,
 }
 
 /// A non-blocking pipe whose read end is the handle's event fd (pull mode, Unix).
@@ -360,8 +440,8 @@ pub extern "C" fn wh_event_get_kind(event: *const wh_event) -> wh_event_kind {
     }
 }
 
-/// The outcome an event carries: for `CLOSED`, `TEXT_SENT` and `TEXT_RECEIVED` the
-/// result of the operation; `WH_RESULT_OK` for the other kinds; `WH_RESULT_NULL_ARGUMENT`
+/// The outcome an event carries: for `CLOSED`, `TEXT_SENT`, `TEXT_RECEIVED`, `FILE_SENT`
+/// and `FILE_RECEIVED` the result of the operation; `WH_RESULT_OK` for the other kinds; `WH_RESULT_NULL_ARGUMENT`
 /// for NULL. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn wh_event_result(event: *const wh_event) -> wh_result {
@@ -372,7 +452,9 @@ pub extern "C" fn wh_event_result(event: *const wh_event) -> wh_result {
 
 /// The event's text as a NUL-terminated UTF-8 string, or NULL when the kind carries no
 /// text (or `event` is NULL). Text kinds: `WELCOME` and `VERSIONS` (JSON), `CODE`,
-/// `CLOSED` (message), `TEXT_SENT` (message), `TEXT_RECEIVED` (the text or a message).
+/// `CLOSED` (message), `TEXT_SENT` (message), `TEXT_RECEIVED` (the text or a message),
+/// `FILE_OFFER` (the offered name), `FILE_SENT` (message), `FILE_RECEIVED` (the saved path
+/// or a message).
 ///
 /// The string is owned by the event: valid until `wh_event_free(event)`; do not free it.
 /// Text that itself contains NUL characters is cut short here; `wh_event_data` has all
@@ -400,6 +482,32 @@ pub extern "C" fn wh_event_data(event: *const wh_event) -> *const u8 {
 pub extern "C" fn wh_event_len(event: *const wh_event) -> usize {
     ffi_boundary! {
         box_ref::<wh_event>(event).map_or(0, |e| e.data().len())
+    }
+}
+
+/// `FILE_OFFER`: whether a file or a directory is offered; `WH_OFFER_KIND_NONE` for other
+/// kinds and NULL. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_event_offer_kind(event: *const wh_event) -> wh_offer_kind {
+    ffi_boundary! {
+        box_ref::<wh_event>(event).map_or(wh_offer_kind::None, |e| e.offer)
+    }
+}
+
+/// `TRANSFER_PROGRESS`: the bytes moved so far; 0 for other kinds and NULL. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_event_bytes_done(event: *const wh_event) -> u64 {
+    ffi_boundary! {
+        box_ref::<wh_event>(event).map_or(0, |e| e.done)
+    }
+}
+
+/// `TRANSFER_PROGRESS` and `FILE_OFFER`: the bytes the transfer moves in all (the file
+/// size, or the zip size of a directory); 0 for other kinds and NULL. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_event_bytes_total(event: *const wh_event) -> u64 {
+    ffi_boundary! {
+        box_ref::<wh_event>(event).map_or(0, |e| e.total)
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::os::raw::{c_char, c_int};
 
-use super::event::wh_event_kind;
+use super::event::{wh_event_kind, wh_offer_kind};
 use super::result::wh_result;
 
 /// What an `extern "C"` function returns when its body panicked.
@@ -27,6 +27,18 @@ impl PanicDefault for wh_result {
 impl PanicDefault for wh_event_kind {
     fn panic_default() -> Self {
         wh_event_kind::None
+    }
+}
+
+impl PanicDefault for wh_offer_kind {
+    fn panic_default() -> Self {
+        wh_offer_kind::None
+    }
+}
+
+impl PanicDefault for u64 {
+    fn panic_default() -> Self {
+        0
     }
 }
 

@@ -221,6 +221,10 @@ fn delegate_none() -> wh_delegate {
         text_sent: None,
         text_received: None,
         wordlist_available: None,
+        file_offer: None,
+        transfer_progress: None,
+        file_sent: None,
+        file_received: None,
     }
 }
 
@@ -508,4 +512,142 @@ fn codes_are_validated_without_a_wormhole() {
         wh_validate_code(bad.as_ptr().cast()),
         wh_result::InvalidUtf8
     );
+}
+
+/// The next event of kind `kind` (others are skipped), within 20 s.
+fn next_of(w: *mut wh_wormhole, kind: wh_event_kind) -> *mut wh_event {
+    loop {
+        let mut ev: *mut wh_event = null_mut();
+        assert_eq!(wh_next_event(w, 20_000, &mut ev), wh_result::Ok);
+        if wh_event_get_kind(ev) == kind {
+            return ev;
+        }
+        wh_event_free(ev);
+    }
+}
+
+#[test]
+fn file_transfer_argument_errors() {
+    assert_eq!(
+        wh_send_file(null(), c"Cargo.toml".as_ptr(), null()),
+        wh_result::NullArgument
+    );
+    assert_eq!(wh_receive_file(null(), null()), wh_result::NullArgument);
+    assert_eq!(
+        wh_accept_offer(null(), c".".as_ptr(), false),
+        wh_result::NullArgument
+    );
+    assert_eq!(wh_reject_offer(null()), wh_result::NullArgument);
+    assert_eq!(wh_cancel_transfer(null()), wh_result::NullArgument);
+    assert_eq!(wh_event_offer_kind(null()), wh_offer_kind::None);
+    assert_eq!(wh_event_bytes_done(null()), 0);
+    assert_eq!(wh_event_bytes_total(null()), 0);
+
+    // A server that accepts the TCP connection and never answers: the wormhole stays open.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = std::ffi::CString::new(format!(
+        "ws://127.0.0.1:{}/v1",
+        silent.local_addr().unwrap().port()
+    ))
+    .unwrap();
+    let mut w: *mut wh_wormhole = null_mut();
+    assert_eq!(
+        wh_create(APP.as_ptr(), url.as_ptr(), null(), null(), null(), &mut w),
+        wh_result::Ok
+    );
+    let bad = [b'x', 0xff, 0];
+    assert_eq!(wh_send_file(w, null(), null()), wh_result::NullArgument);
+    assert_eq!(
+        wh_send_file(w, bad.as_ptr().cast(), null()),
+        wh_result::InvalidUtf8
+    );
+    assert_eq!(
+        wh_send_file(w, c"/nonexistent/wormhole-ffi-test".as_ptr(), null()),
+        wh_result::InvalidArgument
+    );
+    let mut o = wh_transfer_options {
+        transit_relay: c"relay.example:4001".as_ptr(),
+        no_listen: false,
+        progress_interval_ms: 0,
+    };
+    assert_eq!(
+        wh_send_file(w, c"Cargo.toml".as_ptr(), &o),
+        wh_result::InvalidArgument
+    );
+    assert_eq!(wh_receive_file(w, &o), wh_result::InvalidArgument);
+    o.transit_relay = bad.as_ptr().cast();
+    assert_eq!(wh_receive_file(w, &o), wh_result::InvalidUtf8);
+    // Nothing pending: accept and reject do not fit; cancel is harmless.
+    assert_eq!(wh_accept_offer(w, null(), false), wh_result::NullArgument);
+    assert_eq!(
+        wh_accept_offer(w, bad.as_ptr().cast(), false),
+        wh_result::InvalidUtf8
+    );
+    assert_eq!(
+        wh_accept_offer(w, c".".as_ptr(), false),
+        wh_result::InvalidState
+    );
+    assert_eq!(wh_reject_offer(w), wh_result::InvalidState);
+    assert_eq!(wh_cancel_transfer(w), wh_result::Ok);
+
+    // One transfer at a time, text or file.
+    o.transit_relay = c"tcp:127.0.0.1:1".as_ptr();
+    o.no_listen = true;
+    assert_eq!(wh_receive_file(w, &o), wh_result::Ok);
+    assert_eq!(wh_receive_file(w, null()), wh_result::InProgress);
+    assert_eq!(
+        wh_send_file(w, c"Cargo.toml".as_ptr(), null()),
+        wh_result::InProgress
+    );
+    assert_eq!(wh_send_text(w, c"hi".as_ptr()), wh_result::InProgress);
+    assert_eq!(wh_receive_text(w), wh_result::InProgress);
+    // Still waiting for an offer.
+    assert_eq!(
+        wh_accept_offer(w, c".".as_ptr(), false),
+        wh_result::InvalidState
+    );
+    assert_eq!(wh_reject_offer(w), wh_result::InvalidState);
+
+    // Cancelling completes it exactly once, with CANCELLED.
+    assert_eq!(wh_cancel_transfer(w), wh_result::Ok);
+    assert_eq!(wh_cancel_transfer(w), wh_result::Ok);
+    let ev = next_of(w, wh_event_kind::FileReceived);
+    assert_eq!(wh_event_result(ev), wh_result::Cancelled);
+    assert_eq!(wh_event_offer_kind(ev), wh_offer_kind::None);
+    wh_event_free(ev);
+
+    // The next one may start; closing the wormhole completes it before `closed`.
+    assert_eq!(
+        wh_send_file(w, c"Cargo.toml".as_ptr(), null()),
+        wh_result::Ok
+    );
+    assert_eq!(wh_cancel(w), wh_result::Ok);
+    let ev = next_of(w, wh_event_kind::FileSent);
+    assert_ne!(wh_event_result(ev), wh_result::Ok);
+    wh_event_free(ev);
+    let ev = next_of(w, wh_event_kind::Closed);
+    assert_eq!(wh_event_result(ev), wh_result::Cancelled);
+    wh_event_free(ev);
+    assert_eq!(
+        wh_send_file(w, c"Cargo.toml".as_ptr(), null()),
+        wh_result::Cancelled
+    );
+    assert_eq!(wh_receive_file(w, null()), wh_result::Cancelled);
+    wh_free(w);
+}
+
+#[test]
+fn free_with_a_file_transfer_pending() {
+    let mut w: *mut wh_wormhole = null_mut();
+    assert_eq!(
+        wh_create(APP.as_ptr(), DEAD.as_ptr(), null(), null(), null(), &mut w),
+        wh_result::Ok
+    );
+    assert_eq!(
+        wh_send_file(w, c"Cargo.toml".as_ptr(), null()),
+        wh_result::Ok
+    );
+    let started = std::time::Instant::now();
+    wh_free(w);
+    assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -19,13 +19,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use wormhole_core::{DEFAULT_CODE_LENGTH, Engine, Error, Event, Events, InputHelper, Wormhole};
+use tokio::sync::Notify;
+use wormhole_core::{DEFAULT_CODE_LENGTH, Engine, Error, Event, InputHelper, Wormhole};
 
 use super::cast::{
     Castable, OwnedArc, arc_clone, arc_from_raw, arc_into_raw, box_into_raw, bytes_arg, read_copy,
     str_arg, write_bytes, write_out,
 };
-use super::event::{EventData, Queue, TextOp, wh_event, wh_event_kind};
+use super::event::{EventData, FileStage, Queue, TextOp, wh_event, wh_event_kind};
 use super::result::wh_result;
 use super::strings::string_array_into_raw;
 
@@ -74,6 +75,19 @@ pub type wh_text_cb = Option<
 >;
 /// A notification without data.
 pub type wh_notify_cb = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
+/// A file or directory offer: the offered name (NUL-terminated UTF-8, borrowed until the
+/// callback returns), its kind, and the bytes that will travel.
+pub type wh_offer_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        name: *const c_char,
+        kind: super::event::wh_offer_kind,
+        size: u64,
+    ),
+>;
+/// Transfer progress: `done` of `total` bytes.
+pub type wh_progress_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, done: u64, total: u64)>;
 
 /// Delegate mode (the seed's "delegated mode"): callbacks for `wh_create`.
 ///
@@ -112,6 +126,15 @@ pub struct wh_delegate {
     pub text_received: wh_text_cb,
     /// The wordlist is available after `wh_input_choose_nameplate`.
     pub wordlist_available: wh_notify_cb,
+    /// `wh_receive_file`: the peer offers a file or directory (the `FILE_OFFER` event);
+    /// answer with `wh_accept_offer` / `wh_reject_offer` (also from inside the callback).
+    pub file_offer: wh_offer_cb,
+    /// A file transfer moved data (the `TRANSFER_PROGRESS` event).
+    pub transfer_progress: wh_progress_cb,
+    /// `wh_send_file` completed: the outcome and a message.
+    pub file_sent: wh_result_cb,
+    /// `wh_receive_file` completed: the outcome, and the saved path (OK) or a message.
+    pub file_received: wh_result_cb,
 }
 
 /// The C delegate, owned by the dispatcher thread. Its `Drop` calls `user_data_free`,
@@ -159,6 +182,10 @@ impl Delegate {
                     K::TextSent => d.text_sent.map(|f| f(ud, ev.result, text)),
                     K::TextReceived => d.text_received.map(|f| f(ud, ev.result, text, data.len())),
                     K::WordlistAvailable => d.wordlist_available.map(|f| f(ud)),
+                    K::FileOffer => d.file_offer.map(|f| f(ud, text, ev.offer, ev.total)),
+                    K::TransferProgress => d.transfer_progress.map(|f| f(ud, ev.done, ev.total)),
+                    K::FileSent => d.file_sent.map(|f| f(ud, ev.result, text)),
+                    K::FileReceived => d.file_received.map(|f| f(ud, ev.result, text)),
                     K::None => None,
                 }
             };
@@ -168,16 +195,19 @@ impl Delegate {
 }
 
 /// The core objects of a live handle; taken out at teardown.
-struct Core {
-    wormhole: Wormhole,
+pub(crate) struct Core {
+    pub(crate) wormhole: Wormhole,
     input: Option<InputHelper>,
-    engine: Engine,
+    pub(crate) engine: Engine,
 }
 
 /// What a `wh_wormhole *` points to.
 pub struct Handle {
     core: Mutex<Option<Core>>,
-    queue: Arc<Queue>,
+    pub(crate) queue: Arc<Queue>,
+    /// Wakes the pump when a file operation starts or ends (it then stops or resumes
+    /// reading the peer's messages).
+    pub(crate) pump_wake: Arc<Notify>,
     pull: bool,
     close_timeout: Duration,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
@@ -191,12 +221,12 @@ thread_local! {
 }
 
 impl Handle {
-    fn core<T>(&self, f: impl FnOnce(&mut Core) -> T) -> Result<T, wh_result> {
+    pub(crate) fn core<T>(&self, f: impl FnOnce(&mut Core) -> T) -> Result<T, wh_result> {
         let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
         core.as_mut().map(f).ok_or(wh_result::Closed)
     }
 
-    fn wormhole(&self) -> Result<Wormhole, wh_result> {
+    pub(crate) fn wormhole(&self) -> Result<Wormhole, wh_result> {
         self.core(|c| c.wormhole.clone())
     }
 
@@ -205,6 +235,9 @@ impl Handle {
         {
             let mut st = self.queue.lock();
             st.freed = true;
+            if let Some(op) = &st.file_op {
+                op.opts.cancel.cancel();
+            }
         }
         self.queue.wake();
         if let Ok(w) = self.wormhole() {
@@ -224,6 +257,10 @@ impl Handle {
             return;
         };
         wormhole.cancel();
+        // A pending file operation ends (its task was cancelled by begin_free; a waiting
+        // offer is dropped here, before the engine).
+        let op = self.queue.lock().file_op.take();
+        drop(op);
         drop(input);
         drop(wormhole);
         // The driver task holds its own clone of the engine until it returns. Waiting for
@@ -279,50 +316,173 @@ fn text_completion(op: TextOp, outcome: Result<String, Error>) -> EventData {
     }
 }
 
-/// The event pump: a task on the handle's engine moving core events into the queue. A
-/// pending text transfer consumes incoming messages through core's sans-IO text steps.
-async fn pump(mut events: Events, queue: Arc<Queue>, w: Wormhole) {
-    while let Some(ev) = events.recv().await {
-        let mut st = queue.lock();
-        match (&ev, st.text_op) {
-            (Event::Message(m), Some(TextOp::Send)) => {
-                if let Some(outcome) = wormhole_core::text::sender_step(m) {
-                    st.text_op = None;
-                    let ev = text_completion(TextOp::Send, outcome.map(|()| String::new()));
-                    queue.push(&mut st, ev);
-                }
-            }
-            (Event::Message(m), Some(TextOp::Receive)) => {
-                let (reply, outcome) = wormhole_core::text::receiver_step(m);
-                // Queue the reply before the completion can be seen, so a wh_close made
-                // on seeing it cannot overtake the acknowledgement.
-                let sent = match reply {
-                    Some(reply) => w.send_message(reply),
-                    None => Ok(()),
-                };
-                if let Some(outcome) = outcome {
-                    st.text_op = None;
-                    let outcome = sent.and(outcome);
-                    queue.push(&mut st, text_completion(TextOp::Receive, outcome));
-                }
-            }
-            (Event::Closed(r), _) => {
-                if let Some(op) = st.text_op.take() {
-                    let err = match r {
-                        Ok(()) => Error::Closed,
-                        Err(e) => e.clone(),
-                    };
-                    queue.push(&mut st, text_completion(op, Err(err)));
-                }
-                queue.push(&mut st, EventData::from_core(&ev));
-            }
-            _ => queue.push(&mut st, EventData::from_core(&ev)),
+/// The event pump: a task on the handle's engine turning the state of the (deferred-mode)
+/// core wormhole into events, in the order core's delegated mode reports them: welcome,
+/// code, unverified key, verifier, versions, messages, closed. A pending text transfer
+/// consumes incoming messages through core's sans-IO text steps; while a file operation
+/// is pending the pump leaves the messages to it (core's transfer reads them itself).
+///
+/// The core wormhole is in deferred mode because core's file transfer needs its getters;
+/// the pump reads them without consuming anything but messages.
+async fn pump(w: Wormhole, queue: Arc<Queue>, wake: Arc<Notify>) {
+    let mut seen = Seen::default();
+    loop {
+        if drain(&w, &queue, &mut seen) {
+            return;
+        }
+        let paused = queue.lock().file_op.is_some();
+        let got = tokio::select! {
+            biased;
+            _ = wake.notified() => None,
+            _ = w.get_welcome(), if !seen.welcome => None,
+            _ = w.get_code(), if !seen.code => None,
+            _ = w.get_unverified_key(), if !seen.key => None,
+            _ = w.get_verifier(), if !seen.verifier => None,
+            _ = w.get_versions(), if !seen.versions => None,
+            m = w.get_message(), if !paused => m.ok(),
+            // Paused with nothing else to wait for: notice a close all the same.
+            _ = tokio::time::sleep(Duration::from_millis(50)), if paused => None,
+        };
+        if let Some(m) = got {
+            message(&w, &queue, m);
         }
     }
+}
+
+/// Which one-shot values the pump has reported (or found missing at close).
+#[derive(Default)]
+struct Seen {
+    welcome: bool,
+    code: bool,
+    key: bool,
+    verifier: bool,
+    versions: bool,
+}
+
+/// Poll a future once (with a no-op waker): its value if it is ready now.
+fn now<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Report a one-shot value once it is there; mark it done when the wormhole closed
+/// without it.
+fn once<T>(
+    queue: &Queue,
+    done: &mut bool,
+    got: Option<wormhole_core::Result<T>>,
+    ev: impl FnOnce(T) -> Event,
+) {
+    match got {
+        Some(Ok(v)) => {
+            *done = true;
+            let mut st = queue.lock();
+            queue.push(&mut st, EventData::from_core(&ev(v)));
+        }
+        Some(Err(_)) => *done = true,
+        None => {}
+    }
+}
+
+/// Report everything available now, in order; `true` once `closed` was queued.
+fn drain(w: &Wormhole, queue: &Queue, seen: &mut Seen) -> bool {
+    // Read before draining, so nothing that arrived before the close is left behind.
+    let closed = w.closed_result();
+    if !seen.welcome {
+        once(
+            queue,
+            &mut seen.welcome,
+            now(w.get_welcome()),
+            Event::Welcome,
+        );
+    }
+    if !seen.code {
+        once(queue, &mut seen.code, now(w.get_code()), Event::Code);
+    }
+    if !seen.key {
+        once(
+            queue,
+            &mut seen.key,
+            now(w.get_unverified_key()),
+            Event::UnverifiedKey,
+        );
+    }
+    if !seen.verifier {
+        once(
+            queue,
+            &mut seen.verifier,
+            now(w.get_verifier()),
+            Event::Verifier,
+        );
+    }
+    if !seen.versions {
+        once(
+            queue,
+            &mut seen.versions,
+            now(w.get_versions()),
+            Event::Versions,
+        );
+    }
+    if queue.lock().file_op.is_none() {
+        while let Some(Ok(m)) = now(w.get_message()) {
+            message(w, queue, m);
+        }
+    }
+    let Some(r) = closed else {
+        return false;
+    };
     let mut st = queue.lock();
-    if !st.closed_queued {
-        let e = Error::Internal("the event stream ended early".into());
-        queue.push(&mut st, EventData::from_core(&Event::Closed(Err(e))));
+    if let Some(op) = &st.file_op {
+        // The file operation ends first (it completes before `closed`); the pump is woken
+        // when it has.
+        op.opts.cancel.cancel();
+        if let FileStage::Offered(_) = op.stage {
+            let _ = super::transfer::complete_locked(queue, &mut st, Err(Error::Cancelled));
+        } else {
+            return false;
+        }
+    }
+    if let Some(op) = st.text_op.take() {
+        let err = match &r {
+            Ok(()) => Error::Closed,
+            Err(e) => e.clone(),
+        };
+        queue.push(&mut st, text_completion(op, Err(err)));
+    }
+    queue.push(&mut st, EventData::from_core(&Event::Closed(r)));
+    true
+}
+
+/// One message from the peer: to the pending text transfer, or a `message` event.
+fn message(w: &Wormhole, queue: &Queue, m: Vec<u8>) {
+    let mut st = queue.lock();
+    match st.text_op {
+        Some(TextOp::Send) => {
+            if let Some(outcome) = wormhole_core::text::sender_step(&m) {
+                st.text_op = None;
+                let ev = text_completion(TextOp::Send, outcome.map(|()| String::new()));
+                queue.push(&mut st, ev);
+            }
+        }
+        Some(TextOp::Receive) => {
+            let (reply, outcome) = wormhole_core::text::receiver_step(&m);
+            // Queue the reply before the completion can be seen, so a wh_close made on
+            // seeing it cannot overtake the acknowledgement.
+            let sent = match reply {
+                Some(reply) => w.send_message(reply),
+                None => Ok(()),
+            };
+            if let Some(outcome) = outcome {
+                st.text_op = None;
+                let outcome = sent.and(outcome);
+                queue.push(&mut st, text_completion(TextOp::Receive, outcome));
+            }
+        }
+        None => queue.push(&mut st, EventData::from_core(&Event::Message(m))),
     }
 }
 
@@ -412,11 +572,11 @@ fn create(
         ..defaults
     };
     let queue = Arc::new(Queue::new(delegate.is_none())?);
-    let (wormhole, events) =
-        Wormhole::create_delegated(&app_id, &relay_url, opts).map_err(|e| wh_result::from(&e))?;
+    let wormhole = Wormhole::create(&app_id, &relay_url, opts).map_err(|e| wh_result::from(&e))?;
+    let pump_wake = Arc::new(Notify::new());
     let pump_task = engine
         .handle()
-        .spawn(pump(events, queue.clone(), wormhole.clone()));
+        .spawn(pump(wormhole.clone(), queue.clone(), pump_wake.clone()));
     // A panic in the pump (a bug) must still end the event stream: report it as the
     // closed outcome, so no caller waits forever.
     let q = queue.clone();
@@ -446,6 +606,7 @@ fn create(
             engine,
         })),
         queue,
+        pump_wake,
         pull: delegate.is_none(),
         close_timeout,
         dispatcher: Mutex::new(None),
@@ -514,7 +675,7 @@ pub extern "C" fn wh_free(wormhole: *mut wh_wormhole) {
 }
 
 /// Run `f` on a live handle; NULL is `WH_RESULT_NULL_ARGUMENT`.
-fn with_handle(
+pub(crate) fn with_handle(
     wormhole: *const wh_wormhole,
     f: impl FnOnce(&Handle) -> Result<(), wh_result>,
 ) -> wh_result {
@@ -527,7 +688,7 @@ fn with_handle(
     }
 }
 
-fn core_err(e: Error) -> wh_result {
+pub(crate) fn core_err(e: Error) -> wh_result {
     (&e).into()
 }
 
@@ -715,6 +876,13 @@ pub extern "C" fn wh_send(wormhole: *const wh_wormhole, data: *const u8, len: us
     }
 }
 
+pub(crate) fn closed_err(w: &Wormhole) -> wh_result {
+    w.closed_result().map_or(wh_result::Closed, |r| match r {
+        Ok(()) => wh_result::Closed,
+        Err(e) => core_err(e),
+    })
+}
+
 fn start_text(h: &Handle, op: TextOp, first: Option<Vec<u8>>) -> Result<(), wh_result> {
     let w = h.wormhole()?;
     let mut st = h.queue.lock();
@@ -724,7 +892,7 @@ fn start_text(h: &Handle, op: TextOp, first: Option<Vec<u8>>) -> Result<(), wh_r
             Err(e) => core_err(e),
         }));
     }
-    if st.text_op.is_some() {
+    if st.text_op.is_some() || st.file_op.is_some() {
         return Err(wh_result::InProgress);
     }
     if let Some(offer) = first {
