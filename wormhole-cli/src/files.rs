@@ -177,9 +177,11 @@ pub async fn receive(
         }
     }
     if !accept_file {
-        let answer = prompt_line("ok? (Y/n): ").await?;
-        let answer = answer.trim();
-        if !(answer.is_empty() || answer.to_lowercase().starts_with('y')) {
+        let line = prompt_line("ok? (Y/n): ").await?;
+        let answer = line.trim();
+        // Enter means yes (like the reference); end of input means no.
+        let yes = !line.is_empty() && (answer.is_empty() || answer.to_lowercase().starts_with('y'));
+        if !yes {
             eprintln!("transfer rejected");
             reject_quietly(offer);
             return Err(Error::Transfer("transfer rejected".into()).into());
