@@ -29,7 +29,7 @@ struct Entry {
     mode: u32,
     time: u16,
     date: u16,
-    offset: u32,
+    offset: u64,
     crc: u32,
 }
 
@@ -58,13 +58,11 @@ pub struct ZipStream {
     current: Option<(File, u64, crc32fast::Hasher)>,
     written: u64,
     finished: bool,
+    /// Zip64 records for every entry (only when something exceeds the classic limits).
+    zip64: bool,
 }
 
-fn too_big() -> Error {
-    Error::Transfer(
-        "the directory is too large for a zip without zip64 (4 GiB, 65535 entries)".into(),
-    )
-}
+const U32_MAX: u64 = u32::MAX as u64;
 
 impl ZipStream {
     /// Walk `dir` (following symlinks, keeping empty directories; names relative to `dir`)
@@ -72,27 +70,22 @@ impl ZipStream {
     pub fn new(dir: &Path) -> Result<ZipStream> {
         let mut entries = Vec::new();
         walk(dir, "", 0, &mut entries)?;
-        let mut offset: u64 = 0;
-        let mut central: u64 = 0;
-        let (mut numbytes, mut numfiles) = (0u64, 0u64);
-        for e in &mut entries {
-            e.offset = u32::try_from(offset).map_err(|_| too_big())?;
-            if e.size >= u32::MAX as u64 {
-                return Err(too_big());
-            }
-            offset += 30 + e.name.len() as u64 + e.size + if e.is_file() { 16 } else { 0 };
-            central += 46 + e.name.len() as u64;
-            if e.is_file() {
-                numbytes += e.size;
-                numfiles += 1;
-            }
-        }
-        if entries.len() > 0xffff || offset + central >= u32::MAX as u64 {
-            return Err(too_big());
-        }
+        let (size, numbytes, numfiles) = layout(&mut entries, false);
+        // Zip64 (for the whole archive) only when the classic fields overflow.
+        let zip64 = entries.len() >= 0xffff || size >= U32_MAX;
+        Self::with_entries(entries, zip64, numbytes, numfiles)
+    }
+
+    fn with_entries(
+        mut entries: Vec<Entry>,
+        zip64: bool,
+        numbytes: u64,
+        numfiles: u64,
+    ) -> Result<ZipStream> {
+        let (zipsize, _, _) = layout(&mut entries, zip64);
         let mut z = ZipStream {
             entries,
-            zipsize: offset + central + 22,
+            zipsize,
             numbytes,
             numfiles,
             next: 0,
@@ -101,6 +94,7 @@ impl ZipStream {
             current: None,
             written: 0,
             finished: false,
+            zip64,
         };
         z.advance().map_err(|e| Error::Transfer(e.to_string()))?;
         Ok(z)
@@ -117,18 +111,25 @@ impl ZipStream {
         }
         let e = &self.entries[self.next];
         let p = &mut self.pending;
+        let z64 = self.zip64 && e.is_file();
         put32(p, LOCAL_SIG);
-        put16(p, 20);
+        put16(p, if z64 { 45 } else { 20 });
         put16(p, e.flags());
         put16(p, 0); // STORED
         put16(p, e.time);
         put16(p, e.date);
-        put32(p, 0); // crc, sizes: in the data descriptor
-        put32(p, 0);
-        put32(p, 0);
+        put32(p, 0); // crc and sizes: in the data descriptor
+        put32(p, if z64 { u32::MAX } else { 0 });
+        put32(p, if z64 { u32::MAX } else { 0 });
         put16(p, e.name.len() as u16);
-        put16(p, 0);
+        put16(p, if z64 { 20 } else { 0 });
         p.extend_from_slice(e.name.as_bytes());
+        if z64 {
+            put16(p, 1);
+            put16(p, 16);
+            put64(p, 0);
+            put64(p, 0);
+        }
         if let Some(path) = &e.path {
             let f = File::open(path).map_err(|err| {
                 io::Error::new(err.kind(), format!("cannot open {}: {err}", path.display()))
@@ -142,38 +143,68 @@ impl ZipStream {
 
     fn central_directory(&mut self) {
         let start = self.written + (self.pending.len() - self.pending_pos) as u64;
+        let z64 = self.zip64;
         let p = &mut self.pending;
-        let mut size = 0u32;
+        let mut size = 0u64;
         for e in &self.entries {
             let before = p.len();
+            let version = if z64 { 45 } else { 20 };
             put32(p, CENTRAL_SIG);
-            put16(p, (3 << 8) | 20); // made by Unix, zip 2.0
-            put16(p, 20);
+            put16(p, (3 << 8) | version); // made by Unix
+            put16(p, version);
             put16(p, e.flags());
             put16(p, 0);
             put16(p, e.time);
             put16(p, e.date);
             put32(p, e.crc);
-            put32(p, e.size as u32);
-            put32(p, e.size as u32);
+            let small = |v: u64| if z64 { u32::MAX } else { v as u32 };
+            put32(p, small(e.size));
+            put32(p, small(e.size));
             put16(p, e.name.len() as u16);
-            put16(p, 0);
+            put16(p, if z64 { 28 } else { 0 });
             put16(p, 0);
             put16(p, 0);
             put16(p, 0);
             let dos_dir = if e.is_file() { 0 } else { 0x10 };
             put32(p, (e.mode << 16) | dos_dir);
-            put32(p, e.offset);
+            put32(p, small(e.offset));
             p.extend_from_slice(e.name.as_bytes());
-            size += (p.len() - before) as u32;
+            if z64 {
+                put16(p, 1);
+                put16(p, 24);
+                put64(p, e.size);
+                put64(p, e.size);
+                put64(p, e.offset);
+            }
+            size += (p.len() - before) as u64;
         }
+        let count = self.entries.len() as u64;
+        if z64 {
+            let eocd64 = start + size;
+            put32(p, 0x0606_4b50);
+            put64(p, 44);
+            put16(p, (3 << 8) | 45);
+            put16(p, 45);
+            put32(p, 0);
+            put32(p, 0);
+            put64(p, count);
+            put64(p, count);
+            put64(p, size);
+            put64(p, start);
+            put32(p, 0x0706_4b50);
+            put32(p, 0);
+            put64(p, eocd64);
+            put32(p, 1);
+        }
+        let small16 = |v: u64| if z64 { u16::MAX } else { v as u16 };
+        let small32 = |v: u64| if z64 { u32::MAX } else { v as u32 };
         put32(p, EOCD_SIG);
         put16(p, 0);
         put16(p, 0);
-        put16(p, self.entries.len() as u16);
-        put16(p, self.entries.len() as u16);
-        put32(p, size);
-        put32(p, start as u32);
+        put16(p, small16(count));
+        put16(p, small16(count));
+        put32(p, small32(size));
+        put32(p, small32(start));
         put16(p, 0);
     }
 }
@@ -212,11 +243,17 @@ impl Read for ZipStream {
                 let (_, _, crc) = self.current.take().expect("current entry");
                 let e = &mut self.entries[self.next];
                 e.crc = crc.finalize();
-                let (crc, size) = (e.crc, e.size as u32);
-                put32(&mut self.pending, DESCRIPTOR_SIG);
-                put32(&mut self.pending, crc);
-                put32(&mut self.pending, size);
-                put32(&mut self.pending, size);
+                let (crc, size) = (e.crc, e.size);
+                let p = &mut self.pending;
+                put32(p, DESCRIPTOR_SIG);
+                put32(p, crc);
+                if self.zip64 {
+                    put64(p, size);
+                    put64(p, size);
+                } else {
+                    put32(p, size as u32);
+                    put32(p, size as u32);
+                }
                 self.next += 1;
                 self.advance()?;
                 continue;
@@ -234,6 +271,29 @@ fn put16(v: &mut Vec<u8>, x: u16) {
 }
 fn put32(v: &mut Vec<u8>, x: u32) {
     v.extend_from_slice(&x.to_le_bytes());
+}
+fn put64(v: &mut Vec<u8>, x: u64) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+
+/// Assign offsets; return (exact zip size, numbytes, numfiles).
+fn layout(entries: &mut [Entry], zip64: bool) -> (u64, u64, u64) {
+    let mut offset: u64 = 0;
+    let mut central: u64 = 0;
+    let (mut numbytes, mut numfiles) = (0u64, 0u64);
+    for e in entries.iter_mut() {
+        e.offset = offset;
+        let name = e.name.len() as u64;
+        offset += 30 + name + e.size;
+        if e.is_file() {
+            offset += if zip64 { 20 + 24 } else { 16 };
+            numbytes += e.size;
+            numfiles += 1;
+        }
+        central += 46 + name + if zip64 { 28 } else { 0 };
+    }
+    let end = if zip64 { 56 + 20 + 22 } else { 22 };
+    (offset + central + end, numbytes, numfiles)
 }
 
 fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<Entry>) -> Result<()> {
@@ -582,6 +642,34 @@ mod tests {
         let dest2 = tmp("dest2");
         assert!(extract(&zpath, &dest2, 10).is_err());
         for p in [&src, &dest, &dest2] {
+            let _ = std::fs::remove_dir_all(p);
+        }
+        let _ = std::fs::remove_file(zpath);
+    }
+
+    #[test]
+    fn zip64_roundtrip() {
+        let src = tmp("src64");
+        std::fs::create_dir_all(src.join("d/e")).unwrap();
+        std::fs::write(src.join("d/e/f.bin"), vec![9u8; 70_000]).unwrap();
+        std::fs::write(src.join("g.txt"), b"gee").unwrap();
+        let mut entries = Vec::new();
+        walk(&src, "", 0, &mut entries).unwrap();
+        let mut z = ZipStream::with_entries(entries, true, 70_003, 2).unwrap();
+        let size = z.zipsize;
+        let mut bytes = Vec::new();
+        z.read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes.len() as u64, size);
+        let zpath = src.with_extension("zip64");
+        std::fs::write(&zpath, &bytes).unwrap();
+        let dest = tmp("dest64");
+        extract(&zpath, &dest, 1 << 30).unwrap();
+        assert_eq!(
+            std::fs::read(dest.join("d/e/f.bin")).unwrap(),
+            vec![9u8; 70_000]
+        );
+        assert_eq!(std::fs::read(dest.join("g.txt")).unwrap(), b"gee");
+        for p in [&src, &dest] {
             let _ = std::fs::remove_dir_all(p);
         }
         let _ = std::fs::remove_file(zpath);
