@@ -30,13 +30,14 @@ use pyo3::types::{PyBytes, PyString};
 use wormhole_core::{Engine, Error, Event, InputHelper as CoreInputHelper, Options, Result};
 
 mod errors;
+mod transfer;
 
 use errors::to_pyerr;
 
 // ---------------------------------------------------------------------------------------
 // Dispatcher: the only thread that attaches to Python on behalf of the engine.
 
-type Job = Box<dyn FnOnce(Python<'_>) + Send>;
+pub(crate) type Job = Box<dyn FnOnce(Python<'_>) + Send>;
 
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 /// Held by the dispatcher while it checks [`SHUTDOWN`] and runs a job, so `_shutdown()`
@@ -72,13 +73,13 @@ fn dispatcher() -> &'static mpsc::Sender<Job> {
     })
 }
 
-fn dispatch(job: Job) {
+pub(crate) fn dispatch(job: Job) {
     let _ = dispatcher().send(job);
 }
 
 /// Call `cb(error, value)` on the dispatcher thread; a Python exception is reported as
 /// unraisable, never propagated into Rust.
-fn complete(cb: Py<PyAny>, outcome: Result<Out>) {
+pub(crate) fn complete(cb: Py<PyAny>, outcome: Result<Out>) {
     dispatch(Box::new(move |py| {
         let (err, val) = match outcome {
             Ok(v) => (py.None(), v.into_py(py)),
@@ -90,7 +91,7 @@ fn complete(cb: Py<PyAny>, outcome: Result<Out>) {
     }));
 }
 
-fn engine() -> PyResult<Engine> {
+pub(crate) fn engine() -> PyResult<Engine> {
     Engine::global().map_err(to_pyerr)
 }
 
@@ -98,12 +99,14 @@ fn engine() -> PyResult<Engine> {
 // Values handed to Python.
 
 /// A result value, converted to Python on the dispatcher thread.
-enum Out {
+pub(crate) enum Out {
     None,
     Str(String),
     Bytes(Vec<u8>),
     /// JSON text (welcome, versions); the Python side decodes it with `json.loads`.
     Json(String),
+    /// A file or directory offer (`wormhole._native.Offer`).
+    Offer(Box<wormhole_core::transfer::IncomingOffer>),
 }
 
 impl Out {
@@ -112,6 +115,10 @@ impl Out {
             Out::None => py.None(),
             Out::Str(s) | Out::Json(s) => PyString::new(py, &s).into_any().unbind(),
             Out::Bytes(b) => PyBytes::new(py, &b).into_any().unbind(),
+            Out::Offer(o) => match Py::new(py, transfer::Offer::new(*o)) {
+                Ok(p) => p.into_any(),
+                Err(_) => py.None(),
+            },
         }
     }
 }
@@ -135,9 +142,9 @@ fn event_to_py(py: Python<'_>, ev: Event) -> (&'static str, Py<PyAny>) {
 // ---------------------------------------------------------------------------------------
 // Operations that wait.
 
-type BoxFut = Pin<Box<dyn Future<Output = Result<Out>> + Send>>;
+pub(crate) type BoxFut = Pin<Box<dyn Future<Output = Result<Out>> + Send>>;
 
-fn secs(d: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
+pub(crate) fn secs(d: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
     match d {
         None => Ok(None),
         Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
@@ -156,12 +163,37 @@ fn block_on(
     timeout: Option<Duration>,
     on_abort: impl FnOnce(),
 ) -> PyResult<Out> {
+    block_on_with(py, fut, timeout, on_abort, &mut |_| Ok(()), None)
+}
+
+/// [`block_on`], plus: `tick` runs attached between slices and once more after the
+/// result arrived (to deliver progress on the calling thread; its error aborts like
+/// Ctrl-C), and after an abort the operation gets up to `drain` to wind down (so a
+/// cancelled transfer has removed its partial file when this returns).
+pub(crate) fn block_on_with(
+    py: Python<'_>,
+    fut: BoxFut,
+    timeout: Option<Duration>,
+    on_abort: impl FnOnce(),
+    tick: &mut dyn FnMut(Python<'_>) -> PyResult<()>,
+    drain: Option<Duration>,
+) -> PyResult<Out> {
     let (tx, rx) = mpsc::sync_channel::<Result<Out>>(1);
     engine()?.handle().spawn(async move {
         let _ = tx.send(fut.await);
     });
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut rx = Some(rx);
+    let mut abort = Some(on_abort);
+    let mut fail = |py: Python<'_>, rx: Option<mpsc::Receiver<Result<Out>>>, e: PyErr| {
+        if let Some(f) = abort.take() {
+            f();
+        }
+        if let (Some(d), Some(rx)) = (drain, rx) {
+            py.detach(move || drop(rx.recv_timeout(d)));
+        }
+        Err(e)
+    };
     loop {
         // The receiver moves into the detached closure and back (it is Send, not Sync).
         let (got, back) = py.detach(move || {
@@ -174,7 +206,10 @@ fn block_on(
         });
         rx = back;
         match got {
-            Ok(r) => return r.map_err(to_pyerr),
+            Ok(r) => {
+                tick(py)?;
+                return r.map_err(to_pyerr);
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(to_pyerr(Error::Internal(
                     "the operation was dropped".into(),
@@ -182,12 +217,14 @@ fn block_on(
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if let Err(e) = py.check_signals() {
-                    on_abort();
-                    return Err(e);
+                    return fail(py, rx.take(), e);
+                }
+                if let Err(e) = tick(py) {
+                    return fail(py, rx.take(), e);
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    on_abort();
-                    return Err(to_pyerr(Error::Timeout("the blocking call timed out")));
+                    let e = to_pyerr(Error::Timeout("the blocking call timed out"));
+                    return fail(py, rx.take(), e);
                 }
             }
         }
@@ -200,8 +237,8 @@ fn block_on(
 /// lives while any of them does; once this object and all of those are gone, core
 /// cancels it (the nameplate and mailbox are released in the background).
 #[pyclass(module = "wormhole._native", name = "Wormhole", frozen)]
-struct Wormhole {
-    inner: wormhole_core::Wormhole,
+pub(crate) struct Wormhole {
+    pub(crate) inner: wormhole_core::Wormhole,
     /// The turn of the last operation that consumes peer messages: each such operation
     /// waits for the previous one (taken at call time), so concurrent `get_message()`
     /// calls resolve, and are delivered, in call order.
@@ -253,7 +290,10 @@ impl Wormhole {
 
     /// For operations that consume peer messages: the previous such operation's turn
     /// (to wait for) and this one's (dropped once its result is delivered).
-    fn take_turn(&self, op: &str) -> Option<(Option<oneshot::Receiver<()>>, oneshot::Sender<()>)> {
+    pub(crate) fn take_turn(
+        &self,
+        op: &str,
+    ) -> Option<(Option<oneshot::Receiver<()>>, oneshot::Sender<()>)> {
         if !matches!(op, "message" | "send_text" | "receive_text") {
             return None;
         }
@@ -268,7 +308,7 @@ impl Wormhole {
 }
 
 /// Wait for the previous turn (if any); returns this operation's turn to hold.
-async fn wait_turn(
+pub(crate) async fn wait_turn(
     turn: Option<(Option<oneshot::Receiver<()>>, oneshot::Sender<()>)>,
 ) -> Option<oneshot::Sender<()>> {
     let (prev, mine) = turn?;
@@ -493,6 +533,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<InputHelper>()?;
     m.add_function(wrap_pyfunction!(create, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    transfer::register(m)?;
     m.add("CORE_VERSION", wormhole_core::VERSION)?;
     m.add("PUBLIC_RELAY_URL", wormhole_core::PUBLIC_RELAY_URL)?;
     m.add("TRANSFER_APPID", wormhole_core::TRANSFER_APPID)?;

@@ -10,6 +10,7 @@ import pytest
 import wormhole
 import wormhole.errors
 import wormhole.transcribe
+import wormhole.transfer
 
 from conftest import HERE
 
@@ -39,7 +40,7 @@ def _public(obj):
             yield name, getattr(obj, name)
 
 
-@pytest.mark.parametrize("module", [wormhole, wormhole.errors, wormhole.transcribe])
+@pytest.mark.parametrize("module", [wormhole, wormhole.errors, wormhole.transcribe, wormhole.transfer])
 def test_docstrings(module):
     assert module.__doc__
     missing = []

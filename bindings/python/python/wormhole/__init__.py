@@ -3,7 +3,9 @@
 ``wormhole.create(appid, relay_url, reactor)`` returns a wormhole whose events arrive
 as asyncio awaitables (``reactor=None``), Twisted Deferreds (a Twisted reactor), or
 delegate method calls (``delegate=``). :mod:`wormhole.transcribe` offers the older
-blocking ``Initiator`` / ``Receiver``. Errors live in :mod:`wormhole.errors`.
+blocking ``Initiator`` / ``Receiver``. Files and directories travel with
+``send_file()`` / ``receive_offer()`` (asynchronous) or :mod:`wormhole.transfer`
+(blocking). Errors live in :mod:`wormhole.errors`.
 
 This distribution must not share an environment with the reference ``magic-wormhole``
 package, which installs a module of the same name.
@@ -13,6 +15,7 @@ import atexit as _atexit
 
 from wormhole import _native, errors
 from wormhole._completion import CodeCompleter, input_with_completion
+from wormhole._transfer import Offer
 from wormhole._wormhole import (
     DeferredWormhole,
     DelegatedWormhole,
@@ -37,6 +40,7 @@ __all__ = [
     "DeferredWormhole",
     "DelegatedWormhole",
     "InputHelper",
+    "Offer",
     "PUBLIC_RELAY_URL",
     "TRANSFER_APPID",
     "Wormhole",

@@ -24,8 +24,13 @@ class _Eventual:
         """Schedule ``fn(*args)`` on the loop thread; safe from any thread."""
         raise NotImplementedError
 
-    def new(self, convert: Convert = None) -> Tuple[Any, Settle]:
-        """A new awaitable and the thread-safe ``settle(error, value)`` that completes it."""
+    def new(
+        self, convert: Convert = None, on_cancel: Optional[Callable[[], None]] = None
+    ) -> Tuple[Any, Settle]:
+        """A new awaitable and the thread-safe ``settle(error, value)`` that completes it.
+
+        ``on_cancel()`` runs (on the loop thread) if the awaitable is cancelled before it
+        settles (``Future.cancel()``, ``Deferred.cancel()``)."""
         raise NotImplementedError
 
     def failed(self, error: BaseException) -> Any:
@@ -65,8 +70,17 @@ class AsyncioEventual(_Eventual):
             # The loop is closed: nobody can observe the result any more.
             pass
 
-    def new(self, convert: Convert = None) -> Tuple[Any, Settle]:
+    def new(
+        self, convert: Convert = None, on_cancel: Optional[Callable[[], None]] = None
+    ) -> Tuple[Any, Settle]:
         fut = self.loop.create_future()
+        if on_cancel is not None:
+
+            def done(f: "asyncio.Future[Any]") -> None:
+                if f.cancelled():
+                    on_cancel()
+
+            fut.add_done_callback(done)
 
         def settle_here(err: Optional[BaseException], val: Any) -> None:
             if fut.done():
@@ -101,8 +115,16 @@ class TwistedEventual(_Eventual):
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
         self.reactor.callFromThread(fn, *args)
 
-    def new(self, convert: Convert = None) -> Tuple[Any, Settle]:
-        d = self._Deferred()
+    def new(
+        self, convert: Convert = None, on_cancel: Optional[Callable[[], None]] = None
+    ) -> Tuple[Any, Settle]:
+        canceller = None
+        if on_cancel is not None:
+
+            def canceller(_d: Any) -> None:
+                on_cancel()
+
+        d = self._Deferred(canceller)
         Failure = self._Failure
 
         def settle_here(err: Optional[BaseException], val: Any) -> None:

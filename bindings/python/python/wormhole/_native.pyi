@@ -4,7 +4,8 @@ Use the public package instead: :func:`wormhole.create`, :mod:`wormhole.transcri
 :mod:`wormhole.errors`. Callbacks passed here run on the library's dispatcher thread.
 """
 
-from typing import Any, Callable, List, Optional, final
+import os
+from typing import Any, Callable, List, Optional, Union, final
 
 __all__ = [
     "AlreadyChoseNameplateError",
@@ -18,6 +19,7 @@ __all__ = [
     "MustChooseNameplateFirstError",
     "NoKeyError",
     "NoTorError",
+    "Offer",
     "OnlyOneCodeError",
     "PUBLIC_RELAY_URL",
     "ProtocolError",
@@ -26,6 +28,7 @@ __all__ = [
     "ServerError",
     "TRANSFER_APPID",
     "Timeout",
+    "Transfer",
     "TransferError",
     "WelcomeError",
     "Wormhole",
@@ -35,6 +38,10 @@ __all__ = [
     "WrongPasswordError",
     "_shutdown",
     "create",
+    "start_receive",
+    "start_send",
+    "wait_receive",
+    "wait_send",
 ]
 
 _Callback = Callable[[Optional[BaseException], Any], None]
@@ -97,6 +104,77 @@ def create(
     close_timeout: Optional[float] = None,
 ) -> Wormhole:
     """Create a wormhole; with ``on_event`` it is delegated."""
+
+_Path = Union[str, os.PathLike[str]]
+
+@final
+class Transfer:
+    """Options of one transfer operation: Transit settings, cancellation, progress."""
+
+    def __new__(
+        cls,
+        progress: Optional[Callable[[int, int], Any]] = None,
+        transit_helper: Optional[str] = None,
+        no_listen: bool = False,
+        blocking: bool = False,
+    ) -> Transfer: ...
+    def cancel(self) -> None:
+        """Cancel the operation (``WormholeCancelled``)."""
+    @property
+    def cancelled(self) -> bool:
+        """Whether ``cancel()`` was called."""
+
+@final
+class Offer:
+    """A file or directory offer received by ``start_receive``/``wait_receive``."""
+
+    @property
+    def name(self) -> str:
+        """The offered base name."""
+    @property
+    def size(self) -> int:
+        """Bytes that travel (file size, or zip size)."""
+    @property
+    def kind(self) -> str:
+        """``"file"`` or ``"directory"``."""
+    @property
+    def numbytes(self) -> int:
+        """Sum of the files' sizes."""
+    @property
+    def numfiles(self) -> int:
+        """Number of files."""
+    def destination(self, dest: _Path) -> str:
+        """Where ``accept(dest)`` writes."""
+    def reject(self) -> None:
+        """Refuse the offer."""
+    def start_accept(
+        self, dest: _Path, overwrite: bool, transfer: Transfer, callback: _Callback
+    ) -> None:
+        """Accept into ``dest``; ``callback(error, path)`` on the dispatcher thread."""
+    def wait_accept(
+        self,
+        dest: _Path,
+        overwrite: bool,
+        transfer: Transfer,
+        timeout: Optional[float] = None,
+    ) -> Any:
+        """Accept into ``dest``, blocking without holding the interpreter."""
+
+def start_send(w: Wormhole, path: _Path, transfer: Transfer, callback: _Callback) -> None:
+    """Send a file or directory; ``callback(error, None)`` on the dispatcher thread."""
+
+def wait_send(
+    w: Wormhole, path: _Path, transfer: Transfer, timeout: Optional[float] = None
+) -> None:
+    """Send a file or directory, blocking without holding the interpreter."""
+
+def start_receive(w: Wormhole, transfer: Transfer, callback: _Callback) -> None:
+    """Wait for an offer; ``callback(error, Offer | str)`` on the dispatcher thread."""
+
+def wait_receive(
+    w: Wormhole, transfer: Transfer, timeout: Optional[float] = None
+) -> Any:
+    """Wait for an offer (an ``Offer``, or the text of a text offer), blocking."""
 
 def _shutdown() -> None:
     """Stop calling into the interpreter (registered with ``atexit``)."""

@@ -9,6 +9,14 @@ from typing import Any, Callable, Dict, Optional, Set
 
 from wormhole import _native
 from wormhole._eventual import _Eventual, eventual_for
+from wormhole._transfer import (
+    Offer,
+    PathArg,
+    Progress,
+    _path,
+    new_async_transfer,
+    start_async,
+)
 from wormhole.errors import NoTorError
 
 log = logging.getLogger("wormhole")
@@ -146,6 +154,7 @@ class DeferredWormhole(Wormhole):
         welcome_handler: Any = None,
     ) -> None:
         super().__init__(native, eventual)
+        self._transfers: Set[_native.Transfer] = set()
         if welcome_handler is not None:
 
             def on_loop(err: Optional[BaseException], val: Any) -> None:
@@ -209,6 +218,58 @@ class DeferredWormhole(Wormhole):
         acknowledges it and fires with the text. A file offer is refused
         (``TransferError``)."""
         return self._op("receive_text")
+
+    def send_file(
+        self,
+        path: PathArg,
+        progress: Progress = None,
+        transit_helper: Optional[str] = None,
+        no_listen: bool = False,
+    ) -> Any:
+        """PROTOCOL §8 file transfer (``wormhole send FILE|DIR``): offers the file or
+        directory at ``path`` (a directory is zipped while streaming), sends it over
+        Transit and fires with ``None`` once the receiver acknowledged every byte with the
+        matching SHA-256. Set the code first; close the wormhole afterwards. Use the app id
+        ``wormhole.TRANSFER_APPID`` to talk to the reference CLI.
+
+        ``progress(done, total)`` reports bytes sent, on the loop or reactor thread;
+        ``transit_helper`` is a relay (``"tcp:HOST:PORT"``); ``no_listen`` opens no
+        listening socket (the peer must connect to us, or both use the relay).
+        A rejected offer fails with ``TransferError``. Cancelling the awaitable (or
+        :meth:`cancel_transfer`) cancels the transfer: ``WormholeCancelled``."""
+        path_s = _path(path, "path")
+        t = new_async_transfer(self._eventual, progress, transit_helper, bool(no_listen))
+        return start_async(
+            self._eventual,
+            self._transfers,
+            t,
+            lambda cb: _native.start_send(self._native, path_s, t, cb),
+        )
+
+    def receive_offer(
+        self, transit_helper: Optional[str] = None, no_listen: bool = False
+    ) -> Any:
+        """PROTOCOL §8 receiving side (``wormhole receive``): waits for the sender's offer
+        and fires with an :class:`~wormhole.Offer` to ``accept(dest)`` or ``reject()``.
+        A text offer is acknowledged at once (its ``kind`` is ``"text"``, its ``text`` the
+        message). ``transit_helper`` and ``no_listen`` are as for :meth:`send_file`."""
+        t = new_async_transfer(self._eventual, None, transit_helper, bool(no_listen))
+        eventual, active = self._eventual, self._transfers
+        return start_async(
+            eventual,
+            active,
+            t,
+            lambda cb: _native.start_receive(self._native, t, cb),
+            lambda v: Offer(v, eventual, active),
+        )
+
+    def cancel_transfer(self) -> None:
+        """Cancel every running :meth:`send_file`, :meth:`receive_offer` and
+        ``Offer.accept()`` of this wormhole: each fails with ``WormholeCancelled``, its
+        Transit connection is closed and a partially received file is removed. The
+        wormhole itself stays open."""
+        for t in list(self._transfers):
+            t.cancel()
 
 
 class DelegatedWormhole(Wormhole):
