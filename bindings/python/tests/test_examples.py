@@ -72,3 +72,81 @@ def test_asyncio_sender_to_reference_cli(relay_url, ref_venv):
     )
     _, out_r = run_pair(s, r)
     assert out_r == "to the reference\n"
+
+
+def _tree(root):
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()
+    }
+
+
+def test_file_examples_asyncio_sender_blocking_receiver(relay_url, tmp_path):
+    src = tmp_path / "report.bin"
+    src.write_bytes(os.urandom(300_000))
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    s = start("send_file_asyncio.py", src, relay_url)
+    code = read_code(s, r"Wormhole code is: (\S+)")
+    r = start("receive_file_blocking.py", code, inbox, relay_url)
+    out_s, out_r = run_pair(s, r)
+    assert (inbox / "report.bin").read_bytes() == src.read_bytes()
+    assert "Receiving file 'report.bin' (300000 bytes)" in out_r
+    assert "file sent; closing: happy" in out_s
+
+
+def test_file_examples_blocking_sender_asyncio_receiver(relay_url, tmp_path):
+    src = tmp_path / "folder"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("a")
+    (src / "sub" / "b.txt").write_text("b" * 1000)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    s = start("send_file_blocking.py", src, relay_url)
+    code = read_code(s, r"Wormhole code is: (\S+)")
+    r = start("receive_file_asyncio.py", code, inbox, relay_url)
+    out_s, out_r = run_pair(s, r)
+    assert _tree(inbox / "folder") == _tree(src)
+    assert "Received into %s" % (inbox / "folder") in out_r
+    assert out_s.endswith("file sent\n")
+    # A second run refuses to overwrite what arrived.
+    s = start("send_file_blocking.py", src, relay_url)
+    code = read_code(s, r"Wormhole code is: (\S+)")
+    r = start("receive_file_asyncio.py", code, inbox, relay_url)
+    try:
+        out_r, _ = r.communicate(timeout=60)
+        s.communicate(timeout=60)
+    finally:
+        for p in (s, r):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert r.returncode == 1 and "refusing to overwrite" in out_r
+    assert s.returncode != 0
+
+
+def test_file_example_to_reference_cli(relay_url, ref_venv, tmp_path):
+    src = tmp_path / "for-ref.txt"
+    src.write_text("to the reference CLI\n")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    s = start("send_file_asyncio.py", src, relay_url)
+    code = read_code(s, r"Wormhole code is: (\S+)")
+    r = subprocess.Popen(
+        [
+            str(ref_venv / "bin" / "wormhole"),
+            "--relay-url",
+            relay_url,
+            "receive",
+            "--hide-progress",
+            "--accept-file",
+            "-o",
+            str(inbox / "for-ref.txt"),
+            code,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_pair(s, r)
+    assert (inbox / "for-ref.txt").read_text() == "to the reference CLI\n"
