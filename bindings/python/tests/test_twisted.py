@@ -11,7 +11,7 @@ SCRIPT = HERE / "twisted_scenarios.py"
 
 
 @pytest.mark.parametrize(
-    "scenario", ["deferred_all", "errors", "input_helper", "delegated"]
+    "scenario", ["deferred_all", "errors", "input_helper", "delegated", "file_transfer"]
 )
 def test_twisted_scenario(scenario, relay_url):
     r = run_python(SCRIPT, scenario, relay_url)

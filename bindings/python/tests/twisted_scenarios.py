@@ -244,9 +244,75 @@ def input_with_completion_stdin(reactor, url):
     yield b.close()
 
 
+@inlineCallbacks
+def file_transfer(reactor, url):
+    """send_file / receive_offer / accept as Deferreds, progress in the reactor thread,
+    and Deferred.cancel() cancelling a transfer."""
+    import os
+    import tempfile
+
+    from wormhole.errors import TransferError
+
+    tmp = tempfile.mkdtemp()
+    src = os.path.join(tmp, "payload.bin")
+    data = os.urandom(1 << 20)
+    with open(src, "wb") as f:
+        f.write(data)
+    inbox = os.path.join(tmp, "inbox")
+    os.mkdir(inbox)
+    a = wormhole.create(wormhole.TRANSFER_APPID, url, reactor)
+    b = wormhole.create(wormhole.TRANSFER_APPID, url, reactor)
+    a.allocate_code()
+    code = yield checked(a.get_code())
+    b.set_code(code)
+    reports = []
+
+    def progress(done, total):
+        in_reactor_thread()
+        reports.append((done, total))
+
+    sending = checked(a.send_file(src, progress=progress))
+    offer = yield checked(b.receive_offer())
+    assert (offer.kind, offer.name, offer.size) == ("file", "payload.bin", len(data))
+    path = yield checked(offer.accept(inbox, progress=progress))
+    yield sending
+    with open(path, "rb") as f:
+        assert f.read() == data
+    assert reports and reports[-1] == (len(data), len(data)), reports
+
+    # Refusing to overwrite, then cancelling a big transfer with Deferred.cancel().
+    sending = checked(a.send_file(src))
+    offer = yield checked(b.receive_offer())
+    yield expect_failure(offer.accept(inbox), TransferError)
+    yield expect_failure(sending, TransferError)
+    big = os.path.join(tmp, "big.bin")
+    with open(big, "wb") as f:
+        f.truncate(512 << 20)
+    started = []
+    sending = a.send_file(big, progress=lambda d, t: started.append(d))
+    offer = yield checked(b.receive_offer())
+    receiving = offer.accept(inbox)
+    while not started:
+        yield task.deferLater(reactor, 0.01, lambda: None)
+    receiving.cancel()
+    yield expect_failure(receiving, defer.CancelledError)
+    yield expect_failure(sending, wormhole.errors.WormholeError)
+    yield task.deferLater(reactor, 0.5, lambda: None)  # the cleanup runs off-thread
+    assert sorted(os.listdir(inbox)) == ["payload.bin"], os.listdir(inbox)
+    yield checked(a.close())
+    yield checked(b.close())
+
+
 SCENARIOS = {
     f.__name__: f
-    for f in [deferred_all, errors, input_helper, delegated, input_with_completion_stdin]
+    for f in [
+        deferred_all,
+        errors,
+        input_helper,
+        delegated,
+        input_with_completion_stdin,
+        file_transfer,
+    ]
 }
 
 
