@@ -41,8 +41,8 @@ use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
 pub use proto::{
-    DEFAULT_MAX_RECORD, DirectHint, Hints, NONCE_LEN, Opener, RECORD_OVERHEAD, Role, Sealer,
-    TAG_LEN, TRANSIT_PURPOSE, TransitKeys, transit_message,
+    DEFAULT_MAX_RECORD, DirectHint, Handshake, HandshakeStep, Hints, NONCE_LEN, Opener,
+    RECORD_OVERHEAD, Role, Sealer, TAG_LEN, TRANSIT_PURPOSE, TransitKeys, transit_message,
 };
 
 /// How a [`Transit`] listens and which relays it uses.
@@ -120,57 +120,46 @@ impl Race {
     /// The peer handshake (PROTOCOL §7.5) on a connected stream, after an optional relay
     /// handshake (§7.4). `Ok` only for the winner.
     async fn negotiate(&self, s: &mut TcpStream, relay: bool) -> Result<()> {
-        let bad = |what: &str| Error::Transfer(format!("transit handshake failed: {what}"));
+        let io = |e: std::io::Error| Error::Transfer(format!("transit handshake failed: {e}"));
         let _ = s.set_nodelay(true);
-        if relay {
-            s.write_all(&self.keys.relay_handshake(&self.side))
-                .await
-                .map_err(|e| bad(&e.to_string()))?;
-            let mut ok = [0u8; 3];
-            s.read_exact(&mut ok)
-                .await
-                .map_err(|e| bad(&e.to_string()))?;
-            if &ok != b"ok\n" {
-                return Err(bad("the relay refused"));
+        let mut hs = Handshake::new(&self.keys, self.role, relay.then_some(&*self.side));
+        let mut buf = [0u8; 128];
+        loop {
+            while let Some(bytes) = hs.poll_transmit() {
+                s.write_all(&bytes).await.map_err(io)?;
+            }
+            match hs.step() {
+                HandshakeStep::Done => return self.claim_receiver(),
+                HandshakeStep::Decide => {
+                    let first = !self.claimed.swap(true, Ordering::SeqCst);
+                    let decided = hs.decide(first);
+                    while let Some(bytes) = hs.poll_transmit() {
+                        let _ = s.write_all(&bytes).await;
+                    }
+                    return decided;
+                }
+                HandshakeStep::Read(n) => {
+                    let want = n.min(buf.len());
+                    let n = s.read(&mut buf[..want]).await.map_err(io)?;
+                    if n == 0 {
+                        return Err(Error::Transfer(
+                            "transit handshake failed: connection closed".into(),
+                        ));
+                    }
+                    hs.handle_input(&buf[..n])?;
+                }
             }
         }
-        let (mine, theirs) = self.keys.handshakes(self.role);
-        s.write_all(&mine).await.map_err(|e| bad(&e.to_string()))?;
-        // Compare incrementally: hang up at the first wrong byte.
-        let mut got = [0u8; 1];
-        for expected in theirs {
-            s.read_exact(&mut got)
-                .await
-                .map_err(|e| bad(&e.to_string()))?;
-            if got[0] != expected {
-                return Err(bad("wrong peer handshake"));
-            }
+    }
+
+    /// A receiver's connection that got `go` wins unless another one already did.
+    fn claim_receiver(&self) -> Result<()> {
+        if self.role == Role::Receiver && self.claimed.swap(true, Ordering::SeqCst) {
+            return Err(Error::Transfer(
+                "transit handshake failed: another connection won".into(),
+            ));
         }
-        match self.role {
-            Role::Sender => {
-                if self.claimed.swap(true, Ordering::SeqCst) {
-                    let _ = s.write_all(b"nevermind\n").await;
-                    return Err(bad("another connection won"));
-                }
-                s.write_all(b"go\n")
-                    .await
-                    .map_err(|e| bad(&e.to_string()))?;
-                Ok(())
-            }
-            Role::Receiver => {
-                let mut go = [0u8; 3];
-                s.read_exact(&mut go)
-                    .await
-                    .map_err(|e| bad(&e.to_string()))?;
-                if &go != b"go\n" {
-                    return Err(bad("the sender chose another connection"));
-                }
-                if self.claimed.swap(true, Ordering::SeqCst) {
-                    return Err(bad("another connection won"));
-                }
-                Ok(())
-            }
-        }
+        Ok(())
     }
 
     async fn negotiate_timed(&self, s: &mut TcpStream, relay: bool) -> Result<()> {

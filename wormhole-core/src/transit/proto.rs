@@ -242,6 +242,159 @@ impl Opener {
     }
 }
 
+/// What a [`Handshake`] needs next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeStep {
+    /// Send what [`Handshake::poll_transmit`] yields, then read at most this many bytes
+    /// and pass them to [`Handshake::handle_input`] (never more, so record bytes that may
+    /// follow `go` stay unread).
+    Read(usize),
+    /// Sender only: the peer's handshake is complete; call [`Handshake::decide`] with
+    /// whether this connection is the first to get here.
+    Decide,
+    /// Flush [`Handshake::poll_transmit`]; the connection is the winner and carries records
+    /// from now on.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HsState {
+    RelayOk,
+    Peer,
+    Decide,
+    Go,
+    Done,
+    Failed,
+}
+
+/// The sans-IO connection handshake of one candidate connection: the optional relay
+/// handshake (PROTOCOL §7.4), the peer handshake, and `go`/`nevermind` (§7.5).
+///
+/// Drive it with: drain [`Handshake::poll_transmit`] and write; then act on
+/// [`Handshake::step`] (read and [`Handshake::handle_input`], or [`Handshake::decide`]);
+/// repeat until `Done` or an error. Incoming bytes are compared one by one, so the first
+/// wrong byte fails the handshake.
+#[derive(Debug)]
+pub struct Handshake {
+    role: Role,
+    state: HsState,
+    expect: Vec<u8>,
+    pos: usize,
+    peer_hs: Vec<u8>,
+    peer_hs_out: Option<Vec<u8>>,
+    out: Vec<Vec<u8>>,
+}
+
+impl Handshake {
+    /// Start: through a relay when `relay_side` (our 16-hex-digit transit side) is given,
+    /// else directly.
+    pub fn new(keys: &TransitKeys, role: Role, relay_side: Option<&str>) -> Handshake {
+        let (mine, theirs) = keys.handshakes(role);
+        let mut h = Handshake {
+            role,
+            state: HsState::Peer,
+            expect: theirs.clone(),
+            pos: 0,
+            peer_hs: theirs,
+            peer_hs_out: None,
+            out: Vec::new(),
+        };
+        match relay_side {
+            Some(side) => {
+                h.out.push(keys.relay_handshake(side));
+                h.state = HsState::RelayOk;
+                h.expect = b"ok\n".to_vec();
+                // Our peer handshake goes out only after the relay's "ok".
+                h.peer_hs_out = Some(mine);
+            }
+            None => h.out.push(mine),
+        }
+        h
+    }
+
+    /// The next bytes to write, if any.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        if self.out.is_empty() {
+            None
+        } else {
+            Some(self.out.remove(0))
+        }
+    }
+
+    /// What to do next.
+    pub fn step(&self) -> HandshakeStep {
+        match self.state {
+            HsState::Decide => HandshakeStep::Decide,
+            HsState::Done => HandshakeStep::Done,
+            _ => HandshakeStep::Read(self.expect.len() - self.pos),
+        }
+    }
+
+    /// Feed bytes read from the connection (at most what [`HandshakeStep::Read`] asked).
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<()> {
+        let fail = |what: &str| Error::Transfer(format!("transit handshake failed: {what}"));
+        for &b in data {
+            if !matches!(self.state, HsState::RelayOk | HsState::Peer | HsState::Go)
+                || self.pos >= self.expect.len()
+            {
+                self.state = HsState::Failed;
+                return Err(fail("unexpected data"));
+            }
+            if b != self.expect[self.pos] {
+                let what = match self.state {
+                    HsState::RelayOk => "the relay refused",
+                    HsState::Go => "the sender chose another connection",
+                    _ => "wrong peer handshake",
+                };
+                self.state = HsState::Failed;
+                return Err(fail(what));
+            }
+            self.pos += 1;
+            if self.pos == self.expect.len() {
+                self.pos = 0;
+                match self.state {
+                    HsState::RelayOk => {
+                        self.state = HsState::Peer;
+                        self.expect = self.peer_hs.clone();
+                        if let Some(m) = self.peer_hs_out.take() {
+                            self.out.push(m);
+                        }
+                    }
+                    HsState::Peer => match self.role {
+                        Role::Sender => self.state = HsState::Decide,
+                        Role::Receiver => {
+                            self.state = HsState::Go;
+                            self.expect = b"go\n".to_vec();
+                        }
+                    },
+                    HsState::Go => self.state = HsState::Done,
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sender: `winner` sends `go` (and the handshake is done); otherwise `nevermind` is
+    /// queued and this fails, so the caller hangs up after writing it.
+    pub fn decide(&mut self, winner: bool) -> Result<()> {
+        if self.state != HsState::Decide {
+            return Err(Error::Internal("handshake decision out of order".into()));
+        }
+        if winner {
+            self.out.push(b"go\n".to_vec());
+            self.state = HsState::Done;
+            Ok(())
+        } else {
+            self.out.push(b"nevermind\n".to_vec());
+            self.state = HsState::Failed;
+            Err(Error::Transfer(
+                "transit handshake failed: another connection won".into(),
+            ))
+        }
+    }
+}
+
 /// One way to reach a peer or a relay over TCP (`direct-tcp-v1`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirectHint {
@@ -477,6 +630,77 @@ mod tests {
         assert_eq!(Hints::from_transit_json(&h.to_transit_json()), h);
         let msg = String::from_utf8(transit_message(&h)).unwrap();
         assert!(msg.starts_with(r#"{"transit":{"abilities-v1":[{"type":"direct-tcp-v1"},{"type":"relay-v1"}],"hints-v1":[{"#));
+    }
+
+    /// Run two handshakes against each other in memory (no sockets).
+    fn exchange(a: &mut Handshake, b: &mut Handshake, a_wins: bool) -> (Result<()>, Result<()>) {
+        fn pass(x: &mut Handshake, y: &mut Handshake, r: &mut Result<()>) {
+            while let Some(bytes) = x.poll_transmit() {
+                if r.is_ok() {
+                    *r = y.handle_input(&bytes);
+                }
+            }
+        }
+        let (mut ra, mut rb) = (Ok(()), Ok(()));
+        for _ in 0..10 {
+            pass(a, b, &mut rb);
+            pass(b, a, &mut ra);
+            if ra.is_ok() && a.step() == HandshakeStep::Decide {
+                ra = a.decide(a_wins);
+            }
+            if rb.is_ok() && b.step() == HandshakeStep::Decide {
+                rb = b.decide(a_wins);
+            }
+        }
+        (ra, rb)
+    }
+
+    #[test]
+    fn handshake_go_and_nevermind() {
+        let k = vector_keys();
+        let mut s = Handshake::new(&k, Role::Sender, None);
+        let mut r = Handshake::new(&k, Role::Receiver, None);
+        let (rs, rr) = exchange(&mut s, &mut r, true);
+        rs.unwrap();
+        rr.unwrap();
+        assert_eq!(s.step(), HandshakeStep::Done);
+        assert_eq!(r.step(), HandshakeStep::Done);
+
+        let mut s = Handshake::new(&k, Role::Sender, None);
+        let mut r = Handshake::new(&k, Role::Receiver, None);
+        let (rs, rr) = exchange(&mut s, &mut r, false);
+        assert!(rs.is_err(), "the sender hangs up after nevermind");
+        assert!(rr.unwrap_err().to_string().contains("another connection"));
+    }
+
+    #[test]
+    fn handshake_steps_and_mismatch() {
+        let k = vector_keys();
+        let mut r = Handshake::new(&k, Role::Receiver, Some("0123456789abcdef"));
+        assert_eq!(
+            r.poll_transmit().unwrap(),
+            k.relay_handshake("0123456789abcdef")
+        );
+        assert_eq!(
+            r.poll_transmit(),
+            None,
+            "nothing else before the relay's ok"
+        );
+        assert_eq!(r.step(), HandshakeStep::Read(3));
+        r.handle_input(b"ok\n").unwrap();
+        assert_eq!(r.poll_transmit().unwrap(), k.receiver_handshake());
+        assert_eq!(r.step(), HandshakeStep::Read(87));
+        r.handle_input(&k.sender_handshake()[..10]).unwrap();
+        assert_eq!(r.step(), HandshakeStep::Read(77));
+        r.handle_input(&k.sender_handshake()[10..]).unwrap();
+        assert_eq!(r.step(), HandshakeStep::Read(3));
+        r.handle_input(b"go\n").unwrap();
+        assert_eq!(r.step(), HandshakeStep::Done);
+
+        let mut bad = Handshake::new(&k, Role::Receiver, Some("0123456789abcdef"));
+        assert!(bad.handle_input(b"impatient\n").is_err());
+        let mut other = Handshake::new(&TransitKeys::new(&[0; 32]), Role::Sender, None);
+        assert!(other.handle_input(&k.receiver_handshake()).is_err());
     }
 
     #[test]
