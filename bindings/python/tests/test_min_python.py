@@ -37,6 +37,28 @@ t.start()
 assert i.finish() == b"two"
 t.join()
 assert out["r"] == b"one"
+import os, tempfile
+from wormhole.transfer import receive_file
+tmp = tempfile.mkdtemp()
+src = os.path.join(tmp, "f.bin")
+with open(src, "wb") as f:
+    f.write(os.urandom(100000))
+inbox = os.path.join(tmp, "inbox")
+os.mkdir(inbox)
+async def send_file(codes):
+    w = wormhole.create(wormhole.TRANSFER_APPID, url)
+    w.allocate_code()
+    codes.append(await w.get_code())
+    await w.send_file(src)
+    assert await w.close() == "happy"
+codes = []
+t = threading.Thread(target=lambda: asyncio.run(send_file(codes)))
+t.start()
+while not codes:
+    threading.Event().wait(0.01)
+path = receive_file(codes[0], inbox, rendezvous=url, timeout=60)
+t.join()
+assert open(path, "rb").read() == open(src, "rb").read()
 print("py39 OK")
 '''
 

@@ -289,14 +289,15 @@ def file_transfer(reactor, url):
     with open(big, "wb") as f:
         f.truncate(512 << 20)
     started = []
-    sending = a.send_file(big, progress=lambda d, t: started.append(d))
+    sending = a.send_file(big)
     offer = yield checked(b.receive_offer())
-    receiving = offer.accept(inbox)
+    receiving = offer.accept(inbox, progress=lambda d, t: started.append(d))
     while not started:
         yield task.deferLater(reactor, 0.01, lambda: None)
-    receiving.cancel()
-    yield expect_failure(receiving, defer.CancelledError)
-    yield expect_failure(sending, wormhole.errors.WormholeError)
+    # Cancelling the sender: the receiver, reading, sees the connection end at once.
+    sending.cancel()
+    yield expect_failure(sending, defer.CancelledError)
+    yield expect_failure(receiving, wormhole.errors.WormholeError)
     yield task.deferLater(reactor, 0.5, lambda: None)  # the cleanup runs off-thread
     assert sorted(os.listdir(inbox)) == ["payload.bin"], os.listdir(inbox)
     yield checked(a.close())
