@@ -392,6 +392,24 @@ pub async fn receive(w: &Wormhole, opts: &TransferOptions) -> Result<Received> {
     }
 }
 
+/// Wait for the sender's `transit` message, answer with ours and return the Transit.
+async fn receiver_transit(w: &Wormhole, opts: &TransferOptions) -> Result<Transit> {
+    loop {
+        let msg = opts.cancel.guard(w.get_message()).await?;
+        match TransferMessage::parse(&msg)? {
+            TransferMessage::Error(e) => return Err(Error::Transfer(format!("remote error: {e}"))),
+            TransferMessage::Transit(t) => {
+                let key = w.derive_key(TRANSIT_PURPOSE, 32)?;
+                let mut tr = Transit::new(Role::Receiver, &key, opts.transit.clone()).await?;
+                tr.add_peer_hints(Hints::from_transit_json(&t));
+                w.send_message(tr.transit_message())?;
+                return Ok(tr);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The base name of an offered name, or `None` if nothing safe is left.
 fn safe_base_name(name: &str) -> Option<String> {
     let base = name.rsplit(['/', '\\']).next()?;
@@ -542,13 +560,10 @@ impl IncomingOffer {
                 .send_message(TransferMessage::Error("transfer rejected".into()).to_bytes());
             return Err(e);
         }
-        let Some(transit) = self.transit else {
-            let _ = self
-                .w
-                .send_message(TransferMessage::Error("transfer rejected".into()).to_bytes());
-            return Err(Error::Transfer(
-                "the sender offered a file without transit hints".into(),
-            ));
+        let transit = match self.transit {
+            Some(t) => t,
+            // A sender may post its hints after the offer: wait for them.
+            None => receiver_transit(&self.w, opts).await?,
         };
         let is_dir = !matches!(self.kind, OfferKind::File);
         let tmp = temp_path(&dest, if is_dir { "zip.part" } else { "part" });

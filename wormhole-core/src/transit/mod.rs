@@ -731,6 +731,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn listens_where_the_application_says() {
+        if std::net::TcpListener::bind("[::1]:0").is_err() {
+            eprintln!("SKIPPED: no IPv6 loopback here");
+            return;
+        }
+        let key = [6u8; 32];
+        let cfg = TransitConfig {
+            listen: vec!["[::1]:0".parse().unwrap()],
+            ..TransitConfig::default()
+        };
+        let s = Transit::new(Role::Sender, &key, cfg).await.unwrap();
+        assert_eq!(s.hints().direct.len(), 1);
+        assert_eq!(s.hints().direct[0].hostname, "::1");
+        let mut r = Transit::new(
+            Role::Receiver,
+            &key,
+            TransitConfig {
+                listen: vec![],
+                ..TransitConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        r.add_peer_hints(s.hints().clone());
+        let (cs, cr) = tokio::join!(s.connect(), r.connect());
+        assert!(
+            matches!(cr.unwrap().path(), PathKind::DirectOutbound(a) if a.starts_with("[::1]:"))
+        );
+        assert!(cs.is_ok());
+    }
+
+    #[tokio::test]
     async fn wrong_key_fails_fast_without_listener() {
         let s = Transit::new(Role::Sender, &[1u8; 32], cfg(true))
             .await
