@@ -121,6 +121,44 @@ async def test_file_with_progress(relay_url, tmp_path):
         assert dones == sorted(dones)
 
 
+
+class _Progress:
+    def __init__(self):
+        self.reports = []
+
+    def __call__(self, done, total):
+        self.reports.append((done, total))
+
+
+@pytest.mark.asyncio
+async def test_progress_callbacks_are_released(relay_url, tmp_path):
+    """The native transfer holds the callback where the GC cannot see it; once the
+    operation ended nothing may keep it (and its closure over the transfer) alive."""
+    import gc
+    import weakref
+
+    from wormhole import _transfer
+
+    src = tmp_path / "f.bin"
+    make_file(src, 100_000)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    p_send, p_recv = _Progress(), _Progress()
+    refs = [weakref.ref(p_send), weakref.ref(p_recv)]
+    a, b = await pair(relay_url)
+    sending = a.send_file(src, progress=p_send)
+    offer = await asyncio.wait_for(b.receive_offer(), T)
+    await asyncio.wait_for(offer.accept(inbox, progress=p_recv), T)
+    await asyncio.wait_for(sending, T)
+    assert p_send.reports and p_recv.reports
+    await asyncio.sleep(0.1)  # the release runs on the loop after the result
+    del p_send, p_recv, offer, sending
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
+    assert _transfer._HOLDERS == {}
+    assert await close_both(a, b) == ["happy", "happy"]
+
+
 @pytest.mark.asyncio
 async def test_directory(relay_url, tmp_path):
     src = tmp_path / "src" / "tree"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, List, Optional, Set, Union
+from typing import Any, Callable, Dict, List, Optional, Set, Union
 
 from wormhole import _native
 from wormhole._eventual import _Eventual
@@ -39,7 +39,11 @@ def new_async_transfer(
     no_listen: bool = False,
 ) -> _native.Transfer:
     """A native transfer whose progress reports run ``progress`` on the loop thread; an
-    exception from ``progress`` is logged and cancels the transfer."""
+    exception from ``progress`` is logged and cancels the transfer.
+
+    The callback holds the transfer only through ``holder``, which :func:`start_async`
+    empties when the operation ends: the native object's reference to the callback is
+    invisible to the garbage collector, so a direct cycle would never be freed."""
     _check_progress(progress)
     holder: List[_native.Transfer] = []
 
@@ -59,7 +63,12 @@ def new_async_transfer(
         on_dispatch if progress is not None else None, transit_helper, no_listen, False
     )
     holder.append(t)
+    _HOLDERS[id(t)] = holder
     return t
+
+
+#: id(transfer) -> the holder its progress callback uses (see new_async_transfer).
+_HOLDERS: Dict[int, List[_native.Transfer]] = {}
 
 
 def start_async(
@@ -74,14 +83,21 @@ def start_async(
     aw, settle = eventual.new(convert, on_cancel=t.cancel)
     active.add(t)
 
-    def done(err: Optional[BaseException], val: Any) -> None:
+    def release() -> None:
         active.discard(t)
+        holder = _HOLDERS.pop(id(t), None)
+        if holder is not None:
+            # After the progress reports queued before the result (same queue).
+            eventual.call(holder.clear)
+
+    def done(err: Optional[BaseException], val: Any) -> None:
+        release()
         settle(err, val)
 
     try:
         start(done)
     except BaseException:
-        active.discard(t)
+        release()
         raise
     return aw
 
