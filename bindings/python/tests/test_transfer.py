@@ -21,7 +21,7 @@ import wormhole
 from wormhole.errors import TransferError, WormholeCancelled, WormholeError
 from wormhole.transfer import Receiver, Sender, receive_file, send_file
 
-from conftest import HERE
+from conftest import HERE, _free_port, _wait_listening
 
 T = 60
 # How long a sender may take to notice that the receiver cancelled. Usually at once; but
@@ -341,6 +341,48 @@ async def test_missing_file_and_bad_helper(relay_url, tmp_path):
     b.cancel()
 
 
+@pytest.fixture(scope="module")
+def transit_helper(ref_venv):
+    """``tcp:127.0.0.1:PORT`` of a reference transit relay (magic-wormhole-transit-relay)."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            str(ref_venv / "bin" / "twist"),
+            "transitrelay",
+            "--port=tcp:%d:interface=127.0.0.1" % port,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_listening(port, proc)
+        yield "tcp:127.0.0.1:%d" % port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.asyncio
+async def test_through_transit_relay(relay_url, transit_helper, tmp_path):
+    """Neither side listens: the only path is the transit relay (our helper on one side
+    reaches the other through the transit message)."""
+    src = tmp_path / "relayed.bin"
+    data = make_file(src, 500_000)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    a, b = await pair(relay_url)
+    sending = a.send_file(src, transit_helper=transit_helper, no_listen=True)
+    offer = await asyncio.wait_for(b.receive_offer(no_listen=True), T)
+    path = await asyncio.wait_for(offer.accept(inbox), T)
+    await asyncio.wait_for(sending, T)
+    assert Path(path).read_bytes() == data
+    assert await close_both(a, b) == ["happy", "happy"]
+
+
 # ---------------------------------------------------------------------------------------
 # Blocking style (wormhole.transfer)
 
@@ -457,6 +499,31 @@ except KeyboardInterrupt:
     print("INTERRUPTED", flush=True)
     sys.exit(3)
 """
+
+
+def test_blocking_sender_cancel_from_another_thread(relay_url, tmp_path):
+    src = big_file(tmp_path / "big.bin")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    started = threading.Event()
+    s = Sender(src, rendezvous=relay_url, timeout=T, progress=lambda d, t: started.set())
+    code = s.start()
+    errors = []
+
+    def receive():
+        try:
+            receive_file(code, inbox, rendezvous=relay_url, timeout=T)
+        except BaseException as e:
+            errors.append(e)
+
+    th = threading.Thread(target=receive)
+    th.start()
+    threading.Timer(0, lambda: started.wait(T) and s.cancel()).start()
+    with pytest.raises(WormholeCancelled):
+        s.finish()
+    th.join(T)
+    assert len(errors) == 1 and isinstance(errors[0], WormholeError), errors
+    assert list(inbox.iterdir()) == []
 
 
 def test_blocking_ctrl_c_cancels_and_cleans_up(relay_url, tmp_path):
@@ -634,5 +701,54 @@ def test_blocking_receive_from_reference_sender(ref_venv, relay_url, tmp_path):
         out, err = p.communicate(timeout=T)
         assert p.returncode == 0, out + err
         assert hashlib.sha256(Path(path).read_bytes()).digest() == hashlib.sha256(data).digest()
+    finally:
+        kill(p)
+
+
+@pytest.mark.asyncio
+async def test_reference_sender_through_transit_relay(ref_venv, relay_url, transit_helper, tmp_path):
+    src = tmp_path / "via-relay.bin"
+    data = make_file(src, 300_000)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    code = "%d-purple-sausages" % random.randint(100, 999)
+    p = ref_cli(
+        ref_venv, relay_url, "--transit-helper", transit_helper,
+        "send", "--no-listen", "--hide-progress", "--no-qr", "--code", code, str(src),
+    )
+    try:
+        w = wormhole.create(wormhole.TRANSFER_APPID, relay_url)
+        w.set_code(code)
+        offer = await asyncio.wait_for(w.receive_offer(no_listen=True), T)
+        path = await asyncio.wait_for(offer.accept(inbox), T)
+        assert await asyncio.wait_for(w.close(), T) == "happy"
+        out, err = await finish(p)
+        assert p.returncode == 0, out + err
+        assert "relay" in err, err  # the reference says how it connected
+        assert Path(path).read_bytes() == data
+    finally:
+        kill(p)
+
+
+@pytest.mark.asyncio
+async def test_send_to_reference_receiver_through_transit_relay(ref_venv, relay_url, transit_helper, tmp_path):
+    src = tmp_path / "via-relay.bin"
+    data = make_file(src, 300_000)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    w = wormhole.create(wormhole.TRANSFER_APPID, relay_url)
+    w.allocate_code()
+    code = await asyncio.wait_for(w.get_code(), T)
+    sending = w.send_file(src, transit_helper=transit_helper, no_listen=True)
+    p = ref_cli(
+        ref_venv, relay_url, "receive", "--no-listen", "--hide-progress", "--accept-file",
+        "-o", str(inbox / src.name), code,
+    )
+    try:
+        await asyncio.wait_for(sending, T)
+        assert await asyncio.wait_for(w.close(), T) == "happy"
+        out, err = await finish(p)
+        assert p.returncode == 0, out + err
+        assert (inbox / src.name).read_bytes() == data
     finally:
         kill(p)
