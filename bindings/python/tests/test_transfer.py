@@ -256,6 +256,25 @@ async def test_no_overwrite_unless_asked(relay_url, tmp_path):
     assert await close_both(a, b) == ["happy", "happy"]
 
 
+@pytest.mark.asyncio
+async def test_existing_directory_is_never_replaced(relay_url, tmp_path):
+    src = tmp_path / "src" / "tree"
+    src.mkdir(parents=True)
+    make_tree(src)
+    inbox = tmp_path / "inbox"
+    (inbox / "tree").mkdir(parents=True)
+    (inbox / "tree" / "mine.txt").write_bytes(b"keep")
+    a, b = await pair(relay_url)
+    sending = a.send_file(src)
+    offer = await asyncio.wait_for(b.receive_offer(), T)
+    with pytest.raises(TransferError):
+        await asyncio.wait_for(offer.accept(inbox, overwrite=True), T)
+    with pytest.raises(TransferError):
+        await asyncio.wait_for(sending, T)
+    assert read_tree(inbox / "tree") == {"mine.txt": b"keep"}
+    await close_both(a, b)
+
+
 BIG = 512 * 1024 * 1024  # sparse: cheap to create, long enough to cancel mid-way
 
 

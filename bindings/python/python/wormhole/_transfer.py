@@ -167,9 +167,10 @@ class Offer:
     ) -> Any:
         """Receive into ``dest`` (see :meth:`destination`) and return the path written.
 
-        An existing file or directory is replaced only with ``overwrite``; otherwise the
-        transfer is refused (``TransferError``, the sender is told ``transfer
-        rejected``), as is an offer larger than the free space. Data goes to a hidden
+        An existing file is replaced by a received file only with ``overwrite``; an
+        existing directory or symbolic link is never replaced. Otherwise the transfer is
+        refused (``TransferError``, the sender is told ``transfer rejected``), as is an
+        offer larger than the free space. Data goes to a hidden
         temporary name that is renamed into place only once complete; a failed or
         cancelled transfer leaves nothing behind. ``progress(done, total)`` reports bytes
         received, on the loop or reactor thread (blocking: on the calling thread).

@@ -197,7 +197,7 @@ def receive_file(
     """Receive a file or directory with ``code`` into ``dest`` (inside it when it is a
     directory) and return the path written. ``accept(offer)`` may inspect the
     :class:`~wormhole.Offer` first and return false to refuse it (``TransferError``).
-    An existing path is replaced only with ``overwrite``. A text offer raises
+    An existing file is replaced only with ``overwrite`` (a directory never). A text offer raises
     ``TransferError`` (use :class:`Receiver` to get it)."""
     r = Receiver(code, rendezvous, appid, transit_helper, no_listen, timeout)
     offer = r.get_offer()
