@@ -518,7 +518,7 @@ impl Connection {
 }
 
 /// A Transit connection on a blocking `std` socket, for pipelines on plain threads. Split
-/// it with [`BlockingConnection::split`] to write and read on different threads.
+/// the socket (`stream.try_clone()`) to write and read on different threads.
 pub struct BlockingConnection {
     /// The socket.
     pub stream: std::net::TcpStream,
