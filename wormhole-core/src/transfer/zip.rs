@@ -335,6 +335,8 @@ fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<Entry>) -> Result<
             });
             walk(&path, &format!("{arcname}/"), depth + 1, out)?;
         } else if md.is_file() {
+            // Fail before the offer, not halfway through the stream.
+            File::open(&path).map_err(|e| io_err(&path, e))?;
             out.push(Entry {
                 name: arcname,
                 size: md.len(),
