@@ -129,6 +129,65 @@ time.sleep(1.0)
 print("done", flush=True)
 '''
 
+TRANSFER_AT_EXIT = r'''
+import asyncio, os, sys, tempfile, threading
+import wormhole
+from wormhole.transfer import Sender
+
+tmp = tempfile.mkdtemp()
+src = os.path.join(tmp, "big.bin")
+with open(src, "wb") as f:
+    f.truncate(1 << 30)
+
+async def main(url):
+    a = wormhole.create(wormhole.TRANSFER_APPID, url)
+    b = wormhole.create(wormhole.TRANSFER_APPID, url)
+    a.allocate_code()
+    b.set_code(await a.get_code())
+    started = asyncio.Event()
+    a.send_file(src, progress=lambda d, t: started.set())
+    offer = await b.receive_offer()
+    offer.accept(os.path.join(tmp, "out.bin"), progress=lambda d, t: None)
+    await asyncio.wait_for(started.wait(), 30)
+    # Leave with both transfers (and their progress reports) running.
+
+asyncio.run(main(sys.argv[1]))
+# And a blocking transfer in a daemon thread, still blocked at exit.
+s = Sender(src, rendezvous=sys.argv[1])
+s.start()
+threading.Thread(target=s.finish, daemon=True).start()
+print("done", flush=True)
+'''
+
+OFFER_DROPPED = r'''
+import asyncio, gc, os, sys, tempfile
+import wormhole
+
+async def main(url):
+    tmp = tempfile.mkdtemp()
+    src = os.path.join(tmp, "f.bin")
+    with open(src, "wb") as f:
+        f.write(b"x" * 1000)
+    a = wormhole.create(wormhole.TRANSFER_APPID, url)
+    b = wormhole.create(wormhole.TRANSFER_APPID, url)
+    a.allocate_code()
+    b.set_code(await a.get_code())
+    sending = a.send_file(src)
+    offer = await b.receive_offer()
+    del offer          # undecided: refused when collected
+    gc.collect()
+    try:
+        await asyncio.wait_for(sending, 20)
+        raise AssertionError("the sender did not see the refusal")
+    except wormhole.errors.TransferError:
+        pass
+    await a.close()
+    await b.close()
+    print("done", flush=True)
+
+asyncio.run(main(sys.argv[1]))
+'''
+
 CASES = {
     "gc_mid_exchange": GC_MID_EXCHANGE,
     "gc_unawaited": GC_UNAWAITED,
@@ -136,6 +195,8 @@ CASES = {
     "open_at_exit_loop_running": OPEN_AT_EXIT_LOOP_RUNNING,
     "open_at_exit_twisted_delegated": OPEN_AT_EXIT_TWISTED_DELEGATED,
     "blocked_thread_at_exit": BLOCKED_THREAD_AT_EXIT,
+    "transfer_at_exit": TRANSFER_AT_EXIT,
+    "offer_dropped": OFFER_DROPPED,
 }
 
 
