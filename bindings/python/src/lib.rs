@@ -15,6 +15,9 @@
 //!   short slices, checking for signals (Ctrl-C) between slices.
 //! - After `_shutdown()` (registered with `atexit` by the package) the dispatcher stops
 //!   attaching, so nothing touches a finalizing interpreter.
+//! - File transfers (`transfer.rs`) run core's pipeline threads, which never attach:
+//!   progress is coalesced there and handed to the dispatcher (asynchronous mode) or
+//!   picked up by the blocked caller between its wait slices (blocking mode).
 
 use std::future::Future;
 use std::pin::Pin;
