@@ -535,7 +535,8 @@ async fn existing_file_is_not_overwritten() {
         receiver(&net, Peer::Ours, dst.path(), false, true),
     );
     let (so, ro) = tokio::join!(s.finish(), r.finish());
-    assert_failed(&ro, "refusing to overwrite");
+    assert_failed(&ro, "refusing to overwrite existing 'data.bin'");
+    assert_failed(&ro, "transfer rejected");
     assert!(!so.status.success(), "{so}");
     assert_eq!(
         std::fs::read(dst.path().join("data.bin")).unwrap(),

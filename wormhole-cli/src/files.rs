@@ -150,6 +150,35 @@ pub async fn receive(
             )
         );
     }
+    // The reference's wording for the two common refusals, then the core's full check.
+    let refusal = if dest.symlink_metadata().is_ok() && !overwrite {
+        Some(format!(
+            "Error: refusing to overwrite existing {}",
+            python_repr(offer.name())
+        ))
+    } else {
+        let need = match offer.kind() {
+            OfferKind::File => offer.transfer_size(),
+            OfferKind::Directory { numbytes, .. } => *numbytes,
+        };
+        let parent = dest.parent().unwrap_or(&cwd);
+        match transfer::free_space(parent) {
+            Some(free) if free < need => Some(format!(
+                "Error: insufficient free space ({free}B) for {} ({need}B)",
+                if matches!(offer.kind(), OfferKind::File) {
+                    "file"
+                } else {
+                    "directory"
+                }
+            )),
+            _ => None,
+        }
+    };
+    if let Some(msg) = refusal {
+        eprintln!("{msg}");
+        reject_quietly(offer);
+        return Err(Error::Transfer("transfer rejected".into()).into());
+    }
     if let Err(e) = offer.check_destination(&dest, overwrite) {
         reject_quietly(offer);
         return Err(e.into());
