@@ -688,6 +688,87 @@ mod tests {
         let _ = std::fs::remove_dir_all(src);
     }
 
+    /// A one-entry STORED zip with `name`, `data` and Unix `mode`.
+    fn crafted_zip(name: &str, data: &[u8], mode: u32, declared: u32) -> Vec<u8> {
+        let crc = crc32fast::hash(data);
+        let mut z = Vec::new();
+        put32(&mut z, LOCAL_SIG);
+        for v in [20u16, 0, 0, 0, 0] {
+            put16(&mut z, v);
+        }
+        put32(&mut z, crc);
+        put32(&mut z, data.len() as u32);
+        put32(&mut z, declared);
+        put16(&mut z, name.len() as u16);
+        put16(&mut z, 0);
+        z.extend_from_slice(name.as_bytes());
+        z.extend_from_slice(data);
+        let cd = z.len() as u32;
+        put32(&mut z, CENTRAL_SIG);
+        for v in [(3u16 << 8) | 20, 20, 0, 0, 0, 0] {
+            put16(&mut z, v);
+        }
+        put32(&mut z, crc);
+        put32(&mut z, data.len() as u32);
+        put32(&mut z, declared);
+        put16(&mut z, name.len() as u16);
+        for v in [0u16, 0, 0, 0] {
+            put16(&mut z, v);
+        }
+        put32(&mut z, mode << 16);
+        put32(&mut z, 0);
+        z.extend_from_slice(name.as_bytes());
+        let cd_size = z.len() as u32 - cd;
+        put32(&mut z, EOCD_SIG);
+        for v in [0u16, 0, 1, 1] {
+            put16(&mut z, v);
+        }
+        put32(&mut z, cd_size);
+        put32(&mut z, cd);
+        put16(&mut z, 0);
+        z
+    }
+
+    #[test]
+    fn hostile_zips_are_refused() {
+        let base = tmp("hostile");
+        let zpath = base.join("x.zip");
+        let cases: [(&str, &[u8], u32, u32, &str); 5] = [
+            ("../escape.txt", b"gotcha", 0o100644, 6, "unsafe"),
+            ("/abs.txt", b"gotcha", 0o100644, 6, "unsafe"),
+            ("link", b"/etc/passwd", 0o120777, 11, "symbolic link"),
+            ("sub/../../x", b"gotcha", 0o100644, 6, "unsafe"),
+            // Declares 3 bytes, holds 6: refused, and nothing larger is written.
+            ("liar.txt", b"gotcha", 0o100644, 3, "larger than declared"),
+        ];
+        for (name, data, mode, declared, why) in cases {
+            std::fs::write(&zpath, crafted_zip(name, data, mode, declared)).unwrap();
+            let dest = base.join("out");
+            std::fs::create_dir_all(&dest).unwrap();
+            let err = extract(&zpath, &dest, 1 << 20).unwrap_err().to_string();
+            assert!(err.contains(why), "{name}: {err}");
+            assert!(!base.join("escape.txt").exists());
+            assert!(!dest.join("link").exists());
+            std::fs::remove_dir_all(&dest).unwrap();
+        }
+        // A sane one extracts, with the mode's permission bits only.
+        std::fs::write(&zpath, crafted_zip("ok.txt", b"fine", 0o104755, 4)).unwrap();
+        let dest = base.join("out");
+        std::fs::create_dir_all(&dest).unwrap();
+        extract(&zpath, &dest, 1 << 20).unwrap();
+        assert_eq!(std::fs::read(dest.join("ok.txt")).unwrap(), b"fine");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dest.join("ok.txt"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o7777, 0o755, "no setuid");
+        }
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
     #[test]
     fn unsafe_names_are_refused() {
         for bad in [
