@@ -344,7 +344,11 @@ async fn accept_loop(l: TcpListener, race: Arc<Race>, tx: mpsc::UnboundedSender<
     loop {
         tokio::select! {
             accepted = l.accept() => {
-                let Ok((mut s, peer)) = accepted else { continue };
+                let Ok((mut s, peer)) = accepted else {
+                    // E.g. out of file descriptors: don't spin.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
                 let (race, tx) = (race.clone(), tx.clone());
                 handshakes.spawn(async move {
                     if race.negotiate_timed(&mut s, false).await.is_ok() {
