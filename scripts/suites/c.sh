@@ -13,9 +13,14 @@
 #          in select and, with libuv1-dev, a libuv loop: test_loops) under
 #          ASan+UBSan and under valgrind (no leaks, no errors), the examples (C and C++),
 #          and interop with the reference CLI 0.24.0 in both directions;
+#          file transfer (test_transfer: C to C file, empty file, directory, reject,
+#          no-overwrite, cancellation on either side, relay-only through the reference transit
+#          relay; send_file -> receive_file; the reference CLI's `send FILE` -> receive_file
+#          and send_file -> `receive --accept-file`, a file and a directory);
 #       5. scripts/install-ffi.sh into a prefix, then the examples built from it via
 #          pkg-config and via CMake (shared and static);
-#       6. with WORMHOLE_SERVER_BIN built: test_api and pair.cpp against our own mailbox.
+#       6. with WORMHOLE_SERVER_BIN built: test_api, test_transfer and pair.cpp against our own
+#          mailbox.
 #   Ends with the line "c: N passed, N failed"; exits non-zero on any failure.
 #
 # Valgrind: --leak-check=full --errors-for-leak-kinds=definite,indirect. Each wh_wormhole
@@ -90,7 +95,8 @@ build_all() { # build_all SUFFIX EXTRA_FLAGS...
     local sfx="$1"
     shift
     local t
-    for t in examples/c/quickstart examples/c/send_text examples/c/receive_text tests/c/test_api tests/c/test_callbacks tests/c/test_threads; do
+    for t in examples/c/quickstart examples/c/send_text examples/c/receive_text examples/c/send_file \
+        examples/c/receive_file tests/c/test_api tests/c/test_callbacks tests/c/test_threads tests/c/test_transfer; do
         cc "${CFLAGS[@]}" "$@" "$t.c" -o "$OUT/bin/$(basename "$t")$sfx" "${LINK[@]}" || return 1
     done
     # The loop test also runs under libuv when its development files are installed.
@@ -123,6 +129,28 @@ start_mailbox() {
     return 1
 }
 
+# The reference transit relay on 127.0.0.1 (for relay-only transfers and the reference CLI,
+# whose default relay is out of reach in the namespace).
+start_transit_relay() {
+    local i n
+    for i in 1 2 3 4 5; do
+        RELAY_PORT=$((20000 + RANDOM % 30000))
+        "$WORMHOLE_REF_VENV/bin/twist" transitrelay --port="tcp:$RELAY_PORT:interface=127.0.0.1" \
+            >"$OUT/logs/transit-relay-$RELAY_PORT.log" 2>&1 &
+        RELAY_PID=$!
+        for n in $(seq 150); do
+            if ! kill -0 "$RELAY_PID" 2>/dev/null; then break; fi
+            if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$RELAY_PORT" 2>/dev/null; then
+                RELAY_HINT="tcp:127.0.0.1:$RELAY_PORT"
+                return 0
+            fi
+            sleep 0.1
+        done
+        kill "$RELAY_PID" 2>/dev/null
+    done
+    return 1
+}
+
 # Two processes at once; both must succeed.
 both() { # both "CMD A" "CMD B"
     bash -c "$1" & local pa=$!
@@ -150,6 +178,41 @@ c_to_c() { # our sender and receiver, one under valgrind
     both "timeout 120 '$OUT/bin/send_text' '$URL' 'C to C' '$1'" \
          "timeout 300 ${VALGRIND[*]} '$OUT/bin/receive_text' '$URL' '$1' > '$OUT/received-c.txt'" &&
         [ "$(cat "$OUT/received-c.txt")" = "C to C" ]
+}
+
+# File transfer: a test file, tree and output directories under $OUT/files.
+make_transfer_files() {
+    rm -rf "$OUT/files"
+    mkdir -p "$OUT/files/tree/sub/deeper" "$OUT/files/tree/empty" "$OUT/files/out"
+    head -c 3000000 /dev/urandom >"$OUT/files/data.bin"
+    printf 'nested\n' >"$OUT/files/tree/sub/deeper/b.txt"
+    head -c 100000 /dev/urandom >"$OUT/files/tree/a.bin"
+    : >"$OUT/files/tree/sub/zero"
+}
+
+c_file_to_c() { # examples send_file (ASan) -> receive_file (valgrind)
+    local out="$OUT/files/out/c"
+    rm -rf "$out" && mkdir -p "$out"
+    both "timeout 120 '$OUT/bin/send_file-asan' '$URL' '$OUT/files/data.bin' '$1'" \
+         "timeout 300 ${VALGRIND[*]} '$OUT/bin/receive_file' '$URL' '$1' '$out' > '$OUT/files/saved-c.txt'" &&
+        [ "$(cat "$OUT/files/saved-c.txt")" = "$out/data.bin" ] &&
+        cmp "$OUT/files/data.bin" "$out/data.bin"
+}
+
+interop_file_ref_sender() { # reference `wormhole send FILE` -> C receive_file (ASan)
+    local out="$OUT/files/out/from-ref"
+    rm -rf "$out" && mkdir -p "$out"
+    both "timeout 120 '$WORMHOLE_REF_VENV/bin/wormhole' --relay-url '$URL' --transit-helper '$RELAY_HINT' send --hide-progress --no-qr --code '$1' '$OUT/files/data.bin'" \
+         "timeout 120 '$OUT/bin/receive_file-asan' '$URL' '$1' '$out' '$RELAY_HINT'" &&
+        cmp "$OUT/files/data.bin" "$out/data.bin"
+}
+
+interop_file_ref_receiver() { # C send_file (ASan) -> reference `wormhole receive --accept-file`
+    local what="$2" out="$OUT/files/out/to-ref-$1"
+    rm -rf "$out" && mkdir -p "$out"
+    both "timeout 120 '$OUT/bin/send_file-asan' '$URL' '$OUT/files/$what' '$1' '$RELAY_HINT'" \
+         "cd '$out' && timeout 120 '$WORMHOLE_REF_VENV/bin/wormhole' --relay-url '$URL' --transit-helper '$RELAY_HINT' receive --hide-progress --accept-file '$1' </dev/null" &&
+        diff -r "$OUT/files/$what" "$out/$what"
 }
 
 # The README's C example is examples/c/quickstart.c, verbatim.
@@ -218,6 +281,25 @@ run() {
             step "$t (ASan+UBSan)" timeout 300 "$OUT/bin/$t-asan" "$URL"
             step "$t (valgrind)" timeout 600 "${VALGRIND[@]}" "$OUT/bin/$t" "$URL"
         done
+        RELAY_HINT=""
+        if start_transit_relay; then
+            log "reference transit relay at $RELAY_HINT"
+        else
+            step "start the reference transit relay" false
+        fi
+        step "test_transfer (ASan+UBSan)" timeout 600 "$OUT/bin/test_transfer-asan" "$URL" $RELAY_HINT
+        step "test_transfer (valgrind)" timeout 900 "${VALGRIND[@]}" "$OUT/bin/test_transfer" "$URL" $RELAY_HINT
+        make_transfer_files
+        step "examples send_file -> receive_file (valgrind)" c_file_to_c "$((np + 9))-file-transfer"
+        if [ -n "$RELAY_HINT" ]; then
+            step "interop: reference 'wormhole send FILE' -> C receive_file" interop_file_ref_sender "$((np + 10))-file-transfer"
+            step "interop: C send_file -> reference 'wormhole receive --accept-file' (file)" \
+                interop_file_ref_receiver "$((np + 11))-file-transfer" data.bin
+            step "interop: C send_file -> reference 'wormhole receive --accept-file' (directory)" \
+                interop_file_ref_receiver "$((np + 12))-file-transfer" tree
+            kill "$RELAY_PID" 2>/dev/null
+            wait "$RELAY_PID" 2>/dev/null
+        fi
         step "test_threads, 16 threads (ASan+UBSan)" timeout 300 "$OUT/bin/test_threads-asan" "$URL" 16
         step "test_threads, 6 threads (valgrind)" timeout 600 "${VALGRIND[@]}" "$OUT/bin/test_threads" "$URL" 6
         step "example pair.cpp (ASan+UBSan)" timeout 120 "$OUT/bin/pair-asan" "$URL" "$np-cpp-pair"
@@ -237,6 +319,7 @@ run() {
         if start_our_mailbox; then
             log "our mailbox ($WORMHOLE_SERVER_BIN) at $OUR_URL"
             step "test_api against our wormhole-server (ASan+UBSan)" timeout 300 "$OUT/bin/test_api-asan" "$OUR_URL"
+            step "test_transfer against our wormhole-server (ASan+UBSan)" timeout 600 "$OUT/bin/test_transfer-asan" "$OUR_URL"
             step "example pair.cpp against our wormhole-server" timeout 120 "$OUT/bin/pair" "$OUR_URL" "$((np + 8))-our-server"
             kill "$OUR_PID" 2>/dev/null
             wait "$OUR_PID" 2>/dev/null
