@@ -63,6 +63,12 @@ async def test_delegated_exchange(appid, relay_url):
     assert not hasattr(a, "get_message")
     a.allocate_code()
     code = await asyncio.wait_for(da.code, T)
+    # set_code() reports the code at once; wait for b's welcome first so the order
+    # checked below does not depend on how fast the server answers.
+    for _ in range(2000):
+        if welcomes:
+            break
+        await asyncio.sleep(0.01)
     b.set_code(code)
     a.send_message(b"m1")
     a.send_message(b"m2")
