@@ -472,6 +472,29 @@ def test_blocking_file_and_directory(relay_url, tmp_path):
     assert leftovers(inbox) == []
 
 
+def test_blocking_receiver_gets_a_text(relay_url):
+    codes, out = [], {}
+
+    async def send():
+        w = wormhole.create(wormhole.TRANSFER_APPID, relay_url)
+        w.allocate_code()
+        codes.append(await w.get_code())
+        await asyncio.wait_for(w.send_text("a text for a file receiver"), T)
+        out["close"] = await asyncio.wait_for(w.close(), T)
+
+    th = threading.Thread(target=lambda: asyncio.run(send()))
+    th.start()
+    deadline = time.monotonic() + T
+    while not codes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    r = Receiver(codes[0], rendezvous=relay_url, timeout=T)
+    offer = r.get_offer()
+    assert (offer.kind, offer.text) == ("text", "a text for a file receiver")
+    assert r.close() == "happy"
+    th.join(T)
+    assert out == {"close": "happy"}
+
+
 def test_blocking_receiver_inspects_and_refuses(relay_url, tmp_path):
     src = tmp_path / "x.bin"
     make_file(src, 100)
