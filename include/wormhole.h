@@ -239,7 +239,8 @@ enum wh_result
    */
   WH_RESULT_INVALID_STATE = 104,
   /**
-   * A text transfer (`wh_send_text` / `wh_receive_text`) is already in progress.
+   * A text or file transfer (`wh_send_text`, `wh_receive_text`, `wh_send_file`,
+   * `wh_receive_file`) is already in progress on this wormhole.
    */
   WH_RESULT_IN_PROGRESS = 105,
 };
@@ -791,7 +792,7 @@ wh_result wh_send(const struct wh_wormhole *wormhole, const uint8_t *data, size_
  * delivered as `message` events). `text` is borrowed (copied).
  *
  * Errors (no event follows): `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_UTF8`,
- * `WH_RESULT_IN_PROGRESS` (a text transfer is pending), the close outcome if closed.
+ * `WH_RESULT_IN_PROGRESS` (a text or file transfer is pending), the close outcome if closed.
  * Non-blocking; thread-safe.
  */
 wh_result wh_send_text(const struct wh_wormhole *wormhole, const char *text);

@@ -68,7 +68,8 @@ pub enum wh_result {
     /// The call does not fit the handle's mode or state: a pull call on a handle with a
     /// delegate, or an input-helper call before `wh_input_code`.
     InvalidState = 104,
-    /// A text transfer (`wh_send_text` / `wh_receive_text`) is already in progress.
+    /// A text or file transfer (`wh_send_text`, `wh_receive_text`, `wh_send_file`,
+    /// `wh_receive_file`) is already in progress on this wormhole.
     InProgress = 105,
 }
 
@@ -134,7 +135,7 @@ impl wh_result {
             Panic => c"the library panicked (a bug)",
             NoEvent => c"no event within the timeout",
             InvalidState => c"the call does not fit the handle's mode or state",
-            InProgress => c"a text transfer is already in progress",
+            InProgress => c"a text or file transfer is already in progress",
         }
     }
 }

@@ -910,7 +910,7 @@ fn start_text(h: &Handle, op: TextOp, first: Option<Vec<u8>>) -> Result<(), wh_r
 /// delivered as `message` events). `text` is borrowed (copied).
 ///
 /// Errors (no event follows): `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_UTF8`,
-/// `WH_RESULT_IN_PROGRESS` (a text transfer is pending), the close outcome if closed.
+/// `WH_RESULT_IN_PROGRESS` (a text or file transfer is pending), the close outcome if closed.
 /// Non-blocking; thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn wh_send_text(wormhole: *const wh_wormhole, text: *const c_char) -> wh_result {
