@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use wormhole_core::transfer::zip::ZipStream;
 use wormhole_core::transfer::{
     self, IncomingOffer, OfferKind, Received, TransferEvent, TransferOptions,
 };
@@ -99,8 +100,22 @@ fn receiver_options(opts: &mut TransferOptions) {
 }
 
 /// Send a file or directory after the key is verified.
-pub async fn send(w: &Wormhole, path: &Path, opts: &TransferOptions) -> Result<(), Failure> {
-    transfer::send_path(w, path, opts).await?;
+pub async fn send(
+    w: &Wormhole,
+    path: &Path,
+    zip: Option<ZipStream>,
+    opts: &TransferOptions,
+) -> Result<(), Failure> {
+    match zip {
+        Some(z) => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            transfer::send_zip(w, &name, z, opts).await?
+        }
+        None => transfer::send_path(w, path, opts).await?,
+    }
     eprintln!("Confirmation received. Transfer complete.");
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! ```text
 //! wormhole [--relay-url URL] [--transit-helper tcp:HOST:PORT] [--appid ID] send [--text TEXT | FILE | DIR]
 //!          [--code CODE] [--code-length N] [--verify] [--no-listen] [--hide-progress] [--no-qr]
+//!          [--ignore-unsendable-files]
 //! wormhole [--relay-url URL] [--transit-helper tcp:HOST:PORT] [--appid ID] receive [--only-text]
 //!          [--accept-file] [-o FILE|DIR] [--verify] [--no-listen] [--hide-progress] [CODE]
 //! ```
@@ -95,6 +96,9 @@ pub struct SendArgs {
     /// Open a listening socket for Transit (default).
     #[arg(long, overrides_with = "no_listen")]
     pub listen: bool,
+    /// Don't raise an error if a file can't be read.
+    #[arg(long)]
+    pub ignore_unsendable_files: bool,
     /// The file or directory to send.
     #[arg(value_name = "WHAT")]
     pub what: Option<String>,

@@ -1,10 +1,11 @@
 //! `wormhole send`: text, a file or a directory.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::Read;
 use std::path::PathBuf;
 
 use wormhole_core::transfer::TransferOptions;
+use wormhole_core::transfer::zip::{Skip, ZipStream};
 
 use wormhole_core::text::{self, TransferMessage};
 use wormhole_core::{Error, Wormhole, validate_code};
@@ -80,6 +81,8 @@ async fn exchange(
     w: &Wormhole,
     note_consumed: &impl Fn(),
 ) -> Result<(), Failure> {
+    // A directory's zip, built once (before the code, like the reference).
+    let zip: RefCell<Option<ZipStream>> = RefCell::new(None);
     let text = match what {
         What::Text(text) => {
             server.show_welcome(&w.get_welcome().await?);
@@ -100,16 +103,20 @@ async fn exchange(
                 .unwrap_or_default();
             if md.is_dir() {
                 eprintln!("Building zipfile..");
-                let dir = p.clone();
-                let size = tokio::task::spawn_blocking(move || {
-                    wormhole_core::transfer::zip::ZipStream::new(&dir).map(|z| z.zipsize)
+                let (dir, ignore) = (p.clone(), args.ignore_unsendable_files);
+                let z = tokio::task::spawn_blocking(move || {
+                    let mut note = |p: &std::path::Path, e: &std::io::Error| {
+                        eprintln!("{}: {e} (ignoring error)", p.display());
+                    };
+                    ZipStream::new_skipping(&dir, ignore.then_some(&mut note as &mut Skip<'_>))
                 })
                 .await
                 .map_err(|e| Failure::Other(e.to_string()))??;
                 eprintln!(
                     "Sending directory ({} compressed) named '{name}'",
-                    natural_size(size)
+                    natural_size(z.zipsize)
                 );
+                *zip.borrow_mut() = Some(z);
             } else {
                 eprintln!("Sending {} file named '{name}'", natural_size(md.len()));
             }
@@ -151,7 +158,10 @@ async fn exchange(
             text::send_text(w, &text).await?;
             eprintln!("text message sent");
         }
-        (None, What::Path(p)) => files::send(w, p, opts).await?,
+        (None, What::Path(p)) => {
+            let z = zip.borrow_mut().take();
+            files::send(w, p, z, opts).await?
+        }
         (None, What::Text(_)) => {}
     }
     Ok(())

@@ -181,8 +181,19 @@ pub async fn send_directory(w: &Wormhole, path: &Path, opts: &TransferOptions) -
     let z = tokio::task::spawn_blocking(move || zip::ZipStream::new(&dir))
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
+    send_zip(w, &file_name_of(path)?, z, opts).await
+}
+
+/// Send a prepared [`zip::ZipStream`] as the directory `dirname` (for applications that
+/// build it themselves, e.g. with [`zip::ZipStream::new_skipping`]).
+pub async fn send_zip(
+    w: &Wormhole,
+    dirname: &str,
+    z: zip::ZipStream,
+    opts: &TransferOptions,
+) -> Result<()> {
     let offer = json!({"offer": {"directory": {"mode": "zipfile/deflated",
-        "dirname": file_name_of(path)?, "zipsize": z.zipsize,
+        "dirname": dirname, "zipsize": z.zipsize,
         "numbytes": z.numbytes, "numfiles": z.numfiles}}});
     let size = z.zipsize;
     send_offer(w, offer, Box::new(z), size, opts).await

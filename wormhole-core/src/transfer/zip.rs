@@ -68,8 +68,15 @@ impl ZipStream {
     /// Walk `dir` (following symlinks, keeping empty directories; names relative to `dir`)
     /// and prepare the stream.
     pub fn new(dir: &Path) -> Result<ZipStream> {
+        Self::new_skipping(dir, None)
+    }
+
+    /// Like [`ZipStream::new`], but with `skip`, files and directories that cannot be read
+    /// are left out and reported to it instead of failing (the reference's
+    /// `--ignore-unsendable-files`).
+    pub fn new_skipping(dir: &Path, mut skip: Option<&mut Skip<'_>>) -> Result<ZipStream> {
         let mut entries = Vec::new();
-        walk(dir, "", 0, &mut entries)?;
+        walk(dir, "", 0, &mut entries, &mut skip)?;
         let (size, numbytes, numfiles) = layout(&mut entries, false);
         // Zip64 (for the whole archive) only when the classic fields overflow.
         let zip64 = entries.len() >= 0xffff || size >= U32_MAX;
@@ -296,7 +303,16 @@ fn layout(entries: &mut [Entry], zip64: bool) -> (u64, u64, u64) {
     (offset + central + end, numbytes, numfiles)
 }
 
-fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<Entry>) -> Result<()> {
+/// Called with each unreadable path and its error, see [`ZipStream::new_skipping`].
+pub type Skip<'a> = dyn FnMut(&Path, &io::Error) + 'a;
+
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    depth: usize,
+    out: &mut Vec<Entry>,
+    skip: &mut Option<&mut Skip<'_>>,
+) -> Result<()> {
     if depth > MAX_DEPTH {
         return Err(Error::Transfer(format!(
             "{} is nested too deeply (a symlink loop?)",
@@ -304,11 +320,16 @@ fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<Entry>) -> Result<
         )));
     }
     let io_err = |p: &Path, e: io::Error| Error::Transfer(format!("{}: {e}", p.display()));
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| io_err(dir, e))?
-        .map(|d| d.map(|d| d.file_name()))
-        .collect::<io::Result<_>>()
-        .map_err(|e| io_err(dir, e))?;
+    let listed: io::Result<Vec<_>> =
+        std::fs::read_dir(dir).and_then(|rd| rd.map(|d| d.map(|d| d.file_name())).collect());
+    let mut names = match (listed, skip.as_mut()) {
+        (Ok(n), _) => n,
+        (Err(e), Some(f)) if depth > 0 => {
+            f(dir, &e);
+            return Ok(());
+        }
+        (Err(e), _) => return Err(io_err(dir, e)),
+    };
     names.sort();
     for name in names {
         let path = dir.join(&name);
@@ -319,7 +340,14 @@ fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<Entry>) -> Result<
             )));
         };
         // Follows symlinks, like the reference.
-        let md = std::fs::metadata(&path).map_err(|e| io_err(&path, e))?;
+        let md = match (std::fs::metadata(&path), skip.as_mut()) {
+            (Ok(md), _) => md,
+            (Err(e), Some(f)) => {
+                f(&path, &e);
+                continue;
+            }
+            (Err(e), None) => return Err(io_err(&path, e)),
+        };
         let (time, date) = dos_time(md.modified().ok());
         let arcname = format!("{prefix}{name}");
         if md.is_dir() {
@@ -333,10 +361,18 @@ fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<Entry>) -> Result<
                 offset: 0,
                 crc: 0,
             });
-            walk(&path, &format!("{arcname}/"), depth + 1, out)?;
+            walk(&path, &format!("{arcname}/"), depth + 1, out, skip)?;
         } else if md.is_file() {
-            // Fail before the offer, not halfway through the stream.
-            File::open(&path).map_err(|e| io_err(&path, e))?;
+            // Fail (or skip) before the offer, not halfway through the stream.
+            if let Err(e) = File::open(&path) {
+                match skip.as_mut() {
+                    Some(f) => {
+                        f(&path, &e);
+                        continue;
+                    }
+                    None => return Err(io_err(&path, e)),
+                }
+            }
             out.push(Entry {
                 name: arcname,
                 size: md.len(),
@@ -656,7 +692,7 @@ mod tests {
         std::fs::write(src.join("d/e/f.bin"), vec![9u8; 70_000]).unwrap();
         std::fs::write(src.join("g.txt"), b"gee").unwrap();
         let mut entries = Vec::new();
-        walk(&src, "", 0, &mut entries).unwrap();
+        walk(&src, "", 0, &mut entries, &mut None).unwrap();
         let mut z = ZipStream::with_entries(entries, true, 70_003, 2).unwrap();
         let size = z.zipsize;
         let mut bytes = Vec::new();
@@ -675,6 +711,29 @@ mod tests {
             let _ = std::fs::remove_dir_all(p);
         }
         let _ = std::fs::remove_file(zpath);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn unreadable_files_fail_or_are_skipped() {
+        use std::os::unix::fs::PermissionsExt;
+        let src = tmp("unreadable");
+        std::fs::write(src.join("ok.txt"), b"ok").unwrap();
+        std::fs::write(src.join("secret"), b"no").unwrap();
+        std::fs::set_permissions(src.join("secret"), std::fs::Permissions::from_mode(0o000))
+            .unwrap();
+        if File::open(src.join("secret")).is_ok() {
+            // Running as root: permissions do not apply.
+            let _ = std::fs::remove_dir_all(&src);
+            return;
+        }
+        assert!(ZipStream::new(&src).is_err());
+        let mut skipped = Vec::new();
+        let mut note = |p: &Path, _: &io::Error| skipped.push(p.to_owned());
+        let z = ZipStream::new_skipping(&src, Some(&mut note)).unwrap();
+        assert_eq!(z.numfiles, 1);
+        assert_eq!(skipped, vec![src.join("secret")]);
+        let _ = std::fs::remove_dir_all(&src);
     }
 
     #[test]
