@@ -345,11 +345,21 @@ fn pull_mode_reports_the_connection_failure_and_the_fd_follows_the_queue() {
     wh_event_free(ev);
 }
 
+/// A server that accepts TCP connections and never answers, so a wormhole on it stays
+/// open (unlike `DEAD`, where it closes as soon as the connection is refused). Keep the
+/// listener alive while the wormhole is used.
+fn silent_server() -> (std::net::TcpListener, std::ffi::CString) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://127.0.0.1:{}/v1", l.local_addr().unwrap().port());
+    (l, std::ffi::CString::new(url).unwrap())
+}
+
 #[test]
 fn argument_errors_on_a_live_handle() {
+    let (_silent, url) = silent_server();
     let mut w: *mut wh_wormhole = null_mut();
     assert_eq!(
-        wh_create(APP.as_ptr(), DEAD.as_ptr(), null(), null(), null(), &mut w),
+        wh_create(APP.as_ptr(), url.as_ptr(), null(), null(), null(), &mut w),
         wh_result::Ok
     );
     let bad = [b'1', b'-', 0xff, 0];
@@ -543,13 +553,7 @@ fn file_transfer_argument_errors() {
     assert_eq!(wh_event_bytes_done(null()), 0);
     assert_eq!(wh_event_bytes_total(null()), 0);
 
-    // A server that accepts the TCP connection and never answers: the wormhole stays open.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = std::ffi::CString::new(format!(
-        "ws://127.0.0.1:{}/v1",
-        silent.local_addr().unwrap().port()
-    ))
-    .unwrap();
+    let (_silent, url) = silent_server();
     let mut w: *mut wh_wormhole = null_mut();
     assert_eq!(
         wh_create(APP.as_ptr(), url.as_ptr(), null(), null(), null(), &mut w),

@@ -92,13 +92,9 @@ fn completion(kind: wh_event_kind, outcome: Result<String, Error>) -> EventData 
     }
 }
 
-/// End the pending file operation with `outcome` (the queue is locked). Returns the kind
-/// of the completion it queued.
-pub(crate) fn complete_locked(
-    queue: &Queue,
-    st: &mut QueueState,
-    outcome: Result<String, Error>,
-) -> wh_event_kind {
+/// End the pending file operation with `outcome` (the queue is locked): its completion
+/// event (`FILE_SENT` or `FILE_RECEIVED`).
+pub(crate) fn complete_locked(queue: &Queue, st: &mut QueueState, outcome: Result<String, Error>) {
     let kind = match st.file_op.take() {
         Some(FileOp {
             stage: FileStage::Sending,
@@ -107,7 +103,6 @@ pub(crate) fn complete_locked(
         _ => wh_event_kind::FileReceived,
     };
     queue.push(st, completion(kind, outcome));
-    kind
 }
 
 /// A file task ended: queue its completion and let the pump read messages again.

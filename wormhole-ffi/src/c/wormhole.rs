@@ -441,7 +441,7 @@ fn drain(w: &Wormhole, queue: &Queue, seen: &mut Seen) -> bool {
         // when it has.
         op.opts.cancel.cancel();
         if let FileStage::Offered(_) = op.stage {
-            let _ = super::transfer::complete_locked(queue, &mut st, Err(Error::Cancelled));
+            super::transfer::complete_locked(queue, &mut st, Err(Error::Cancelled));
         } else {
             return false;
         }
@@ -587,6 +587,13 @@ fn create(
                 if let Some(op) = st.text_op.take() {
                     let err = Error::Internal("the event pump panicked".into());
                     q.push(&mut st, text_completion(op, Err(err)));
+                }
+                // A pending file operation completes here, before `closed`; its task is
+                // cancelled and its own completion, coming later, is dropped.
+                if let Some(op) = &st.file_op {
+                    op.opts.cancel.cancel();
+                    let err = Error::Internal("the event pump panicked".into());
+                    super::transfer::complete_locked(&q, &mut st, Err(err));
                 }
                 q.push(
                     &mut st,
