@@ -1,7 +1,8 @@
 /* test_transfer: file transfer through the C API, C to C through a mailbox server on
  * 127.0.0.1 (Transit direct on loopback): a file, an empty file, a directory with nested and
  * empty folders, a rejected offer, a refused overwrite, cancellation mid-transfer on either
- * side (no partial file is left), the delegate callbacks, and the argument errors.
+ * side (no partial file is left), text offered instead of a file, the delegate callbacks, and
+ * the argument errors.
  *
  *   test_transfer RELAY_URL [TRANSIT_RELAY]
  *
@@ -471,6 +472,36 @@ static void test_relay(const char *relay, const char *transit_relay) {
     CHECK(same_file(src, want));
 }
 
+/* wh_receive_file gets text instead: it arrives as TEXT_RECEIVED and ends the operation. */
+static void test_text_instead(const char *relay) {
+    wh_wormhole *s = h_create(relay, WH_TRANSFER_APPID), *r = h_create(relay, WH_TRANSFER_APPID);
+    char code[64];
+    h_code(code, sizeof code, 11, "text-instead");
+    CHECK_RC(wh_receive_file(r, NULL), WH_RESULT_OK);
+    CHECK_RC(wh_set_code(r, code), WH_RESULT_OK);
+    CHECK_RC(wh_set_code(s, code), WH_RESULT_OK);
+    CHECK_RC(wh_send_text(s, "not a file"), WH_RESULT_OK);
+    wh_event *ev = h_wait_for(r, WH_EVENT_KIND_TEXT_RECEIVED, 60000);
+    CHECK(ev && wh_event_get_kind(ev) == WH_EVENT_KIND_TEXT_RECEIVED);
+    CHECK(ev && wh_event_result(ev) == WH_RESULT_OK && strcmp(wh_event_text(ev), "not a file") == 0);
+    wh_event_free(ev);
+    ev = h_wait_for(s, WH_EVENT_KIND_TEXT_SENT, 60000);
+    CHECK(ev && wh_event_get_kind(ev) == WH_EVENT_KIND_TEXT_SENT && wh_event_result(ev) == WH_RESULT_OK);
+    wh_event_free(ev);
+    /* The operation is over: another may start. */
+    CHECK_RC(wh_receive_text(r), WH_RESULT_OK);
+    wh_close(s);
+    wh_close(r);
+    ev = h_wait_for(s, WH_EVENT_KIND_CLOSED, 60000);
+    CHECK(ev && wh_event_result(ev) == WH_RESULT_OK);
+    wh_event_free(ev);
+    ev = h_wait_for(r, WH_EVENT_KIND_CLOSED, 60000);
+    CHECK(ev != NULL);
+    wh_event_free(ev);
+    wh_free(s);
+    wh_free(r);
+}
+
 static void test_argument_errors(const char *relay) {
     char src[320];
     snprintf(src, sizeof src, "%s/in/data.bin", g_tmp);
@@ -550,6 +581,7 @@ int main(int argc, char **argv) {
     test_empty_file(relay);
     test_directory(relay);
     test_reject(relay);
+    test_text_instead(relay);
     test_delegate(relay);
     test_cancel_side(relay, CANCEL_RECEIVER, 8);
     test_cancel_side(relay, CANCEL_SENDER, 9);
