@@ -20,6 +20,8 @@ use crate::transit::{BlockingConnection, Opener, RECORD_OVERHEAD};
 
 /// Buffers in flight per side.
 const DEPTH: usize = 8;
+/// Receive buffers larger than twice this are dropped after use rather than pooled.
+const MAX_KEPT: usize = 256 * 1024 + RECORD_OVERHEAD;
 /// Bytes of a received box before the plaintext: nonce + tag.
 const BOX_HEAD: usize = RECORD_OVERHEAD - 4;
 
@@ -263,6 +265,12 @@ pub(crate) fn receive(
             if let Some(p) = &progress {
                 p(done, total);
             }
+            // Don't keep a hostile peer's oversized records around.
+            let buf = if buf.capacity() > 2 * MAX_KEPT {
+                Vec::new()
+            } else {
+                buf
+            };
             let _ = empty_tx.send(buf);
         }
         sink.flush()

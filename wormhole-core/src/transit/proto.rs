@@ -19,9 +19,9 @@ pub const RECORD_OVERHEAD: usize = 4 + NONCE_LEN + TAG_LEN;
 pub const NONCE_LEN: usize = 24;
 /// Poly1305 tag length.
 pub const TAG_LEN: usize = 16;
-/// The default cap on an incoming record's box length (checked before allocating). No
-/// known sender uses records beyond a few hundred KiB.
-pub const DEFAULT_MAX_RECORD: usize = 16 << 20;
+/// The default cap on an incoming record's box length (checked before allocating). Known
+/// senders use 16 KiB (the reference, wormhole-rs, wormhole-william) or 256 KiB (us).
+pub const DEFAULT_MAX_RECORD: usize = 4 << 20;
 
 /// Which end of a Transit connection we are. The file sender is the Transit sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
