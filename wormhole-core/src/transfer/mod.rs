@@ -270,14 +270,42 @@ async fn run_job<T: Send + 'static>(
     tokio::select! {
         r = &mut job => r.map_err(|e| Error::Internal(e.to_string()))?,
         _ = cancel.cancelled() => {
-            if let Some(k) = killer {
+            if let Some(k) = &killer {
+                // Abort (RST when the last descriptor closes) rather than a polite FIN, so
+                // a peer blocked on a full window notices at once.
+                abort_on_close(k);
                 let _ = k.shutdown(std::net::Shutdown::Both);
             }
             let _ = job.await;
+            drop(killer);
             Err(Error::Cancelled)
         }
     }
 }
+
+/// `SO_LINGER` with a zero timeout: closing the socket resets the connection.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn abort_on_close(s: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a pointer to a `linger` of the size given.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn abort_on_close(_s: &std::net::TcpStream) {}
 
 /// What [`receive`] got.
 #[derive(Debug)]
@@ -670,6 +698,7 @@ fn unpack(zip: &Path, dest: &Path, numbytes: u64) -> Result<()> {
 mod tests {
     use super::*;
     use crate::transit::Connection;
+    use std::io::Read as _;
 
     async fn pair() -> (Connection, Connection) {
         let key = [4u8; 32];
@@ -748,6 +777,51 @@ mod tests {
             assert_eq!(got.unwrap(), hex::encode(sha2::Sha256::digest(&data)));
             assert_eq!(bytes, data);
         }
+    }
+
+    /// A receiver cancelled while the sender is blocked on a full window: the sender
+    /// fails promptly (the cancel resets the connection).
+    #[test]
+    fn receiver_cancel_unblocks_the_sender() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let (s, r) = rt.block_on(pair());
+        let (s, r) = (s.into_blocking().unwrap(), r.into_blocking().unwrap());
+        let total = 1u64 << 30;
+        let sender = std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            let zeros = Box::new(std::io::repeat(0).take(total));
+            let out = pipeline::send(s, zeros, total, 65536, None, &CancelToken::new(), &|| {});
+            (out, t.elapsed())
+        });
+        // A sink that stalls, so the window fills up.
+        struct Stall;
+        impl std::io::Write for Stall {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let cancel = CancelToken::new();
+        let killer = r.stream.try_clone().ok();
+        let c2 = cancel.clone();
+        let result = rt.block_on(async {
+            let job = tokio::task::spawn_blocking(move || {
+                pipeline::receive(r, Box::new(Stall), total, None, &c2, &mut || Ok(()))
+            });
+            let c3 = cancel.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                c3.cancel();
+            });
+            run_job(job, &cancel, killer).await
+        });
+        assert_eq!(result.unwrap_err(), Error::Cancelled);
+        let (sent, took) = sender.join().unwrap();
+        assert!(sent.is_err());
+        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
     }
 
     #[test]
