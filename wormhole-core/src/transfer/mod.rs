@@ -284,28 +284,9 @@ async fn run_job<T: Send + 'static>(
 }
 
 /// `SO_LINGER` with a zero timeout: closing the socket resets the connection.
-#[cfg(unix)]
-#[allow(unsafe_code)]
 fn abort_on_close(s: &std::net::TcpStream) {
-    use std::os::fd::AsRawFd;
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket descriptor and a pointer to a `linger` of the size given.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
+    let _ = socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
 }
-
-#[cfg(not(unix))]
-fn abort_on_close(_s: &std::net::TcpStream) {}
 
 /// What [`receive`] got.
 #[derive(Debug)]
@@ -460,21 +441,9 @@ fn safe_base_name(name: &str) -> Option<String> {
 
 /// Bytes available to unprivileged users on the file system holding `dir`.
 #[cfg(unix)]
-#[allow(unsafe_code)]
 pub fn free_space(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-    // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable memory of the
-    // right type; statvfs only writes into it.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it initialised the struct.
-    let st = unsafe { st.assume_init() };
-    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Bytes available on the file system holding `dir` (unknown on this platform).

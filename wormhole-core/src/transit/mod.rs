@@ -412,45 +412,11 @@ pub fn local_addresses() -> Vec<String> {
     out
 }
 
-#[cfg(unix)]
-#[allow(unsafe_code)]
+/// Every address of every interface (the `if-addrs` crate: getifaddrs on Unix).
 fn interface_addresses() -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills a linked list we free below with freeifaddrs; every node
-    // and its sockaddr are valid until then, and we only read IPv4/IPv6 addresses.
-    unsafe {
-        if libc::getifaddrs(&mut ifap) != 0 {
-            return out;
-        }
-        let mut p = ifap;
-        while !p.is_null() {
-            let a = (*p).ifa_addr;
-            if !a.is_null() {
-                match i32::from((*a).sa_family) {
-                    libc::AF_INET => {
-                        let sin = &*(a as *const libc::sockaddr_in);
-                        out.push(IpAddr::from(
-                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
-                        ));
-                    }
-                    libc::AF_INET6 => {
-                        let sin6 = &*(a as *const libc::sockaddr_in6);
-                        out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
-                    }
-                    _ => {}
-                }
-            }
-            p = (*p).ifa_next;
-        }
-        libc::freeifaddrs(ifap);
-    }
-    out
-}
-
-#[cfg(not(unix))]
-fn interface_addresses() -> Vec<IpAddr> {
-    Vec::new()
+    if_addrs::get_if_addrs()
+        .map(|ifs| ifs.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default()
 }
 
 /// An established Transit connection: records in both directions.
