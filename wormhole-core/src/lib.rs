@@ -46,7 +46,3 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-/// The Transit / file-transfer README section's Rust examples, compiled as doctests.
-#[doc = include_str!("../TRANSFER-README-section.md")]
-#[cfg(doctest)]
-pub struct TransferReadmeDoctests;
