@@ -467,6 +467,8 @@ static void test_relay(const char *relay, const char *transit_relay) {
     ro.no_listen = true;
     struct outcome o;
     run_pair(relay, 10, src, dest, ACCEPT, 0, &so, &ro, &o);
+    CHECK(o.offers == 1);
+    CHECK(o.progress_s >= 1 && o.progress_r >= 1);
     CHECK_RC(o.sent, WH_RESULT_OK);
     CHECK_RC(o.received, WH_RESULT_OK);
     CHECK(same_file(src, want));
