@@ -20,7 +20,7 @@ prepare)
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     fi
     scripts/gen-bindings.sh --check
-    "${MVN[@]}" test-compile
+    "${MVN[@]}" package -DskipTests   # compiles main and test sources, builds the jar
     "${MVN[@]}" test -Dtest=NoSuchTest -Dsurefire.failIfNoSpecifiedTests=false
     ;;
 run)
