@@ -295,11 +295,6 @@ async fn session(port: u16, n: u64) -> Res<()> {
     ra.and(rb)
 }
 
-/// Whether a measured rate counted any session at all.
-fn count_ok(rate: f64) -> bool {
-    rate > 0.0
-}
-
 /// Sessions per second with `pairs` pairs looping for `secs`, and the sessions counted.
 async fn sessions_per_sec(port: u16, pairs: usize, secs: f64) -> Res<(f64, u64)> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -464,7 +459,7 @@ async fn run(s: &Settings) -> Res<()> {
         rows.push((
             format!("mailbox sessions/s, {pairs} concurrent pairs (server CPU per session)"),
             format!("{ours:.0} ({ours_ms:.2} ms)"),
-            if count_ok(theirs) {
+            if theirs > 0.0 {
                 format!(
                     "{theirs:.0} ({theirs_ms:.2} ms) (ours ×{:.1})",
                     ours / theirs
