@@ -5,10 +5,12 @@
 #    packages magic-wormhole 0.24.0, magic-wormhole-mailbox-server 0.8.0 and
 #    magic-wormhole-transit-relay 0.5.0. Left alone when it already holds those versions.
 #  * ./.tools/wormhole-rs: the Rust CLI wormhole-rs 0.8.1 (cargo install magic-wormhole-cli).
+#  * ./.tools/wormhole-william: the Go CLI wormhole-william v1.0.8 (Go module proxy, with
+#    gospake2 from Debian's package; see below).
 #  * `ip` (Debian iproute2) and `unshare` (util-linux), needed to run the tests inside a
 #    loopback-only network namespace. Installed with apt-get only when missing.
 #
-# Works on a fresh Debian machine as root with only the PyPI, crates.io and Debian registries
+# Works on a fresh Debian machine as root with only the PyPI, crates.io, Go proxy and Debian registries
 # reachable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -99,18 +101,35 @@ else
 fi
 
 # --- the Go peer: wormhole-william (Go module proxy), pinned --------------------------------
-# Optional: on 2026-11-23 the proxy answered 403 for its dependency
-# salsa.debian.org/vasudev/gospake2, so the build can fail; the tests that need it are
-# then skipped with a note instead of failing the run.
+# The proxy serves wormhole-william v1.0.8 itself but refuses its dependency
+# salsa.debian.org/vasudev/gospake2 (host not on the proxy's allow-list). Debian packages
+# that same library (golang-debian-vasudev-gospake2-dev 0.2.1, the upstream 2021 code), so
+# we build v1.0.8 in a scratch module whose go.mod points gospake2 at the Debian sources.
 WW_VERSION=v1.0.8
+GOSPAKE2_DEB_VERSION=0.2.1-2
 WW_ROOT="$ROOT/.tools/wormhole-william"
 if [ -x "$WW_ROOT/bin/wormhole-william" ]; then
     log "$WW_ROOT holds wormhole-william"
-elif command -v go >/dev/null 2>&1; then
-    log "installing wormhole-william $WW_VERSION into $WW_ROOT"
-    if ! GOBIN="$WW_ROOT/bin" go install "github.com/psanford/wormhole-william@$WW_VERSION"; then
-        log "WARNING: could not install wormhole-william $WW_VERSION; its interop tests will be skipped"
-    fi
 else
-    log "WARNING: no Go toolchain; wormhole-william interop tests will be skipped"
+    command -v go >/dev/null 2>&1 || die "no Go toolchain: needed to build wormhole-william"
+    log "building wormhole-william $WW_VERSION into $WW_ROOT"
+    rm -rf "$WW_ROOT/build" && mkdir -p "$WW_ROOT/build" "$WW_ROOT/bin"
+    (
+        cd "$WW_ROOT/build"
+        if ! apt-get download "golang-debian-vasudev-gospake2-dev=$GOSPAKE2_DEB_VERSION" >&2; then
+            [ "$(id -u)" -eq 0 ] || die "apt-get download gospake2 failed (run as root to update the index)"
+            DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+            apt-get download "golang-debian-vasudev-gospake2-dev=$GOSPAKE2_DEB_VERSION" >&2
+        fi
+        dpkg-deb -x golang-debian-vasudev-gospake2-dev_*.deb deb
+        SPAKE="$WW_ROOT/build/deb/usr/share/gocode/src/salsa.debian.org/vasudev/gospake2"
+        printf 'module salsa.debian.org/vasudev/gospake2\n\ngo 1.13\n\nrequire golang.org/x/crypto v0.31.0\n' \
+            > "$SPAKE/go.mod"
+        printf 'module wwbuild\n\ngo 1.21\n\nrequire github.com/psanford/wormhole-william %s\n\nreplace salsa.debian.org/vasudev/gospake2 => %s\n' \
+            "$WW_VERSION" "$SPAKE" > go.mod
+        printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/psanford/wormhole-william"\n' > tools.go
+        go mod tidy >&2
+        go build -o "$WW_ROOT/bin/wormhole-william" github.com/psanford/wormhole-william >&2
+    ) || die "could not build wormhole-william $WW_VERSION"
+    "$WW_ROOT/bin/wormhole-william" --version >&2
 fi

@@ -747,6 +747,12 @@ impl OurServer {
         Self::start_on(":memory:", "127.0.0.1:0", "127.0.0.1:0").await
     }
 
+    /// Start with an in-memory database, the mailbox on a free port and the relay on
+    /// `relay` (`HOST:PORT`).
+    pub async fn start_with_relay_on(relay: &str) -> OurServer {
+        Self::start_on(":memory:", "127.0.0.1:0", relay).await
+    }
+
     /// Start with the database file `db` on free ports.
     pub async fn start_with_db(db: &Path) -> OurServer {
         Self::start_on(&db.to_string_lossy(), "127.0.0.1:0", "127.0.0.1:0").await
@@ -897,8 +903,14 @@ pub struct RefRelay {
 impl RefRelay {
     /// Start it on a free port and wait until it accepts connections.
     pub async fn start() -> RefRelay {
+        Self::start_on(None).await
+    }
+
+    /// Start it on 127.0.0.1:`port` (a free port when `None`) and wait until it accepts
+    /// connections.
+    pub async fn start_on(port: Option<u16>) -> RefRelay {
         for _ in 0..5 {
-            let port = free_port();
+            let port = port.unwrap_or_else(free_port);
             let mut child = Command::new(ref_venv().join("bin/twist"))
                 .arg("transitrelay")
                 .arg(format!("--port=tcp:{port}:interface=127.0.0.1"))

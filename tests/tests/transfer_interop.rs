@@ -1,7 +1,8 @@
 //! File, directory and text transfer between our `wormhole` CLI and the reference CLI
-//! 0.24.0 and `wormhole-rs` 0.8.1, in both directions, direct and forced through a relay,
-//! through our server (mailbox + relay) and the reference servers; plus the failure cases
-//! (wrong code, rejected offer, cancellation, killed peer, corrupted record).
+//! 0.24.0, `wormhole-rs` 0.8.1 and `wormhole-william` v1.0.8, in both directions, direct and
+//! forced through a relay, through our server (mailbox + relay) and the reference servers;
+//! plus the failure cases (wrong code, rejected offer, cancellation, killed peer, corrupted
+//! record).
 //!
 //! Every test runs inside the loopback-only namespace `scripts/test.sh` creates.
 
@@ -25,6 +26,8 @@ struct Net {
     _ours: Option<OurServer>,
     _mailbox: Option<MailboxServer>,
     _relay: Option<RefRelay>,
+    /// wormhole-william's `/etc/hosts` (see `william_net`).
+    william_hosts: Option<TempDir>,
 }
 
 async fn our_net() -> Net {
@@ -36,6 +39,7 @@ async fn our_net() -> Net {
         _ours: Some(s),
         _mailbox: None,
         _relay: None,
+        william_hosts: None,
     }
 }
 
@@ -49,6 +53,7 @@ async fn ref_net() -> Net {
         _ours: None,
         _mailbox: Some(m),
         _relay: Some(r),
+        william_hosts: None,
     }
 }
 
@@ -57,8 +62,9 @@ enum Peer {
     Ours,
     Ref,
     Rs,
-    /// wormhole-william: no relay flag (it always offers the public relay, unreachable
-    /// here), so its transfers are direct.
+    /// wormhole-william: no relay flag; it always dials the public relay
+    /// `transit.magic-wormhole.io:4001` (see `william_net`) and offers no loopback hints, so
+    /// its transfers go direct only when our side listens.
     William,
 }
 
@@ -156,7 +162,7 @@ fn sender(net: &Net, peer: Peer, what: Option<&Path>, relay_only: bool) -> Comma
             }
         }
         Peer::William => {
-            let mut c = Command::new(wormhole_william_bin().expect("wormhole-william"));
+            let mut c = william_command(net);
             c.args([
                 "--relay-url",
                 &net.url,
@@ -206,7 +212,7 @@ fn receiver(net: &Net, peer: Peer, out: &Path, relay_only: bool, accept: bool) -
             }
         }
         Peer::William => {
-            let mut c = Command::new(wormhole_william_bin().expect("wormhole-william"));
+            let mut c = william_command(net);
             c.args(["--relay-url", &net.url, "receive", "--hide-progress", CODE]);
             c
         }
@@ -390,12 +396,79 @@ async fn wormhole_rs_file_via_reference_servers() {
     wormhole_rs_file(ref_net().await).await;
 }
 
-async fn wormhole_william(net: Net) {
+/// wormhole-william's CLI cannot be given a transit relay: it always dials
+/// `transit.magic-wormhole.io:4001` and a sender gives up when that fails. So its tests run
+/// the relay on 127.0.0.1:4001 (one william test at a time) and start wormhole-william in a
+/// mount namespace of its own whose `/etc/hosts` maps that name to 127.0.0.1.
+const WILLIAM_RELAY_PORT: u16 = 4001;
+static WILLIAM_RELAY_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn william_net(ours: bool) -> Net {
+    assert_loopback_only();
+    let relay = format!("127.0.0.1:{WILLIAM_RELAY_PORT}");
+    let hosts = TempDir::new("ww-hosts");
+    std::fs::write(
+        hosts.path().join("hosts"),
+        "127.0.0.1 localhost\n127.0.0.1 transit.magic-wormhole.io\n",
+    )
+    .unwrap();
+    let mut net = if ours {
+        let s = OurServer::start_with_relay_on(&relay).await;
+        Net {
+            url: s.url(),
+            relay: s.relay_hint(),
+            _ours: Some(s),
+            _mailbox: None,
+            _relay: None,
+            william_hosts: None,
+        }
+    } else {
+        let m = MailboxServer::start(&[]).await;
+        let r = RefRelay::start_on(Some(WILLIAM_RELAY_PORT)).await;
+        Net {
+            url: m.url(),
+            relay: r.hint(),
+            _ours: None,
+            _mailbox: Some(m),
+            _relay: Some(r),
+            william_hosts: None,
+        }
+    };
+    assert_eq!(net.relay, format!("tcp:{relay}"));
+    net.william_hosts = Some(hosts);
+    net
+}
+
+/// `unshare -m -- sh -c 'mount --bind HOSTS /etc/hosts && exec wormhole-william …'`.
+fn william_command(net: &Net) -> Command {
+    let hosts = net
+        .william_hosts
+        .as_ref()
+        .expect("a william_net")
+        .path()
+        .join("hosts");
+    let mut c = Command::new("unshare");
+    c.args([
+        "-m",
+        "--",
+        "sh",
+        "-c",
+        r#"mount --bind "$0" /etc/hosts && exec "$@""#,
+    ])
+    .arg(hosts)
+    .arg(wormhole_william_bin().expect("wormhole-william"));
+    c
+}
+
+async fn wormhole_william(ours: bool) {
     if wormhole_william_bin().is_none() {
         eprintln!("SKIPPED: wormhole-william is not installed (scripts/setup-peers.sh)");
         return;
     }
-    // Our side with and without a listener; wormhole-william always listens.
+    let _one_at_a_time = WILLIAM_RELAY_LOCK.lock().await;
+    let net = william_net(ours).await;
+    // Our side listening (direct) and not (through the relay: william offers no loopback
+    // hints, so with our --no-listen the data must cross the relay).
     for our_no_listen in [false, true] {
         for payload in [Payload::Text, Payload::File, Payload::Dir] {
             transfer_with_william(&net, payload, true, our_no_listen).await;
@@ -441,25 +514,44 @@ async fn transfer_with_william(net: &Net, payload: Payload, ours_sends: bool, no
             "{label}"
         ),
         Some(p) => {
-            let got = dst.path().join(p.file_name().unwrap());
+            let sent = tree(&p);
+            // wormhole-william extracts an empty directory's entry (`name/`) as an empty
+            // file (its receiver writes every zip entry as a file). So compare the files,
+            // less the names of empty directories.
+            let empty_dirs: Vec<String> = sent
+                .iter()
+                .filter(|(n, c)| {
+                    c.is_none() && !sent.iter().any(|(m, _)| m.starts_with(&format!("{n}/")))
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
             let files = |t: Vec<(String, Option<Vec<u8>>)>| {
                 t.into_iter()
-                    .filter(|(_, c)| c.is_some())
+                    .filter_map(|(n, c)| {
+                        Some((n, c?.len())).filter(|(n, _)| !empty_dirs.contains(n))
+                    })
                     .collect::<Vec<_>>()
             };
-            assert_eq!(files(tree(&got)), files(tree(&p)), "{label}");
+            let got = tree(&dst.path().join(p.file_name().unwrap()));
+            assert_eq!(files(got.clone()), files(sent), "{label}");
+            // The bytes too (compared apart so a mismatch does not print them).
+            for (n, c) in got.into_iter().filter(|(_, c)| c.is_some()) {
+                if let Ok(want) = std::fs::read(p.join(&n)) {
+                    assert!(c.as_deref() == Some(&want[..]), "{label}: {n} differs");
+                }
+            }
         }
     }
 }
 
 #[tokio::test]
 async fn wormhole_william_via_our_server() {
-    wormhole_william(our_net().await).await;
+    wormhole_william(true).await;
 }
 
 #[tokio::test]
 async fn wormhole_william_via_reference_server() {
-    wormhole_william(ref_net().await).await;
+    wormhole_william(false).await;
 }
 
 // ---- failures ---------------------------------------------------------------------------

@@ -351,17 +351,23 @@ fn walk(
         let (time, date) = dos_time(md.modified().ok());
         let arcname = format!("{prefix}{name}");
         if md.is_dir() {
-            out.push(Entry {
-                name: format!("{arcname}/"),
-                path: None,
-                size: 0,
-                mode: mode_of(&md, 0o040755),
-                time,
-                date,
-                offset: 0,
-                crc: 0,
-            });
+            let before = out.len();
             walk(&path, &format!("{arcname}/"), depth + 1, out, skip)?;
+            // Only an empty directory gets an entry of its own (`name/`): a file's path
+            // already makes its parents. wormhole-william extracts every entry as a file,
+            // so an entry for a non-empty directory would break its receive.
+            if out.len() == before {
+                out.push(Entry {
+                    name: format!("{arcname}/"),
+                    path: None,
+                    size: 0,
+                    mode: mode_of(&md, 0o040755),
+                    time,
+                    date,
+                    offset: 0,
+                    crc: 0,
+                });
+            }
         } else if md.is_file() {
             // Fail (or skip) before the offer, not halfway through the stream.
             if let Err(e) = File::open(&path) {
@@ -661,6 +667,9 @@ mod tests {
         let mut z = ZipStream::new(&src).unwrap();
         assert_eq!(z.numfiles, 3);
         assert_eq!(z.numbytes, 100_005);
+        // Files and the empty directory only: no entry for a directory that has files.
+        let names: Vec<&str> = z.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a/b/deep.bin", "a/zero", "empty/", "top.txt"]);
         let size = z.zipsize;
         let mut bytes = Vec::new();
         z.read_to_end(&mut bytes).unwrap();
