@@ -2,9 +2,10 @@
 //!
 //! Byte-for-byte the same construction as the `crypto_secretbox` crate (HSalsa20 subkey,
 //! Salsa20 keystream whose first 32 bytes key Poly1305, tag over the ciphertext), but the
-//! keystream is generated eight blocks at a time in a function compiled for AVX2, which
-//! the compiler vectorises (8 × 32-bit lanes per register). Used only when the CPU has
-//! AVX2; otherwise the caller falls back to `crypto_secretbox`. Tested against it.
+//! keystream is generated eight blocks at a time with AVX2 intrinsics (8 × 32-bit lanes per
+//! register), in two builds: plain AVX2, and AVX2 with AVX-512VL, where each rotation is one
+//! `vprold` (1.5× the keystream speed: 3.8 against 2.5 GB/s here). Used only when the CPU
+//! has AVX2; otherwise the caller falls back to `crypto_secretbox`. Tested against it.
 
 use poly1305::Poly1305;
 use poly1305::universal_hash::KeyInit;
@@ -95,121 +96,129 @@ fn block(key: &[u32; 8], nonce: [u32; 2], counter: u64) -> [u8; 64] {
     out
 }
 
-/// XOR `data` with the keystream starting at block `counter`, 8 blocks per step: each
-/// 256-bit register holds one state word of 8 blocks; an 8×8 transpose turns them back
-/// into 8 consecutive blocks.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(unsafe_code)]
-unsafe fn xor_keystream_avx2(key: &[u32; 8], nonce: [u32; 2], mut counter: u64, data: &mut [u8]) {
-    use std::arch::x86_64::*;
-    macro_rules! rotl {
-        ($v:expr, $n:literal) => {
-            _mm256_or_si256(
-                _mm256_slli_epi32::<$n>($v),
-                _mm256_srli_epi32::<{ 32 - $n }>($v),
-            )
-        };
-    }
-    let s = initial_state(key, nonce, 0);
-    let mut chunks = data.chunks_exact_mut(512);
-    for chunk in &mut chunks {
-        let mut init = [_mm256_setzero_si256(); 16];
-        for w in 0..16 {
-            init[w] = _mm256_set1_epi32(s[w] as i32);
-        }
-        let c: [u64; 8] = std::array::from_fn(|l| counter + l as u64);
-        init[8] = _mm256_setr_epi32(
-            c[0] as i32,
-            c[1] as i32,
-            c[2] as i32,
-            c[3] as i32,
-            c[4] as i32,
-            c[5] as i32,
-            c[6] as i32,
-            c[7] as i32,
-        );
-        init[9] = _mm256_setr_epi32(
-            (c[0] >> 32) as i32,
-            (c[1] >> 32) as i32,
-            (c[2] >> 32) as i32,
-            (c[3] >> 32) as i32,
-            (c[4] >> 32) as i32,
-            (c[5] >> 32) as i32,
-            (c[6] >> 32) as i32,
-            (c[7] >> 32) as i32,
-        );
-        let mut x = init;
-        macro_rules! qr {
-            ($a:literal, $b:literal, $c:literal, $d:literal) => {
-                x[$b] = _mm256_xor_si256(x[$b], rotl!(_mm256_add_epi32(x[$a], x[$d]), 7));
-                x[$c] = _mm256_xor_si256(x[$c], rotl!(_mm256_add_epi32(x[$b], x[$a]), 9));
-                x[$d] = _mm256_xor_si256(x[$d], rotl!(_mm256_add_epi32(x[$c], x[$b]), 13));
-                x[$a] = _mm256_xor_si256(x[$a], rotl!(_mm256_add_epi32(x[$d], x[$c]), 18));
-            };
-        }
-        for _ in 0..10 {
-            qr!(0, 4, 8, 12);
-            qr!(5, 9, 13, 1);
-            qr!(10, 14, 2, 6);
-            qr!(15, 3, 7, 11);
-            qr!(0, 1, 2, 3);
-            qr!(5, 6, 7, 4);
-            qr!(10, 11, 8, 9);
-            qr!(15, 12, 13, 14);
-        }
-        for w in 0..16 {
-            x[w] = _mm256_add_epi32(x[w], init[w]);
-        }
-        // Words 0..8 are bytes 0..32 of each block, words 8..16 bytes 32..64.
-        for half in 0..2 {
-            let r = &x[8 * half..8 * half + 8];
-            let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
-            let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
-            let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
-            let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
-            let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
-            let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
-            let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
-            let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
-            let u0 = _mm256_unpacklo_epi64(t0, t2);
-            let u1 = _mm256_unpackhi_epi64(t0, t2);
-            let u2 = _mm256_unpacklo_epi64(t1, t3);
-            let u3 = _mm256_unpackhi_epi64(t1, t3);
-            let u4 = _mm256_unpacklo_epi64(t4, t6);
-            let u5 = _mm256_unpackhi_epi64(t4, t6);
-            let u6 = _mm256_unpacklo_epi64(t5, t7);
-            let u7 = _mm256_unpackhi_epi64(t5, t7);
-            let blocks = [
-                _mm256_permute2x128_si256::<0x20>(u0, u4),
-                _mm256_permute2x128_si256::<0x20>(u1, u5),
-                _mm256_permute2x128_si256::<0x20>(u2, u6),
-                _mm256_permute2x128_si256::<0x20>(u3, u7),
-                _mm256_permute2x128_si256::<0x31>(u0, u4),
-                _mm256_permute2x128_si256::<0x31>(u1, u5),
-                _mm256_permute2x128_si256::<0x31>(u2, u6),
-                _mm256_permute2x128_si256::<0x31>(u3, u7),
-            ];
-            for (j, ks) in blocks.into_iter().enumerate() {
-                let p =
-                    chunk[64 * j + 32 * half..64 * j + 32 * half + 32].as_mut_ptr() as *mut __m256i;
-                // SAFETY: `p` points to 32 bytes inside `chunk`; unaligned loads/stores.
-                unsafe {
-                    let d = _mm256_loadu_si256(p);
-                    _mm256_storeu_si256(p, _mm256_xor_si256(d, ks));
+/// Defines `$name`: XOR `data` with the keystream starting at block `counter`, 8 blocks per
+/// step: each 256-bit register holds one state word of 8 blocks; an 8×8 transpose turns them
+/// back into 8 consecutive blocks. Instantiated for AVX2, and for AVX2 with AVX-512VL, where
+/// the compiler turns the shift-shift-or rotations into one `vprold` each.
+macro_rules! xor_keystream_fn {
+    ($name:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        #[allow(unsafe_code)]
+        unsafe fn $name(key: &[u32; 8], nonce: [u32; 2], mut counter: u64, data: &mut [u8]) {
+            use std::arch::x86_64::*;
+            macro_rules! rotl {
+                ($v:expr, $n:literal) => {
+                    _mm256_or_si256(
+                        _mm256_slli_epi32::<$n>($v),
+                        _mm256_srli_epi32::<{ 32 - $n }>($v),
+                    )
+                };
+            }
+            let s = initial_state(key, nonce, 0);
+            let mut chunks = data.chunks_exact_mut(512);
+            for chunk in &mut chunks {
+                let mut init = [_mm256_setzero_si256(); 16];
+                for w in 0..16 {
+                    init[w] = _mm256_set1_epi32(s[w] as i32);
                 }
+                let c: [u64; 8] = std::array::from_fn(|l| counter + l as u64);
+                init[8] = _mm256_setr_epi32(
+                    c[0] as i32,
+                    c[1] as i32,
+                    c[2] as i32,
+                    c[3] as i32,
+                    c[4] as i32,
+                    c[5] as i32,
+                    c[6] as i32,
+                    c[7] as i32,
+                );
+                init[9] = _mm256_setr_epi32(
+                    (c[0] >> 32) as i32,
+                    (c[1] >> 32) as i32,
+                    (c[2] >> 32) as i32,
+                    (c[3] >> 32) as i32,
+                    (c[4] >> 32) as i32,
+                    (c[5] >> 32) as i32,
+                    (c[6] >> 32) as i32,
+                    (c[7] >> 32) as i32,
+                );
+                let mut x = init;
+                macro_rules! qr {
+                    ($a:literal, $b:literal, $c:literal, $d:literal) => {
+                        x[$b] = _mm256_xor_si256(x[$b], rotl!(_mm256_add_epi32(x[$a], x[$d]), 7));
+                        x[$c] = _mm256_xor_si256(x[$c], rotl!(_mm256_add_epi32(x[$b], x[$a]), 9));
+                        x[$d] = _mm256_xor_si256(x[$d], rotl!(_mm256_add_epi32(x[$c], x[$b]), 13));
+                        x[$a] = _mm256_xor_si256(x[$a], rotl!(_mm256_add_epi32(x[$d], x[$c]), 18));
+                    };
+                }
+                for _ in 0..10 {
+                    qr!(0, 4, 8, 12);
+                    qr!(5, 9, 13, 1);
+                    qr!(10, 14, 2, 6);
+                    qr!(15, 3, 7, 11);
+                    qr!(0, 1, 2, 3);
+                    qr!(5, 6, 7, 4);
+                    qr!(10, 11, 8, 9);
+                    qr!(15, 12, 13, 14);
+                }
+                for w in 0..16 {
+                    x[w] = _mm256_add_epi32(x[w], init[w]);
+                }
+                // Words 0..8 are bytes 0..32 of each block, words 8..16 bytes 32..64.
+                for half in 0..2 {
+                    let r = &x[8 * half..8 * half + 8];
+                    let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
+                    let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+                    let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+                    let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+                    let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
+                    let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+                    let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
+                    let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+                    let u0 = _mm256_unpacklo_epi64(t0, t2);
+                    let u1 = _mm256_unpackhi_epi64(t0, t2);
+                    let u2 = _mm256_unpacklo_epi64(t1, t3);
+                    let u3 = _mm256_unpackhi_epi64(t1, t3);
+                    let u4 = _mm256_unpacklo_epi64(t4, t6);
+                    let u5 = _mm256_unpackhi_epi64(t4, t6);
+                    let u6 = _mm256_unpacklo_epi64(t5, t7);
+                    let u7 = _mm256_unpackhi_epi64(t5, t7);
+                    let blocks = [
+                        _mm256_permute2x128_si256::<0x20>(u0, u4),
+                        _mm256_permute2x128_si256::<0x20>(u1, u5),
+                        _mm256_permute2x128_si256::<0x20>(u2, u6),
+                        _mm256_permute2x128_si256::<0x20>(u3, u7),
+                        _mm256_permute2x128_si256::<0x31>(u0, u4),
+                        _mm256_permute2x128_si256::<0x31>(u1, u5),
+                        _mm256_permute2x128_si256::<0x31>(u2, u6),
+                        _mm256_permute2x128_si256::<0x31>(u3, u7),
+                    ];
+                    for (j, ks) in blocks.into_iter().enumerate() {
+                        let p = chunk[64 * j + 32 * half..64 * j + 32 * half + 32].as_mut_ptr()
+                            as *mut __m256i;
+                        // SAFETY: `p` points to 32 bytes inside `chunk`; unaligned loads/stores.
+                        unsafe {
+                            let d = _mm256_loadu_si256(p);
+                            _mm256_storeu_si256(p, _mm256_xor_si256(d, ks));
+                        }
+                    }
+                }
+                counter += 8;
+            }
+            for blk in chunks.into_remainder().chunks_mut(64) {
+                let ks = block(key, nonce, counter);
+                for (d, k) in blk.iter_mut().zip(ks.iter()) {
+                    *d ^= k;
+                }
+                counter += 1;
             }
         }
-        counter += 8;
-    }
-    for blk in chunks.into_remainder().chunks_mut(64) {
-        let ks = block(key, nonce, counter);
-        for (d, k) in blk.iter_mut().zip(ks.iter()) {
-            *d ^= k;
-        }
-        counter += 1;
-    }
+    };
 }
+
+xor_keystream_fn!(xor_keystream_avx2, "avx2");
+xor_keystream_fn!(xor_keystream_avx512vl, "avx2,avx512f,avx512vl");
 
 /// Whether the fast path can be used on this CPU.
 pub fn available() -> bool {
@@ -221,6 +230,13 @@ pub fn available() -> bool {
     {
         false
     }
+}
+
+/// Whether the CPU also has AVX-512F and AVX-512VL (cached by the std macro).
+#[cfg(target_arch = "x86_64")]
+fn avx512vl() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vl")
 }
 
 /// Encrypt `data` in place (XSalsa20) and return the Poly1305 tag, like
@@ -273,8 +289,13 @@ fn xor_rest(sub: &[u32; 8], n: [u32; 2], data: &mut [u8]) {
     }
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: callers only use this module when `available()` found AVX2.
-        unsafe { xor_keystream_avx2(sub, n, 1, &mut data[32..]) }
+        if avx512vl() {
+            // SAFETY: the CPU has AVX2, AVX-512F and AVX-512VL (checked just above).
+            unsafe { xor_keystream_avx512vl(sub, n, 1, &mut data[32..]) }
+        } else {
+            // SAFETY: callers only use this module when `available()` found AVX2.
+            unsafe { xor_keystream_avx2(sub, n, 1, &mut data[32..]) }
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -326,5 +347,69 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Both compiled variants give the same keystream (the dispatch above tests only the
+    /// one this CPU picks against `crypto_secretbox`).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    #[allow(unsafe_code)]
+    fn avx2_and_avx512vl_variants_agree() {
+        if !available() || !avx512vl() {
+            return;
+        }
+        let key: [u32; 8] = std::array::from_fn(|i| (i as u32).wrapping_mul(0x9e37_79b9));
+        for len in [0usize, 63, 64, 512, 1000, 70_001] {
+            for counter in [1u64, 0xffff_fffe] {
+                let mut a: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                let mut b = a.clone();
+                // SAFETY: both features were detected above.
+                unsafe {
+                    xor_keystream_avx2(&key, [1, 2], counter, &mut a);
+                    xor_keystream_avx512vl(&key, [1, 2], counter, &mut b);
+                }
+                assert_eq!(a, b, "len {len}, counter {counter}");
+            }
+        }
+    }
+
+    /// Throughput of each path (run with `--ignored --nocapture` in release).
+    #[test]
+    #[ignore]
+    #[allow(unsafe_code)]
+    fn keystream_speed() {
+        let key: [u32; 8] = [7; 8];
+        let mut buf = vec![0u8; 256 << 10];
+        let mut mb = |f: &mut dyn FnMut(&mut [u8])| {
+            let t = std::time::Instant::now();
+            for _ in 0..1024 {
+                f(&mut buf);
+            }
+            (256.0 * 1.048_576) / t.elapsed().as_secs_f64()
+        };
+        #[cfg(target_arch = "x86_64")]
+        {
+            if available() {
+                // SAFETY: AVX2 detected.
+                let v = mb(&mut |d| unsafe { xor_keystream_avx2(&key, [0, 0], 1, d) });
+                eprintln!("avx2 keystream: {v:.0} MB/s");
+            }
+            if available() && avx512vl() {
+                // SAFETY: AVX-512VL detected.
+                let v = mb(&mut |d| unsafe { xor_keystream_avx512vl(&key, [0, 0], 1, d) });
+                eprintln!("avx512vl keystream: {v:.0} MB/s");
+            }
+        }
+        let k = [3u8; 32];
+        let n = [4u8; 24];
+        let v = mb(&mut |d| {
+            seal(&k, &n, d);
+        });
+        eprintln!("seal (keystream + poly1305): {v:.0} MB/s");
+        let v = mb(&mut |d| {
+            use sha2::Digest;
+            std::hint::black_box(sha2::Sha256::digest(&*d));
+        });
+        eprintln!("sha256: {v:.0} MB/s");
     }
 }
