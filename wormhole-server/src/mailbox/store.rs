@@ -28,6 +28,10 @@ pub(crate) type Frame = Arc<str>;
 /// Most requests run in one transaction.
 const BATCH: usize = 512;
 
+/// Prepared statements kept (rusqlite keeps 16 by default, fewer than the store uses: the
+/// least recently used one was evicted and parsed again on nearly every query).
+const STATEMENT_CACHE: usize = 64;
+
 /// Why the store refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
@@ -197,6 +201,7 @@ type Sql<T> = rusqlite::Result<T>;
 impl Store {
     /// Wraps an open database.
     pub(crate) fn new(db: Connection, limits: StoreLimits) -> Sql<Store> {
+        db.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mut mailbox_counts = HashMap::new();
         {
             let mut st = db.prepare("SELECT app_id, COUNT(*) FROM mailboxes GROUP BY app_id")?;
@@ -218,7 +223,7 @@ impl Store {
     /// Runs until [`Request::Shutdown`] or until every sender is gone.
     pub(crate) fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
         while let Some(first) = rx.blocking_recv() {
-            if let Err(e) = self.db.execute_batch("BEGIN") {
+            if let Err(e) = self.exec_cached("BEGIN") {
                 tracing::error!("mailbox database: cannot begin a transaction: {e}");
             }
             let mut next = Some(first);
@@ -237,8 +242,8 @@ impl Store {
                     next = rx.try_recv().ok();
                 }
             }
-            match self.db.execute_batch("COMMIT") {
-                Ok(()) => {
+            match self.exec_cached("COMMIT") {
+                Ok(_) => {
                     for d in self.outbox.drain(..) {
                         match d {
                             Delivery::Reply(f) => f(),
@@ -266,6 +271,11 @@ impl Store {
             }
         }
         self.close();
+    }
+
+    /// Runs a parameterless statement, kept prepared.
+    fn exec_cached(&self, sql: &str) -> Sql<usize> {
+        self.db.prepare_cached(sql)?.execute([])
     }
 
     fn close(self) {
