@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{Map, Value};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -188,66 +188,58 @@ pub(crate) async fn serve(
     let idle_timeout = conn.shared.config.limits.idle_timeout;
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
+    // Replies are queued in tungstenite's write buffer and written when the connection
+    // would otherwise wait: frames a client sent together (`bind` + `allocate`, `open` +
+    // `add`) are answered with one write.
+    let mut unflushed = false;
     loop {
-        let stop = tokio::select! {
-            changed = shutdown.changed() => {
-                match changed {
-                    // Graceful shutdown: tell the client.
-                    Ok(()) => Some(Stop::Close(CloseCode::Away)),
-                    // The server handle was dropped: vanish.
-                    Err(_) => Some(Stop::Drop),
-                }
+        let ready = if unflushed {
+            ws.next().now_or_never()
+        } else {
+            None
+        };
+        let stop = match ready {
+            Some(incoming) => {
+                conn.incoming(&mut ws, incoming, idle.as_mut(), idle_timeout)
+                    .await
             }
-            incoming = ws.next() => match incoming {
-                None => Some(Stop::Drop),
-                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                    let prefix = format!(
-                        "{{\"error\": {}, \"orig\": null, \"type\": \"error\"",
-                        json_str(MESSAGE_TOO_LARGE)
-                    );
-                    let _ = ws.feed(finish(&prefix)).await;
-                    Some(Stop::Close(CloseCode::Size))
-                }
-                Some(Err(e)) => {
-                    tracing::debug!("mailbox: connection {id}: {e}");
-                    Some(Stop::Drop)
-                }
-                Some(Ok(msg)) => {
-                    idle.as_mut().reset(Instant::now() + idle_timeout);
-                    match msg {
-                        Message::Text(t) => conn.frame(&mut ws, t.as_str()).await,
-                        Message::Binary(b) => match std::str::from_utf8(&b) {
-                            Ok(t) => conn.frame(&mut ws, t).await,
-                            Err(_) => Some(Stop::Close(CloseCode::Error)),
-                        },
-                        Message::Close(_) => Some(Stop::Drop),
-                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
-                            // tungstenite queued the pong; send it.
-                            match ws.flush().await {
-                                Ok(()) => None,
-                                Err(_) => Some(Stop::Drop),
-                            }
-                        }
+            None => {
+                if unflushed {
+                    let mut res = conn.forward_queued(&mut ws).await;
+                    if res.is_ok() {
+                        res = ws.flush().await;
+                    }
+                    if res.is_err() {
+                        break;
                     }
                 }
-            },
-            Some(frame) = recv_sub(&mut conn.sub_rx) => {
-                let mut res = ws.feed(finish(&frame)).await;
-                if res.is_ok() {
-                    res = conn.forward_queued(&mut ws).await;
+                tokio::select! {
+                    changed = shutdown.changed() => {
+                        match changed {
+                            // Graceful shutdown: tell the client.
+                            Ok(()) => Some(Stop::Close(CloseCode::Away)),
+                            // The server handle was dropped: vanish.
+                            Err(_) => Some(Stop::Drop),
+                        }
+                    }
+                    incoming = ws.next() => {
+                        conn.incoming(&mut ws, incoming, idle.as_mut(), idle_timeout).await
+                    }
+                    Some(frame) = recv_sub(&mut conn.sub_rx) => {
+                        match ws.feed(finish(&frame)).await {
+                            Ok(()) => None,
+                            Err(_) => Some(Stop::Drop),
+                        }
+                    }
+                    () = &mut idle => {
+                        tracing::debug!("mailbox: connection {id} idle, closing");
+                        Some(Stop::Close(CloseCode::Away))
+                    }
                 }
-                if res.is_ok() {
-                    res = ws.flush().await;
-                }
-                res.err().map(|_| Stop::Drop)
-            }
-            () = &mut idle => {
-                tracing::debug!("mailbox: connection {id} idle, closing");
-                Some(Stop::Close(CloseCode::Away))
             }
         };
         match stop {
-            None => {}
+            None => unflushed = true,
             Some(Stop::Drop) => break,
             Some(Stop::Close(code)) => {
                 close(&mut ws, code, "").await;
@@ -325,7 +317,46 @@ impl Conn {
         Ok(())
     }
 
-    /// Handles one text frame. `None` keeps the connection.
+    /// Handles what the WebSocket yielded (queueing, not flushing, any reply). `None`
+    /// keeps the connection.
+    async fn incoming(
+        &mut self,
+        ws: &mut Ws,
+        incoming: Option<Result<Message, WsError>>,
+        idle: std::pin::Pin<&mut tokio::time::Sleep>,
+        idle_timeout: Duration,
+    ) -> Option<Stop> {
+        match incoming {
+            None => Some(Stop::Drop),
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                let prefix = format!(
+                    "{{\"error\": {}, \"orig\": null, \"type\": \"error\"",
+                    json_str(MESSAGE_TOO_LARGE)
+                );
+                let _ = ws.feed(finish(&prefix)).await;
+                Some(Stop::Close(CloseCode::Size))
+            }
+            Some(Err(e)) => {
+                tracing::debug!("mailbox: connection {}: {e}", self.id);
+                Some(Stop::Drop)
+            }
+            Some(Ok(msg)) => {
+                idle.reset(Instant::now() + idle_timeout);
+                match msg {
+                    Message::Text(t) => self.frame(ws, t.as_str()).await,
+                    Message::Binary(b) => match std::str::from_utf8(&b) {
+                        Ok(t) => self.frame(ws, t).await,
+                        Err(_) => Some(Stop::Close(CloseCode::Error)),
+                    },
+                    Message::Close(_) => Some(Stop::Drop),
+                    // tungstenite queued the pong; the next flush sends it.
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
+                }
+            }
+        }
+    }
+
+    /// Handles one text frame, queueing the replies. `None` keeps the connection.
     async fn frame(&mut self, ws: &mut Ws, text: &str) -> Option<Stop> {
         let msg = match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(m)) => m,
@@ -356,7 +387,7 @@ impl Conn {
                 return Some(Stop::Drop);
             }
         }
-        let stop = match result {
+        match result {
             Ok(()) => None,
             Err(Fail::Drop) => Some(Stop::Close(CloseCode::Error)),
             Err(Fail::Error(e)) => {
@@ -377,11 +408,7 @@ impl Conn {
                 let _ = ws.feed(finish(&prefix)).await;
                 Some(Stop::Close(code))
             }
-        };
-        if ws.flush().await.is_err() {
-            return Some(Stop::Drop);
         }
-        stop
     }
 
     /// Sends a request to the store and waits for its answer.

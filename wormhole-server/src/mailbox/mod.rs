@@ -201,7 +201,9 @@ impl MailboxServer {
         }
         let mut ws_config = WebSocketConfig::default();
         ws_config.read_buffer_size = 2048;
-        ws_config.write_buffer_size = 0;
+        // Frames are queued and written together when the connection would wait (see
+        // `conn`); only a frame this large is written at once.
+        ws_config.write_buffer_size = 64 << 10;
         ws_config.max_write_buffer_size = config
             .limits
             .max_message_bytes
