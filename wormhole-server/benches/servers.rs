@@ -11,7 +11,10 @@
 //!   direct loopback connection (no relay) as the ceiling.
 //!
 //! `--quick` shortens every measurement (for a smoke test); `--only sessions|memory|relay`
-//! runs one group.
+//! runs one group; `--pairs 1,100` chooses the session concurrencies, `--secs S` the
+//! length of each session measurement, `--server ours|reference` one server only. Session
+//! rows also give the CPU milliseconds per session, user/system, of the server and of this
+//! benchmark client.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +40,23 @@ struct Settings {
     idle_conns: usize,
     relay_one: u64,
     relay_each_of_16: u64,
+    /// Concurrent pairs for the session measurements.
+    pairs: Vec<usize>,
+    /// `ours` or `reference`: measure sessions on that server only.
+    server: Option<String>,
+}
+
+/// One session-rate measurement.
+struct Sessions {
+    rate: f64,
+    /// Sessions completed.
+    count: u64,
+    /// Server CPU ms per session, user + system.
+    server_ms: f64,
+    /// Server CPU ms per session, "user/sys".
+    server: String,
+    /// Benchmark client CPU ms per session, "user/sys".
+    client: String,
 }
 
 fn main() {
@@ -46,13 +66,25 @@ fn main() {
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
-    let settings = if quick {
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let pairs: Vec<usize> = value("--pairs")
+        .map(|v| v.split(',').filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 100, 1000]);
+    let server = value("--server");
+    let secs: Option<f64> = value("--secs").and_then(|v| v.parse().ok());
+    let mut settings = if quick {
         Settings {
             only,
             session_secs: 1.0,
             idle_conns: 500,
             relay_one: 64 << 20,
             relay_each_of_16: 8 << 20,
+            pairs,
+            server,
         }
     } else {
         Settings {
@@ -61,8 +93,13 @@ fn main() {
             idle_conns: 10_000,
             relay_one: 1 << 30,
             relay_each_of_16: 128 << 20,
+            pairs,
+            server,
         }
     };
+    if let Some(secs) = secs {
+        settings.session_secs = secs;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -124,18 +161,57 @@ impl Proc {
             .unwrap_or(0)
     }
 
+    /// CPU seconds used so far (user, system).
+    fn cpu(&self) -> Cpu {
+        Cpu::of(&format!("/proc/{}/stat", self.child.id()))
+    }
+
     /// CPU seconds (user + system) used so far.
     fn cpu_secs(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        self.cpu().total()
+    }
+}
+
+/// CPU seconds of a process, user and system (kernel) time apart.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    user: f64,
+    sys: f64,
+}
+
+impl Cpu {
+    /// Reads utime and stime from a `/proc/<pid>/stat` file.
+    fn of(stat_path: &str) -> Cpu {
+        let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
         // Fields after the ")" closing the command name: utime is the 12th, stime the 13th.
         let rest = stat.rsplit(')').next().unwrap_or("");
         let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        ticks / hz
+        Cpu {
+            user: field(11) / hz,
+            sys: field(12) / hz,
+        }
+    }
+
+    /// This (the benchmark client's) process.
+    fn own() -> Cpu {
+        Cpu::of("/proc/self/stat")
+    }
+
+    fn total(self) -> f64 {
+        self.user + self.sys
+    }
+
+    /// `self - earlier`, in milliseconds per `n` units, as "user/sys".
+    fn per(self, earlier: Cpu, n: u64) -> String {
+        let n = n.max(1) as f64;
+        format!(
+            "{:.2}/{:.2}",
+            (self.user - earlier.user) * 1000.0 / n,
+            (self.sys - earlier.sys) * 1000.0 / n
+        )
     }
 }
 
@@ -441,32 +517,57 @@ async fn run(s: &Settings) -> Res<()> {
     let mut rows: Vec<(String, String, String)> = Vec::new();
     let wanted = |group: &str| s.only.as_deref().is_none_or(|o| o == group);
 
-    for pairs in [1usize, 100, 1000] {
+    for &pairs in &s.pairs {
         if !wanted("sessions") {
             break;
         }
-        // Sessions per second, and the server's CPU time per session.
+        // Sessions per second, and the CPU time per session of the server and of this
+        // client, user/system apart.
         let measure = |p: Proc, name: &'static str| async move {
-            let cpu0 = p.cpu_secs();
+            let (server0, client0) = (p.cpu(), Cpu::own());
             let (rate, count) = sessions_per_sec(p.port, pairs, s.session_secs)
                 .await
                 .map_err(|e| format!("{name} server, {pairs} pairs: {e}"))?;
-            Res::Ok((rate, (p.cpu_secs() - cpu0) * 1000.0 / count.max(1) as f64))
+            let (server1, client1) = (p.cpu(), Cpu::own());
+            Res::Ok(Sessions {
+                rate,
+                count,
+                server_ms: (server1.total() - server0.total()) * 1000.0 / count.max(1) as f64,
+                server: server1.per(server0, count),
+                client: client1.per(client0, count),
+            })
         };
-        let (ours, ours_ms) = measure(our_mailbox(&bin)?, "our").await?;
-        let (theirs, theirs_ms) = measure(ref_mailbox(&venv)?, "reference").await?;
-        eprintln!("sessions/s at {pairs} pairs: ours {ours:.0}, reference {theirs:.0}");
+        let ours = if s.server.as_deref() != Some("reference") {
+            Some(measure(our_mailbox(&bin)?, "our").await?)
+        } else {
+            None
+        };
+        let theirs = if s.server.as_deref() != Some("ours") {
+            Some(measure(ref_mailbox(&venv)?, "reference").await?)
+        } else {
+            None
+        };
+        let show = |r: &Option<Sessions>| match r {
+            Some(r) if r.rate > 0.0 => format!(
+                "{:.0} ({:.2} ms; server {} ms, client {} ms user/sys; {} sessions)",
+                r.rate, r.server_ms, r.server, r.client, r.count
+            ),
+            Some(_) => "none completed".to_owned(),
+            None => "-".to_owned(),
+        };
+        eprintln!(
+            "sessions/s at {pairs} pairs: ours {}, reference {}",
+            show(&ours),
+            show(&theirs)
+        );
+        let ratio = match (&ours, &theirs) {
+            (Some(o), Some(t)) if t.rate > 0.0 => format!(" (ours ×{:.1})", o.rate / t.rate),
+            _ => String::new(),
+        };
         rows.push((
             format!("mailbox sessions/s, {pairs} concurrent pairs (server CPU per session)"),
-            format!("{ours:.0} ({ours_ms:.2} ms)"),
-            if theirs > 0.0 {
-                format!(
-                    "{theirs:.0} ({theirs_ms:.2} ms) (ours ×{:.1})",
-                    ours / theirs
-                )
-            } else {
-                "none completed".to_owned()
-            },
+            show(&ours),
+            format!("{}{ratio}", show(&theirs)),
         ));
     }
 
