@@ -14,7 +14,7 @@
 //! Message fields that clients may send as any JSON value (`phase`, `body`, the `add`'s
 //! `id`) are stored as JSON text and sent back verbatim, like the reference server does.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use rand::RngCore;
@@ -193,6 +193,9 @@ pub(crate) struct Store {
     subs: HashMap<(Arc<str>, String), Vec<Subscriber>>,
     /// Live mailboxes per app id (mirrors the `mailboxes` table).
     mailbox_counts: HashMap<String, usize>,
+    /// Numbers of the live numeric nameplates per app id (mirrors `nameplates.num`), so
+    /// that `allocate` finds the smallest free one without reading every row.
+    nameplate_nums: HashMap<String, BTreeSet<i64>>,
     outbox: Vec<Delivery>,
 }
 
@@ -202,22 +205,50 @@ impl Store {
     /// Wraps an open database.
     pub(crate) fn new(db: Connection, limits: StoreLimits) -> Sql<Store> {
         db.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let mut mailbox_counts = HashMap::new();
-        {
-            let mut st = db.prepare("SELECT app_id, COUNT(*) FROM mailboxes GROUP BY app_id")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            for row in rows {
-                let (app, n) = row?;
-                mailbox_counts.insert(app, usize::try_from(n).unwrap_or(0));
-            }
-        }
-        Ok(Store {
+        let mut store = Store {
             db,
             limits,
             subs: HashMap::new(),
-            mailbox_counts,
+            mailbox_counts: HashMap::new(),
+            nameplate_nums: HashMap::new(),
             outbox: Vec::new(),
-        })
+        };
+        store.load_mirrors()?;
+        Ok(store)
+    }
+
+    /// (Re)reads the in-memory mirrors of the tables from the database.
+    fn load_mirrors(&mut self) -> Sql<()> {
+        self.mailbox_counts.clear();
+        self.nameplate_nums.clear();
+        let mut st = self
+            .db
+            .prepare("SELECT app_id, COUNT(*) FROM mailboxes GROUP BY app_id")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (app, n) = row?;
+            self.mailbox_counts
+                .insert(app, usize::try_from(n).unwrap_or(0));
+        }
+        let mut st = self
+            .db
+            .prepare("SELECT app_id, num FROM nameplates WHERE num IS NOT NULL")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (app, num) = row?;
+            self.nameplate_nums.entry(app).or_default().insert(num);
+        }
+        Ok(())
+    }
+
+    /// A nameplate row is gone: forget its number.
+    fn forget_num(&mut self, app: &str, num: Option<i64>) {
+        if let (Some(num), Some(nums)) = (num, self.nameplate_nums.get_mut(app)) {
+            nums.remove(&num);
+            if nums.is_empty() {
+                self.nameplate_nums.remove(app);
+            }
+        }
     }
 
     /// Runs until [`Request::Shutdown`] or until every sender is gone.
@@ -262,6 +293,9 @@ impl Store {
                     let _ = self.db.execute_batch("ROLLBACK");
                     // Dropping the replies makes the waiting connections close.
                     self.outbox.clear();
+                    if let Err(e) = self.load_mirrors() {
+                        tracing::error!("mailbox database: cannot re-read after a rollback: {e}");
+                    }
                 }
             }
             if let Some(done) = shutdown {
@@ -392,22 +426,15 @@ impl Store {
 
     fn allocate(&mut self, app: &str, side: &str, now: f64) -> Sql<Result<String, Refusal>> {
         let mut smallest: i64 = 1;
-        {
-            let mut st = self.db.prepare_cached(
-                "SELECT num FROM nameplates WHERE app_id = ?1 AND num IS NOT NULL ORDER BY num",
-            )?;
-            let mut rows = st.query([app])?;
-            while let Some(row) = rows.next()? {
-                let n: i64 = row.get(0)?;
-                if n > smallest {
-                    break;
-                }
-                if n == smallest {
-                    smallest = match smallest.checked_add(1) {
-                        Some(s) => s,
-                        None => return Ok(Err(Refusal::NoFreeNameplate)),
-                    };
-                }
+        for &n in self.nameplate_nums.get(app).into_iter().flatten() {
+            if n > smallest {
+                break;
+            }
+            if n == smallest {
+                smallest = match smallest.checked_add(1) {
+                    Some(s) => s,
+                    None => return Ok(Err(Refusal::NoFreeNameplate)),
+                };
             }
         }
         let name = smallest.to_string();
@@ -437,6 +464,12 @@ impl Store {
                     "INSERT INTO nameplates (app_id, name, num, mailbox_id) VALUES (?1, ?2, ?3, ?4)",
                 )?
                 .execute(params![app, name, canonical_number(name), mailbox])?;
+            if let Some(num) = canonical_number(name) {
+                self.nameplate_nums
+                    .entry(app.to_owned())
+                    .or_default()
+                    .insert(num);
+            }
             self.db
                 .prepare_cached(
                     "INSERT INTO nameplate_sides (app_id, name, side, claimed) VALUES (?1, ?2, ?3, 1)",
@@ -499,12 +532,22 @@ impl Store {
             )?
             .query_row([app, name], |r| r.get(0))?;
         if still == 0 {
-            self.db
-                .prepare_cached("DELETE FROM nameplate_sides WHERE app_id = ?1 AND name = ?2")?
-                .execute([app, name])?;
-            self.db
-                .prepare_cached("DELETE FROM nameplates WHERE app_id = ?1 AND name = ?2")?
-                .execute([app, name])?;
+            self.delete_nameplate(app, name)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a nameplate and its sides.
+    fn delete_nameplate(&mut self, app: &str, name: &str) -> Sql<()> {
+        self.db
+            .prepare_cached("DELETE FROM nameplate_sides WHERE app_id = ?1 AND name = ?2")?
+            .execute([app, name])?;
+        let deleted = self
+            .db
+            .prepare_cached("DELETE FROM nameplates WHERE app_id = ?1 AND name = ?2")?
+            .execute([app, name])?;
+        if deleted > 0 {
+            self.forget_num(app, canonical_number(name));
         }
         Ok(())
     }
@@ -741,15 +784,16 @@ impl Store {
         self.db
             .prepare_cached("DELETE FROM mailbox_sides WHERE app_id = ?1 AND mailbox_id = ?2")?
             .execute([app, mailbox])?;
-        self.db
-            .prepare_cached(
-                "DELETE FROM nameplate_sides WHERE app_id = ?1 AND name IN
-                 (SELECT name FROM nameplates WHERE app_id = ?1 AND mailbox_id = ?2)",
-            )?
-            .execute([app, mailbox])?;
-        self.db
-            .prepare_cached("DELETE FROM nameplates WHERE app_id = ?1 AND mailbox_id = ?2")?
-            .execute([app, mailbox])?;
+        // Usually none left (both sides released it); statements without a subquery or
+        // RETURNING, which would each build a temporary table.
+        let names = self
+            .db
+            .prepare_cached("SELECT name FROM nameplates WHERE app_id = ?1 AND mailbox_id = ?2")?
+            .query_map([app, mailbox], |r| r.get::<_, String>(0))?
+            .collect::<Sql<Vec<_>>>()?;
+        for name in names {
+            self.delete_nameplate(app, &name)?;
+        }
         let deleted = self
             .db
             .prepare_cached("DELETE FROM mailboxes WHERE app_id = ?1 AND id = ?2")?
@@ -762,7 +806,7 @@ impl Store {
         }
         // Subscribers of a deleted mailbox hear nothing more (the reference stops its
         // listeners the same way).
-        self.subs.retain(|(a, m), _| !(&**a == app && m == mailbox));
+        self.subs.remove(&(Arc::from(app), mailbox.to_owned()));
         Ok(())
     }
 }
@@ -791,4 +835,56 @@ fn message_frame(side: &str, phase: &str, body: &str, server_rx: f64, id: &str) 
         super::conn::py_float(server_rx)
     )
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> StoreLimits {
+        StoreLimits {
+            max_messages_per_mailbox: 10,
+            max_mailboxes_per_app: 10,
+        }
+    }
+
+    fn allocate(store: &mut Store, side: &str) -> String {
+        store.allocate("app", side, 1.0).unwrap().unwrap()
+    }
+
+    /// The in-memory list of used nameplate numbers follows claims, releases and mailbox
+    /// deletions, and is rebuilt from the file when the store is reopened.
+    #[test]
+    fn allocation_follows_the_tables_and_survives_reopening() {
+        let path = std::env::temp_dir().join(format!(
+            "wormhole-store-test-{}-{:?}.sqlite",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let db = super::super::Database::File(path.clone());
+        let mut store = Store::new(open(&db).unwrap(), limits()).unwrap();
+        assert_eq!(allocate(&mut store, "a"), "1");
+        assert_eq!(allocate(&mut store, "b"), "2");
+        // A claimed non-canonical nameplate does not take a number.
+        store.claim("app", "c", "03", 1.0).unwrap().unwrap();
+        assert_eq!(allocate(&mut store, "d"), "3");
+        // Released by its only side: "1" is free again.
+        store.release("app", "a", "1").unwrap();
+        assert_eq!(allocate(&mut store, "e"), "1");
+        // The mailbox of "2" deleted (closed by every side, or pruned): "2" is free.
+        let mailbox = store.claim("app", "b", "2", 1.0).unwrap().unwrap();
+        store.delete_mailbox("app", &mailbox).unwrap();
+        drop(store);
+
+        let mut store = Store::new(open(&db).unwrap(), limits()).unwrap();
+        assert_eq!(allocate(&mut store, "f"), "2");
+        assert_eq!(allocate(&mut store, "g"), "4");
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
