@@ -33,6 +33,9 @@ type Ws = WebSocketStream<TcpStream>;
 /// The longest a client may take to complete the WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Most frames handled back to back before replies are written.
+const MAX_BURST: usize = 32;
+
 /// Error strings for limits (our own; the reference has no such limits).
 pub(crate) const MESSAGE_TOO_LARGE: &str = "message too large";
 pub(crate) const TOO_MANY_MESSAGES: &str = "too many messages in this mailbox";
@@ -192,12 +195,16 @@ pub(crate) async fn serve(
     // would otherwise wait: frames a client sent together (`bind` + `allocate`, `open` +
     // `add`) are answered with one write.
     let mut unflushed = false;
+    // Frames handled since the connection last waited: a client that never pauses still
+    // gets its replies, and shutdown and broadcasts their turn.
+    let mut burst = 0;
     loop {
-        let ready = if unflushed {
+        let ready = if unflushed && burst < MAX_BURST {
             ws.next().now_or_never()
         } else {
             None
         };
+        burst = if ready.is_some() { burst + 1 } else { 0 };
         let stop = match ready {
             Some(incoming) => {
                 conn.incoming(&mut ws, incoming, idle.as_mut(), idle_timeout)
