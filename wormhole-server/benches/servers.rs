@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -271,10 +270,13 @@ async fn connect(port: u16) -> Res<Ws> {
     // for delayed ACKs and the benchmark measures TCP timers, not servers.
     let url = format!("ws://127.0.0.1:{port}/v1");
     // A small read buffer: tungstenite's default zero-fills 128 KiB per connection, which
-    // made this client, not the servers, the bottleneck.
+    // made this client, not the servers, the bottleneck. Frames are queued by `send` and
+    // written together when the client waits (`expect`), so frames a client sends back to
+    // back (`bind` + `allocate`, `open` + `add`) leave in one write, as they would from a
+    // client with Nagle on.
     let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
     config.read_buffer_size = 4096;
-    config.write_buffer_size = 0;
+    config.write_buffer_size = 64 << 10;
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -282,41 +284,69 @@ async fn connect(port: u16) -> Res<Ws> {
     Ok(ws)
 }
 
-async fn send(ws: &mut Ws, v: Value) -> Res<()> {
-    ws.send(Message::text(v.to_string()))
+/// Queues a frame; `expect` writes it.
+async fn send(ws: &mut Ws, frame: String) -> Res<()> {
+    ws.feed(Message::text(frame))
         .await
         .map_err(|e| format!("send: {e}"))
 }
 
-/// The next frame of type `ty`, skipping acks and other types.
-async fn expect(ws: &mut Ws, ty: &str) -> Res<Value> {
+/// A JSON string.
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// The fields of a server frame this client looks at (the rest is skipped unparsed).
+#[derive(serde::Deserialize)]
+struct Incoming<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: &'a str,
+    #[serde(default, borrow)]
+    nameplate: Option<&'a str>,
+    #[serde(default, borrow)]
+    mailbox: Option<&'a str>,
+}
+
+/// Writes the queued frames, then waits for the next frame of type `ty` (skipping acks
+/// and other types) and returns its `nameplate` or `mailbox` field, if any.
+async fn expect(ws: &mut Ws, ty: &str) -> Res<Option<String>> {
+    ws.flush().await.map_err(|e| format!("send: {e}"))?;
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
+        let msg = ws
+            .next()
             .await
-            .map_err(|_| format!("timed out waiting for {ty}"))?
             .ok_or_else(|| format!("closed before {ty}"))?
             .map_err(|e| format!("{e}"))?;
         if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
-            match v["type"].as_str() {
-                Some(t) if t == ty => return Ok(v),
-                Some("error") => return Err(format!("server error: {v}")),
-                _ => {}
+            let v: Incoming = serde_json::from_str(&t).map_err(|e| format!("{e}: {t}"))?;
+            if v.ty == ty {
+                return Ok(v.nameplate.or(v.mailbox).map(str::to_owned));
+            }
+            if v.ty == "error" {
+                return Err(format!("server error: {t}"));
             }
         }
     }
 }
 
 async fn join_and_add(ws: &mut Ws, side: &str, nameplate: &str) -> Res<String> {
-    send(ws, json!({"type": "claim", "nameplate": nameplate})).await?;
-    let mailbox = expect(ws, "claimed").await?["mailbox"]
-        .as_str()
-        .ok_or("no mailbox")?
-        .to_owned();
-    send(ws, json!({"type": "open", "mailbox": mailbox})).await?;
     send(
         ws,
-        json!({"type": "add", "phase": "pake", "body": hex_of(side)}),
+        format!(r#"{{"type": "claim", "nameplate": {}}}"#, quoted(nameplate)),
+    )
+    .await?;
+    let mailbox = expect(ws, "claimed").await?.ok_or("no mailbox")?;
+    send(
+        ws,
+        format!(r#"{{"type": "open", "mailbox": {}}}"#, quoted(&mailbox)),
+    )
+    .await?;
+    send(
+        ws,
+        format!(
+            r#"{{"type": "add", "phase": "pake", "body": "{}"}}"#,
+            hex_of(side)
+        ),
     )
     .await?;
     Ok(mailbox)
@@ -330,11 +360,21 @@ async fn finish(ws: &mut Ws, nameplate: &str, mailbox: &str) -> Res<()> {
     // Both messages (ours echoed and the peer's) before leaving.
     expect(ws, "message").await?;
     expect(ws, "message").await?;
-    send(ws, json!({"type": "release", "nameplate": nameplate})).await?;
+    send(
+        ws,
+        format!(
+            r#"{{"type": "release", "nameplate": {}}}"#,
+            quoted(nameplate)
+        ),
+    )
+    .await?;
     expect(ws, "released").await?;
     send(
         ws,
-        json!({"type": "close", "mailbox": mailbox, "mood": "happy"}),
+        format!(
+            r#"{{"type": "close", "mailbox": {}, "mood": "happy"}}"#,
+            quoted(mailbox)
+        ),
     )
     .await?;
     expect(ws, "closed").await?;
@@ -345,24 +385,20 @@ async fn finish(ws: &mut Ws, nameplate: &str, mailbox: &str) -> Res<()> {
 /// One session: two fresh connections through allocate/claim/open/add/add/release/close.
 async fn session(port: u16, n: u64) -> Res<()> {
     let (side_a, side_b) = (format!("a{n:x}"), format!("b{n:x}"));
+    let bind = |side: &str| {
+        format!(
+            r#"{{"type": "bind", "appid": {}, "side": {}}}"#,
+            quoted(APPID),
+            quoted(side)
+        )
+    };
     let mut a = connect(port).await?;
-    send(
-        &mut a,
-        json!({"type": "bind", "appid": APPID, "side": side_a}),
-    )
-    .await?;
-    send(&mut a, json!({"type": "allocate"})).await?;
-    let nameplate = expect(&mut a, "allocated").await?["nameplate"]
-        .as_str()
-        .ok_or("no nameplate")?
-        .to_owned();
+    send(&mut a, bind(&side_a)).await?;
+    send(&mut a, r#"{"type": "allocate"}"#.to_owned()).await?;
+    let nameplate = expect(&mut a, "allocated").await?.ok_or("no nameplate")?;
     let mailbox = join_and_add(&mut a, &side_a, &nameplate).await?;
     let mut b = connect(port).await?;
-    send(
-        &mut b,
-        json!({"type": "bind", "appid": APPID, "side": side_b}),
-    )
-    .await?;
+    send(&mut b, bind(&side_b)).await?;
     join_and_add(&mut b, &side_b, &nameplate).await?;
     let (ra, rb) = tokio::join!(
         finish(&mut a, &nameplate, &mailbox),
@@ -382,7 +418,11 @@ async fn sessions_per_sec(port: u16, pairs: usize, secs: f64) -> Res<(f64, u64)>
         let (stop, done, counter) = (stop.clone(), done.clone(), counter.clone());
         tasks.spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                session(port, counter.fetch_add(1, Ordering::Relaxed)).await?;
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                // One timer per session rather than one per awaited frame.
+                tokio::time::timeout(Duration::from_secs(60), session(port, n))
+                    .await
+                    .map_err(|_| format!("session {n} timed out"))??;
                 done.fetch_add(1, Ordering::Relaxed);
             }
             Res::Ok(())
