@@ -901,11 +901,6 @@ pub struct RefRelay {
 }
 
 impl RefRelay {
-    /// Start it on a free port and wait until it accepts connections.
-    pub async fn start() -> RefRelay {
-        Self::start_on(None).await
-    }
-
     /// Start it on 127.0.0.1:`port` (a free port when `None`) and wait until it accepts
     /// connections.
     pub async fn start_on(port: Option<u16>) -> RefRelay {

@@ -31,29 +31,41 @@ struct Net {
 }
 
 async fn our_net() -> Net {
-    assert_loopback_only();
-    let s = OurServer::start().await;
-    Net {
-        url: s.url(),
-        relay: s.relay_hint(),
-        _ours: Some(s),
-        _mailbox: None,
-        _relay: None,
-        william_hosts: None,
-    }
+    net(true, None).await
 }
 
 async fn ref_net() -> Net {
+    net(false, None).await
+}
+
+/// Our server (mailbox + relay) or the reference mailbox and relay; the relay on
+/// 127.0.0.1:`relay_port`, or a free port.
+async fn net(ours: bool, relay_port: Option<u16>) -> Net {
     assert_loopback_only();
-    let m = MailboxServer::start(&[]).await;
-    let r = RefRelay::start().await;
-    Net {
-        url: m.url(),
-        relay: r.hint(),
-        _ours: None,
-        _mailbox: Some(m),
-        _relay: Some(r),
-        william_hosts: None,
+    if ours {
+        let s = match relay_port {
+            Some(p) => OurServer::start_with_relay_on(&format!("127.0.0.1:{p}")).await,
+            None => OurServer::start().await,
+        };
+        Net {
+            url: s.url(),
+            relay: s.relay_hint(),
+            _ours: Some(s),
+            _mailbox: None,
+            _relay: None,
+            william_hosts: None,
+        }
+    } else {
+        let m = MailboxServer::start(&[]).await;
+        let r = RefRelay::start_on(relay_port).await;
+        Net {
+            url: m.url(),
+            relay: r.hint(),
+            _ours: None,
+            _mailbox: Some(m),
+            _relay: Some(r),
+            william_hosts: None,
+        }
     }
 }
 
@@ -404,37 +416,14 @@ const WILLIAM_RELAY_PORT: u16 = 4001;
 static WILLIAM_RELAY_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn william_net(ours: bool) -> Net {
-    assert_loopback_only();
-    let relay = format!("127.0.0.1:{WILLIAM_RELAY_PORT}");
     let hosts = TempDir::new("ww-hosts");
     std::fs::write(
         hosts.path().join("hosts"),
         "127.0.0.1 localhost\n127.0.0.1 transit.magic-wormhole.io\n",
     )
     .unwrap();
-    let mut net = if ours {
-        let s = OurServer::start_with_relay_on(&relay).await;
-        Net {
-            url: s.url(),
-            relay: s.relay_hint(),
-            _ours: Some(s),
-            _mailbox: None,
-            _relay: None,
-            william_hosts: None,
-        }
-    } else {
-        let m = MailboxServer::start(&[]).await;
-        let r = RefRelay::start_on(Some(WILLIAM_RELAY_PORT)).await;
-        Net {
-            url: m.url(),
-            relay: r.hint(),
-            _ours: None,
-            _mailbox: Some(m),
-            _relay: Some(r),
-            william_hosts: None,
-        }
-    };
-    assert_eq!(net.relay, format!("tcp:{relay}"));
+    let mut net = net(ours, Some(WILLIAM_RELAY_PORT)).await;
+    assert_eq!(net.relay, format!("tcp:127.0.0.1:{WILLIAM_RELAY_PORT}"));
     net.william_hosts = Some(hosts);
     net
 }
