@@ -9,7 +9,9 @@
 # MB/s (file size / receiver's wall time, start-up and key exchange included), CPU
 # seconds per GiB (user + system) and peak RSS, from /usr/bin/time. Median of N runs
 # (default 3) by receiver wall time. Files live in /dev/shm unless --disk, so the
-# figures measure the transfer, not this machine's disk write-back.
+# figures measure the transfer, not this machine's disk write-back. Memory is touched and
+# freed before each run (see prefault), and the first line gives a receiver's floor: the
+# CPU of writing the file alone with dd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
