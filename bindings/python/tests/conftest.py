@@ -3,12 +3,14 @@ subprocesses (Twisted scenarios, the reference CLI, interpreter-exit checks)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -39,13 +41,35 @@ def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30.0) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("the mailbox server exited with %s" % proc.returncode)
+            raise RuntimeError("the server exited with %s" % proc.returncode)
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError("the mailbox server did not start listening")
+    raise RuntimeError("the server did not start listening")
+
+
+@contextlib.contextmanager
+def twist_server(ref_venv: Path, plugin: str, *args: str) -> Iterator[int]:
+    """Run ``twist PLUGIN --port=tcp:PORT:interface=127.0.0.1 ARGS…`` from the reference
+    venv on a free port; yields the port once it accepts connections, stops it after."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(ref_venv / "bin" / "twist"), plugin, "--port=tcp:%d:interface=127.0.0.1" % port, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_listening(port, proc)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -57,27 +81,8 @@ def ref_venv() -> Path:
 @pytest.fixture(scope="session")
 def relay_url(ref_venv: Path):
     """``ws://127.0.0.1:PORT/v1`` of a reference mailbox server (in-memory database)."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            str(ref_venv / "bin" / "twist"),
-            "wormhole-mailbox",
-            "--port=tcp:%d:interface=127.0.0.1" % port,
-            "--channel-db=:memory:",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_listening(port, proc)
+    with twist_server(ref_venv, "wormhole-mailbox", "--channel-db=:memory:") as port:
         yield "ws://127.0.0.1:%d/v1" % port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture

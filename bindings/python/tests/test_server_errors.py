@@ -1,14 +1,13 @@
 """WelcomeError and ServerError from a real reference mailbox server."""
 
 import asyncio
-import subprocess
 
 import pytest
 
 import wormhole
 from wormhole.errors import ServerError, WelcomeError, WormholeError
 
-from conftest import _free_port, _wait_listening
+from conftest import twist_server
 
 T = 20
 
@@ -16,24 +15,13 @@ T = 20
 @pytest.fixture(scope="module")
 def refusing_relay_url(ref_venv):
     """A reference server started with --signal-error: its welcome refuses everyone."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            str(ref_venv / "bin" / "twist"),
-            "wormhole-mailbox",
-            "--port=tcp:%d:interface=127.0.0.1" % port,
-            "--channel-db=:memory:",
-            "--signal-error=server closed for maintenance",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_listening(port, proc)
+    with twist_server(
+        ref_venv,
+        "wormhole-mailbox",
+        "--channel-db=:memory:",
+        "--signal-error=server closed for maintenance",
+    ) as port:
         yield "ws://127.0.0.1:%d/v1" % port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.mark.asyncio

@@ -21,7 +21,7 @@ import wormhole
 from wormhole.errors import TransferError, WormholeCancelled, WormholeError
 from wormhole.transfer import Receiver, Sender, receive_file, send_file
 
-from conftest import HERE, _free_port, _wait_listening
+from conftest import HERE, twist_server
 
 T = 60
 # How long a sender may take to notice that the receiver cancelled. Usually at once; but
@@ -377,26 +377,8 @@ async def test_missing_file_and_bad_helper(relay_url, tmp_path):
 @pytest.fixture(scope="module")
 def transit_helper(ref_venv):
     """``tcp:127.0.0.1:PORT`` of a reference transit relay (magic-wormhole-transit-relay)."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            str(ref_venv / "bin" / "twist"),
-            "transitrelay",
-            "--port=tcp:%d:interface=127.0.0.1" % port,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_listening(port, proc)
+    with twist_server(ref_venv, "transitrelay") as port:
         yield "tcp:127.0.0.1:%d" % port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.asyncio
