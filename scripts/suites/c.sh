@@ -108,47 +108,44 @@ build_all() { # build_all SUFFIX EXTRA_FLAGS...
     c++ "${CXXFLAGS[@]}" "$@" examples/c/pair.cpp -o "$OUT/bin/pair$sfx" "${LINK[@]}"
 }
 
-start_mailbox() {
-    local i
+# start_listening NAME CMD...: run CMD (each "{PORT}" in it replaced by a random port) in the
+# background, logging to $OUT/logs/NAME-PORT.log, until it accepts connections on 127.0.0.1;
+# five ports are tried. Sets STARTED_PORT and STARTED_PID.
+start_listening() {
+    local name="$1" i n port pid
+    shift
     for i in 1 2 3 4 5; do
-        PORT=$((20000 + RANDOM % 30000))
-        "$WORMHOLE_REF_VENV/bin/twist" wormhole-mailbox --port="tcp:$PORT:interface=127.0.0.1" \
-            --channel-db=:memory: >"$OUT/logs/mailbox-$PORT.log" 2>&1 &
-        MAILBOX_PID=$!
-        local n
+        port=$((20000 + RANDOM % 30000))
+        "${@//\{PORT\}/$port}" >"$OUT/logs/$name-$port.log" 2>&1 &
+        pid=$!
         for n in $(seq 150); do
-            if ! kill -0 "$MAILBOX_PID" 2>/dev/null; then break; fi
-            if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null; then
-                URL="ws://127.0.0.1:$PORT/v1"
+            if ! kill -0 "$pid" 2>/dev/null; then break; fi
+            if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+                STARTED_PORT=$port
+                STARTED_PID=$pid
                 return 0
             fi
             sleep 0.1
         done
-        kill "$MAILBOX_PID" 2>/dev/null
+        kill "$pid" 2>/dev/null
     done
     return 1
+}
+
+start_mailbox() {
+    start_listening mailbox "$WORMHOLE_REF_VENV/bin/twist" wormhole-mailbox \
+        --port="tcp:{PORT}:interface=127.0.0.1" --channel-db=:memory: || return 1
+    MAILBOX_PID=$STARTED_PID
+    URL="ws://127.0.0.1:$STARTED_PORT/v1"
 }
 
 # The reference transit relay on 127.0.0.1 (for relay-only transfers and the reference CLI,
 # whose default relay is out of reach in the namespace).
 start_transit_relay() {
-    local i n
-    for i in 1 2 3 4 5; do
-        RELAY_PORT=$((20000 + RANDOM % 30000))
-        "$WORMHOLE_REF_VENV/bin/twist" transitrelay --port="tcp:$RELAY_PORT:interface=127.0.0.1" \
-            >"$OUT/logs/transit-relay-$RELAY_PORT.log" 2>&1 &
-        RELAY_PID=$!
-        for n in $(seq 150); do
-            if ! kill -0 "$RELAY_PID" 2>/dev/null; then break; fi
-            if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$RELAY_PORT" 2>/dev/null; then
-                RELAY_HINT="tcp:127.0.0.1:$RELAY_PORT"
-                return 0
-            fi
-            sleep 0.1
-        done
-        kill "$RELAY_PID" 2>/dev/null
-    done
-    return 1
+    start_listening transit-relay "$WORMHOLE_REF_VENV/bin/twist" transitrelay \
+        --port="tcp:{PORT}:interface=127.0.0.1" || return 1
+    RELAY_PID=$STARTED_PID
+    RELAY_HINT="tcp:127.0.0.1:$STARTED_PORT"
 }
 
 # Two processes at once; both must succeed.
@@ -240,23 +237,10 @@ installed_prefix() {
 
 # Our own mailbox server (WORMHOLE_SERVER_BIN), when it is built.
 start_our_mailbox() {
-    local i n
-    for i in 1 2 3 4 5; do
-        OUR_PORT=$((20000 + RANDOM % 30000))
-        "$WORMHOLE_SERVER_BIN" mailbox --listen "127.0.0.1:$OUR_PORT" --db :memory: \
-            >"$OUT/logs/our-mailbox-$OUR_PORT.log" 2>&1 &
-        OUR_PID=$!
-        for n in $(seq 150); do
-            if ! kill -0 "$OUR_PID" 2>/dev/null; then break; fi
-            if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$OUR_PORT" 2>/dev/null; then
-                OUR_URL="ws://127.0.0.1:$OUR_PORT/v1"
-                return 0
-            fi
-            sleep 0.1
-        done
-        kill "$OUR_PID" 2>/dev/null
-    done
-    return 1
+    start_listening our-mailbox "$WORMHOLE_SERVER_BIN" mailbox --listen "127.0.0.1:{PORT}" \
+        --db :memory: || return 1
+    OUR_PID=$STARTED_PID
+    OUR_URL="ws://127.0.0.1:$STARTED_PORT/v1"
 }
 
 run() {
