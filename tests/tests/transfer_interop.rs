@@ -89,6 +89,15 @@ enum Payload {
     EmptyDir,
 }
 
+/// Every payload, in the order the tests send them.
+const ALL_PAYLOADS: [Payload; 5] = [
+    Payload::Text,
+    Payload::File,
+    Payload::EmptyFile,
+    Payload::Dir,
+    Payload::EmptyDir,
+];
+
 /// Create the payload in `dir`; returns its path (None for text).
 fn make_payload(dir: &Path, p: Payload) -> Option<PathBuf> {
     match p {
@@ -343,13 +352,7 @@ async fn transfer(net: &Net, from: Peer, to: Peer, payload: Payload, relay_only:
 }
 
 async fn all_payloads_with_reference(net: Net, relay_only: bool) {
-    for payload in [
-        Payload::Text,
-        Payload::File,
-        Payload::EmptyFile,
-        Payload::Dir,
-        Payload::EmptyDir,
-    ] {
+    for payload in ALL_PAYLOADS {
         transfer(&net, Peer::Ours, Peer::Ref, payload, relay_only).await;
         transfer(&net, Peer::Ref, Peer::Ours, payload, relay_only).await;
     }
@@ -379,13 +382,7 @@ async fn reference_cli_relay_via_reference_servers() {
 async fn ours_to_ours_every_payload_direct_and_relay() {
     let net = our_net().await;
     for relay_only in [false, true] {
-        for payload in [
-            Payload::Text,
-            Payload::File,
-            Payload::EmptyFile,
-            Payload::Dir,
-            Payload::EmptyDir,
-        ] {
+        for payload in ALL_PAYLOADS {
             transfer(&net, Peer::Ours, Peer::Ours, payload, relay_only).await;
         }
     }
