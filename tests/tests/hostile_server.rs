@@ -1047,9 +1047,69 @@ async fn tampered_message_after_verification_is_wrong_password() {
     peer.finish().await;
 }
 
+/// A nameplate squatter (or the server itself) fills the mailbox before the key exists:
+/// the client must fail with a protocol error once it holds too much, not buffer without
+/// limit (a hostile server once took the CLI to 690 MB this way).
+#[tokio::test]
+async fn flood_before_the_key_is_bounded() {
+    let mut fake = FakeServer::start().await;
+    let w = fake.wormhole(quick());
+    let mut conn = fake.accept().await;
+    conn.handshake().await;
+    let body = vec![0x5a_u8; 4 << 20];
+    // 4 MiB a frame (8 MiB of hex): the client gives up on the ninth (past 32 MiB).
+    for i in 0..9 {
+        assert!(
+            conn.send(message(PEER_SIDE, &format!("squat-{i}"), &body))
+                .await
+        );
+    }
+    let (err, frames) = expect_failure(&w, &mut conn, ErrorKind::Protocol).await;
+    assert!(err.to_string().contains("before the key"), "{err}");
+    assert_released_and_closed(&frames, "errory");
+}
+
 // ----------------------------------------------------------------------------------------
 // Connection-level misbehaviour
 // ----------------------------------------------------------------------------------------
+
+/// The server stops reading while the client writes large frames. Writes are never awaited
+/// by the driver's loop, so `close()` still ends by its deadline (it once never ended) and
+/// dropping the last handle afterwards is quick.
+#[tokio::test]
+async fn close_completes_when_the_server_stops_reading() {
+    let mut fake = FakeServer::start().await;
+    let close_timeout = Duration::from_secs(2);
+    let w = fake.wormhole(Options {
+        close_timeout,
+        ..quick()
+    });
+    let mut cv = fake.accept().await;
+    let peer = keyed_peer(&mut fake, &mut cv).await;
+    let mut rng = Prng(11);
+    cv.send(message(&peer.side, "pake", &peer.pake)).await;
+    cv.send(peer.forged("version", br#"{"app_versions": {}}"#, &mut rng))
+        .await;
+    within("the verifier", w.get_verifier()).await.unwrap();
+    // From here on the server reads nothing: 8 frames of 4 MiB of hex fill every buffer.
+    for _ in 0..8 {
+        w.send_message(vec![0x55; 2 << 20]).unwrap();
+    }
+    // Let it encrypt and queue them (slow in a debug build).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    let res = within("close()", w.close()).await;
+    let took = started.elapsed();
+    assert!(
+        took < close_timeout + Duration::from_secs(8),
+        "close() took {took:?} with close_timeout {close_timeout:?} ({res:?})"
+    );
+    let started = Instant::now();
+    drop(w);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop(cv);
+    peer.finish().await;
+}
 
 #[tokio::test]
 async fn server_that_never_completes_the_handshake_is_server_connection_error() {

@@ -1,16 +1,22 @@
 //! The tokio driver: one task per wormhole owns the WebSocket and the [`Session`] and loops
 //! on a `select!` over commands, frames, the reconnect timer, keepalive and the close
 //! deadline. Handles talk to it only through the command channel and the shared state.
+//!
+//! The loop never awaits a socket write: outgoing frames go to a writer task through a
+//! queue ([`Link`]). A server that stops reading therefore stalls only the writer, and
+//! commands, the keepalive and the close deadline still run; dropping the link aborts the
+//! writer and closes the socket.
 
 use std::time::Duration;
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::api::{Command, Shared};
@@ -36,6 +42,12 @@ pub(crate) fn reconnect_delay(n: u32, jitter: f64) -> Duration {
     Duration::from_secs_f64(base + jitter.clamp(0.0, 0.999))
 }
 
+/// Count one more consecutive retry and say when to make it.
+fn next_retry(retries: &mut u32) -> Option<Instant> {
+    *retries += 1;
+    Some(Instant::now() + reconnect_delay(*retries, rand::thread_rng().r#gen()))
+}
+
 async fn connect(url: String, timeout: Duration) -> Result<Ws, String> {
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(MAX_FRAME_BYTES);
@@ -48,6 +60,73 @@ async fn connect(url: String, timeout: Duration) -> Result<Ws, String> {
     }
 }
 
+/// One live WebSocket connection: the read half, owned by the driver loop, and a writer
+/// task that owns the write half and sends whatever is queued, in order. Dropping the
+/// link aborts the writer, which closes the socket.
+struct Link {
+    frames: SplitStream<Ws>,
+    out: mpsc::UnboundedSender<Message>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Link {
+    fn new(ws: Ws) -> Link {
+        let (sink, frames) = ws.split();
+        let (out, queue) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_all(sink, queue));
+        Link {
+            frames,
+            out,
+            writer,
+        }
+    }
+
+    /// Queue one frame; never waits. A dead writer shows up in the loop's `select!`.
+    fn send(&self, msg: Message) {
+        let _ = self.out.send(msg);
+    }
+
+    /// The next frame from the server, or `None` once the connection is unusable (closed,
+    /// failed, or the writer could not send).
+    async fn next(&mut self) -> Option<Result<Message, WsError>> {
+        tokio::select! {
+            frame = self.frames.next() => frame,
+            _ = &mut self.writer => None,
+        }
+    }
+
+    /// Send a Close frame and give the writer at most `grace` to flush what is queued.
+    async fn close(mut self, grace: Duration) {
+        self.send(Message::Close(None));
+        let _ = tokio::time::timeout(grace, &mut self.writer).await;
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.writer.abort();
+    }
+}
+
+/// The writer task: send queued frames until the queue closes or the socket fails.
+/// Frames queued together leave in one flush.
+async fn write_all(mut sink: SplitSink<Ws, Message>, mut queue: mpsc::UnboundedReceiver<Message>) {
+    while let Some(first) = queue.recv().await {
+        let mut closing = false;
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            closing |= matches!(msg, Message::Close(_));
+            if sink.feed(msg).await.is_err() {
+                return;
+            }
+            next = queue.try_recv().ok();
+        }
+        if sink.flush().await.is_err() || closing {
+            return;
+        }
+    }
+}
+
 type Connecting = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Ws, String>> + Send>>;
 
 /// Run one wormhole until its session is done.
@@ -57,7 +136,7 @@ pub(crate) async fn run(
     shared: std::sync::Arc<Shared>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let mut ws: Option<Ws> = None;
+    let mut ws: Option<Link> = None;
     let mut connecting: Option<Connecting> =
         Some(Box::pin(connect(cfg.url.clone(), cfg.connect_timeout)));
     let mut ever_connected = false;
@@ -71,24 +150,19 @@ pub(crate) async fn run(
 
     loop {
         // Drain the session: frames out, events to the application.
-        while let Some(msg) = session.poll_transmit() {
-            let Some(sock) = ws.as_mut() else { break };
+        while let Some(link) = ws.as_ref() {
+            let Some(msg) = session.poll_transmit() else {
+                break;
+            };
             let id = session.frame_id();
-            let text = msg.to_frame_text(&id);
-            if sock.send(Message::text(text)).await.is_err() {
-                ws = None;
-                session.disconnected();
-                retries += 1;
-                retry_at =
-                    Some(Instant::now() + reconnect_delay(retries, rand::thread_rng().r#gen()));
-            }
+            link.send(Message::text(msg.to_frame_text(&id)));
         }
         while let Some(ev) = session.poll_event() {
             shared.dispatch(ev);
         }
         if session.is_done() {
-            if let Some(mut sock) = ws.take() {
-                let _ = tokio::time::timeout(Duration::from_secs(2), sock.close(None)).await;
+            if let Some(link) = ws.take() {
+                link.close(Duration::from_secs(2)).await;
             }
             break;
         }
@@ -110,7 +184,7 @@ pub(crate) async fn run(
                 match res {
                     Ok(sock) => {
                         tracing::debug!(url = %cfg.url, "connected to the mailbox server");
-                        ws = Some(sock);
+                        ws = Some(Link::new(sock));
                         ever_connected = true;
                         retries = 0;
                         last_rx = Instant::now();
@@ -122,8 +196,7 @@ pub(crate) async fn run(
                     }
                     Err(reason) => {
                         tracing::debug!(url = %cfg.url, %reason, retries, "reconnection failed");
-                        retries += 1;
-                        retry_at = Some(Instant::now() + reconnect_delay(retries, rand::thread_rng().r#gen()));
+                        retry_at = next_retry(&mut retries);
                     }
                 }
             },
@@ -142,8 +215,7 @@ pub(crate) async fn run(
                         tracing::debug!(url = %cfg.url, "lost the mailbox connection; will reconnect");
                         ws = None;
                         session.disconnected();
-                        retries += 1;
-                        retry_at = Some(Instant::now() + reconnect_delay(retries, rand::thread_rng().r#gen()));
+                        retry_at = next_retry(&mut retries);
                     }
                 }
             },
@@ -156,10 +228,9 @@ pub(crate) async fn run(
                     // No frame (not even a pong) for two intervals: the link is dead.
                     ws = None;
                     session.disconnected();
-                    retries += 1;
-                    retry_at = Some(Instant::now() + reconnect_delay(retries, rand::thread_rng().r#gen()));
-                } else if let Some(sock) = ws.as_mut() {
-                    let _ = sock.send(Message::Ping(Vec::new().into())).await;
+                    retry_at = next_retry(&mut retries);
+                } else if let Some(link) = ws.as_ref() {
+                    link.send(Message::Ping(Vec::new().into()));
                 }
             },
             _ = async { sleep_until(close_deadline.expect("guarded")).await }, if close_deadline.is_some() => {

@@ -28,6 +28,13 @@ use super::key::{self, Key, Pake, PakeError};
 use super::wire::{ClientMessage, HexBytes, MailboxMessage, Mood, ServerMessage};
 use crate::error::{Error, Result};
 
+/// At most this many peer messages are held while the key does not exist yet. An honest
+/// peer sends a handful (version, then its first phases) before it sees our key; a hostile
+/// server or a nameplate squatter could otherwise grow the queue without limit.
+pub const MAX_QUEUED_PEER_MESSAGES: usize = 1024;
+/// At most this many bytes of peer message bodies are held while the key does not exist.
+pub const MAX_QUEUED_PEER_BYTES: usize = 32 * 1024 * 1024;
+
 /// Something the application should learn about. Emitted at most once each, except
 /// `Nameplates` and `Message`.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,6 +133,8 @@ pub struct Session {
     stashed_peer_pake: Option<(String, Vec<u8>)>,
     key: Option<Key>,
     queued_peer: Vec<MailboxMessage>,
+    /// Body bytes held in `queued_peer`.
+    queued_peer_bytes: usize,
     verified: bool,
     send_queue: VecDeque<(String, Vec<u8>)>,
     next_send_phase: u64,
@@ -184,6 +193,7 @@ impl Session {
             stashed_peer_pake: None,
             key: None,
             queued_peer: Vec::new(),
+            queued_peer_bytes: 0,
             verified: false,
             send_queue: VecDeque::new(),
             next_send_phase: 0,
@@ -698,7 +708,22 @@ impl Session {
                 self.got_peer_pake(&m.side, &m.body.0);
             }
         } else if self.key.is_none() {
+            self.queued_peer_bytes += m.body.0.len() + m.phase.len();
             self.queued_peer.push(m);
+            if self.queued_peer.len() > MAX_QUEUED_PEER_MESSAGES
+                || self.queued_peer_bytes > MAX_QUEUED_PEER_BYTES
+            {
+                self.queued_peer = Vec::new();
+                self.fail(
+                    Error::Protocol(format!(
+                        "the mailbox holds more than {MAX_QUEUED_PEER_MESSAGES} messages or \
+                         {} MiB for us before the key exists: a hostile server or a third \
+                         party in the mailbox",
+                        MAX_QUEUED_PEER_BYTES >> 20
+                    )),
+                    Mood::Errory,
+                );
+            }
         } else {
             self.got_encrypted(m);
         }
@@ -715,6 +740,7 @@ impl Session {
                 let vbody = key::encrypt(&pk, &plaintext, &mut *self.rng);
                 self.key = Some(k);
                 self.post("version".into(), vbody);
+                self.queued_peer_bytes = 0;
                 for m in std::mem::take(&mut self.queued_peer) {
                     if self.closing.is_some() {
                         break;

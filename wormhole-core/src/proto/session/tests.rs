@@ -765,3 +765,68 @@ fn close_before_any_connection_finishes_at_once() {
     assert!(out.is_empty());
     assert_eq!(closed(&evs), Some(Err(Error::Lonely)));
 }
+
+/// A squatter (or a hostile server) filling the mailbox before the key exists: the
+/// messages a session holds are bounded in count and bytes, and crossing the bound fails
+/// the session with a protocol error instead of growing without limit. An honest peer's
+/// few early messages are still held and delivered.
+#[test]
+fn messages_held_before_the_key_are_bounded() {
+    let squat = |s: &mut Session, phase: String, len: usize| {
+        s.handle_server(ServerMessage::Message(MailboxMessage {
+            side: "5qua77e4aa".into(),
+            phase,
+            body: HexBytes(vec![7u8; len]),
+            server_rx: None,
+            id: None,
+        }));
+    };
+    let claimed = |seed| {
+        let mut s = session(seed);
+        s.set_code("6-a-b").unwrap();
+        s.connected();
+        s.handle_server(ServerMessage::Claimed {
+            mailbox: "mb6".into(),
+        });
+        drain(&mut s);
+        s
+    };
+    let errory = |out: &[ClientMessage]| {
+        out.iter().any(|m| {
+            matches!(
+                m,
+                ClientMessage::Close {
+                    mood: Some(Mood::Errory),
+                    ..
+                }
+            )
+        })
+    };
+
+    // By bytes: 1 MiB bodies, one past the byte cap.
+    let mut s = claimed(1);
+    let per = (1 << 20) - 64; // phase names count too
+    for i in 0..MAX_QUEUED_PEER_BYTES / per {
+        squat(&mut s, i.to_string(), per);
+        assert!(!errory(&drain(&mut s).0), "failed early, at message {i}");
+    }
+    squat(&mut s, "last".into(), per);
+    assert!(errory(&drain(&mut s).0), "not failed past the byte cap");
+    assert!(s.queued_peer.is_empty() && s.queued_peer.capacity() == 0);
+    s.handle_server(ServerMessage::Released);
+    s.handle_server(ServerMessage::Closed);
+    let (_, evs) = drain(&mut s);
+    assert_eq!(
+        closed(&evs).map(|r| r.map_err(|e| e.kind())),
+        Some(Err(ErrorKind::Protocol))
+    );
+
+    // By count: tiny bodies.
+    let mut s = claimed(2);
+    for i in 0..MAX_QUEUED_PEER_MESSAGES {
+        squat(&mut s, format!("p{i}"), 1);
+    }
+    assert!(!errory(&drain(&mut s).0));
+    squat(&mut s, "one-more".into(), 1);
+    assert!(errory(&drain(&mut s).0), "not failed past the count cap");
+}
