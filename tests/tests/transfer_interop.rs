@@ -795,3 +795,75 @@ async fn output_file_option_like_the_reference() {
         );
     }
 }
+
+/// Sender-chosen names: one at the file-system limit (255 bytes: its temporary name once
+/// did not fit) arrives intact, and one full of terminal controls and forged `ERROR:` lines
+/// arrives under its own name but is printed escaped.
+#[tokio::test]
+async fn long_and_hostile_file_names() {
+    let net = our_net().await;
+    for (from, name) in [
+        (Peer::Ours, "n".repeat(255)),
+        (Peer::Ref, format!("{}é", "r".repeat(253))),
+        (
+            Peer::Ours,
+            "x\u{1b}]0;owned\u{7}\u{1b}[2J\rERROR: forged\nERROR: forged.txt".to_owned(),
+        ),
+    ] {
+        let src = TempDir::new("name-src");
+        let dst = TempDir::new("name-dst");
+        let f = src.path().join(&name);
+        std::fs::write(&f, b"named").unwrap();
+        let mut s = RunningCli::spawn("sender", sender(&net, from, Some(&f), false));
+        s.wait_for_code().await;
+        let r = RunningCli::spawn(
+            "receiver",
+            receiver(&net, Peer::Ours, dst.path(), false, true),
+        );
+        let (so, ro) = tokio::join!(s.finish(), r.finish());
+        so.assert_success();
+        ro.assert_success();
+        assert_eq!(std::fs::read(dst.path().join(&name)).unwrap(), b"named");
+        assert!(
+            !ro.stderr.contains(['\u{1b}', '\u{7}', '\r']),
+            "raw control characters reached the terminal: {ro}"
+        );
+        assert!(
+            !ro.stderr.lines().any(|l| l.starts_with("ERROR")),
+            "a forged line: {ro}"
+        );
+        assert!(ro.stderr.contains("Received file written to: "), "{ro}");
+    }
+}
+
+/// The receiver cannot create the destination (its directory does not exist): it tells the
+/// sender, which fails at once instead of waiting for ever.
+#[tokio::test]
+async fn receiver_that_cannot_write_tells_the_sender() {
+    let net = our_net().await;
+    for from in [Peer::Ours, Peer::Ref] {
+        let src = TempDir::new("nowrite-src");
+        let dst = TempDir::new("nowrite-dst");
+        let f = make_payload(src.path(), Payload::File).unwrap();
+        let mut s = RunningCli::spawn("sender", sender(&net, from, Some(&f), false));
+        s.wait_for_code().await;
+        let mut a = global(&net);
+        a.extend(
+            [
+                "receive",
+                "--hide-progress",
+                "--accept-file",
+                "-o",
+                "missing/sub/data.bin",
+                CODE,
+            ]
+            .map(String::from),
+        );
+        let mut cmd = our_cli(&net.url, &a);
+        cmd.current_dir(dst.path());
+        let r = RunningCli::spawn("receiver", cmd);
+        let (so, ro) = tokio::join!(s.finish(), r.finish());
+        assert_failed(&ro, "cannot create");
+        assert_failed(&so, "the receiver cannot write the file");
+    }
+}

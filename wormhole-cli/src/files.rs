@@ -233,12 +233,18 @@ pub async fn receive(
     }
     let is_dir = !matches!(offer.kind(), OfferKind::File);
     let dest = offer.accept(&dest, overwrite, opts).await?;
-    let shown = std::path::absolute(&dest).unwrap_or(dest);
+    // The name is the sender's: nothing in it may drive the terminal or forge a line.
+    let shown = crate::receive::terminal_safe(
+        &std::path::absolute(&dest)
+            .unwrap_or(dest)
+            .display()
+            .to_string(),
+    );
     if is_dir {
         eprintln!("Unpacking zipfile..");
-        eprintln!("Received files written to: {}", shown.display());
+        eprintln!("Received files written to: {shown}");
     } else {
-        eprintln!("Received file written to: {}", shown.display());
+        eprintln!("Received file written to: {shown}");
     }
     Ok(())
 }

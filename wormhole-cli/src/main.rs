@@ -158,7 +158,8 @@ impl Server {
     /// Print the server's message of the day, if any, like the reference.
     pub fn show_welcome(&self, welcome: &Map<String, Value>) {
         if let Some(motd) = welcome.get("motd").and_then(Value::as_str) {
-            let lines: Vec<&str> = motd.lines().collect();
+            // The operator's lines, each indented; nothing in them may drive the terminal.
+            let lines: Vec<String> = motd.lines().map(receive::terminal_safe).collect();
             eprintln!(
                 "Server (at {}) says:\n {}",
                 self.relay_url,

@@ -66,22 +66,42 @@ pub fn escape_like_python_repr(text: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            ' '..='~' => out.push(c),
-            c if c.is_ascii() || !is_printable(c) => {
-                let n = u32::from(c);
-                let _ = match n {
-                    0..=0xff => write!(out, "\\x{n:02x}"),
-                    0x100..=0xffff => write!(out, "\\u{n:04x}"),
-                    _ => write!(out, "\\U{n:08x}"),
-                };
-            }
-            c => out.push(c),
+            c => push_printable(&mut out, c),
         }
     }
     out
+}
+
+/// `text` with everything that could drive a terminal (control characters, including
+/// line breaks, and the other characters Python does not consider printable) spelt out
+/// as in [`escape_like_python_repr`]; quotes and backslashes are kept. For texts from
+/// someone else that we print inside our own lines: a received file's path, a server's
+/// message of the day.
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        push_printable(&mut out, c);
+    }
+    out
+}
+
+/// Push `c`, or its Python escape if it is not printable.
+fn push_printable(out: &mut String, c: char) {
+    match c {
+        '\t' => out.push_str("\\t"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        ' '..='~' => out.push(c),
+        c if c.is_ascii() || !is_printable(c) => {
+            let n = u32::from(c);
+            let _ = match n {
+                0..=0xff => write!(out, "\\x{n:02x}"),
+                0x100..=0xffff => write!(out, "\\u{n:04x}"),
+                _ => write!(out, "\\U{n:08x}"),
+            };
+        }
+        c => out.push(c),
+    }
 }
 
 /// Python's `str.isprintable` for one non-ASCII character.
@@ -121,5 +141,18 @@ mod tests {
             "\\xa0\\u200b\\u2028\\ue000"
         );
         assert_eq!(repr("\u{e0001}"), "\\U000e0001");
+    }
+
+    #[test]
+    fn terminal_safe_spells_out_what_drives_a_terminal() {
+        use super::terminal_safe as safe;
+        assert_eq!(
+            safe("/tmp/it's a \"file\" \\ é.txt"),
+            "/tmp/it's a \"file\" \\ é.txt"
+        );
+        assert_eq!(
+            safe("x\u{1b}]0;title\u{7}\rERROR: forged\nERROR: again\u{202e}"),
+            "x\\x1b]0;title\\x07\\rERROR: forged\\nERROR: again\\u202e"
+        );
     }
 }

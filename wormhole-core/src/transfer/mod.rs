@@ -452,17 +452,27 @@ pub fn free_space(_dir: &Path) -> Option<u64> {
     None
 }
 
-/// A hidden temporary path next to `dest` that no other run uses.
+/// The longest file name (in bytes) the usual file systems accept (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// A hidden temporary path next to `dest` that no other run uses. Its name starts with
+/// as much of `dest`'s name as fits in [`NAME_MAX`] bytes, so a destination whose own name
+/// is at the limit still gets a valid temporary name.
 fn temp_path(dest: &Path, suffix: &str) -> PathBuf {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    dir.join(format!(
-        ".{name}.{}.wormhole-{suffix}",
+    let tail = format!(
+        ".{}.wormhole-{suffix}",
         hex::encode(rand::random::<[u8; 4]>())
-    ))
+    );
+    let mut keep = NAME_MAX.saturating_sub(1 + tail.len()).min(name.len());
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    dir.join(format!(".{}{tail}", &name[..keep]))
 }
 
 /// Removes a path on drop unless disarmed.
@@ -568,19 +578,31 @@ impl IncomingOffer {
                 .send_message(TransferMessage::Error("transfer rejected".into()).to_bytes());
             return Err(e);
         }
+        let is_dir = !matches!(self.kind, OfferKind::File);
+        let tmp = temp_path(&dest, if is_dir { "zip.part" } else { "part" });
+        let file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                // The sender waits for our answer: tell it (without our local path).
+                let _ = self.w.send_message(
+                    TransferMessage::Error("the receiver cannot write the file".into()).to_bytes(),
+                );
+                return Err(Error::Transfer(format!(
+                    "cannot create {}: {e}",
+                    tmp.display()
+                )));
+            }
+        };
+        let mut cleanup = Cleanup(Some(tmp.clone()));
         let transit = match self.transit {
             Some(t) => t,
             // A sender may post its hints after the offer: wait for them.
             None => receiver_transit(&self.w, opts).await?,
         };
-        let is_dir = !matches!(self.kind, OfferKind::File);
-        let tmp = temp_path(&dest, if is_dir { "zip.part" } else { "part" });
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::Transfer(format!("cannot create {}: {e}", tmp.display())))?;
-        let mut cleanup = Cleanup(Some(tmp.clone()));
         self.w
             .send_message(TransferMessage::FileAck("ok".into()).to_bytes())?;
         let cancel = &opts.cancel;
@@ -800,6 +822,42 @@ mod tests {
         for bad in ["", ".", "..", "a/..", "a/", "x\0y"] {
             assert_eq!(safe_base_name(bad), None, "{bad:?}");
         }
+    }
+
+    /// A destination name at the file-system limit (255 bytes, here with multi-byte
+    /// characters across the cut) still gets a temporary name that can be created.
+    #[test]
+    fn temporary_names_fit_the_name_limit() {
+        let dir = std::env::temp_dir().join(format!("wh-tmpname-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in [
+            "a".repeat(255),
+            format!("{}é", "b".repeat(253)),
+            "é".repeat(127),
+        ] {
+            assert!(name.len() >= 254);
+            let dest = dir.join(&name);
+            std::fs::write(&dest, b"x").expect("the destination itself is a valid name");
+            for suffix in ["part", "zip.part"] {
+                let tmp = temp_path(&dest, suffix);
+                let base = tmp.file_name().unwrap().to_str().unwrap();
+                assert!(base.len() <= NAME_MAX, "{} bytes: {base}", base.len());
+                assert!(base.starts_with(".b") || base.starts_with(".a") || base.starts_with(".é"));
+                assert!(base.ends_with(&format!(".wormhole-{suffix}")));
+                std::fs::write(&tmp, b"y").expect("the temporary name is valid");
+                std::fs::remove_file(&tmp).unwrap();
+            }
+        }
+        let short = temp_path(&dir.join("f.txt"), "part");
+        assert!(
+            short
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(".f.txt.")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
