@@ -340,6 +340,13 @@ pub(crate) fn parse_handshake(line: &[u8]) -> Option<Handshake> {
     })
 }
 
+/// Parse one handshake line (without its newline) as the relay does: the token and the
+/// optional side of `please relay TOKEN [for side SIDE]`, or `None` if the relay would
+/// answer `bad handshake`. Public for the fuzz targets and tests.
+pub fn parse_handshake_line(line: &[u8]) -> Option<(String, Option<String>)> {
+    parse_handshake(line).map(|h| (h.token, h.side))
+}
+
 /// The outcome of reading a handshake.
 enum Read {
     Ok(Handshake, End),

@@ -1,0 +1,4 @@
+//! Fuzz target `transit_handshake`: see [`wormhole_fuzz::transit_handshake`] for what it drives and checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wormhole_fuzz::transit_handshake(data));

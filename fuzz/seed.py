@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Write the seed corpus, fuzz/corpus/TARGET/NAME, from PROTOCOL.md's transcripts (§12) and
+the shapes the interop tests exchange. Deterministic: run it again after changing it and
+commit what changes. Run: python3 fuzz/seed.py"""
+import hashlib, io, json, os, zipfile
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+FF = b"\xff"  # the piece separator of the multi-frame targets
+
+
+def put(target, data):
+    if isinstance(data, str):
+        data = data.encode()
+    d = os.path.join(ROOT, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, hashlib.sha1(data).hexdigest()[:16]), "wb") as f:
+        f.write(data)
+
+
+PAKE = "7b2270616b655f7631223a202235330000000000000000000000000000000000000000000000000000000000000000227d"
+server_frames = [
+    {"welcome": {"motd": "hello from test", "your-address": {"port": 52352, "ipv4": "127.0.0.1"}}, "type": "welcome", "server_tx": 1795354269.490503},
+    {"welcome": {"error": "go away"}, "type": "welcome"},
+    {"id": "8ec1", "type": "ack", "server_tx": 1795354269.5075562},
+    {"mailbox": "2lbdfy7pfg32a", "type": "claimed", "server_tx": 1795354269.555229},
+    {"side": "4a026c08fb", "phase": "pake", "body": PAKE, "server_rx": 1795354269.5794468, "id": "26b2", "type": "message", "server_tx": 1795354269.58},
+    {"side": "19f76d64db", "phase": "version", "body": "39ebffe29676", "server_rx": 1.0, "id": None, "type": "message"},
+    {"type": "released", "server_tx": 1.5},
+    {"type": "closed"},
+    {"nameplates": [{"id": "7"}, {"id": "12"}], "type": "nameplates"},
+    {"nameplate": "7", "type": "allocated"},
+    {"pong": 7, "type": "pong"},
+    {"error": "crowded", "orig": {"type": "claim", "nameplate": "7"}, "type": "error"},
+    {"type": "future-thing", "x": [1, 2]},
+]
+for f in server_frames:
+    put("server_frame", json.dumps(f))
+
+client_frames = [
+    {"appid": "lothar.com/wormhole/text-or-file-xfer", "side": "4a026c08fb", "client_version": ["python", "0.24.0"], "id": "8ec1", "type": "bind"},
+    {"nameplate": "7", "id": "80ac", "type": "claim"},
+    {"mailbox": "2lbdfy7pfg32a", "id": "4074", "type": "open"},
+    {"phase": "pake", "body": PAKE, "id": "26b2", "type": "add"},
+    {"nameplate": "7", "id": "4d2a", "type": "release"},
+    {"mailbox": "2lbdfy7pfg32a", "mood": "happy", "id": "f10a", "type": "close"},
+    {"id": "0001", "type": "list"},
+    {"id": "0002", "type": "allocate"},
+    {"ping": 5, "id": "0003", "type": "ping"},
+]
+session = [json.dumps(f).encode() for f in client_frames]
+put("client_frames", FF.join(session))
+put("client_frames", FF.join(session[:1] + [b'{"type": "allocate"}', b'{"type": "list"}']))
+put("client_frames", FF.join([session[0], session[1], session[2], session[3], session[5]]))
+put("client_frames", b'{"type": "add", "phase": "0", "body": "00"}')
+put("client_frames", FF.join([session[0], b'[1,2]', b'not json']))
+
+# The schedule: mostly deliveries (ops 0-5 = (0..2)<<1|peer), sends, reconnects.
+put("session_schedule", bytes([0, 1] * 12 + [8, 4, 104, 105, 0, 1] * 6 + [14, 15] + [0, 1] * 8))
+put("session_schedule", bytes([0, 1] * 10 + [9, 3, 111, 110, 101] + [6, 7, 7, 6] + [0, 1] * 10))
+put("session_schedule", bytes([0, 1] * 6 + [10]) + json.dumps(server_frames[4]).encode() + FF + bytes([0, 1] * 8))
+put("session_schedule", bytes([12, 3, 0, 1] * 10))
+
+for c in ["7-guitarist-revenge", "913-166532", "123-HTTHHHTTHTTHHTHH", "0-", "42", "7-", "7-gui",
+          "7-guitarist-re", "5-foo-bar", "-x", "7 -a", "07-x", "١٢-x", "12,7,125", ""]:
+    put("code", c)
+
+put("transit_handshake", bytes([0x11]) + b"transit receiver 9d6a95c299fcedc91c5aa88d38237d932189f5c3e7ec4916cf2ca7d3badf5bbc ready\n\n")
+put("transit_handshake", bytes([0x13]) + b"ok\ntransit sender b831c9a4530c2ad29ebec202ce9e053088998d2d98234a29b830ff06dfc5f851 ready\n\ngo\n")
+put("transit_handshake", bytes([0x06]) + b"bad handshake\n")
+put("transit_handshake", bytes([0x01]) + b"nevermind\n")
+
+hints = {"abilities-v1": [{"type": "direct-tcp-v1"}, {"type": "relay-v1"}], "hints-v1": [
+    {"type": "direct-tcp-v1", "priority": 0.0, "hostname": "192.0.2.2", "port": 33445},
+    {"type": "relay-v1", "hints": [{"type": "direct-tcp-v1", "priority": 0.0, "hostname": "127.0.0.1", "port": 14001}]}]}
+put("transit_hints", json.dumps(hints))
+put("transit_hints", json.dumps({"hints-v1": [{"type": "tor-tcp-v1", "hostname": "x.onion", "port": 80}, {"type": "direct-tcp-v1", "hostname": "::1", "port": 70000}]}))
+for h in ["tcp:127.0.0.1:4001", "tcp:[::1]:4001", "tcp:relay.example:4001:priority=1.5", "tcp:host", "udp:x:1"]:
+    put("transit_hints", h)
+
+put("record_opener", bytes([0, 20]) + b"hello, twenty bytes!" + bytes([0, 5]) + b"again")
+put("record_opener", bytes([0, 3]) + b"abc" + bytes([3 * 10, 3]) + b"xyz")
+put("record_opener", bytes([1, 4, 0, 0, 0, 0x3c]) + bytes([1, 4, 0xff, 0, 0, 0]) + bytes([2, 40]) + bytes(40))
+
+for m in [{"offer": {"message": "hello world"}}, {"offer": {"file": {"filename": "hello.txt", "filesize": 20}}},
+          {"offer": {"directory": {"mode": "zipfile/deflated", "dirname": "d", "zipsize": 100, "numbytes": 40, "numfiles": 2}}},
+          {"answer": {"message_ack": "ok"}}, {"answer": {"file_ack": "ok"}}, {"transit": hints},
+          {"error": "transfer rejected"}, {"error": {"nested": 1}}, {"app": "other"}]:
+    put("transfer_message", json.dumps(m))
+put("transfer_message", "[1, 2]")
+
+
+def zbytes(entries, deflate=False):
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, "w", zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED) as z:
+        for name, data in entries:
+            if data is None:
+                z.writestr(zipfile.ZipInfo(name), b"")
+            else:
+                z.writestr(name, data)
+    return b.getvalue()
+
+
+put("zip_extract", zbytes([("a.txt", b"hello"), ("sub/b.txt", b"world" * 20)]))
+put("zip_extract", zbytes([("a.txt", b"x" * 1000), ("empty/", None)], deflate=True))
+put("zip_extract", zbytes([("../escape.txt", b"no")]))
+put("zip_extract", zbytes([("/abs.txt", b"no")]))
+put("zip_extract", zbytes([("big.bin", bytes(70000))], deflate=True))
+link = zipfile.ZipInfo("link")
+link.create_system = 3
+link.external_attr = (0o120777 << 16)
+b = io.BytesIO()
+with zipfile.ZipFile(b, "w") as z:
+    z.writestr(link, "/etc/passwd")
+put("zip_extract", b.getvalue())
+
+for line in ["please relay 33790d8a" + "0" * 56 + " for side b98a89a5d0a4c3d1", "please relay " + "a" * 64,
+             "please relay short", "please relay " + "a" * 64 + " for side x"]:
+    put("relay_handshake", line)
