@@ -739,12 +739,29 @@ pub struct OurServer {
     db: String,
     child: Option<Child>,
     stderr: Option<JoinHandle<String>>,
+    /// `RUST_LOG` for the server, if any.
+    log: Option<String>,
 }
 
 impl OurServer {
     /// Start with an in-memory database on free ports.
     pub async fn start() -> OurServer {
         Self::start_on(":memory:", "127.0.0.1:0", "127.0.0.1:0").await
+    }
+
+    /// Start with an in-memory database on free ports, logging with `RUST_LOG=filter`
+    /// (read it with [`OurServer::terminate`]).
+    pub async fn start_logging(filter: &str) -> OurServer {
+        let mut s = OurServer {
+            mailbox_addr: "127.0.0.1:0".into(),
+            relay_addr: "127.0.0.1:0".into(),
+            db: ":memory:".into(),
+            child: None,
+            stderr: None,
+            log: Some(filter.to_owned()),
+        };
+        s.spawn().await;
+        s
     }
 
     /// Start with an in-memory database, the mailbox on a free port and the relay on
@@ -765,6 +782,7 @@ impl OurServer {
             db: db.to_owned(),
             child: None,
             stderr: None,
+            log: None,
         };
         s.spawn().await;
         s
@@ -772,7 +790,11 @@ impl OurServer {
 
     async fn spawn(&mut self) {
         let bin = server_bin();
-        let mut child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if let Some(filter) = &self.log {
+            cmd.env("RUST_LOG", filter);
+        }
+        let mut child = cmd
             .args(["all", "--mailbox-listen", &self.mailbox_addr])
             .args(["--relay-listen", &self.relay_addr])
             .args(["--db", &self.db])

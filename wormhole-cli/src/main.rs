@@ -206,6 +206,14 @@ pub async fn with_notice<T>(fut: impl Future<Output = T>, notice: &str) -> T {
 
 fn main() {
     let cli = Cli::parse();
+    // Diagnostics (ours and the library's) only when asked for: RUST_LOG=debug, =trace, …
+    // No log line carries the code, a key or a message (tests/tests/secrets_not_logged.rs).
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let server = Server {
         relay_url: cli.relay_url,
         appid: cli.appid,
