@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wormhole_server::{Database, Limits, MailboxConfig, MailboxHandle, MailboxServer};
@@ -38,6 +38,21 @@ impl Client {
         let mut c = Client { ws };
         let welcome = c.next().await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
+        (c, welcome)
+    }
+
+    /// Connects through `socket` (bound or tuned by the caller) to the server at `addr`.
+    async fn connect_with(socket: TcpSocket, addr: std::net::SocketAddr) -> (Client, Value) {
+        let url = format!("ws://{addr}/v1");
+        let (ws, _) = tokio::time::timeout(TIMEOUT, async {
+            let stream = socket.connect(addr).await.expect("tcp connect");
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await
+        })
+        .await
+        .expect("connect timeout")
+        .expect("connect");
+        let mut c = Client { ws };
+        let welcome = c.next().await;
         (c, welcome)
     }
 
@@ -886,5 +901,83 @@ async fn two_core_clients_exchange_messages() {
     // both closed: nothing left on the server
     let mut l = Client::bound(&url, "l").await;
     assert!(l.list().await.is_empty());
+    server.shutdown().await;
+}
+
+/// A subscriber that stops reading while its mailbox keeps growing (with
+/// `max_messages_per_mailbox` above the 4096 broadcasts a connection used to queue) is
+/// disconnected, never skipped: it gets an unbroken run of the messages and then the end
+/// of its connection, and on reconnecting `open` replays every message.
+#[tokio::test]
+async fn a_subscriber_that_cannot_keep_up_is_disconnected_not_skipped() {
+    const MESSAGES: usize = 12_000;
+    const PIPELINE: usize = 100;
+    let server = start(MailboxConfig {
+        limits: Limits {
+            max_messages_per_mailbox: 100_000,
+            max_message_bytes: 4096,
+            ..Limits::default()
+        },
+        ..MailboxConfig::default()
+    })
+    .await;
+    let url = server.url();
+    let mut fast = Client::bound(&url, "f").await;
+    let nameplate = fast.allocate().await;
+    let mailbox = fast.claim_ok(&nameplate).await;
+    fast.open(&mailbox).await;
+    // A small receive buffer, so that the server's writes to it stall soon.
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let (mut slow, _) = Client::connect_with(socket, server.local_addr()).await;
+    slow.send(json!({"type": "bind", "appid": APP, "side": "s"}))
+        .await;
+    slow.expect_ack().await;
+    slow.open(&mailbox).await;
+
+    // The slow side reads nothing while the fast side adds (and reads its echoes).
+    let body = "ab".repeat(500);
+    for start in (0..=MESSAGES).step_by(PIPELINE) {
+        let end = (start + PIPELINE).min(MESSAGES + 1);
+        for i in start..end {
+            fast.send(json!({"type": "add", "phase": i.to_string(), "body": body}))
+                .await;
+        }
+        for _ in start..end {
+            for _ in 0..2 {
+                let v = fast.next().await;
+                assert!(v["type"] == "ack" || v["type"] == "message", "{v}");
+            }
+        }
+    }
+
+    // Then it reads: an unbroken run from the first message, then the connection ends.
+    let mut next = 0;
+    loop {
+        match tokio::time::timeout(TIMEOUT, slow.ws.next())
+            .await
+            .expect("the slow subscriber was neither closed nor fed")
+        {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                assert_eq!(v["type"], "message", "{v}");
+                assert_eq!(v["phase"], next.to_string(), "a gap in the broadcasts");
+                next += 1;
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+    assert!(
+        next < MESSAGES,
+        "the slow subscriber got all {next} messages"
+    );
+
+    // Reconnecting replays everything.
+    let mut again = Client::bound(&url, "s").await;
+    again.open(&mailbox).await;
+    for i in 0..=MESSAGES {
+        assert_eq!(again.expect_message().await["phase"], i.to_string());
+    }
     server.shutdown().await;
 }

@@ -3,10 +3,12 @@
 //!
 //! Every typed frame is acked before it is processed; requests that touch channel state go
 //! to the store thread and the connection waits for the answer (so each connection has at
-//! most one request in flight). `message` broadcasts arrive on a per-connection channel that
+//! most one request in flight). `message` broadcasts arrive on a per-connection queue that
 //! exists only once the connection has opened a mailbox; before each reply the connection
 //! first forwards any broadcast already queued, so the client sees frames in the order the
-//! store handled them.
+//! store handled them. When that queue overflows (the client stopped reading) the
+//! connection is closed at once, whatever it was waiting for: a client never sees a gap in
+//! the broadcasts, it reconnects and `open` replays the mailbox.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +28,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Shared;
-use super::store::{Frame, Refusal, Request as StoreRequest};
+use super::store::{Frame, Outlet, Queue, Refusal, Request as StoreRequest};
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -127,8 +129,12 @@ struct Conn {
     mailbox_open: bool,
     /// The mailbox this connection is subscribed to.
     listening: Option<String>,
-    sub_tx: Option<mpsc::Sender<Frame>>,
-    sub_rx: Option<mpsc::Receiver<Frame>>,
+    /// The store's end of the broadcast queue (made on the first `open`).
+    outlet: Option<Outlet>,
+    /// The connection's end of the broadcast queue.
+    sub_rx: Option<mpsc::UnboundedReceiver<Frame>>,
+    /// The broadcast queue's accounting and overflow signal.
+    queue: Arc<Queue>,
 }
 
 /// Serves one accepted TCP connection until it ends. `refused` carries the reason when
@@ -169,6 +175,7 @@ pub(crate) async fn serve(
     let id = shared
         .next_conn
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let queue = Arc::new(Queue::new(shared.queue_budget));
     let mut conn = Conn {
         id,
         shared,
@@ -182,76 +189,19 @@ pub(crate) async fn serve(
         mailbox_id: None,
         mailbox_open: false,
         listening: None,
-        sub_tx: None,
+        outlet: None,
         sub_rx: None,
+        queue: queue.clone(),
     };
     if ws.send(finish(&conn.welcome(peer))).await.is_err() {
         return;
     }
-    let idle_timeout = conn.shared.config.limits.idle_timeout;
-    let idle = tokio::time::sleep(idle_timeout);
-    tokio::pin!(idle);
-    // Replies are queued in tungstenite's write buffer and written when the connection
-    // would otherwise wait: frames a client sent together (`bind` + `allocate`, `open` +
-    // `add`) are answered with one write.
-    let mut unflushed = false;
-    // Frames handled since the connection last waited: a client that never pauses still
-    // gets its replies, and shutdown and broadcasts their turn.
-    let mut burst = 0;
-    loop {
-        let ready = if unflushed && burst < MAX_BURST {
-            ws.next().now_or_never()
-        } else {
-            None
-        };
-        burst = if ready.is_some() { burst + 1 } else { 0 };
-        let stop = match ready {
-            Some(incoming) => {
-                conn.incoming(&mut ws, incoming, idle.as_mut(), idle_timeout)
-                    .await
-            }
-            None => {
-                if unflushed {
-                    let mut res = conn.forward_queued(&mut ws).await;
-                    if res.is_ok() {
-                        res = ws.flush().await;
-                    }
-                    if res.is_err() {
-                        break;
-                    }
-                }
-                tokio::select! {
-                    changed = shutdown.changed() => {
-                        match changed {
-                            // Graceful shutdown: tell the client.
-                            Ok(()) => Some(Stop::Close(CloseCode::Away)),
-                            // The server handle was dropped: vanish.
-                            Err(_) => Some(Stop::Drop),
-                        }
-                    }
-                    incoming = ws.next() => {
-                        conn.incoming(&mut ws, incoming, idle.as_mut(), idle_timeout).await
-                    }
-                    Some(frame) = recv_sub(&mut conn.sub_rx) => {
-                        match ws.feed(finish(&frame)).await {
-                            Ok(()) => None,
-                            Err(_) => Some(Stop::Drop),
-                        }
-                    }
-                    () = &mut idle => {
-                        tracing::debug!("mailbox: connection {id} idle, closing");
-                        Some(Stop::Close(CloseCode::Away))
-                    }
-                }
-            }
-        };
-        match stop {
-            None => unflushed = true,
-            Some(Stop::Drop) => break,
-            Some(Stop::Close(code)) => {
-                close(&mut ws, code, "").await;
-                break;
-            }
+    tokio::select! {
+        () = conn.run(&mut ws, &mut shutdown) => {}
+        () = queue.overflowed() => {
+            // Writes to this client stall (or it cannot keep up): drop the connection,
+            // abandoning whatever it was doing, rather than let it miss a broadcast.
+            tracing::info!("mailbox: connection {id} is too slow for its broadcasts, closing it");
         }
     }
     conn.leave();
@@ -282,7 +232,7 @@ fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> 
 }
 
 /// The next broadcast frame, or never when the connection has no mailbox channel.
-async fn recv_sub(rx: &mut Option<mpsc::Receiver<Frame>>) -> Option<Frame> {
+async fn recv_sub(rx: &mut Option<mpsc::UnboundedReceiver<Frame>>) -> Option<Frame> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -290,6 +240,78 @@ async fn recv_sub(rx: &mut Option<mpsc::Receiver<Frame>>) -> Option<Frame> {
 }
 
 impl Conn {
+    /// The frame loop, until the connection ends.
+    async fn run(&mut self, ws: &mut Ws, shutdown: &mut watch::Receiver<bool>) {
+        let id = self.id;
+        let idle_timeout = self.shared.config.limits.idle_timeout;
+        let idle = tokio::time::sleep(idle_timeout);
+        tokio::pin!(idle);
+        // Replies are queued in tungstenite's write buffer and written when the connection
+        // would otherwise wait: frames a client sent together (`bind` + `allocate`, `open` +
+        // `add`) are answered with one write.
+        let mut unflushed = false;
+        // Frames handled since the connection last waited: a client that never pauses still
+        // gets its replies, and shutdown and broadcasts their turn.
+        let mut burst = 0;
+        loop {
+            let ready = if unflushed && burst < MAX_BURST {
+                ws.next().now_or_never()
+            } else {
+                None
+            };
+            burst = if ready.is_some() { burst + 1 } else { 0 };
+            let stop = match ready {
+                Some(incoming) => {
+                    self.incoming(ws, incoming, idle.as_mut(), idle_timeout)
+                        .await
+                }
+                None => {
+                    if unflushed {
+                        let mut res = self.forward_queued(ws).await;
+                        if res.is_ok() {
+                            res = ws.flush().await;
+                        }
+                        if res.is_err() {
+                            break;
+                        }
+                    }
+                    tokio::select! {
+                        changed = shutdown.changed() => {
+                            match changed {
+                                // Graceful shutdown: tell the client.
+                                Ok(()) => Some(Stop::Close(CloseCode::Away)),
+                                // The server handle was dropped: vanish.
+                                Err(_) => Some(Stop::Drop),
+                            }
+                        }
+                        incoming = ws.next() => {
+                            self.incoming(ws, incoming, idle.as_mut(), idle_timeout).await
+                        }
+                        Some(frame) = recv_sub(&mut self.sub_rx) => {
+                            self.queue.taken(&frame);
+                            match ws.feed(finish(&frame)).await {
+                                Ok(()) => None,
+                                Err(_) => Some(Stop::Drop),
+                            }
+                        }
+                        () = &mut idle => {
+                            tracing::debug!("mailbox: connection {id} idle, closing");
+                            Some(Stop::Close(CloseCode::Away))
+                        }
+                    }
+                }
+            };
+            match stop {
+                None => unflushed = true,
+                Some(Stop::Drop) => break,
+                Some(Stop::Close(code)) => {
+                    close(ws, code, "").await;
+                    break;
+                }
+            }
+        }
+    }
+
     /// The `welcome` frame prefix.
     fn welcome(&self, peer: SocketAddr) -> String {
         let ip = peer.ip().to_canonical();
@@ -318,6 +340,7 @@ impl Conn {
     async fn forward_queued(&mut self, ws: &mut Ws) -> Result<(), WsError> {
         if let Some(rx) = &mut self.sub_rx {
             while let Ok(frame) = rx.try_recv() {
+                self.queue.taken(&frame);
                 ws.feed(finish(&frame)).await?;
             }
         }
@@ -561,19 +584,17 @@ impl Conn {
                     .ok_or(Fail::Error("open requires 'mailbox'"))?;
                 let mailbox = mailbox.as_str().ok_or(Fail::Drop)?.to_owned();
                 self.mailbox_id = Some(mailbox.clone());
-                let tx = match &self.sub_tx {
-                    Some(tx) => tx.clone(),
+                let outlet = match &self.outlet {
+                    Some(outlet) => outlet.clone(),
                     None => {
-                        let cap = self
-                            .shared
-                            .config
-                            .limits
-                            .max_messages_per_mailbox
-                            .clamp(1, 4096);
-                        let (tx, rx) = mpsc::channel(cap);
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        let outlet = Outlet {
+                            tx,
+                            queue: self.queue.clone(),
+                        };
                         self.sub_rx = Some(rx);
-                        self.sub_tx = Some(tx.clone());
-                        tx
+                        self.outlet = Some(outlet.clone());
+                        outlet
                     }
                 };
                 let conn = self.id;
@@ -583,7 +604,7 @@ impl Conn {
                         side,
                         mailbox: mailbox.clone(),
                         conn,
-                        tx,
+                        outlet,
                         now,
                         reply,
                     })

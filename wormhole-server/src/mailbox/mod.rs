@@ -44,7 +44,10 @@ pub enum Database {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Largest accepted WebSocket frame and message, in bytes (`message too large`, then
-    /// the connection is closed).
+    /// the connection is closed). Also how far a connection may fall behind on `message`
+    /// broadcasts: when more than twice this (at least 64 KiB) waits for a client that does
+    /// not read, its connection is closed, so that it reconnects and `open` replays the
+    /// mailbox (a client is never left with a gap).
     pub max_message_bytes: usize,
     /// Most messages stored in one mailbox (`too many messages in this mailbox`, then the
     /// connection is closed).
@@ -124,6 +127,8 @@ pub(crate) struct Shared {
     welcome_fields: String,
     store: mpsc::UnboundedSender<Request>,
     next_conn: AtomicU64,
+    /// Most bytes of broadcasts that may wait for one connection (see `store::Queue`).
+    queue_budget: usize,
 }
 
 /// A bound, not yet running mailbox server.
@@ -223,6 +228,11 @@ impl MailboxServer {
                 welcome_fields.push_str(&format!("\"{key}\": {v}, "));
             }
         }
+        let queue_budget = config
+            .limits
+            .max_message_bytes
+            .saturating_mul(2)
+            .max(64 << 10);
         let prune_interval = config.prune_interval.max(Duration::from_millis(10));
         let expiry = config.channel_expiry.as_secs_f64();
         let shared = Arc::new(Shared {
@@ -231,6 +241,7 @@ impl MailboxServer {
             welcome_fields,
             store: store_tx.clone(),
             next_conn: AtomicU64::new(0),
+            queue_budget,
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
 

@@ -16,14 +16,88 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 /// A server frame without its trailing `, "server_tx": …}`: the connection that sends it
 /// appends the send time (see `conn::finish`).
 pub(crate) type Frame = Arc<str>;
+
+/// One connection's queue of `message` broadcasts: the store fills it, the connection
+/// empties it into its socket.
+///
+/// Broadcasts are never dropped on the way: a connection that lets more than `budget`
+/// bytes of them wait (its client does not read, so writes to it stall) is marked
+/// overflowed and notified. It gets nothing more and closes, and its client, on
+/// reconnecting, has `open` replay the whole mailbox. A connection that saw a gap would
+/// instead wait forever for the missing message.
+pub(crate) struct Queue {
+    /// Bytes of the frames sent and not yet taken by the connection.
+    queued: AtomicUsize,
+    /// Most bytes that may wait (one frame always may, however large).
+    budget: usize,
+    /// Set once, on overflow; from then on nothing is queued.
+    overflowed: AtomicBool,
+    /// Notified on overflow.
+    overflow: Notify,
+}
+
+impl Queue {
+    /// An empty queue holding at most `budget` bytes.
+    pub(crate) fn new(budget: usize) -> Queue {
+        Queue {
+            queued: AtomicUsize::new(0),
+            budget,
+            overflowed: AtomicBool::new(false),
+            overflow: Notify::new(),
+        }
+    }
+
+    /// Completes once the queue has overflowed (at once if it already has).
+    pub(crate) async fn overflowed(&self) {
+        self.overflow.notified().await;
+    }
+
+    /// The connection took `frame` out of the queue.
+    pub(crate) fn taken(&self, frame: &Frame) {
+        self.queued.fetch_sub(frame.len(), Ordering::Relaxed);
+    }
+}
+
+/// The store's end of a connection's broadcast [`Queue`].
+#[derive(Clone)]
+pub(crate) struct Outlet {
+    /// The frames themselves.
+    pub(crate) tx: mpsc::UnboundedSender<Frame>,
+    /// What is queued, and the overflow signal.
+    pub(crate) queue: Arc<Queue>,
+}
+
+impl Outlet {
+    /// Queues a broadcast, or overflows the queue when it is over its budget.
+    fn push(&self, frame: &Frame) {
+        let q = &*self.queue;
+        if q.overflowed.load(Ordering::Relaxed) {
+            return;
+        }
+        let len = frame.len();
+        let before = q.queued.fetch_add(len, Ordering::Relaxed);
+        if before > 0 && before.saturating_add(len) > q.budget {
+            q.overflowed.store(true, Ordering::Relaxed);
+            q.overflow.notify_one();
+        } else {
+            // A closed channel: the connection is gone and unsubscribes on its way out.
+            let _ = self.tx.send(frame.clone());
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
 
 /// Most requests run in one transaction.
 const BATCH: usize = 512;
@@ -84,7 +158,7 @@ pub(crate) enum Request {
         side: Arc<str>,
         mailbox: String,
         conn: u64,
-        tx: mpsc::Sender<Frame>,
+        outlet: Outlet,
         now: f64,
         reply: oneshot::Sender<Result<Vec<Frame>, Refusal>>,
     },
@@ -176,13 +250,13 @@ pub(crate) struct StoreLimits {
 /// A subscribed connection.
 struct Subscriber {
     conn: u64,
-    tx: mpsc::Sender<Frame>,
+    outlet: Outlet,
 }
 
 /// Work to do once the batch is committed.
 enum Delivery {
     Reply(Box<dyn FnOnce() + Send>),
-    Broadcast(Vec<mpsc::Sender<Frame>>, Frame),
+    Broadcast(Vec<Outlet>, Frame),
 }
 
 /// The store thread's state.
@@ -278,11 +352,9 @@ impl Store {
                     for d in self.outbox.drain(..) {
                         match d {
                             Delivery::Reply(f) => f(),
-                            Delivery::Broadcast(txs, frame) => {
-                                for tx in txs {
-                                    // A full or closed channel means the connection is gone
-                                    // or hopelessly behind; it is unsubscribed on exit.
-                                    let _ = tx.try_send(frame.clone());
+                            Delivery::Broadcast(outlets, frame) => {
+                                for outlet in outlets {
+                                    outlet.push(&frame);
                                 }
                             }
                         }
@@ -369,11 +441,11 @@ impl Store {
                 side,
                 mailbox,
                 conn,
-                tx,
+                outlet,
                 now,
                 reply,
             } => {
-                let r = flatten(self.open(&app, &side, &mailbox, conn, tx, now));
+                let r = flatten(self.open(&app, &side, &mailbox, conn, outlet, now));
                 self.reply(reply, r);
             }
             Request::Add {
@@ -559,7 +631,7 @@ impl Store {
         side: &str,
         mailbox: &str,
         conn: u64,
-        tx: mpsc::Sender<Frame>,
+        outlet: Outlet,
         now: f64,
     ) -> Sql<Result<Vec<Frame>, Refusal>> {
         if let Err(r) = self.ensure_side(app, mailbox, side, now, true)? {
@@ -569,8 +641,8 @@ impl Store {
             .subs
             .entry((app.clone(), mailbox.to_owned()))
             .or_default();
-        subs.retain(|s| s.conn != conn && !s.tx.is_closed());
-        subs.push(Subscriber { conn, tx });
+        subs.retain(|s| s.conn != conn && !s.outlet.is_closed());
+        subs.push(Subscriber { conn, outlet });
         let mut st = self.db.prepare_cached(
             "SELECT side, phase, body, server_rx, msg_id FROM messages
              WHERE app_id = ?1 AND mailbox_id = ?2 ORDER BY server_rx, rowid",
@@ -627,8 +699,8 @@ impl Store {
             .execute(params![&**app, mailbox, now])?;
         let frame = message_frame(side, phase, body, now, id);
         if let Some(subs) = self.subs.get(&(app.clone(), mailbox.to_owned())) {
-            let txs = subs.iter().map(|s| s.tx.clone()).collect();
-            self.outbox.push(Delivery::Broadcast(txs, frame));
+            let outlets = subs.iter().map(|s| s.outlet.clone()).collect();
+            self.outbox.push(Delivery::Broadcast(outlets, frame));
         }
         Ok(Ok(()))
     }
@@ -676,7 +748,7 @@ impl Store {
 
     fn prune(&mut self, now: f64, expiry: f64) -> Sql<usize> {
         self.subs.retain(|_, subs| {
-            subs.retain(|s| !s.tx.is_closed());
+            subs.retain(|s| !s.outlet.is_closed());
             !subs.is_empty()
         });
         {
