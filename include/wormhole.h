@@ -243,6 +243,11 @@ enum wh_result
    * `wh_receive_file`) is already in progress on this wormhole.
    */
   WH_RESULT_IN_PROGRESS = 105,
+  /**
+   * The wormhole handle is not live: it was freed already, or did not come from
+   * `wh_create`.
+   */
+  WH_RESULT_INVALID_HANDLE = 106,
 };
 #ifndef __cplusplus
 typedef uint32_t wh_result;
@@ -681,8 +686,10 @@ wh_result wh_create(const char *app_id,
  * own callbacks it does not block: the teardown finishes on the dispatcher thread once
  * the callback returns.
  *
- * NULL does nothing. Freeing twice, or using the handle afterwards (even from another
- * thread), is undefined: make sure no other thread is inside a call on this handle.
+ * NULL does nothing, and so does freeing a handle twice. Every call on the handle after
+ * `wh_free` (from any thread) returns `WH_RESULT_INVALID_HANDLE`; a call already running
+ * on another thread when it is freed finishes safely (typically with
+ * `WH_RESULT_CLOSED` or `WH_RESULT_CANCELLED`).
  */
 void wh_free(struct wh_wormhole *wormhole);
 

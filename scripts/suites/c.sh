@@ -96,7 +96,8 @@ build_all() { # build_all SUFFIX EXTRA_FLAGS...
     shift
     local t
     for t in examples/c/quickstart examples/c/send_text examples/c/receive_text examples/c/send_file \
-        examples/c/receive_file tests/c/test_api tests/c/test_callbacks tests/c/test_threads tests/c/test_transfer; do
+        examples/c/receive_file tests/c/test_api tests/c/test_callbacks tests/c/test_threads tests/c/test_transfer \
+        tests/c/test_abuse; do
         cc "${CFLAGS[@]}" "$@" "$t.c" -o "$OUT/bin/$(basename "$t")$sfx" "${LINK[@]}" || return 1
     done
     # The loop test also runs under libuv when its development files are installed.
@@ -287,6 +288,10 @@ run() {
             kill "$RELAY_PID" 2>/dev/null
             wait "$RELAY_PID" 2>/dev/null
         fi
+        step "test_abuse: 60 random call sequences + free under threads (ASan+UBSan)" \
+            timeout 600 "$OUT/bin/test_abuse-asan" "$URL" 1 60
+        step "test_abuse: 15 random call sequences + free under threads (valgrind)" \
+            timeout 600 "${VALGRIND[@]}" "$OUT/bin/test_abuse" "$URL" 101 15
         step "test_threads, 16 threads (ASan+UBSan)" timeout 300 "$OUT/bin/test_threads-asan" "$URL" 16
         step "test_threads, 6 threads (valgrind)" timeout 600 "${VALGRIND[@]}" "$OUT/bin/test_threads" "$URL" 6
         step "example pair.cpp (ASan+UBSan)" timeout 120 "$OUT/bin/pair-asan" "$URL" "$np-cpp-pair"

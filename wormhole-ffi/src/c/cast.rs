@@ -2,12 +2,16 @@
 //! `Castable`). Each opaque C type names the Rust type behind it and whether a `Box` or
 //! an `Arc` owns it; no other module casts handle pointers.
 //!
-//! Invariant: a non-NULL handle pointer given to us by C was produced by the matching
-//! `*_into_raw` function here and not yet freed (freeing twice, or using a handle after
-//! its `_free`, is documented as undefined behaviour).
+//! `Arc` handles (wormholes) are tokens in a registry, checked on every call: a freed or
+//! unknown one is refused with `WH_RESULT_INVALID_HANDLE`. For `Box` handles (events),
+//! the invariant is that a non-NULL pointer given to us by C was produced by
+//! [`box_into_raw`] and not yet freed (freeing twice, or using an event after
+//! `wh_event_free`, is documented as undefined behaviour).
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::ffi::{CStr, c_char};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use super::result::wh_result;
 
@@ -50,38 +54,81 @@ pub(crate) fn box_from_raw<C: Castable<Ownership = OwnedBox>>(
     Some(unsafe { Box::from_raw(ptr.cast::<C::RustType>()) })
 }
 
-/// Hand a new `Arc` reference to C.
-pub(crate) fn arc_into_raw<C: Castable<Ownership = OwnedArc>>(value: Arc<C::RustType>) -> *mut C {
-    Arc::into_raw(value).cast_mut().cast::<C>()
+/// The live `Arc` handles, by token. C never gets a pointer to an `Arc` handle's value,
+/// only a token: a number that is never reused and never dereferenced. A handle that was
+/// freed (or never made here) is therefore refused with `WH_RESULT_INVALID_HANDLE`
+/// instead of being undefined behaviour, freeing twice does nothing, and a call running
+/// on another thread while the handle is freed keeps its own reference to the value.
+struct Registry {
+    next: usize,
+    live: HashMap<usize, Arc<dyn Any + Send + Sync>>,
 }
 
-/// A new strong reference to the value behind an `Arc` handle, without consuming C's
-/// reference; `None` for NULL.
-pub(crate) fn arc_clone<C: Castable<Ownership = OwnedArc>>(
-    ptr: *const C,
-) -> Option<Arc<C::RustType>> {
+static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
+    Mutex::new(Registry {
+        // Non-NULL, aligned, and far from small integers a caller might pass by mistake.
+        next: 0x5748_0000,
+        live: HashMap::new(),
+    })
+});
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    // A panic while holding the lock cannot leave the map half-updated.
+    REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Hand a new `Arc` handle to C, as a fresh token.
+pub(crate) fn arc_into_raw<C>(value: Arc<C::RustType>) -> *mut C
+where
+    C: Castable<Ownership = OwnedArc>,
+    C::RustType: Send + Sync + 'static,
+{
+    let mut r = registry();
+    let token = r.next;
+    r.next += 16;
+    r.live.insert(token, value);
+    std::ptr::without_provenance_mut(token)
+}
+
+/// A new strong reference to the value behind a live `Arc` handle, without consuming C's
+/// reference: `NullArgument` for NULL, `InvalidHandle` for a freed or unknown handle.
+pub(crate) fn arc_clone<C>(ptr: *const C) -> Result<Arc<C::RustType>, wh_result>
+where
+    C: Castable<Ownership = OwnedArc>,
+    C::RustType: Send + Sync + 'static,
+{
+    if ptr.is_null() {
+        return Err(wh_result::NullArgument);
+    }
+    let any = registry()
+        .live
+        .get(&ptr.addr())
+        .cloned()
+        .ok_or(wh_result::InvalidHandle)?;
+    any.downcast::<C::RustType>()
+        .map_err(|_| wh_result::InvalidHandle)
+}
+
+/// Take back C's `Arc` handle (for `_free`); `None` for NULL, or for a handle that is
+/// not live (freed already, or never made here).
+pub(crate) fn arc_from_raw<C>(ptr: *mut C) -> Option<Arc<C::RustType>>
+where
+    C: Castable<Ownership = OwnedArc>,
+    C::RustType: Send + Sync + 'static,
+{
     if ptr.is_null() {
         return None;
     }
-    let ptr = ptr.cast::<C::RustType>();
-    // SAFETY: non-NULL and produced by `arc_into_raw::<C>`; C still holds its reference
-    // (the handle is not freed), so the count is at least 1 while we add one.
-    unsafe {
-        Arc::increment_strong_count(ptr);
-        Some(Arc::from_raw(ptr))
+    let mut r = registry();
+    let any = r.live.remove(&ptr.addr())?;
+    match any.downcast::<C::RustType>() {
+        Ok(v) => Some(v),
+        Err(other) => {
+            // A handle of another type: not ours to free.
+            r.live.insert(ptr.addr(), other);
+            None
+        }
     }
-}
-
-/// Take back C's `Arc` reference (for `_free`); `None` for NULL.
-pub(crate) fn arc_from_raw<C: Castable<Ownership = OwnedArc>>(
-    ptr: *mut C,
-) -> Option<Arc<C::RustType>> {
-    if ptr.is_null() {
-        return None;
-    }
-    // SAFETY: non-NULL, produced by `arc_into_raw::<C>`; C gives its reference up by
-    // calling `_free` exactly once.
-    Some(unsafe { Arc::from_raw(ptr.cast_const().cast::<C::RustType>()) })
 }
 
 /// Read a borrowed NUL-terminated UTF-8 argument: `NullArgument` for NULL,

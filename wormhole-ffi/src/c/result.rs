@@ -71,6 +71,9 @@ pub enum wh_result {
     /// A text or file transfer (`wh_send_text`, `wh_receive_text`, `wh_send_file`,
     /// `wh_receive_file`) is already in progress on this wormhole.
     InProgress = 105,
+    /// The wormhole handle is not live: it was freed already, or did not come from
+    /// `wh_create`.
+    InvalidHandle = 106,
 }
 
 impl wh_result {
@@ -103,6 +106,7 @@ impl wh_result {
             103 => NoEvent,
             104 => InvalidState,
             105 => InProgress,
+            106 => InvalidHandle,
             _ => return None,
         })
     }
@@ -136,6 +140,7 @@ impl wh_result {
             NoEvent => c"no event within the timeout",
             InvalidState => c"the call does not fit the handle's mode or state",
             InProgress => c"a text or file transfer is already in progress",
+            InvalidHandle => c"the wormhole handle was freed or is not a wormhole",
         }
     }
 }

@@ -670,8 +670,10 @@ fn free_handle(handle: Arc<Handle>) {
 /// own callbacks it does not block: the teardown finishes on the dispatcher thread once
 /// the callback returns.
 ///
-/// NULL does nothing. Freeing twice, or using the handle afterwards (even from another
-/// thread), is undefined: make sure no other thread is inside a call on this handle.
+/// NULL does nothing, and so does freeing a handle twice. Every call on the handle after
+/// `wh_free` (from any thread) returns `WH_RESULT_INVALID_HANDLE`; a call already running
+/// on another thread when it is freed finishes safely (typically with
+/// `WH_RESULT_CLOSED` or `WH_RESULT_CANCELLED`).
 #[unsafe(no_mangle)]
 pub extern "C" fn wh_free(wormhole: *mut wh_wormhole) {
     ffi_boundary! {
@@ -681,17 +683,15 @@ pub extern "C" fn wh_free(wormhole: *mut wh_wormhole) {
     }
 }
 
-/// Run `f` on a live handle; NULL is `WH_RESULT_NULL_ARGUMENT`.
+/// Run `f` on a live handle; NULL is `WH_RESULT_NULL_ARGUMENT`, a freed or unknown
+/// handle `WH_RESULT_INVALID_HANDLE`.
 pub(crate) fn with_handle(
     wormhole: *const wh_wormhole,
     f: impl FnOnce(&Handle) -> Result<(), wh_result>,
 ) -> wh_result {
-    match arc_clone::<wh_wormhole>(wormhole) {
-        None => wh_result::NullArgument,
-        Some(h) => match f(&h) {
-            Ok(()) => wh_result::Ok,
-            Err(r) => r,
-        },
+    match arc_clone::<wh_wormhole>(wormhole).and_then(|h| f(&h)) {
+        Ok(()) => wh_result::Ok,
+        Err(r) => r,
     }
 }
 
