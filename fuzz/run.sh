@@ -41,8 +41,12 @@ for t in "${TARGETS[@]}"; do
     mkdir -p "fuzz/work/$t"
     log="fuzz/logs/$t.log"
     echo "fuzz/run.sh: $t for ${SECS}s" >&2
+    parallel=()
+    if [ "$JOBS" -gt 1 ]; then
+        parallel=(-fork="$JOBS")
+    fi
     if cargo +nightly fuzz run --features libfuzzer "$t" "fuzz/work/$t" "fuzz/corpus/$t" -- \
-        -max_total_time="$SECS" -jobs="$JOBS" -workers="$JOBS" -print_final_stats=1 \
+        -max_total_time="$SECS" "${parallel[@]}" -print_final_stats=1 \
         -timeout=20 -rss_limit_mb=2048 >"$log" 2>&1; then
         status=ok
     else
