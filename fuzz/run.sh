@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the fuzz targets with cargo-fuzz (libFuzzer, ASan) on nightly.
 #
-#   fuzz/run.sh [--secs N] [--jobs J] [TARGET ...]
+#   fuzz/run.sh [--secs N] [--jobs J] [--build-only] [TARGET ...]
 #
 # Every target (default: all of them, from `cargo fuzz list`) runs for N seconds (default
 # 30) on the committed seeds (fuzz/corpus/TARGET, read only) plus a working corpus that
@@ -15,12 +15,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=30
 JOBS=1
+BUILD_ONLY=0
 TARGETS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --secs) SECS="$2"; shift 2 ;;
         --jobs) JOBS="$2"; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        --build-only) BUILD_ONLY=1; shift ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) TARGETS+=("$1"); shift ;;
     esac
 done
@@ -32,8 +34,9 @@ fi
 if [ ${#TARGETS[@]} -eq 0 ]; then
     mapfile -t TARGETS < <(cargo +nightly fuzz list)
 fi
-# One build for all targets (ASan, debug assertions on).
+# One build for all targets (ASan, debug assertions on); `fuzz run` below reuses it.
 cargo +nightly fuzz build --features libfuzzer
+[ "$BUILD_ONLY" = 1 ] && exit 0
 mkdir -p fuzz/work fuzz/logs
 summary=()
 failed=()
@@ -66,6 +69,8 @@ echo
 echo "| target | time | executions | exec/s | coverage (edges) | features | corpus | result |"
 echo "|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${summary[@]}"
+echo
+echo "fuzz: $((${#TARGETS[@]} - ${#failed[@]})) passed, ${#failed[@]} failed"
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz/run.sh: crashed: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
     exit 1
