@@ -94,6 +94,15 @@ struct MailboxArgs {
     /// Most mailboxes alive at once for one app id.
     #[arg(long, value_name = "N")]
     max_mailboxes_per_app: Option<usize>,
+    /// Most bytes of stored messages, all mailboxes together.
+    #[arg(long, value_name = "BYTES")]
+    max_stored_bytes: Option<u64>,
+    /// Most bytes of stored messages added from one client address (IPv6: one /64).
+    #[arg(long, value_name = "BYTES")]
+    max_stored_bytes_per_ip: Option<u64>,
+    /// Largest size of the database file.
+    #[arg(long, value_name = "BYTES")]
+    max_db_bytes: Option<u64>,
     /// Most simultaneous client connections.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
@@ -138,6 +147,11 @@ impl MailboxArgs {
             max_mailboxes_per_app: self
                 .max_mailboxes_per_app
                 .unwrap_or(d.max_mailboxes_per_app),
+            max_stored_bytes: self.max_stored_bytes.unwrap_or(d.max_stored_bytes),
+            max_stored_bytes_per_ip: self
+                .max_stored_bytes_per_ip
+                .unwrap_or(d.max_stored_bytes_per_ip),
+            max_database_bytes: self.max_db_bytes.or(d.max_database_bytes),
             max_connections: self.max_connections.unwrap_or(d.max_connections),
             max_connections_per_ip: self
                 .max_connections_per_ip

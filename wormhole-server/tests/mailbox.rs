@@ -56,6 +56,39 @@ impl Client {
         (c, welcome)
     }
 
+    /// Connects from the loopback address `from` (any of 127.0.0.0/8) and binds `side`.
+    async fn bound_from(from: &str, addr: std::net::SocketAddr, side: &str) -> Client {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(format!("{from}:0").parse().expect("address"))
+            .expect("bind the client socket");
+        let (mut c, welcome) = Client::connect_with(socket, addr).await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        assert_eq!(welcome["welcome"]["your-address"]["ipv4"], from);
+        c.send(json!({"type": "bind", "appid": APP, "side": side}))
+            .await;
+        c.expect_ack().await;
+        c
+    }
+
+    /// Adds messages with phases `0`, `1`, … until the server refuses one, reading each
+    /// echo; returns how many were stored and the `error` frame.
+    async fn add_until_refused(&mut self, body: &str) -> (usize, Value) {
+        for i in 0..1000 {
+            let add = json!({"type": "add", "phase": i.to_string(), "body": body});
+            self.send(add.clone()).await;
+            self.expect_ack().await;
+            let v = self.next().await;
+            if v["type"] == "error" {
+                assert_eq!(v["orig"], add, "{v}");
+                return (i, v);
+            }
+            assert_eq!(v["type"], "message", "{v}");
+            assert_eq!(v["phase"], i.to_string(), "{v}");
+        }
+        panic!("never refused");
+    }
+
     async fn bound(url: &str, side: &str) -> Client {
         let (mut c, _) = Client::connect(url).await;
         c.send(json!({"type": "bind", "appid": APP, "side": side}))
@@ -979,5 +1012,113 @@ async fn a_subscriber_that_cannot_keep_up_is_disconnected_not_skipped() {
     for i in 0..=MESSAGES {
         assert_eq!(again.expect_message().await["phase"], i.to_string());
     }
+    server.shutdown().await;
+}
+
+/// Stored messages are limited in bytes per client address and in total: the `add` over a
+/// limit gets an `error` (and is not stored), the connection stays usable, and closing the
+/// mailbox gives the room back.
+#[tokio::test]
+async fn stored_bytes_are_limited_per_address_and_in_total() {
+    let server = start(MailboxConfig {
+        limits: Limits {
+            max_stored_bytes_per_ip: 20_000,
+            max_stored_bytes: 30_000,
+            ..Limits::default()
+        },
+        ..MailboxConfig::default()
+    })
+    .await;
+    let addr = server.local_addr();
+    // Each message is accounted about 4,150 bytes: 4 fit in 20,000.
+    let body = "ab".repeat(2000);
+    let mut a = Client::bound_from("127.0.0.1", addr, "a").await;
+    let nameplate = a.allocate().await;
+    let mailbox = a.claim_ok(&nameplate).await;
+    a.open(&mailbox).await;
+    let (added, error) = a.add_until_refused(&body).await;
+    assert_eq!(added, 4);
+    assert_eq!(error["error"], "too much data stored from your address");
+    a.send(json!({"type": "ping", "ping": 1})).await;
+    a.expect_ack().await;
+    assert_eq!(a.next().await["type"], "pong");
+
+    // Another address has its own share, until the total is reached.
+    let mut c = Client::bound_from("127.0.0.2", addr, "c").await;
+    assert_eq!(c.claim_ok(&nameplate).await, mailbox);
+    c.open(&mailbox).await;
+    for _ in 0..4 {
+        c.expect_message().await;
+    }
+    let (added, error) = c.add_until_refused(&body).await;
+    assert_eq!(added, 3);
+    assert_eq!(error["error"], "server storage is full");
+    for _ in 0..3 {
+        a.expect_message().await;
+    }
+
+    // Closed by both sides: the mailbox and its messages are gone, and so is their weight.
+    a.close(&mailbox, "happy").await;
+    c.close(&mailbox, "happy").await;
+    let mut a2 = Client::bound_from("127.0.0.1", addr, "a2").await;
+    let nameplate = a2.allocate().await;
+    let mailbox = a2.claim_ok(&nameplate).await;
+    a2.open(&mailbox).await;
+    assert_eq!(a2.add_until_refused(&body).await.0, 4);
+    server.shutdown().await;
+}
+
+/// When the database cannot grow (here `max_database_bytes`; a full disk fails the same
+/// way with SQLITE_FULL), the request is answered with an `error` instead of hanging or
+/// dropping anyone, other clients are still served, and once mailboxes are deleted the
+/// room is used again.
+#[tokio::test]
+async fn a_full_database_is_an_error_and_the_server_recovers() {
+    let server = start(MailboxConfig {
+        limits: Limits {
+            max_database_bytes: Some(256 << 10),
+            ..Limits::default()
+        },
+        ..MailboxConfig::default()
+    })
+    .await;
+    let url = server.url();
+    let mut bystander = Client::bound(&url, "b").await;
+    let mut a = Client::bound(&url, "a").await;
+    let nameplate = a.allocate().await;
+    let mailbox = a.claim_ok(&nameplate).await;
+    a.open(&mailbox).await;
+    let body = "cd".repeat(4000);
+    let (added, error) = a.add_until_refused(&body).await;
+    assert!(added > 0, "{error}");
+    assert_eq!(error["error"], "server storage is full");
+    // The refused message was not stored, nobody hangs, and both connections still work.
+    a.send(json!({"type": "ping", "ping": 2})).await;
+    a.expect_ack().await;
+    assert_eq!(a.next().await["type"], "pong");
+    assert_eq!(bystander.list().await, vec![nameplate.clone()]);
+    let mut reader = Client::bound(&url, "a").await;
+    reader.open(&mailbox).await;
+    for i in 0..added {
+        assert_eq!(reader.expect_message().await["phase"], i.to_string());
+    }
+    reader.send(json!({"type": "ping", "ping": 3})).await;
+    reader.expect_ack().await;
+    assert_eq!(
+        reader.next().await["type"],
+        "pong",
+        "the refused message was stored"
+    );
+
+    // Deleting the mailbox frees its pages: the server stores messages again.
+    a.send(json!({"type": "close", "mailbox": mailbox})).await;
+    a.expect_ack().await;
+    assert_eq!(a.next().await["type"], "closed");
+    let mut c = Client::bound(&url, "c").await;
+    let nameplate = c.allocate().await;
+    let mailbox = c.claim_ok(&nameplate).await;
+    c.open(&mailbox).await;
+    let (again, _) = c.add_until_refused(&body).await;
+    assert!(again >= added, "{again} < {added}");
     server.shutdown().await;
 }

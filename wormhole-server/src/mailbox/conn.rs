@@ -10,7 +10,7 @@
 //! connection is closed at once, whatever it was waiting for: a client never sees a gap in
 //! the broadcasts, it reconnects and `open` replays the mailbox.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Shared;
-use super::store::{Frame, Outlet, Queue, Refusal, Request as StoreRequest};
+use super::store::{Frame, Outlet, Queue, Refusal, Request as StoreRequest, client_key};
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -45,6 +45,9 @@ pub(crate) const TOO_MANY_MAILBOXES: &str = "too many mailboxes for this app id"
 pub(crate) const SERVER_FULL: &str = "server is full";
 pub(crate) const TOO_MANY_FROM_ADDRESS: &str = "too many connections from your address";
 pub(crate) const NO_FREE_NAMEPLATE: &str = "unable to find a free nameplate-id";
+pub(crate) const TOO_MUCH_FROM_ADDRESS: &str = "too much data stored from your address";
+pub(crate) const STORAGE_FULL: &str = "server storage is full";
+pub(crate) const DATABASE_ERROR: &str = "server database error";
 
 /// Seconds since the epoch.
 fn now() -> f64 {
@@ -108,7 +111,9 @@ impl From<Refusal> for Fail {
             Refusal::TooManyMailboxes => Fail::Error(TOO_MANY_MAILBOXES),
             Refusal::TooManyMessages => Fail::Error(TOO_MANY_MESSAGES),
             Refusal::NoFreeNameplate => Fail::Error(NO_FREE_NAMEPLATE),
-            Refusal::Internal => Fail::Drop,
+            Refusal::AddressStorageFull => Fail::Error(TOO_MUCH_FROM_ADDRESS),
+            Refusal::StorageFull => Fail::Error(STORAGE_FULL),
+            Refusal::DatabaseError => Fail::Error(DATABASE_ERROR),
         }
     }
 }
@@ -117,6 +122,8 @@ impl From<Refusal> for Fail {
 struct Conn {
     id: u64,
     shared: Arc<Shared>,
+    /// The client's address as its stored bytes are accounted (`store::client_key`).
+    client: IpAddr,
     app: Option<Arc<str>>,
     side: Option<Arc<str>>,
     did_allocate: bool,
@@ -179,6 +186,7 @@ pub(crate) async fn serve(
     let mut conn = Conn {
         id,
         shared,
+        client: client_key(peer.ip()),
         app: None,
         side: None,
         did_allocate: false,
@@ -480,7 +488,8 @@ impl Conn {
         match ty {
             "list" => {
                 let names = if self.shared.config.allow_list {
-                    self.ask(|reply| StoreRequest::List { app, reply }).await?
+                    self.ask(|reply| StoreRequest::List { app, reply })
+                        .await??
                 } else {
                     Vec::new()
                 };
@@ -622,10 +631,12 @@ impl Conn {
                 let mailbox = self.mailbox_id.clone().ok_or(Fail::Drop)?;
                 let (phase, body) = (json(phase), json(body));
                 let id = msg.get("id").map(json).unwrap_or_else(|| "null".to_owned());
+                let client = self.client;
                 match self
                     .ask(|reply| StoreRequest::Add {
                         app,
                         side,
+                        client,
                         mailbox,
                         phase,
                         body,

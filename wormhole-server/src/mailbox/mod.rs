@@ -55,6 +55,20 @@ pub struct Limits {
     /// Most mailboxes alive at once for one app id (`too many mailboxes for this app id`
     /// on the `allocate`, `claim` or `open` that would create one more).
     pub max_mailboxes_per_app: usize,
+    /// Most bytes of stored messages, all mailboxes together (`server storage is full` on
+    /// the `add` that would exceed it; the connection stays open). A message counts its
+    /// strings (app id, mailbox id, side, phase, body, id) and a little bookkeeping, so
+    /// this approximates the room messages take in the database.
+    pub max_stored_bytes: u64,
+    /// Most bytes of stored messages added from one client address, counted the same way
+    /// (`too much data stored from your address`). IPv6 addresses count by their /64
+    /// network. Messages stored before the server started count only in the total.
+    pub max_stored_bytes_per_ip: u64,
+    /// Largest size of the database file, or `None` for no limit (SQLite's
+    /// `max_page_count`). A request that would need more room, like any request while the
+    /// disk is full, is answered `server storage is full` and not stored; the server
+    /// goes on, and serves again once mailboxes are closed or pruned (or space freed).
+    pub max_database_bytes: Option<u64>,
     /// Most simultaneous client connections (`server is full`, then closed).
     pub max_connections: usize,
     /// Most simultaneous connections from one IP address (`too many connections from your
@@ -65,7 +79,8 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 1 MiB messages, 500 messages per mailbox, 10,000 mailboxes per app id, 20,000
+    /// 1 MiB messages, 500 messages per mailbox, 10,000 mailboxes per app id, 1 GiB of
+    /// stored messages and 32 MiB of them per address, no database size limit, 20,000
     /// connections, 5,000 per address (so 1,000 concurrent pairs from one host fit), and
     /// 30 minutes of idleness.
     fn default() -> Self {
@@ -73,6 +88,9 @@ impl Default for Limits {
             max_message_bytes: 1 << 20,
             max_messages_per_mailbox: 500,
             max_mailboxes_per_app: 10_000,
+            max_stored_bytes: 1 << 30,
+            max_stored_bytes_per_ip: 32 << 20,
+            max_database_bytes: None,
             max_connections: 20_000,
             max_connections_per_ip: 5_000,
             idle_timeout: Duration::from_secs(30 * 60),
@@ -189,6 +207,9 @@ impl MailboxServer {
         let limits = store::StoreLimits {
             max_messages_per_mailbox: config.limits.max_messages_per_mailbox,
             max_mailboxes_per_app: config.limits.max_mailboxes_per_app,
+            max_stored_bytes: config.limits.max_stored_bytes,
+            max_stored_bytes_per_ip: config.limits.max_stored_bytes_per_ip,
+            max_database_bytes: config.limits.max_database_bytes,
         };
         let (store_tx, store_rx) = mpsc::unbounded_channel();
         match store::Store::new(db, limits) {
