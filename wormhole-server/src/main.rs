@@ -8,6 +8,10 @@
 //!
 //! Each server logs one `… ready: …` line on stderr once it accepts connections, and the
 //! process exits with status 0 on SIGTERM or SIGINT after shutting the servers down.
+//!
+//! At start the soft file-descriptor limit is raised to the hard limit: every connection
+//! holds a descriptor, and the usual soft limit (1024) is far below the default connection
+//! limits (which are then lowered to fit whatever limit there is; see `Limits`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -259,6 +263,31 @@ async fn run(cli: Cli) -> Result<(), String> {
     waited
 }
 
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (logging what it did).
+fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let Some(soft) = limit.current else {
+        return; // unlimited already
+    };
+    if limit.maximum.is_some_and(|hard| hard <= soft) {
+        return;
+    }
+    let hard = limit
+        .maximum
+        .map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!("file-descriptor limit raised from {soft} to {hard}"),
+        Err(e) => {
+            tracing::warn!("cannot raise the file-descriptor limit from {soft} to {hard}: {e}")
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -268,6 +297,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1122,3 +1122,65 @@ async fn a_full_database_is_an_error_and_the_server_recovers() {
     assert!(again >= added, "{again} < {added}");
     server.shutdown().await;
 }
+
+/// The binary raises its soft file-descriptor limit to the hard one before it starts, so
+/// the default connection limits are not cut down to what 256 descriptors allow.
+#[test]
+fn the_binary_raises_its_descriptor_limit() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+    if hard.is_some_and(|h| h <= 1024) {
+        eprintln!("skipped: the hard limit is only {hard:?}");
+        return;
+    }
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -Sn 256 && exec \"$0\" mailbox --listen 127.0.0.1:0 --db :memory:",
+            env!("CARGO_BIN_EXE_wormhole-server"),
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(TIMEOUT) {
+        let ready = line.contains("mailbox ready");
+        lines.push(line);
+        if ready {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = lines.join("\n");
+    assert!(log.contains("mailbox ready"), "{log}");
+    assert!(
+        log.contains("file-descriptor limit raised from 256 to "),
+        "{log}"
+    );
+    let limits = lines
+        .iter()
+        .find(|l| l.contains("connections,") && l.contains("per address"))
+        .unwrap_or_else(|| panic!("no connection limits logged: {log}"));
+    let most: usize = limits
+        .split("at most ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{limits}"));
+    assert!(most > 256, "{limits}");
+}

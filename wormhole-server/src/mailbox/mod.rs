@@ -2,8 +2,8 @@
 //! like magic-wormhole-mailbox-server 0.8.0.
 //!
 //! Layout:
-//! - this module: configuration, the listener, admission (connection limits), pruning and
-//!   shutdown;
+//! - this module: configuration, the listener, admission (connection limits, fitted to
+//!   the file-descriptor limit), pruning and shutdown;
 //! - `conn`: one task per client connection (handshake, `welcome`, the frame loop);
 //! - `store`: one thread owning the SQLite database, fed by a channel; it commits before
 //!   any reply or broadcast leaves, so a crash never loses an acknowledged message.
@@ -22,7 +22,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -69,10 +69,14 @@ pub struct Limits {
     /// disk is full, is answered `server storage is full` and not stored; the server
     /// goes on, and serves again once mailboxes are closed or pruned (or space freed).
     pub max_database_bytes: Option<u64>,
-    /// Most simultaneous client connections (`server is full`, then closed).
+    /// Most simultaneous client connections (`server is full`, then closed). Lowered
+    /// when the server starts to fit the process's file-descriptor limit
+    /// (`RLIMIT_NOFILE`, less 64 kept for everything else); see [`MailboxHandle::limits`].
     pub max_connections: usize,
     /// Most simultaneous connections from one IP address (`too many connections from your
-    /// address`, then closed). Loopback is not exempt.
+    /// address`, then closed). Loopback is not exempt. When `max_connections` is lowered
+    /// to fit the descriptor limit this is lowered to at most half of it, so that one
+    /// address still cannot take every connection.
     pub max_connections_per_ip: usize,
     /// A connection that sends no frame (WebSocket pings count) for this long is closed.
     pub idle_timeout: Duration,
@@ -160,6 +164,7 @@ pub struct MailboxServer {
 /// A running mailbox server. Drop it to stop abruptly, or call [`MailboxHandle::shutdown`].
 pub struct MailboxHandle {
     local_addr: SocketAddr,
+    limits: Limits,
     shutdown: watch::Sender<bool>,
     accept: Option<tokio::task::JoinHandle<()>>,
     store: mpsc::UnboundedSender<Request>,
@@ -201,9 +206,10 @@ impl MailboxServer {
         let MailboxServer {
             listener,
             local_addr,
-            config,
+            mut config,
             db,
         } = self;
+        fit_descriptor_limit(&mut config.limits);
         let limits = store::StoreLimits {
             max_messages_per_mailbox: config.limits.max_messages_per_mailbox,
             max_mailboxes_per_app: config.limits.max_mailboxes_per_app,
@@ -289,10 +295,12 @@ impl MailboxServer {
             }
         });
 
+        let limits = shared.config.limits.clone();
         let accept = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
         tracing::info!("mailbox server listening on ws://{local_addr}/v1");
         MailboxHandle {
             local_addr,
+            limits,
             shutdown: shutdown_tx,
             accept: Some(accept),
             store: store_tx,
@@ -300,11 +308,77 @@ impl MailboxServer {
     }
 }
 
+/// File descriptors kept for everything but admitted connections: the database and its
+/// journal, the listeners, the runtime, the standard streams, and connections being
+/// refused (at most [`MAX_REFUSING`]).
+const FD_RESERVE: u64 = 64;
+
+/// Most connections being refused at once: each holds a descriptor until it has had its
+/// `error` frame (or its handshake timed out). Beyond that, a refused connection is closed
+/// at once, without a reply.
+const MAX_REFUSING: usize = 16;
+
+/// Lowers the connection limits to fit the process's file-descriptor limit, and logs the
+/// result.
+fn fit_descriptor_limit(limits: &mut Limits) {
+    let fd_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let (max, per_ip) = connection_limits(limits, fd_limit);
+    let fd_limit = fd_limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    if max < limits.max_connections || per_ip < limits.max_connections_per_ip {
+        tracing::warn!(
+            "mailbox: at most {max} connections, {per_ip} per address (configured {}, {}): \
+             the file-descriptor limit is {fd_limit}",
+            limits.max_connections,
+            limits.max_connections_per_ip
+        );
+    } else {
+        tracing::info!(
+            "mailbox: at most {max} connections, {per_ip} per address (file-descriptor \
+             limit {fd_limit})"
+        );
+    }
+    limits.max_connections = max;
+    limits.max_connections_per_ip = per_ip;
+}
+
+/// The connection limits in force under the descriptor limit `fd_limit` (`None`:
+/// unlimited): when `fd_limit` less [`FD_RESERVE`] is below `max_connections`, that many
+/// connections, and at most half of them per address.
+fn connection_limits(limits: &Limits, fd_limit: Option<u64>) -> (usize, usize) {
+    let configured = limits.max_connections;
+    let per_ip = limits.max_connections_per_ip;
+    let Some(fd_limit) = fd_limit else {
+        return (configured, per_ip);
+    };
+    let room = usize::try_from(fd_limit.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX);
+    if room >= configured {
+        return (configured, per_ip);
+    }
+    (room, per_ip.min(room / 2).max(1))
+}
+
 /// Counts connections per address and in total.
 struct Admission {
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
+    /// Connections being refused.
+    refusing: usize,
 }
+
+/// Counts a connection being refused while it exists.
+struct Refusing(Arc<Mutex<Admission>>);
+
+impl Drop for Refusing {
+    fn drop(&mut self) {
+        if let Ok(mut a) = self.0.lock() {
+            a.refusing = a.refusing.saturating_sub(1);
+        }
+    }
+}
+
+/// How long accepting pauses after it failed (typically EMFILE, out of descriptors): the
+/// first pause, and the longest.
+const ACCEPT_PAUSE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_millis(500));
 
 /// Releases an admitted connection's slot when dropped.
 struct Slot {
@@ -337,43 +411,49 @@ async fn accept_loop(
     let admission = Arc::new(Mutex::new(Admission {
         total: 0,
         per_ip: HashMap::new(),
+        refusing: 0,
     }));
     let mut conns = JoinSet::new();
+    // While descriptors are short: when to try again, the next pause, failures so far.
+    let mut paused_until: Option<tokio::time::Instant> = None;
+    let mut pause = ACCEPT_PAUSE.0;
+    let mut failed_accepts: u64 = 0;
     let graceful = loop {
+        let resume = async {
+            match paused_until {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = shutdown.changed() => break changed.is_ok(),
-            accepted = listener.accept() => match accepted {
+            accepted = listener.accept(), if paused_until.is_none() => match accepted {
                 Ok((stream, peer)) => {
-                    let ip = peer.ip().to_canonical();
-                    let limits = &shared.config.limits;
-                    let (slot, refused) = match admission.lock() {
-                        Ok(mut a) => {
-                            let from_ip = a.per_ip.get(&ip).copied().unwrap_or(0);
-                            if a.total >= limits.max_connections {
-                                (None, Some(conn::SERVER_FULL))
-                            } else if from_ip >= limits.max_connections_per_ip {
-                                (None, Some(conn::TOO_MANY_FROM_ADDRESS))
-                            } else {
-                                a.total += 1;
-                                a.per_ip.insert(ip, from_ip + 1);
-                                (Some(Slot { admission: admission.clone(), ip }), None)
-                            }
-                        }
-                        Err(_) => (None, Some(conn::SERVER_FULL)),
-                    };
-                    let shared = shared.clone();
-                    let rx = shutdown.clone();
-                    conns.spawn(async move {
-                        let _slot = slot;
-                        conn::serve(stream, peer, shared, rx, refused).await;
-                    });
+                    if failed_accepts > 0 {
+                        tracing::warn!(
+                            "mailbox: accepting again after {failed_accepts} failed attempts"
+                        );
+                        failed_accepts = 0;
+                        pause = ACCEPT_PAUSE.0;
+                    }
+                    admit(stream, peer, &shared, &admission, &shutdown, &mut conns);
                 }
                 Err(e) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!("mailbox: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Pending connections wait in the backlog; retrying at once would only
+                    // spin (and log) until a descriptor is free.
+                    if failed_accepts == 0 {
+                        let open = admission.lock().map(|a| a.total).unwrap_or(0);
+                        tracing::warn!(
+                            "mailbox: accept failed: {e} ({open} connections open); \
+                             pausing accepts until it succeeds again"
+                        );
+                    }
+                    failed_accepts += 1;
+                    paused_until = Some(tokio::time::Instant::now() + pause);
+                    pause = (pause * 2).min(ACCEPT_PAUSE.1);
                 }
             },
+            () = resume => paused_until = None,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     };
@@ -388,10 +468,64 @@ async fn accept_loop(
     while conns.join_next().await.is_some() {}
 }
 
+/// Admits an accepted connection (or starts refusing it) and spawns its task.
+fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    admission: &Arc<Mutex<Admission>>,
+    shutdown: &watch::Receiver<bool>,
+    conns: &mut JoinSet<()>,
+) {
+    let ip = peer.ip().to_canonical();
+    let limits = &shared.config.limits;
+    let Ok(mut a) = admission.lock() else {
+        return;
+    };
+    let from_ip = a.per_ip.get(&ip).copied().unwrap_or(0);
+    let refused = if a.total >= limits.max_connections {
+        conn::SERVER_FULL
+    } else if from_ip >= limits.max_connections_per_ip {
+        conn::TOO_MANY_FROM_ADDRESS
+    } else {
+        a.total += 1;
+        a.per_ip.insert(ip, from_ip + 1);
+        drop(a);
+        let slot = Slot {
+            admission: admission.clone(),
+            ip,
+        };
+        let (shared, rx) = (shared.clone(), shutdown.clone());
+        conns.spawn(async move {
+            let _slot = slot;
+            conn::serve(stream, peer, shared, rx, None).await;
+        });
+        return;
+    };
+    if a.refusing >= MAX_REFUSING {
+        tracing::debug!("mailbox: closing a connection from {peer} at once: {refused}");
+        return;
+    }
+    a.refusing += 1;
+    drop(a);
+    let refusing = Refusing(admission.clone());
+    let (shared, rx) = (shared.clone(), shutdown.clone());
+    conns.spawn(async move {
+        let _refusing = refusing;
+        conn::serve(stream, peer, shared, rx, Some(refused)).await;
+    });
+}
+
 impl MailboxHandle {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The limits in force: the configured ones, with the connection limits lowered to
+    /// fit the file-descriptor limit the process had when the server started.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The client URL, `ws://{addr}/v1`.
@@ -421,5 +555,32 @@ impl Drop for MailboxHandle {
         if let Some(accept) = self.accept.take() {
             accept.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_limits_fit_the_descriptor_limit() {
+        let d = Limits::default();
+        // Room enough, or no limit: as configured.
+        assert_eq!(connection_limits(&d, None), (20_000, 5_000));
+        assert_eq!(connection_limits(&d, Some(1 << 20)), (20_000, 5_000));
+        assert_eq!(connection_limits(&d, Some(20_064)), (20_000, 5_000));
+        // The usual soft limit: 960 connections, half of them per address.
+        assert_eq!(connection_limits(&d, Some(1024)), (960, 480));
+        // A per-address limit already below half stays.
+        assert_eq!(connection_limits(&d, Some(16_064)), (16_000, 5_000));
+        // Absurdly low: still one connection.
+        assert_eq!(connection_limits(&d, Some(10)), (1, 1));
+        // A per-address limit as high as the total is halved too.
+        let wide = Limits {
+            max_connections: 100_000,
+            max_connections_per_ip: 100_000,
+            ..d
+        };
+        assert_eq!(connection_limits(&wide, Some(1024)), (960, 480));
     }
 }
