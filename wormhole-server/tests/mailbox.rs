@@ -1184,3 +1184,44 @@ fn the_binary_raises_its_descriptor_limit() {
         .unwrap_or_else(|| panic!("{limits}"));
     assert!(most > 256, "{limits}");
 }
+
+/// Connections over a limit hold a descriptor until they have had their `error` frame, so
+/// only a few are answered at once: while 16 of them stall in their handshake, the next one
+/// is closed without a reply, and once they are gone refusals are answered again.
+#[tokio::test]
+async fn few_refused_connections_are_answered_at_once() {
+    let server = start(MailboxConfig {
+        limits: Limits {
+            max_connections_per_ip: 1,
+            ..Limits::default()
+        },
+        ..MailboxConfig::default()
+    })
+    .await;
+    let url = server.url();
+    let (_admitted, _) = Client::connect(&url).await;
+    // Refused, and never finishing the WebSocket handshake.
+    let mut stalled = Vec::new();
+    for _ in 0..16 {
+        stalled.push(TcpStream::connect(server.local_addr()).await.expect("tcp"));
+    }
+    let shut = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(&url))
+        .await
+        .expect("neither answered nor closed");
+    assert!(shut.is_err(), "a seventeenth refusal was answered");
+    drop(stalled);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(&url).await {
+            let frames = Client { ws }.expect_closed().await;
+            assert_eq!(frames[0]["error"], "too many connections from your address");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "refusals never answered again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.shutdown().await;
+}
