@@ -741,6 +741,8 @@ pub struct OurServer {
     stderr: Option<JoinHandle<String>>,
     /// `RUST_LOG` for the server, if any.
     log: Option<String>,
+    /// More command-line options.
+    extra: Vec<String>,
 }
 
 impl OurServer {
@@ -759,6 +761,7 @@ impl OurServer {
             child: None,
             stderr: None,
             log: Some(filter.to_owned()),
+            extra: Vec::new(),
         };
         s.spawn().await;
         s
@@ -775,6 +778,22 @@ impl OurServer {
         Self::start_on(&db.to_string_lossy(), "127.0.0.1:0", "127.0.0.1:0").await
     }
 
+    /// Start with the database file `db` on free ports and extra mailbox options (kept
+    /// across restarts).
+    pub async fn start_with_db_and(db: &Path, extra: &[&str]) -> OurServer {
+        let mut s = OurServer {
+            mailbox_addr: "127.0.0.1:0".into(),
+            relay_addr: "127.0.0.1:0".into(),
+            db: db.to_string_lossy().into_owned(),
+            child: None,
+            stderr: None,
+            log: None,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+        };
+        s.spawn().await;
+        s
+    }
+
     async fn start_on(db: &str, mailbox: &str, relay: &str) -> OurServer {
         let mut s = OurServer {
             mailbox_addr: mailbox.to_owned(),
@@ -783,6 +802,7 @@ impl OurServer {
             child: None,
             stderr: None,
             log: None,
+            extra: Vec::new(),
         };
         s.spawn().await;
         s
@@ -798,6 +818,7 @@ impl OurServer {
             .args(["all", "--mailbox-listen", &self.mailbox_addr])
             .args(["--relay-listen", &self.relay_addr])
             .args(["--db", &self.db])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

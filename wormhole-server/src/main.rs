@@ -116,6 +116,13 @@ struct MailboxArgs {
     /// Close a connection that sent nothing for this many seconds.
     #[arg(long, value_name = "SECONDS")]
     idle_timeout: Option<u64>,
+    /// Delete a nameplate or mailbox unused for this many seconds (default 660, like the
+    /// reference).
+    #[arg(long, value_name = "SECONDS")]
+    channel_expiry: Option<u64>,
+    /// Look for expired channels every this many seconds (default 300).
+    #[arg(long, value_name = "SECONDS")]
+    prune_interval: Option<u64>,
 }
 
 /// Transit relay options.
@@ -165,6 +172,8 @@ impl MailboxArgs {
                 .map(Duration::from_secs)
                 .unwrap_or(d.idle_timeout),
         };
+        let dc = MailboxConfig::default();
+        let secs = |v: Option<u64>, d: Duration| v.map(Duration::from_secs).unwrap_or(d);
         MailboxConfig {
             database,
             motd: self.motd.clone(),
@@ -172,7 +181,8 @@ impl MailboxArgs {
             current_cli_version: self.current_cli_version.clone(),
             allow_list: !self.disallow_list,
             limits,
-            ..MailboxConfig::default()
+            channel_expiry: secs(self.channel_expiry, dc.channel_expiry),
+            prune_interval: secs(self.prune_interval, dc.prune_interval),
         }
     }
 }

@@ -405,6 +405,11 @@ impl Conn {
         let result = match msg.get("type") {
             None => Err(Fail::Error("missing 'type'")),
             Some(ty) => {
+                // The ack is queued only once the request is done (an `add` committed):
+                // tungstenite writes its buffer out whenever it fills, so an ack queued
+                // earlier could reach the client before the commit, and a crash then would
+                // lose an acknowledged message. On the wire it still comes first.
+                let result = self.dispatch(ty, &msg, &mut out).await;
                 let id = msg.get("id").map(json).unwrap_or_else(|| "null".to_owned());
                 if ws
                     .feed(finish(&format!("{{\"id\": {id}, \"type\": \"ack\"")))
@@ -413,7 +418,7 @@ impl Conn {
                 {
                     return Some(Stop::Drop);
                 }
-                self.dispatch(ty, &msg, &mut out).await
+                result
             }
         };
         // Broadcasts the store delivered before answering go out first.

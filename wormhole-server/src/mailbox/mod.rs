@@ -324,7 +324,11 @@ fn fit_descriptor_limit(limits: &mut Limits) {
     let fd_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
     let (max, per_ip) = connection_limits(limits, fd_limit);
     let fd_limit = fd_limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
-    if max < limits.max_connections || per_ip < limits.max_connections_per_ip {
+    // Keeping back the reserve alone is normal (the default limits equal the usual hard
+    // descriptor limit); only a lower descriptor limit deserves a warning.
+    let cut = max.saturating_add(FD_RESERVE as usize) < limits.max_connections
+        || per_ip < limits.max_connections_per_ip;
+    if cut {
         tracing::warn!(
             "mailbox: at most {max} connections, {per_ip} per address (configured {}, {}): \
              the file-descriptor limit is {fd_limit}",
