@@ -26,12 +26,8 @@
 //!   handshake limit, oversized frames were refused with a closed connection, no panic
 //!   appeared in the server's log.
 //!
-//! The server: `$WORMHOLE_SERVER_BIN` (default `target/debug/wormhole-server`) when its
-//! `mailbox --help` lists `--channel-expiry` and `--prune-interval` (seconds); otherwise
-//! (`--server library`, or `auto` without those flags) this binary started as `soak serve`,
-//! a process that runs the `wormhole-server` library with the binary's default limits and a
-//! short channel expiry. `--server binary` forces the binary with its default expiry
-//! (11 min, pruned every 5 min), so the final wait lasts about 21 minutes.
+//! The server is `$WORMHOLE_SERVER_BIN` (default `target/debug/wormhole-server`), started
+//! with a short `--channel-expiry` and `--prune-interval`.
 //!
 //! Exit status 0 when every property holds, 1 otherwise, 2 on a usage error.
 
@@ -78,16 +74,12 @@ const MAX_DETAILS: usize = 40;
 const USAGE: &str = "\
 usage: soak [--minutes N | --secs N] [--warmup SECS] [--pairs N] [--kill-every MIN-MAX]
             [--expiry SECS] [--prune SECS] [--seed N] [--rss-factor F] [--fd-slack N]
-            [--server auto|binary|library]
 Defaults: --minutes 2 --warmup 10 --pairs 6 --kill-every 20-30 --expiry 30 --prune 5
-          --rss-factor 2.5 --fd-slack 2 --server auto, a seed from the clock.
+          --rss-factor 2.5 --fd-slack 2, a seed from the clock.
 The server binary is $WORMHOLE_SERVER_BIN, else target/debug/wormhole-server.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("serve") {
-        return serve(&args[1..]);
-    }
     let opts = match Opts::parse(&args) {
         Ok(Some(o)) => o,
         Ok(None) => {
@@ -115,13 +107,6 @@ fn main() -> ExitCode {
 // ---------------------------------------------------------------------------------------
 // Options
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ServerChoice {
-    Auto,
-    Binary,
-    Library,
-}
-
 #[derive(Debug, Clone)]
 struct Opts {
     load: Duration,
@@ -133,7 +118,6 @@ struct Opts {
     seed: u64,
     rss_factor: f64,
     fd_slack: usize,
-    server: ServerChoice,
 }
 
 fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
@@ -158,7 +142,6 @@ impl Opts {
             seed: clock ^ u64::from(std::process::id()),
             rss_factor: 2.5,
             fd_slack: 2,
-            server: ServerChoice::Auto,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -199,14 +182,6 @@ impl Opts {
                 "--seed" => o.seed = num(flag, &value()?)?,
                 "--rss-factor" => o.rss_factor = num(flag, &value()?)?,
                 "--fd-slack" => o.fd_slack = num(flag, &value()?)?,
-                "--server" => {
-                    o.server = match value()?.as_str() {
-                        "auto" => ServerChoice::Auto,
-                        "binary" => ServerChoice::Binary,
-                        "library" => ServerChoice::Library,
-                        other => return Err(format!("--server {other}: auto, binary or library")),
-                    }
-                }
                 _ => return Err(format!("unknown argument {arg:?}")),
             }
         }
@@ -215,93 +190,6 @@ impl Opts {
         }
         Ok(Some(o))
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// `soak serve`: the wormhole-server library in its own process, with a short expiry
-
-/// `soak serve --listen ADDR --db FILE --expiry SECS --prune SECS --max-message-bytes N`:
-/// what `wormhole-server mailbox` does, plus the channel expiry and prune interval its
-/// command line does not offer. Prints the same `mailbox ready: ws://…/v1` line.
-fn serve(args: &[String]) -> ExitCode {
-    let mut listen = "127.0.0.1:0".to_owned();
-    let mut db = PathBuf::from("mailbox.sqlite");
-    let mut expiry = 30u64;
-    let mut prune = 5u64;
-    let mut max_message_bytes = MAX_MESSAGE_BYTES;
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let Some(v) = it.next() else {
-            eprintln!("soak serve: {flag} needs a value");
-            return ExitCode::from(2);
-        };
-        let parsed = match flag.as_str() {
-            "--listen" => {
-                listen = v.clone();
-                Ok(())
-            }
-            "--db" => {
-                db = PathBuf::from(v);
-                Ok(())
-            }
-            "--expiry" => num(flag, v).map(|n| expiry = n),
-            "--prune" => num(flag, v).map(|n| prune = n),
-            "--max-message-bytes" => num(flag, v).map(|n| max_message_bytes = n),
-            _ => Err(format!("unknown argument {flag:?}")),
-        };
-        if let Err(e) = parsed {
-            eprintln!("soak serve: {e}");
-            return ExitCode::from(2);
-        }
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("soak serve: ERROR: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // Log like the binary: warnings and errors on stderr unless RUST_LOG says otherwise.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
-    runtime.block_on(async move {
-        use wormhole_server::{Database, Limits, MailboxConfig, MailboxServer};
-        let config = MailboxConfig {
-            database: Database::File(db.clone()),
-            limits: Limits {
-                max_message_bytes,
-                ..Limits::default()
-            },
-            channel_expiry: Duration::from_secs(expiry),
-            prune_interval: Duration::from_secs(prune),
-            ..MailboxConfig::default()
-        };
-        let server = match MailboxServer::bind(listen.as_str(), config).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("soak serve: ERROR: cannot start the mailbox server on {listen}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let handle = server.spawn();
-        eprintln!(
-            "soak serve: mailbox ready: {} (database {}, expiry {expiry} s, prune every {prune} s)",
-            handle.url(),
-            db.display()
-        );
-        // Runs until killed (SIGKILL by the soak, or SIGTERM).
-        std::future::pending::<()>().await;
-        ExitCode::SUCCESS
-    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -452,17 +340,8 @@ fn unix_now() -> f64 {
 // ---------------------------------------------------------------------------------------
 // The server process
 
-#[derive(Debug, Clone)]
-enum Launch {
-    /// The wormhole-server binary; `expiry_flags` when it takes `--channel-expiry` and
-    /// `--prune-interval`.
-    Binary { bin: PathBuf, expiry_flags: bool },
-    /// This program as `soak serve` (the wormhole-server library).
-    Library { exe: PathBuf },
-}
-
 struct Server {
-    launch: Launch,
+    bin: PathBuf,
     listen: String,
     db: PathBuf,
     logs: PathBuf,
@@ -474,29 +353,13 @@ struct Server {
 
 impl Server {
     fn command(&self) -> Command {
-        let mut cmd;
-        match &self.launch {
-            Launch::Binary { bin, expiry_flags } => {
-                cmd = Command::new(bin);
-                cmd.args(["mailbox", "--listen", &self.listen])
-                    .arg("--db")
-                    .arg(&self.db)
-                    .args(["--max-message-bytes", &MAX_MESSAGE_BYTES.to_string()]);
-                if *expiry_flags {
-                    cmd.args(["--channel-expiry", &self.expiry.to_string()])
-                        .args(["--prune-interval", &self.prune.to_string()]);
-                }
-            }
-            Launch::Library { exe } => {
-                cmd = Command::new(exe);
-                cmd.args(["serve", "--listen", &self.listen])
-                    .arg("--db")
-                    .arg(&self.db)
-                    .args(["--expiry", &self.expiry.to_string()])
-                    .args(["--prune", &self.prune.to_string()])
-                    .args(["--max-message-bytes", &MAX_MESSAGE_BYTES.to_string()]);
-            }
-        }
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["mailbox", "--listen", &self.listen])
+            .arg("--db")
+            .arg(&self.db)
+            .args(["--max-message-bytes", &MAX_MESSAGE_BYTES.to_string()])
+            .args(["--channel-expiry", &self.expiry.to_string()])
+            .args(["--prune-interval", &self.prune.to_string()]);
         cmd
     }
 
@@ -574,23 +437,6 @@ impl Server {
             let _ = timeout(Duration::from_secs(30), c.kill()).await;
         }
     }
-}
-
-/// What `$WORMHOLE_SERVER_BIN mailbox --help` says about expiry flags.
-async fn binary_has_expiry_flags(bin: &Path) -> Result<bool, String> {
-    let out = timeout(
-        Duration::from_secs(30),
-        Command::new(bin)
-            .args(["mailbox", "--help"])
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .map_err(|_| format!("{} mailbox --help hung", bin.display()))?
-    .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-    let help = String::from_utf8_lossy(&out.stdout);
-    Ok(help.contains("--channel-expiry") && help.contains("--prune-interval"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1828,57 +1674,8 @@ async fn soak(opts: Opts) -> ExitCode {
         Some(p) => PathBuf::from(p),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/wormhole-server"),
     };
-    let mut opts = opts;
-    let launch = match opts.server {
-        ServerChoice::Library => Launch::Library {
-            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("soak")),
-        },
-        choice => {
-            let flags = match binary_has_expiry_flags(&bin).await {
-                Ok(f) => f,
-                Err(e) if choice == ServerChoice::Binary => {
-                    eprintln!("soak: {e} (build it: cargo build -p wormhole-server)");
-                    return ExitCode::FAILURE;
-                }
-                Err(e) => {
-                    println!("soak: {e}; using the library instead");
-                    false
-                }
-            };
-            if flags || choice == ServerChoice::Binary {
-                if !flags {
-                    opts.expiry = 660;
-                    opts.prune = 300;
-                    println!(
-                        "soak: {} has no --channel-expiry/--prune-interval: using its defaults \
-                         (expiry {} s, prune every {} s), the final wait lasts {} s",
-                        bin.display(),
-                        opts.expiry,
-                        opts.prune,
-                        opts.expiry + 2 * opts.prune + 5
-                    );
-                }
-                Launch::Binary {
-                    bin: bin.clone(),
-                    expiry_flags: flags,
-                }
-            } else {
-                println!(
-                    "soak: {} has no --channel-expiry/--prune-interval flags: the server is this \
-                     program as `soak serve` (the wormhole-server library with the binary's \
-                     default limits and a {} s expiry); --server binary forces the binary and \
-                     its 11 min expiry",
-                    bin.display(),
-                    opts.expiry
-                );
-                Launch::Library {
-                    exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("soak")),
-                }
-            }
-        }
-    };
     let mut server = Server {
-        launch: launch.clone(),
+        bin: bin.clone(),
         listen: "127.0.0.1:0".into(),
         db: db.clone(),
         logs: scratch.path().to_owned(),
@@ -1895,9 +1692,10 @@ async fn soak(opts: Opts) -> ExitCode {
         }
     };
     println!(
-        "soak: server {launch:?} on 127.0.0.1:{port} (pid {pid}), database {}; expiry {} s, \
+        "soak: server {} on 127.0.0.1:{port} (pid {pid}), database {}; expiry {} s, \
          prune every {} s, max message {MAX_MESSAGE_BYTES} B; warm-up {:?}, load {:?}, \
          {} pairs, kill -9 every {}-{} s, seed {}",
+        bin.display(),
         db.display(),
         opts.expiry,
         opts.prune,
@@ -2014,7 +1812,7 @@ async fn soak(opts: Opts) -> ExitCode {
         let mut s = server.lock().await;
         s.kill9().await;
     }
-    summary(&ctx, &m, &launch, panics, &warnings);
+    summary(&ctx, &m, &bin, panics, &warnings);
     let failed = get(&ctx.violation_count) > 0;
     if failed {
         // Keep the database and the server logs for a look.
@@ -2093,13 +1891,10 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
-fn summary(ctx: &Ctx, m: &Measured, launch: &Launch, panics: usize, warnings: &[String]) {
+fn summary(ctx: &Ctx, m: &Measured, bin: &Path, panics: usize, warnings: &[String]) {
     let s = &ctx.stats;
     let o = &ctx.opts;
-    let server = match launch {
-        Launch::Binary { bin, .. } => format!("{} (mailbox)", bin.display()),
-        Launch::Library { .. } => "soak serve (the wormhole-server library)".into(),
-    };
+    let server = format!("{} (mailbox)", bin.display());
     let u = |u: Option<Usage>, f: fn(Usage) -> String| u.map(f).unwrap_or_else(|| "?".into());
     println!("\n==================== soak summary ====================");
     println!(
