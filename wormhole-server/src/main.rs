@@ -116,6 +116,9 @@ struct MailboxArgs {
     /// Close a connection that sent nothing for this many seconds.
     #[arg(long, value_name = "SECONDS")]
     idle_timeout: Option<u64>,
+    /// Close a connection whose client read nothing we wrote for this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    write_timeout: Option<u64>,
     /// Delete a nameplate or mailbox unused for this many seconds (default 660, like the
     /// reference).
     #[arg(long, value_name = "SECONDS")]
@@ -171,6 +174,10 @@ impl MailboxArgs {
                 .idle_timeout
                 .map(Duration::from_secs)
                 .unwrap_or(d.idle_timeout),
+            write_timeout: self
+                .write_timeout
+                .map(Duration::from_secs)
+                .unwrap_or(d.write_timeout),
         };
         let dc = MailboxConfig::default();
         let secs = |v: Option<u64>, d: Duration| v.map(Duration::from_secs).unwrap_or(d);

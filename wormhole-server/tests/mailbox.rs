@@ -769,6 +769,48 @@ async fn idle_connections_are_closed() {
     server.shutdown().await;
 }
 
+/// A client that sends pings with large payloads and never reads the pongs: once the
+/// server's write has made no progress for `write_timeout`, the connection is closed (it
+/// used to wait in that write for ever, holding the connection past every timer).
+#[tokio::test]
+async fn a_client_that_reads_nothing_is_closed_after_the_write_timeout() {
+    let server = start(MailboxConfig {
+        limits: Limits {
+            write_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        },
+        ..MailboxConfig::default()
+    })
+    .await;
+    let (mut c, _) = Client::connect(&server.url()).await;
+    let ping = json!({"type": "ping", "ping": "p".repeat(256 * 1024)}).to_string();
+    // Send until our own writes stall too (the server stopped reading when its writes did)
+    // or fail (the server closed the connection already).
+    let mut sent = 0;
+    loop {
+        let send = c.ws.send(Message::text(ping.clone()));
+        match tokio::time::timeout(Duration::from_secs(1), send).await {
+            Ok(Ok(())) if sent < 400 => sent += 1,
+            Ok(Ok(())) => panic!("400 pings of 256 KiB and the writes never stalled"),
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    // Well past the write timeout, reading drains what was buffered and then ends: the
+    // server gave up. (Were it still waiting, reading would let it write on, and the
+    // connection would stay open until the 30-minute idle timeout.)
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let frames = c.expect_closed().await;
+    assert!(
+        frames.len() < sent + 1,
+        "{} pongs for {sent} pings",
+        frames.len()
+    );
+    // Others are served.
+    let mut d = Client::bound(&server.url(), "d").await;
+    assert!(d.list().await.is_empty());
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn malformed_frames_never_crash_the_server() {
     let server = start(MailboxConfig {

@@ -28,9 +28,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Shared;
+use super::stall::StallLimit;
 use super::store::{Frame, Outlet, Queue, Refusal, Request as StoreRequest, client_key};
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<StallLimit<TcpStream>>;
 
 /// The longest a client may take to complete the WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -154,6 +155,8 @@ pub(crate) async fn serve(
     refused: Option<&'static str>,
 ) {
     let _ = stream.set_nodelay(true);
+    // A client that stops reading cannot hold its connection for ever by making a write wait.
+    let stream = StallLimit::new(stream, shared.config.limits.write_timeout);
     let handshake =
         tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(shared.ws_config));
     let handshake_timeout = HANDSHAKE_TIMEOUT.min(shared.config.limits.idle_timeout);

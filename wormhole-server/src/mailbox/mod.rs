@@ -13,6 +13,7 @@
 //! without closing the connections politely (committed state stays in the database).
 
 mod conn;
+mod stall;
 mod store;
 
 use std::collections::HashMap;
@@ -80,13 +81,16 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// A connection that sends no frame (WebSocket pings count) for this long is closed.
     pub idle_timeout: Duration,
+    /// A connection whose client reads nothing of what we write for this long (the write
+    /// makes no progress) is closed.
+    pub write_timeout: Duration,
 }
 
 impl Default for Limits {
     /// 1 MiB messages, 500 messages per mailbox, 10,000 mailboxes per app id, 1 GiB of
     /// stored messages and 32 MiB of them per address, no database size limit, 20,000
-    /// connections, 5,000 per address (so 1,000 concurrent pairs from one host fit), and
-    /// 30 minutes of idleness.
+    /// connections, 5,000 per address (so 1,000 concurrent pairs from one host fit), 30
+    /// minutes of idleness, and 60 seconds for a write that makes no progress.
     fn default() -> Self {
         Limits {
             max_message_bytes: 1 << 20,
@@ -98,6 +102,7 @@ impl Default for Limits {
             max_connections: 20_000,
             max_connections_per_ip: 5_000,
             idle_timeout: Duration::from_secs(30 * 60),
+            write_timeout: Duration::from_secs(60),
         }
     }
 }
