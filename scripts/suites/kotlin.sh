@@ -9,7 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$(pwd)"
 KT="$ROOT/bindings/kotlin"
-MVN=(mvn -B -q -f "$KT/pom.xml")
+LIBDIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+case "$LIBDIR" in /*) ;; *) LIBDIR="$ROOT/$LIBDIR" ;; esac
+MVN=(mvn -B -q -f "$KT/pom.xml" "-Dwormhole.lib.dir=$LIBDIR")
 
 case "${1:-}" in
 prepare)
@@ -41,8 +43,8 @@ PY
     [ "$rc" = 0 ] || exit "$rc"
     if command -v swift >/dev/null; then
         (cd "$ROOT/bindings/swift" &&
-            LD_LIBRARY_PATH="$ROOT/target/debug${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-                swift test -Xlinker -L"$ROOT/target/debug")
+            LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+                swift test -Xlinker -L"$LIBDIR")
     else
         echo "kotlin.sh: SKIPPED the Swift tests: no Swift toolchain (swift) on this machine"
     fi
