@@ -48,8 +48,6 @@ for l in sys.stdin:
 [ -x "$WORMHOLE_SERVERS_BENCH" ] || { echo "benches/run.sh: cannot build the servers bench" >&2; exit 1; }
 export WORMHOLE_SERVERS_BENCH
 export WORMHOLE_BENCH_INSIDE_NS=1
-NS_FLAGS=(-npf --mount-proc)
-if unshare -r "${NS_FLAGS[@]}" true 2>/dev/null; then
-    exec unshare -r "${NS_FLAGS[@]}" "$0" "$WHAT" "$@"
-fi
-exec unshare "${NS_FLAGS[@]}" "$0" "$WHAT" "$@"
+source "$(dirname "$0")/../scripts/lib/netns.sh"
+loopback_ns -npf --mount-proc
+exec "${NS[@]}" "$0" "$WHAT" "$@"

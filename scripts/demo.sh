@@ -28,15 +28,10 @@ if [ "${WORMHOLE_DEMO_INSIDE_NS:-}" != 1 ]; then
     export WORMHOLE_SERVER_BIN="${WORMHOLE_BIN%/wormhole}/wormhole-server"
     [ -x "$WORMHOLE_SERVER_BIN" ] || die "no wormhole-server binary at $WORMHOLE_SERVER_BIN"
     export WORMHOLE_DEMO_INSIDE_NS=1
-    # New network and PID namespaces (when the demo ends, nothing it started survives);
-    # in an unprivileged user namespace (-r) when the kernel allows it, else as root.
-    NS_FLAGS=(-nmpf --mount-proc)
-    if unshare -r "${NS_FLAGS[@]}" true 2>/dev/null; then
-        exec unshare -r "${NS_FLAGS[@]}" "$ROOT/scripts/demo.sh" "$TEXT"
-    elif [ "$(id -u)" -eq 0 ] && unshare "${NS_FLAGS[@]}" true 2>/dev/null; then
-        exec unshare "${NS_FLAGS[@]}" "$ROOT/scripts/demo.sh" "$TEXT"
-    fi
-    die "cannot create a network namespace (tried 'unshare -r ${NS_FLAGS[*]}' and, as root, 'unshare ${NS_FLAGS[*]}')"
+    # New network, mount and PID namespaces: when the demo ends, nothing it started survives.
+    source "$ROOT/scripts/lib/netns.sh"
+    loopback_ns
+    exec "${NS[@]}" "$ROOT/scripts/demo.sh" "$TEXT"
 fi
 
 # ---- inside the loopback-only namespace ----------------------------------------------------

@@ -57,15 +57,7 @@ if [ -n "${SOAK_HELP:-}" ]; then
 fi
 export WORMHOLE_SOAK_INSIDE_NS=1
 
-# As scripts/test.sh: new network (-n), mount (-m) and PID (-p -f --mount-proc)
-# namespaces, in an unprivileged user namespace (-r) when the kernel allows it.
-NS_FLAGS=(-nmpf --mount-proc)
-if unshare -r "${NS_FLAGS[@]}" true 2>/dev/null; then
-    NS=(unshare -r "${NS_FLAGS[@]}")
-elif [ "$(id -u)" -eq 0 ] && unshare "${NS_FLAGS[@]}" true 2>/dev/null; then
-    NS=(unshare "${NS_FLAGS[@]}")
-else
-    die "cannot create the namespaces (tried 'unshare -r ${NS_FLAGS[*]}' and, as root, 'unshare ${NS_FLAGS[*]}')"
-fi
+source "$ROOT/scripts/lib/netns.sh"
+loopback_ns
 echo "soak.sh: running the soak in a loopback-only namespace (${NS[*]})"
 "${NS[@]}" "$ROOT/scripts/soak.sh" "$@"

@@ -88,17 +88,9 @@ export WORMHOLE_WILLIAM_BIN="$ROOT/.tools/wormhole-william/bin/wormhole-william"
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 export WORMHOLE_TEST_INSIDE_NS=1
 
-# New network (-n), mount (-m, for a private sysfs) and PID (-p -f --mount-proc, so no
-# process outlives the run) namespaces; in an unprivileged user namespace (-r) when the
-# kernel allows it, else as plain root.
-NS_FLAGS=(-nmpf --mount-proc)
-if unshare -r "${NS_FLAGS[@]}" true 2>/dev/null; then
-    NS=(unshare -r "${NS_FLAGS[@]}")
-elif [ "$(id -u)" -eq 0 ] && unshare "${NS_FLAGS[@]}" true 2>/dev/null; then
-    NS=(unshare "${NS_FLAGS[@]}")
-else
-    die "cannot create the test namespaces (tried 'unshare -r ${NS_FLAGS[*]}' and, as root, 'unshare ${NS_FLAGS[*]}')"
-fi
+# New network, mount (for a private sysfs) and PID namespaces (no process outlives the run).
+source "$ROOT/scripts/lib/netns.sh"
+loopback_ns
 
 section "5/5 cargo test --workspace --offline, in a loopback-only namespace (${NS[*]})"
 "${NS[@]}" "$ROOT/scripts/test.sh" "$@"
