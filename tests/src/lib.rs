@@ -754,15 +754,8 @@ impl OurServer {
     /// Start with an in-memory database on free ports, logging with `RUST_LOG=filter`
     /// (read it with [`OurServer::terminate`]).
     pub async fn start_logging(filter: &str) -> OurServer {
-        let mut s = OurServer {
-            mailbox_addr: "127.0.0.1:0".into(),
-            relay_addr: "127.0.0.1:0".into(),
-            db: ":memory:".into(),
-            child: None,
-            stderr: None,
-            log: Some(filter.to_owned()),
-            extra: Vec::new(),
-        };
+        let mut s = Self::unstarted(":memory:", "127.0.0.1:0", "127.0.0.1:0");
+        s.log = Some(filter.to_owned());
         s.spawn().await;
         s
     }
@@ -781,21 +774,21 @@ impl OurServer {
     /// Start with the database file `db` on free ports and extra mailbox options (kept
     /// across restarts).
     pub async fn start_with_db_and(db: &Path, extra: &[&str]) -> OurServer {
-        let mut s = OurServer {
-            mailbox_addr: "127.0.0.1:0".into(),
-            relay_addr: "127.0.0.1:0".into(),
-            db: db.to_string_lossy().into_owned(),
-            child: None,
-            stderr: None,
-            log: None,
-            extra: extra.iter().map(|a| a.to_string()).collect(),
-        };
+        let mut s = Self::unstarted(&db.to_string_lossy(), "127.0.0.1:0", "127.0.0.1:0");
+        s.extra = extra.iter().map(|a| a.to_string()).collect();
         s.spawn().await;
         s
     }
 
     async fn start_on(db: &str, mailbox: &str, relay: &str) -> OurServer {
-        let mut s = OurServer {
+        let mut s = Self::unstarted(db, mailbox, relay);
+        s.spawn().await;
+        s
+    }
+
+    /// The server's settings, not started yet.
+    fn unstarted(db: &str, mailbox: &str, relay: &str) -> OurServer {
+        OurServer {
             mailbox_addr: mailbox.to_owned(),
             relay_addr: relay.to_owned(),
             db: db.to_owned(),
@@ -803,9 +796,7 @@ impl OurServer {
             stderr: None,
             log: None,
             extra: Vec::new(),
-        };
-        s.spawn().await;
-        s
+        }
     }
 
     async fn spawn(&mut self) {

@@ -1,7 +1,8 @@
 //! One client connection: WebSocket handshake, `welcome`, then the frame loop of
 //! PROTOCOL §3.2–3.6.
 //!
-//! Every typed frame is acked before it is processed; requests that touch channel state go
+//! Every typed frame is acked once it is processed (an `add` once committed), the ack still
+//! ahead of the frame's replies on the wire; requests that touch channel state go
 //! to the store thread and the connection waits for the answer (so each connection has at
 //! most one request in flight). `message` broadcasts arrive on a per-connection queue that
 //! exists only once the connection has opened a mailbox; before each reply the connection
