@@ -11,7 +11,8 @@ ROOT="$(pwd)"
 KT="$ROOT/bindings/kotlin"
 LIBDIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 case "$LIBDIR" in /*) ;; *) LIBDIR="$ROOT/$LIBDIR" ;; esac
-MVN=(mvn -B -q -f "$KT/pom.xml" "-Dwormhole.lib.dir=$LIBDIR")
+# In-process compiler: no Kotlin daemon outlives the suite.
+MVN=(mvn -B -q -f "$KT/pom.xml" "-Dwormhole.lib.dir=$LIBDIR" -Dkotlin.compiler.daemon=false)
 
 case "${1:-}" in
 prepare)
