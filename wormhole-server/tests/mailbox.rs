@@ -286,6 +286,102 @@ async fn ack_comes_before_the_reply_and_copies_the_id() {
     server.shutdown().await;
 }
 
+/// The connection's state is checked before a frame's fields, as the reference does: a
+/// frame that is both out of turn and malformed gets the out-of-turn error, and a field
+/// of the wrong type drops the connection only once the request gets that far.
+#[tokio::test]
+async fn state_errors_come_before_field_errors() {
+    let server = start_default().await;
+    let url = server.url();
+
+    let (mut c, _) = Client::connect(&url).await;
+    for frame in [
+        json!({"type": "claim"}),
+        json!({"type": "open", "mailbox": 5}),
+        json!({"type": "add"}),
+        json!({"type": "frobnicate"}),
+        json!({"type": 17}),
+    ] {
+        c.expect_error(frame, "must bind first", true).await;
+    }
+    c.send(json!({"type": "bind", "appid": APP, "side": "s"}))
+        .await;
+    c.expect_ack().await;
+    for frame in [
+        json!({"type": "bind"}),
+        json!({"type": "bind", "appid": 5, "side": 5}),
+    ] {
+        c.expect_error(frame, "already bound", true).await;
+    }
+    c.expect_error(
+        json!({"type": "add"}),
+        "must open mailbox before adding",
+        true,
+    )
+    .await;
+    // A release naming no string nameplate before any claim releases nothing.
+    let v = c.request(json!({"type": "release", "nameplate": 3})).await;
+    assert_eq!(v["type"], "released", "{v}");
+    c.expect_error(
+        json!({"type": "release"}),
+        "only one release per connection",
+        true,
+    )
+    .await;
+
+    let mut a = Client::bound(&url, "a").await;
+    let nameplate = a.allocate().await;
+    let mailbox = a.claim_ok(&nameplate).await;
+    // The field's presence is checked before the one-claim rule, its type after.
+    a.expect_error(json!({"type": "claim"}), "claim requires 'nameplate'", true)
+        .await;
+    a.expect_error(
+        json!({"type": "claim", "nameplate": 12}),
+        "only one claim per connection",
+        true,
+    )
+    .await;
+    a.expect_error(
+        json!({"type": "release", "nameplate": 12}),
+        "release and claim must use same nameplate",
+        true,
+    )
+    .await;
+    a.open(&mailbox).await;
+    for frame in [
+        json!({"type": "open"}),
+        json!({"type": "open", "mailbox": 7}),
+    ] {
+        a.expect_error(frame, "only one open per connection", true)
+            .await;
+    }
+    a.expect_error(
+        json!({"type": "close", "mailbox": 7}),
+        "open and close must use same mailbox",
+        true,
+    )
+    .await;
+    a.close(&mailbox, "happy").await;
+    a.expect_error(
+        json!({"type": "close", "mailbox": 7}),
+        "only one close per connection",
+        true,
+    )
+    .await;
+
+    // Past the state checks, a field of the wrong type drops the connection (after the ack).
+    for frame in [
+        json!({"type": "open", "mailbox": 7}),
+        json!({"type": "close", "mailbox": 7}),
+    ] {
+        let mut d = Client::bound(&url, "d").await;
+        d.send(frame).await;
+        d.expect_ack().await;
+        d.expect_closed().await;
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn every_error_string() {
     let server = start_default().await;

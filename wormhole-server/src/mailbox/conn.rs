@@ -10,9 +10,15 @@
 //! store handled them. When that queue overflows (the client stopped reading) the
 //! connection is closed at once, whatever it was waiting for: a client never sees a gap in
 //! the broadcasts, it reconnects and `open` replays the mailbox.
+//!
+//! A frame is served in the reference server's order, which decides the error a client
+//! sees: its `type` (`client::Kind::of`), then whether the request is in turn
+//! (`Conn::in_turn`), then its fields (`client::Request::parse`), then the request's own
+//! handler, which makes the remaining checks and asks the store.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -22,15 +28,32 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{
+    ErrorResponse, Request as HttpRequest, Response,
+};
 use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::Shared;
+use super::client::{Kind, Malformed, Name, Request, frame_id};
+use super::config::MailboxConfig;
+use super::request::{
+    Frame, Outlet, Queue, Refusal, Request as StoreRequest, client_key, py_float,
+};
 use super::stall::StallLimit;
-use super::store::{Frame, Outlet, Queue, Refusal, Request as StoreRequest, client_key};
+
+/// State shared by the listener and every connection (made by `MailboxServer::spawn`).
+pub(crate) struct Shared {
+    pub(super) config: MailboxConfig,
+    pub(super) ws_config: WebSocketConfig,
+    /// The `welcome` object's fields other than `your-address`, each followed by `", "`.
+    pub(super) welcome_fields: String,
+    pub(super) store: mpsc::UnboundedSender<StoreRequest>,
+    pub(super) next_conn: AtomicU64,
+    /// Most bytes of broadcasts that may wait for one connection (see `request::Queue`).
+    pub(super) queue_budget: usize,
+}
 
 type Ws = WebSocketStream<StallLimit<TcpStream>>;
 
@@ -59,15 +82,6 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A float the way Python's `repr` writes it (`12.0`, `1795354269.490503`).
-pub(crate) fn py_float(x: f64) -> String {
-    if !x.is_finite() {
-        return "0.0".to_owned();
-    }
-    let s = format!("{x}");
-    if s.contains('.') { s } else { s + ".0" }
-}
-
 /// Completes a frame prefix (an object missing its `server_tx` and closing brace).
 fn finish(prefix: &str) -> Message {
     let tx = py_float(now());
@@ -77,10 +91,6 @@ fn finish(prefix: &str) -> Message {
     s.push_str(&tx);
     s.push('}');
     Message::text(s)
-}
-
-fn json(v: &Value) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
 }
 
 fn json_str(s: &str) -> String {
@@ -105,6 +115,15 @@ enum Fail {
     Drop,
 }
 
+impl From<Malformed> for Fail {
+    fn from(m: Malformed) -> Fail {
+        match m {
+            Malformed::Error(e) => Fail::Error(e),
+            Malformed::Drop => Fail::Drop,
+        }
+    }
+}
+
 impl From<Refusal> for Fail {
     fn from(r: Refusal) -> Fail {
         match r {
@@ -124,7 +143,7 @@ impl From<Refusal> for Fail {
 struct Conn {
     id: u64,
     shared: Arc<Shared>,
-    /// The client's address as its stored bytes are accounted (`store::client_key`).
+    /// The client's address as its stored bytes are accounted (`request::client_key`).
     client: IpAddr,
     app: Option<Arc<str>>,
     side: Option<Arc<str>>,
@@ -233,7 +252,7 @@ async fn close(ws: &mut Ws, code: CloseCode, reason: &str) {
 
 /// The handshake callback: only `/v1` is a WebSocket resource.
 #[allow(clippy::result_large_err)] // the signature is tungstenite's `Callback`
-fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
+fn check_path(req: &HttpRequest, resp: Response) -> Result<Response, ErrorResponse> {
     if req.uri().path() == "/v1" {
         Ok(resp)
     } else {
@@ -406,15 +425,16 @@ impl Conn {
             _ => return Some(Stop::Close(CloseCode::Error)),
         };
         let mut out: Vec<String> = Vec::new();
-        let result = match msg.get("type") {
-            None => Err(Fail::Error("missing 'type'")),
-            Some(ty) => {
+        let result = match Kind::of(&msg) {
+            // Not acked: the reference raises before it acks.
+            Err(e) => Err(e.into()),
+            Ok(kind) => {
                 // The ack is queued only once the request is done (an `add` committed):
                 // tungstenite writes its buffer out whenever it fills, so an ack queued
                 // earlier could reach the client before the commit, and a crash then would
                 // lose an acknowledged message. On the wire it still comes first.
-                let result = self.dispatch(ty, &msg, &mut out).await;
-                let id = msg.get("id").map(json).unwrap_or_else(|| "null".to_owned());
+                let result = self.dispatch(kind, &msg, &mut out).await;
+                let id = frame_id(&msg);
                 if ws
                     .feed(finish(&format!("{{\"id\": {id}, \"type\": \"ack\"")))
                     .await
@@ -458,6 +478,58 @@ impl Conn {
         }
     }
 
+    /// Serves one typed frame in the reference's order: the connection's state, then the
+    /// frame's fields, then the request (whose handler makes the remaining checks).
+    /// Replies other than the ack go to `out`.
+    async fn dispatch(
+        &mut self,
+        kind: Kind,
+        msg: &Map<String, Value>,
+        out: &mut Vec<String>,
+    ) -> Result<(), Fail> {
+        self.in_turn(kind)?;
+        match Request::parse(kind, msg)? {
+            Request::Ping { ping } => {
+                Self::ping(&ping, out);
+                Ok(())
+            }
+            Request::Bind { appid, side } => {
+                self.bind(appid, side);
+                Ok(())
+            }
+            Request::List => self.list(out).await,
+            Request::Allocate => self.allocate(out).await,
+            Request::Claim { nameplate } => self.claim(nameplate, out).await,
+            Request::Release { nameplate } => self.release(nameplate, out).await,
+            Request::Open { mailbox } => self.open(mailbox, out).await,
+            Request::Add { phase, body, id } => self.add(phase, body, id).await,
+            Request::Close { mailbox, mood } => self.close(mailbox, mood, out).await,
+        }
+    }
+
+    /// The checks the reference makes before it reads a frame's fields.
+    fn in_turn(&self, kind: Kind) -> Result<(), Fail> {
+        match kind {
+            Kind::Ping => Ok(()),
+            Kind::Bind if self.app.is_some() || self.side.is_some() => {
+                Err(Fail::Error("already bound"))
+            }
+            Kind::Bind => Ok(()),
+            _ => {
+                self.bound()?;
+                match kind {
+                    Kind::Open if self.mailbox_open => {
+                        Err(Fail::Error("only one open per connection"))
+                    }
+                    Kind::Add if !self.mailbox_open => {
+                        Err(Fail::Error("must open mailbox before adding"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
     /// Sends a request to the store and waits for its answer.
     async fn ask<T>(
         &self,
@@ -476,273 +548,253 @@ impl Conn {
         }
     }
 
-    async fn dispatch(
-        &mut self,
-        ty: &Value,
-        msg: &Map<String, Value>,
-        out: &mut Vec<String>,
-    ) -> Result<(), Fail> {
-        let ty = ty.as_str().unwrap_or("");
-        match ty {
-            "ping" => {
-                let ping = msg.get("ping").ok_or(Fail::Error("ping requires 'ping'"))?;
-                out.push(format!("{{\"pong\": {}, \"type\": \"pong\"", json(ping)));
-                return Ok(());
-            }
-            "bind" => return self.bind(msg),
-            _ => {}
-        }
-        let (app, side) = self.bound()?;
-        let now = now();
-        match ty {
-            "list" => {
-                let names = if self.shared.config.allow_list {
-                    self.ask(|reply| StoreRequest::List { app, reply })
-                        .await??
-                } else {
-                    Vec::new()
-                };
-                let list: Vec<String> = names
-                    .iter()
-                    .map(|n| format!("{{\"id\": {}}}", json_str(n)))
-                    .collect();
-                out.push(format!(
-                    "{{\"nameplates\": [{}], \"type\": \"nameplates\"",
-                    list.join(", ")
-                ));
-            }
-            "allocate" => {
-                if self.did_allocate {
-                    return Err(Fail::Error("you already allocated one, don't be greedy"));
-                }
-                let nameplate = self
-                    .ask(|reply| StoreRequest::Allocate {
-                        app,
-                        side,
-                        now,
-                        reply,
-                    })
-                    .await??;
-                self.did_allocate = true;
-                out.push(format!(
-                    "{{\"nameplate\": {}, \"type\": \"allocated\"",
-                    json_str(&nameplate)
-                ));
-            }
-            "claim" => {
-                let nameplate = msg
-                    .get("nameplate")
-                    .ok_or(Fail::Error("claim requires 'nameplate'"))?;
-                if self.did_claim {
-                    return Err(Fail::Error("only one claim per connection"));
-                }
-                self.did_claim = true;
-                // The reference raises (and drops the connection) on a non-string or
-                // non-numeric nameplate.
-                let nameplate = nameplate.as_str().ok_or(Fail::Drop)?;
-                if !valid_nameplate(nameplate) {
-                    return Err(Fail::Drop);
-                }
-                self.nameplate = Some(nameplate.to_owned());
-                let nameplate = nameplate.to_owned();
-                let mailbox = self
-                    .ask(|reply| StoreRequest::Claim {
-                        app,
-                        side,
-                        nameplate,
-                        now,
-                        reply,
-                    })
-                    .await??;
-                out.push(format!(
-                    "{{\"mailbox\": {}, \"type\": \"claimed\"",
-                    json_str(&mailbox)
-                ));
-            }
-            "release" => {
-                if self.did_release {
-                    return Err(Fail::Error("only one release per connection"));
-                }
-                let nameplate = match msg.get("nameplate") {
-                    Some(n) => {
-                        if self
-                            .nameplate
-                            .as_deref()
-                            .is_some_and(|mine| n.as_str() != Some(mine))
-                        {
-                            return Err(Fail::Error("release and claim must use same nameplate"));
-                        }
-                        // A non-string nameplate names nothing.
-                        n.as_str().map(str::to_owned)
-                    }
-                    None => Some(
-                        self.nameplate
-                            .clone()
-                            .ok_or(Fail::Error("release without nameplate must follow claim"))?,
-                    ),
-                };
-                self.did_release = true;
-                if let Some(nameplate) = nameplate {
-                    self.ask(|reply| StoreRequest::Release {
-                        app,
-                        side,
-                        nameplate,
-                        reply,
-                    })
-                    .await??;
-                }
-                out.push("{\"type\": \"released\"".to_owned());
-            }
-            "open" => {
-                if self.mailbox_open {
-                    return Err(Fail::Error("only one open per connection"));
-                }
-                let mailbox = msg
-                    .get("mailbox")
-                    .ok_or(Fail::Error("open requires 'mailbox'"))?;
-                let mailbox = mailbox.as_str().ok_or(Fail::Drop)?.to_owned();
-                self.mailbox_id = Some(mailbox.clone());
-                let outlet = match &self.outlet {
-                    Some(outlet) => outlet.clone(),
-                    None => {
-                        let (tx, rx) = mpsc::unbounded_channel();
-                        let outlet = Outlet {
-                            tx,
-                            queue: self.queue.clone(),
-                        };
-                        self.sub_rx = Some(rx);
-                        self.outlet = Some(outlet.clone());
-                        outlet
-                    }
-                };
-                let conn = self.id;
-                let replay = self
-                    .ask(|reply| StoreRequest::Open {
-                        app,
-                        side,
-                        mailbox: mailbox.clone(),
-                        conn,
-                        outlet,
-                        now,
-                        reply,
-                    })
-                    .await??;
-                self.mailbox_open = true;
-                self.listening = Some(mailbox);
-                out.extend(replay.iter().map(|f| f.to_string()));
-            }
-            "add" => {
-                if !self.mailbox_open {
-                    return Err(Fail::Error("must open mailbox before adding"));
-                }
-                let phase = msg.get("phase").ok_or(Fail::Error("missing 'phase'"))?;
-                let body = msg.get("body").ok_or(Fail::Error("missing 'body'"))?;
-                let mailbox = self.mailbox_id.clone().ok_or(Fail::Drop)?;
-                let (phase, body) = (json(phase), json(body));
-                let id = msg.get("id").map(json).unwrap_or_else(|| "null".to_owned());
-                let client = self.client;
-                match self
-                    .ask(|reply| StoreRequest::Add {
-                        app,
-                        side,
-                        client,
-                        mailbox,
-                        phase,
-                        body,
-                        id,
-                        now,
-                        reply,
-                    })
-                    .await?
-                {
-                    Ok(()) => {}
-                    Err(Refusal::TooManyMessages) => {
-                        return Err(Fail::ErrorThenClose(TOO_MANY_MESSAGES, CloseCode::Policy));
-                    }
-                    Err(r) => return Err(r.into()),
-                }
-            }
-            "close" => {
-                if self.did_close {
-                    return Err(Fail::Error("only one close per connection"));
-                }
-                let mailbox = match msg.get("mailbox") {
-                    Some(m) => {
-                        if self
-                            .mailbox_id
-                            .as_deref()
-                            .is_some_and(|mine| m.as_str() != Some(mine))
-                        {
-                            return Err(Fail::Error("open and close must use same mailbox"));
-                        }
-                        m.as_str().ok_or(Fail::Drop)?.to_owned()
-                    }
-                    None => self
-                        .mailbox_id
-                        .clone()
-                        .ok_or(Fail::Error("close without mailbox must follow open"))?,
-                };
-                let mood = msg.get("mood").and_then(|m| match m {
-                    Value::Null => None,
-                    Value::String(s) => Some(s.clone()),
-                    other => Some(json(other)),
-                });
-                let conn = self.id;
-                let listening = self.listening.take();
-                let result = self
-                    .ask(|reply| StoreRequest::Close {
-                        app: app.clone(),
-                        side,
-                        mailbox,
-                        mood,
-                        conn,
-                        now,
-                        reply,
-                    })
-                    .await?;
-                if let Err(r) = result {
-                    // Still subscribed (nothing changed in the store).
-                    self.listening = listening;
-                    return Err(r.into());
-                }
-                if let Some(other) = listening {
-                    // Subscribed to a different mailbox than the one closed (only
-                    // possible without a `mailbox` match check): drop that too.
-                    if Some(&other) != self.mailbox_id.as_ref() {
-                        let _ = self.shared.store.send(StoreRequest::Unsubscribe {
-                            app,
-                            mailbox: other,
-                            conn,
-                        });
-                    }
-                }
-                self.did_close = true;
-                self.mailbox_open = false;
-                out.push("{\"type\": \"closed\"".to_owned());
-            }
-            _ => return Err(Fail::Error("unknown type")),
-        }
-        Ok(())
+    /// `ping`: answered `pong` with the same value, bound or not.
+    fn ping(ping: &str, out: &mut Vec<String>) {
+        out.push(format!("{{\"pong\": {ping}, \"type\": \"pong\""));
     }
 
-    fn bind(&mut self, msg: &Map<String, Value>) -> Result<(), Fail> {
-        if self.app.is_some() || self.side.is_some() {
-            return Err(Fail::Error("already bound"));
-        }
-        let appid = msg
-            .get("appid")
-            .ok_or(Fail::Error("bind requires 'appid'"))?;
-        let side = msg.get("side").ok_or(Fail::Error("bind requires 'side'"))?;
-        let (Some(appid), Some(side)) = (appid.as_str(), side.as_str()) else {
-            return Err(Fail::Drop);
-        };
+    /// `bind`: sets the connection's app id and side, once.
+    fn bind(&mut self, appid: String, side: String) {
         self.app = Some(appid.into());
         self.side = Some(side.into());
+    }
+
+    /// `list`: the app's nameplates (an empty list when listing is off).
+    async fn list(&self, out: &mut Vec<String>) -> Result<(), Fail> {
+        let (app, _) = self.bound()?;
+        let names = if self.shared.config.allow_list {
+            self.ask(|reply| StoreRequest::List { app, reply })
+                .await??
+        } else {
+            Vec::new()
+        };
+        let list: Vec<String> = names
+            .iter()
+            .map(|n| format!("{{\"id\": {}}}", json_str(n)))
+            .collect();
+        out.push(format!(
+            "{{\"nameplates\": [{}], \"type\": \"nameplates\"",
+            list.join(", ")
+        ));
         Ok(())
     }
-}
 
-/// `^\d+$`, at most 40 characters (PROTOCOL §3.5).
-fn valid_nameplate(n: &str) -> bool {
-    !n.is_empty() && n.len() <= 40 && n.bytes().all(|b| b.is_ascii_digit())
+    /// `allocate`: one fresh nameplate per connection, claimed for this side.
+    async fn allocate(&mut self, out: &mut Vec<String>) -> Result<(), Fail> {
+        let (app, side) = self.bound()?;
+        if self.did_allocate {
+            return Err(Fail::Error("you already allocated one, don't be greedy"));
+        }
+        let now = now();
+        let nameplate = self
+            .ask(|reply| StoreRequest::Allocate {
+                app,
+                side,
+                now,
+                reply,
+            })
+            .await??;
+        self.did_allocate = true;
+        out.push(format!(
+            "{{\"nameplate\": {}, \"type\": \"allocated\"",
+            json_str(&nameplate)
+        ));
+        Ok(())
+    }
+
+    /// `claim`: one per connection; the reply is the nameplate's mailbox.
+    async fn claim(
+        &mut self,
+        nameplate: Result<String, Malformed>,
+        out: &mut Vec<String>,
+    ) -> Result<(), Fail> {
+        let (app, side) = self.bound()?;
+        if self.did_claim {
+            return Err(Fail::Error("only one claim per connection"));
+        }
+        self.did_claim = true;
+        let nameplate = nameplate?;
+        self.nameplate = Some(nameplate.clone());
+        let now = now();
+        let mailbox = self
+            .ask(|reply| StoreRequest::Claim {
+                app,
+                side,
+                nameplate,
+                now,
+                reply,
+            })
+            .await??;
+        out.push(format!(
+            "{{\"mailbox\": {}, \"type\": \"claimed\"",
+            json_str(&mailbox)
+        ));
+        Ok(())
+    }
+
+    /// `release`: one per connection, of the nameplate claimed (a nameplate that is not a
+    /// string releases nothing).
+    async fn release(&mut self, named: Option<Name>, out: &mut Vec<String>) -> Result<(), Fail> {
+        let (app, side) = self.bound()?;
+        if self.did_release {
+            return Err(Fail::Error("only one release per connection"));
+        }
+        let nameplate = match named {
+            Some(n) => {
+                if self
+                    .nameplate
+                    .as_deref()
+                    .is_some_and(|mine| n.as_str() != Some(mine))
+                {
+                    return Err(Fail::Error("release and claim must use same nameplate"));
+                }
+                // A non-string nameplate names nothing.
+                n.as_str().map(str::to_owned)
+            }
+            None => Some(
+                self.nameplate
+                    .clone()
+                    .ok_or(Fail::Error("release without nameplate must follow claim"))?,
+            ),
+        };
+        self.did_release = true;
+        if let Some(nameplate) = nameplate {
+            self.ask(|reply| StoreRequest::Release {
+                app,
+                side,
+                nameplate,
+                reply,
+            })
+            .await??;
+        }
+        out.push("{\"type\": \"released\"".to_owned());
+        Ok(())
+    }
+
+    /// `open`: subscribes to the mailbox; the replies are its stored messages.
+    async fn open(&mut self, mailbox: String, out: &mut Vec<String>) -> Result<(), Fail> {
+        let (app, side) = self.bound()?;
+        self.mailbox_id = Some(mailbox.clone());
+        let outlet = match &self.outlet {
+            Some(outlet) => outlet.clone(),
+            None => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let outlet = Outlet {
+                    tx,
+                    queue: self.queue.clone(),
+                };
+                self.sub_rx = Some(rx);
+                self.outlet = Some(outlet.clone());
+                outlet
+            }
+        };
+        let conn = self.id;
+        let now = now();
+        let replay = self
+            .ask(|reply| StoreRequest::Open {
+                app,
+                side,
+                mailbox: mailbox.clone(),
+                conn,
+                outlet,
+                now,
+                reply,
+            })
+            .await??;
+        self.mailbox_open = true;
+        self.listening = Some(mailbox);
+        out.extend(replay.iter().map(|f| f.to_string()));
+        Ok(())
+    }
+
+    /// `add`: stores a message; its echo comes back as a broadcast, like everyone else's.
+    async fn add(&mut self, phase: String, body: String, id: String) -> Result<(), Fail> {
+        let (app, side) = self.bound()?;
+        let mailbox = self.mailbox_id.clone().ok_or(Fail::Drop)?;
+        let client = self.client;
+        let now = now();
+        match self
+            .ask(|reply| StoreRequest::Add {
+                app,
+                side,
+                client,
+                mailbox,
+                phase,
+                body,
+                id,
+                now,
+                reply,
+            })
+            .await?
+        {
+            Ok(()) => Ok(()),
+            Err(Refusal::TooManyMessages) => {
+                Err(Fail::ErrorThenClose(TOO_MANY_MESSAGES, CloseCode::Policy))
+            }
+            Err(r) => Err(r.into()),
+        }
+    }
+
+    /// `close`: one per connection, of the mailbox opened; unsubscribes.
+    async fn close(
+        &mut self,
+        named: Option<Name>,
+        mood: Option<String>,
+        out: &mut Vec<String>,
+    ) -> Result<(), Fail> {
+        let (app, side) = self.bound()?;
+        if self.did_close {
+            return Err(Fail::Error("only one close per connection"));
+        }
+        let mailbox = match named {
+            Some(m) => {
+                if self
+                    .mailbox_id
+                    .as_deref()
+                    .is_some_and(|mine| m.as_str() != Some(mine))
+                {
+                    return Err(Fail::Error("open and close must use same mailbox"));
+                }
+                m.as_str().ok_or(Fail::Drop)?.to_owned()
+            }
+            None => self
+                .mailbox_id
+                .clone()
+                .ok_or(Fail::Error("close without mailbox must follow open"))?,
+        };
+        let conn = self.id;
+        let listening = self.listening.take();
+        let now = now();
+        let result = self
+            .ask(|reply| StoreRequest::Close {
+                app: app.clone(),
+                side,
+                mailbox,
+                mood,
+                conn,
+                now,
+                reply,
+            })
+            .await?;
+        if let Err(r) = result {
+            // Still subscribed (nothing changed in the store).
+            self.listening = listening;
+            return Err(r.into());
+        }
+        if let Some(other) = listening {
+            // Subscribed to a different mailbox than the one closed (only
+            // possible without a `mailbox` match check): drop that too.
+            if Some(&other) != self.mailbox_id.as_ref() {
+                let _ = self.shared.store.send(StoreRequest::Unsubscribe {
+                    app,
+                    mailbox: other,
+                    conn,
+                });
+            }
+        }
+        self.did_close = true;
+        self.mailbox_open = false;
+        out.push("{\"type\": \"closed\"".to_owned());
+        Ok(())
+    }
 }

@@ -1,11 +1,12 @@
 //! The channel store: nameplates, claims, mailboxes, sides and messages in SQLite.
 //!
 //! One dedicated thread owns the [`rusqlite::Connection`] and the in-memory list of
-//! subscribed connections. Connection tasks send it [`Request`]s over a channel. The thread
-//! takes every request that is waiting (up to [`BATCH`]), runs them in one transaction,
-//! commits, and only then answers them and delivers the `message` broadcasts they caused:
-//! nothing a client sees depends on uncommitted state, so a crash (even `kill -9`) after an
-//! echo never loses that message.
+//! subscribed connections. Connection tasks send it [`Request`]s over a channel (their
+//! types are in `request`, which both sides import). The thread takes every request that
+//! is waiting (up to [`BATCH`]), runs them in one transaction, commits, and only then
+//! answers them and delivers the `message` broadcasts they caused: nothing a client sees
+//! depends on uncommitted state, so a crash (even `kill -9`) after an echo never loses
+//! that message.
 //!
 //! Requests are handled strictly in arrival order, which makes `open` (subscribe + replay)
 //! atomic with respect to `add` (store + broadcast): a subscriber sees every message exactly
@@ -19,8 +20,9 @@
 //! soon as there is space.
 //!
 //! Stored messages are accounted in bytes (see [`message_cost`]): in total, per mailbox,
-//! and per client address ([`client_key`]) for the messages added since the server started
-//! (addresses are kept in memory only, never in the database).
+//! and per client address ([`client_key`](super::request::client_key)) for the messages
+//! added since the server started (addresses are kept in memory only, never in the
+//! database).
 //!
 //! Message fields that clients may send as any JSON value (`phase`, `body`, the `add`'s
 //! `id`) are stored as JSON text and sent back verbatim, like the reference server does.
@@ -28,88 +30,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
-/// A server frame without its trailing `, "server_tx": …}`: the connection that sends it
-/// appends the send time (see `conn::finish`).
-pub(crate) type Frame = Arc<str>;
-
-/// One connection's queue of `message` broadcasts: the store fills it, the connection
-/// empties it into its socket.
-///
-/// Broadcasts are never dropped on the way: a connection that lets more than `budget`
-/// bytes of them wait (its client does not read, so writes to it stall) is marked
-/// overflowed and notified. It gets nothing more and closes, and its client, on
-/// reconnecting, has `open` replay the whole mailbox. A connection that saw a gap would
-/// instead wait forever for the missing message.
-pub(crate) struct Queue {
-    /// Bytes of the frames sent and not yet taken by the connection.
-    queued: AtomicUsize,
-    /// Most bytes that may wait (one frame always may, however large).
-    budget: usize,
-    /// Set once, on overflow; from then on nothing is queued.
-    overflowed: AtomicBool,
-    /// Notified on overflow.
-    overflow: Notify,
-}
-
-impl Queue {
-    /// An empty queue holding at most `budget` bytes.
-    pub(crate) fn new(budget: usize) -> Queue {
-        Queue {
-            queued: AtomicUsize::new(0),
-            budget,
-            overflowed: AtomicBool::new(false),
-            overflow: Notify::new(),
-        }
-    }
-
-    /// Completes once the queue has overflowed (at once if it already has).
-    pub(crate) async fn overflowed(&self) {
-        self.overflow.notified().await;
-    }
-
-    /// The connection took `frame` out of the queue.
-    pub(crate) fn taken(&self, frame: &Frame) {
-        self.queued.fetch_sub(frame.len(), Ordering::Relaxed);
-    }
-}
-
-/// The store's end of a connection's broadcast [`Queue`].
-#[derive(Clone)]
-pub(crate) struct Outlet {
-    /// The frames themselves.
-    pub(crate) tx: mpsc::UnboundedSender<Frame>,
-    /// What is queued, and the overflow signal.
-    pub(crate) queue: Arc<Queue>,
-}
-
-impl Outlet {
-    /// Queues a broadcast, or overflows the queue when it is over its budget.
-    fn push(&self, frame: &Frame) {
-        let q = &*self.queue;
-        if q.overflowed.load(Ordering::Relaxed) {
-            return;
-        }
-        let len = frame.len();
-        let before = q.queued.fetch_add(len, Ordering::Relaxed);
-        if before > 0 && before.saturating_add(len) > q.budget {
-            q.overflowed.store(true, Ordering::Relaxed);
-            q.overflow.notify_one();
-        } else {
-            // A closed channel: the connection is gone and unsubscribes on its way out.
-            let _ = self.tx.send(frame.clone());
-        }
-    }
-
-    fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
-}
+use super::config::Database;
+use super::request::{Frame, Outlet, Refusal, Request, py_float};
 
 /// Most requests run in one transaction.
 const BATCH: usize = 512;
@@ -118,109 +45,11 @@ const BATCH: usize = 512;
 /// least recently used one was evicted and parsed again on nearly every query).
 const STATEMENT_CACHE: usize = 64;
 
-/// Why the store refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    /// A third side on a nameplate or mailbox.
-    Crowded,
-    /// A side claimed a nameplate it had released.
-    Reclaimed,
-    /// `max_mailboxes_per_app` reached.
-    TooManyMailboxes,
-    /// `max_messages_per_mailbox` reached.
-    TooManyMessages,
-    /// No nameplate left to allocate.
-    NoFreeNameplate,
-    /// `max_stored_bytes_per_ip` reached by the sender's address.
-    AddressStorageFull,
-    /// `max_stored_bytes` reached, or the database is out of space (`SQLITE_FULL`).
-    StorageFull,
-    /// The database failed otherwise. Nothing of the request was kept.
-    DatabaseError,
-}
-
-/// One request to the store thread. Every reply is sent after the commit.
-pub(crate) enum Request {
-    /// Nameplates of an app id, sorted as strings.
-    List {
-        app: Arc<str>,
-        reply: oneshot::Sender<Result<Vec<String>, Refusal>>,
-    },
-    /// Allocate the smallest free nameplate and claim it for `side`.
-    Allocate {
-        app: Arc<str>,
-        side: Arc<str>,
-        now: f64,
-        reply: oneshot::Sender<Result<String, Refusal>>,
-    },
-    /// Claim a nameplate; the reply is its mailbox id.
-    Claim {
-        app: Arc<str>,
-        side: Arc<str>,
-        nameplate: String,
-        now: f64,
-        reply: oneshot::Sender<Result<String, Refusal>>,
-    },
-    /// Release a side's claim.
-    Release {
-        app: Arc<str>,
-        side: Arc<str>,
-        nameplate: String,
-        reply: oneshot::Sender<Result<(), Refusal>>,
-    },
-    /// Open a mailbox for a side and subscribe `conn`; the reply is the stored messages.
-    Open {
-        app: Arc<str>,
-        side: Arc<str>,
-        mailbox: String,
-        conn: u64,
-        outlet: Outlet,
-        now: f64,
-        reply: oneshot::Sender<Result<Vec<Frame>, Refusal>>,
-    },
-    /// Store a message and broadcast it to the mailbox's subscribers.
-    Add {
-        app: Arc<str>,
-        side: Arc<str>,
-        /// The sender's address, as [`client_key`] gives it.
-        client: IpAddr,
-        mailbox: String,
-        /// JSON text of the `phase` value.
-        phase: String,
-        /// JSON text of the `body` value.
-        body: String,
-        /// JSON text of the `add` frame's `id` (`null` when absent).
-        id: String,
-        now: f64,
-        reply: oneshot::Sender<Result<(), Refusal>>,
-    },
-    /// Close a side of a mailbox (opening it first if needed) and unsubscribe `conn`.
-    Close {
-        app: Arc<str>,
-        side: Arc<str>,
-        mailbox: String,
-        mood: Option<String>,
-        conn: u64,
-        now: f64,
-        reply: oneshot::Sender<Result<(), Refusal>>,
-    },
-    /// A connection went away while subscribed.
-    Unsubscribe {
-        app: Arc<str>,
-        mailbox: String,
-        conn: u64,
-    },
-    /// Delete mailboxes untouched since `now - expiry` (subscribed ones count as touched).
-    Prune { now: f64, expiry: f64 },
-    /// Commit, checkpoint, close the database and answer.
-    Shutdown { done: oneshot::Sender<()> },
-}
-
 /// Opens (or creates) the database and its tables.
-pub(crate) fn open(database: &super::Database) -> rusqlite::Result<Connection> {
+pub(crate) fn open(database: &Database) -> rusqlite::Result<Connection> {
     let db = match database {
-        super::Database::Memory => Connection::open_in_memory()?,
-        super::Database::File(path) => {
+        Database::Memory => Connection::open_in_memory()?,
+        Database::File(path) => {
             let db = Connection::open(path)?;
             // WAL survives a killed process without fsync per commit; NORMAL keeps
             // commits cheap (only a power loss can lose the last transactions).
@@ -1247,18 +1076,6 @@ fn message_cost(app: &str, mailbox: &str, side: &str, phase: &str, body: &str, i
         .saturating_add(MESSAGE_OVERHEAD)
 }
 
-/// The address a client's stored bytes are accounted to: IPv4 addresses as they are, IPv6
-/// addresses by their /64 network (one host usually has a whole /64 to pick from).
-pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-        v4 => v4,
-    }
-}
-
 /// The numeric value of a nameplate written without leading zeros, for allocation.
 fn canonical_number(name: &str) -> Option<i64> {
     if name.starts_with('0') {
@@ -1272,7 +1089,7 @@ fn message_frame(side: &str, phase: &str, body: &str, server_rx: f64, id: &str) 
     let side = serde_json::to_string(side).unwrap_or_else(|_| "null".to_owned());
     format!(
         "{{\"side\": {side}, \"phase\": {phase}, \"body\": {body}, \"server_rx\": {}, \"id\": {id}, \"type\": \"message\"",
-        super::conn::py_float(server_rx)
+        py_float(server_rx)
     )
     .into()
 }
@@ -1280,6 +1097,7 @@ fn message_frame(side: &str, phase: &str, body: &str, server_rx: f64, id: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mailbox::request::Queue;
 
     fn limits() -> StoreLimits {
         StoreLimits {
@@ -1350,7 +1168,7 @@ mod tests {
     #[test]
     fn a_failed_batch_is_refused_and_undone() {
         let mut store = Store::new(
-            open(&super::super::Database::Memory).unwrap(),
+            open(&Database::Memory).unwrap(),
             StoreLimits {
                 max_database_bytes: Some(256 << 10),
                 ..limits()
@@ -1471,8 +1289,7 @@ mod tests {
     /// for it after a restart.
     #[test]
     fn stored_bytes_are_the_same_counted_or_reloaded() {
-        let mut store =
-            Store::new(open(&super::super::Database::Memory).unwrap(), limits()).unwrap();
+        let mut store = Store::new(open(&Database::Memory).unwrap(), limits()).unwrap();
         let mailbox = store.claim("app", "sidé", "1", 1.0).unwrap().unwrap();
         for (i, body) in ["\"00\"", "{\"ü\": [1, 2]}", "null"].iter().enumerate() {
             let message = NewMessage {
@@ -1496,16 +1313,6 @@ mod tests {
         assert!(store.stored_by_client.is_empty());
     }
 
-    #[test]
-    fn client_key_groups_ipv6_by_slash_64() {
-        let key = |s: &str| client_key(s.parse().unwrap()).to_string();
-        assert_eq!(key("192.0.2.7"), "192.0.2.7");
-        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
-        assert_eq!(key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::");
-        assert_eq!(key("2001:db8:1:2::ffff"), "2001:db8:1:2::");
-        assert_eq!(key("::1"), "::");
-    }
-
     fn allocate(store: &mut Store, side: &str) -> String {
         store.allocate("app", side, 1.0).unwrap().unwrap()
     }
@@ -1520,7 +1327,7 @@ mod tests {
             std::thread::current().id()
         ));
         let _ = std::fs::remove_file(&path);
-        let db = super::super::Database::File(path.clone());
+        let db = Database::File(path.clone());
         let mut store = Store::new(open(&db).unwrap(), limits()).unwrap();
         assert_eq!(allocate(&mut store, "a"), "1");
         assert_eq!(allocate(&mut store, "b"), "2");

@@ -17,7 +17,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
-use super::End;
+use super::end::End;
 
 /// Copies until either direction ends (EOF or error) or nothing moved for about
 /// `idle`; then both ends are dropped, which closes them. Returns the bytes moved.

@@ -17,6 +17,7 @@
 //! [`RelayHandle::shutdown`] (or drop the handle to stop at once).
 
 mod copy;
+mod end;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,14 +25,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use end::End;
 
 /// The longest handshake line accepted, newline included (as the reference).
 const MAX_HANDSHAKE: usize = 1024;
@@ -183,44 +185,6 @@ impl Drop for RelayHandle {
     fn drop(&mut self) {
         if let Some(accept) = self.accept.take() {
             accept.abort();
-        }
-    }
-}
-
-/// One client connection, after its handshake.
-pub(crate) enum End {
-    Tcp(TcpStream),
-    Ws(Box<WebSocketStream<TcpStream>>),
-}
-
-impl End {
-    /// Sends a control line (`ok\n`, `impatient\n`…): raw bytes on TCP, one binary
-    /// message on WebSocket.
-    async fn send_line(&mut self, line: &str) -> std::io::Result<()> {
-        match self {
-            End::Tcp(s) => s.write_all(line.as_bytes()).await,
-            End::Ws(ws) => ws
-                .send(Message::binary(line.as_bytes().to_vec()))
-                .await
-                .map_err(std::io::Error::other),
-        }
-    }
-
-    /// Waits until the client sends something or goes away while it waits for its
-    /// partner. Returns true when it sent data (it is impatient).
-    async fn sent_something(&mut self) -> bool {
-        match self {
-            End::Tcp(s) => {
-                let mut b = [0u8; 1];
-                matches!(s.peek(&mut b).await, Ok(n) if n > 0)
-            }
-            End::Ws(ws) => loop {
-                match ws.next().await {
-                    Some(Ok(Message::Binary(_) | Message::Text(_))) => return true,
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return false,
-                    Some(Ok(_)) => continue, // ping/pong
-                }
-            },
         }
     }
 }
