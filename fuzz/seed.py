@@ -88,6 +88,12 @@ for m in [{"offer": {"message": "hello world"}}, {"offer": {"file": {"filename":
     put("transfer_message", json.dumps(m))
 put("transfer_message", "[1, 2]")
 
+# transfer_machine schedules: (op, arg) byte pairs, see wormhole_fuzz::transfer_machine.
+put("transfer_machine", bytes([0, 0, 2, 3, 2, 0]))               # send text, acked
+put("transfer_machine", bytes([0, 3, 2, 5, 8, 1, 2, 1, 4, 0, 8, 2, 9, 1, 9, 7, 11, 0]))  # receive a file
+put("transfer_machine", bytes([0, 2, 1, 0, 8, 0, 2, 5, 2, 4, 10, 0, 10, 3]))  # send a file
+put("transfer_machine", bytes([0, 3, 2, 2, 5, 0, 0, 1, 3, 4, 1, 2, 3, 4, 7, 1, 0, 0]))  # reject, garbage, close
+
 
 def zbytes(entries, deflate=False):
     b = io.BytesIO()

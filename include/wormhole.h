@@ -536,16 +536,6 @@ const char *wh_result_str(uint32_t result);
 const char *wh_version(void);
 
 /**
- * Check a complete code ("7-purple-sausages") without a wormhole: `WH_RESULT_OK` when
- * `wh_set_code` would accept it, else `WH_RESULT_INVALID_CODE` (a space, or a nameplate
- * that is not 1-40 digits). `code` is borrowed.
- *
- * Errors: `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_UTF8`, `WH_RESULT_INVALID_CODE`.
- * Thread-safe; no out-params.
- */
-wh_result wh_validate_code(const char *code);
-
-/**
  * Free a string array returned by the library (`wh_input_nameplate_completions`,
  * `wh_input_word_completions`): every string in it and the array itself. NULL does
  * nothing; freeing twice, or freeing an array not made by the library, is undefined.
@@ -880,6 +870,16 @@ wh_result wh_event_fd(const struct wh_wormhole *wormhole, int *fd_out);
 wh_result wh_next_event(const struct wh_wormhole *wormhole,
                         int32_t timeout_ms,
                         struct wh_event **event_out);
+
+/**
+ * Check a complete code ("7-purple-sausages") without a wormhole: `WH_RESULT_OK` when
+ * `wh_set_code` would accept it, else `WH_RESULT_INVALID_CODE` (a space, or a nameplate
+ * that is not 1-40 digits). `code` is borrowed.
+ *
+ * Errors: `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_UTF8`, `WH_RESULT_INVALID_CODE`.
+ * Thread-safe; no out-params.
+ */
+wh_result wh_validate_code(const char *code);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -42,6 +42,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("transit_hints", transit_hints),
     ("record_opener", record_opener),
     ("transfer_message", transfer_message),
+    ("transfer_machine", transfer_machine),
     ("zip_extract", zip_extract),
     ("relay_handshake", relay_handshake),
 ];
@@ -489,6 +490,160 @@ pub fn transfer_message(data: &[u8]) {
         let again = m.to_bytes();
         let v: Value = serde_json::from_slice(&again).expect("re-encoded message is JSON");
         assert!(v.is_object());
+    }
+}
+
+/// The transfer machine driven by a schedule read from the input: starts, peer messages
+/// (canned ones with fuzzed fields, or raw bytes), the application's accept, reject and
+/// cancel, I/O reports, verification and closing. Invariants: nothing panics; every
+/// transfer gets at most one final event and nothing after it; a file transfer's final
+/// event comes only once its I/O task has ended (it reported `Finished` or `Stopped`);
+/// whatever ends a file transfer otherwise tells its task to stop; everything posted to
+/// the peer is a JSON object; with no transfer running the machine claims no messages.
+pub fn transfer_machine(data: &[u8]) {
+    use std::collections::{HashMap, HashSet};
+    use std::time::{Duration, Instant};
+    use wormhole_core::transfer::machine::{
+        Directive, Input, IoReport, Kind, Machine, Output, PROGRESS_INTERVAL,
+    };
+    let mut m = Machine::new();
+    let t0 = Instant::now();
+    let mut ended: HashSet<u64> = HashSet::new();
+    let mut kinds: HashMap<u64, Kind> = HashMap::new();
+    let mut stopping: HashSet<u64> = HashSet::new();
+    let mut it = data.iter().copied();
+    let mut step = 0u64;
+    while let Some(op) = it.next() {
+        step += 1;
+        let now = t0 + Duration::from_millis(step * 7);
+        let arg = it.next().unwrap_or(0);
+        let text = |n: u8| {
+            ["ok", "", "x", "..", "a/b", "transfer rejected", "nul\u{0}"][usize::from(n) % 7]
+        };
+        let current = m.current().unwrap_or(0);
+        let input = match op % 12 {
+            0 => {
+                let kind = [Kind::SendText, Kind::ReceiveText, Kind::SendFile, Kind::ReceiveFile]
+                    [usize::from(arg) % 4];
+                Input::Start(kind, Some(text(arg >> 2).into()), PROGRESS_INTERVAL)
+            }
+            1 => Input::Verified,
+            2 => Input::PeerMessage(
+                match arg % 8 {
+                    0 => json!({"offer": {"message": text(arg >> 3)}}),
+                    1 => json!({"offer": {"file": {"filename": text(arg >> 3), "filesize": arg}}}),
+                    2 => json!({"offer": {"directory": {"mode": if arg & 8 == 0 {"zipfile/deflated"} else {"tar"},
+                        "dirname": text(arg >> 4), "zipsize": arg, "numbytes": 1, "numfiles": 1}}}),
+                    3 => json!({"answer": {"message_ack": text(arg >> 3)}}),
+                    4 => json!({"answer": {"file_ack": text(arg >> 3)}}),
+                    5 => json!({"transit": {"hints-v1": [], "abilities-v1": []}}),
+                    6 => json!({"error": text(arg >> 3)}),
+                    _ => json!({"other": arg}),
+                }
+                .to_string()
+                .into_bytes(),
+            ),
+            3 => {
+                let n = usize::from(arg) % 16;
+                let raw: Vec<u8> = it.by_ref().take(n).collect();
+                Input::PeerMessage(raw)
+            }
+            4 => Input::Accept {
+                dest: PathBuf::from(text(arg)),
+                overwrite: arg & 1 == 1,
+            },
+            5 => Input::Reject,
+            6 => Input::Cancel,
+            7 => Input::Closed(if arg & 1 == 0 {
+                Ok(())
+            } else {
+                Err(wormhole_core::Error::Lonely)
+            }),
+            op => {
+                let id = if arg & 0x80 == 0 { current } else { u64::from(arg & 7) };
+                let report = match (op, arg % 6) {
+                    (8, 0) => IoReport::SenderPrepared {
+                        transit: br#"{"transit":{}}"#.to_vec(),
+                        offer: br#"{"offer":{}}"#.to_vec(),
+                    },
+                    (8, 1) => IoReport::ReceiverPrepared(br#"{"transit":{}}"#.to_vec()),
+                    (8, 2) => IoReport::ReadyForData,
+                    (8, _) => IoReport::Refused {
+                        reply: text(arg).into(),
+                        error: wormhole_core::Error::Transfer("refused".into()),
+                    },
+                    (9, _) => IoReport::Progress(u64::from(arg), u64::from(arg % 7) * 40),
+                    (10, 0) => IoReport::DataSent,
+                    (10, 1) => IoReport::DataReceived,
+                    (10, 2) => IoReport::Connected(wormhole_core::transit::PathKind::Relay(
+                        "r".into(),
+                    )),
+                    (10, 3) => IoReport::Stopped,
+                    (10, _) => IoReport::Finished(Ok(None)),
+                    _ => IoReport::Finished(if arg & 1 == 0 {
+                        Ok(Some(PathBuf::from("p")))
+                    } else {
+                        Err(wormhole_core::Error::Cancelled)
+                    }),
+                };
+                Input::Io(id, report)
+            }
+        };
+        let task_ended = match &input {
+            Input::Io(i, IoReport::Finished(_) | IoReport::Stopped) => Some(*i),
+            _ => None,
+        };
+        let starting = matches!(input, Input::Start(..));
+        let kind = if let Input::Start(k, ..) = &input {
+            Some(*k)
+        } else {
+            None
+        };
+        let Ok((id, outputs)) = m.handle(input, now) else {
+            continue;
+        };
+        if starting {
+            assert!(
+                !ended.contains(&id) && !kinds.contains_key(&id),
+                "ids are fresh"
+            );
+            kinds.insert(id, kind.expect("a start"));
+        }
+        for out in &outputs {
+            match out {
+                Output::Send(bytes) => {
+                    let v: Value = serde_json::from_slice(bytes).expect("posted JSON");
+                    assert!(v.is_object(), "posted a non-object: {v}");
+                }
+                Output::Io(i, d) => {
+                    assert!(!ended.contains(i), "a directive for ended transfer {i}");
+                    if *d == Directive::Stop {
+                        stopping.insert(*i);
+                    }
+                }
+                Output::Emit(i, ev) => {
+                    assert!(!ended.contains(i), "an event after the end of {i}: {ev:?}");
+                    if ev.is_final() {
+                        ended.insert(*i);
+                        if matches!(kinds.get(i), Some(Kind::SendFile | Kind::ReceiveFile)) {
+                            assert_eq!(
+                                task_ended,
+                                Some(*i),
+                                "file transfer {i} ended before its task"
+                            );
+                        }
+                        assert_ne!(m.current(), Some(*i), "ended but still current");
+                    }
+                }
+            }
+        }
+        assert_eq!(m.wants_messages(), m.current().is_some());
+        // A transfer told to stop stays current until its task has ended.
+        if let Some(cur) = m.current() {
+            if stopping.contains(&cur) {
+                assert!(!ended.contains(&cur));
+            }
+        }
     }
 }
 

@@ -12,19 +12,25 @@
 //! nameplate is released and the mailbox closed in the background.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use rand_core::CryptoRngCore;
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc};
 
-use crate::driver::{self, DriverConfig};
+use crate::command::Command;
+use crate::driver::{self, DriverConfig, EventSink};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::proto::code::{self, nameplate_completions, validate_nameplate, word_completions};
 use crate::proto::key::{self, Key};
 use crate::proto::session::{self, Session, SessionConfig};
+use crate::transfer::io::{self, Order, Source};
+use crate::transfer::machine::{self, Directive, Input, Kind, OfferInfo, Output, TransferEvent};
+use crate::transfer::options::{EventFn, ProgressFn, TransferOptions};
+use crate::transit::TRANSIT_PURPOSE;
 
 /// Called with the server's welcome (without `error`), on an engine thread. Keep it short.
 pub type WelcomeHandler = Arc<dyn Fn(&Map<String, Value>) + Send + Sync>;
@@ -65,6 +71,22 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// `app_versions` from JSON text, as adapters receive it: a JSON object, else
+    /// [`Error::InvalidArgument`].
+    pub fn parse_app_versions(json: &str) -> Result<Value> {
+        match serde_json::from_str::<Value>(json) {
+            Ok(v @ Value::Object(_)) => Ok(v),
+            Ok(_) => Err(Error::InvalidArgument(
+                "app_versions must be a JSON object".into(),
+            )),
+            Err(e) => Err(Error::InvalidArgument(format!(
+                "app_versions is not JSON: {e}"
+            ))),
+        }
+    }
+}
+
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Options")
@@ -77,6 +99,7 @@ impl std::fmt::Debug for Options {
 
 /// An event of a delegated-mode wormhole, in the order they happen.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// `wormhole_got_welcome`.
     Welcome(Map<String, Value>),
@@ -88,8 +111,13 @@ pub enum Event {
     Verifier([u8; 32]),
     /// `wormhole_got_versions`.
     Versions(Value),
-    /// `wormhole_got_message`.
+    /// `wormhole_got_message`: a message while no transfer runs (a running transfer
+    /// consumes the peer's messages itself).
     Message(Vec<u8>),
+    /// Input helper: the chosen nameplate is claimed and word completion works.
+    WordlistAvailable,
+    /// A text or file transfer event (see [`Wormhole::start_send_text`] and friends).
+    Transfer(TransferEvent),
     /// `wormhole_closed`: `Ok` when happy. Always last.
     Closed(Result<()>),
 }
@@ -117,42 +145,6 @@ impl Events {
     }
 }
 
-/// Commands from handles to the driver.
-pub(crate) enum Command {
-    Allocate(usize),
-    SetCode(String),
-    StartInput,
-    RefreshNameplates,
-    ChooseNameplate(String),
-    ChooseWords(String),
-    Send(Vec<u8>),
-    Close,
-    Cancel,
-}
-
-impl Command {
-    pub(crate) fn apply(self, s: &mut Session) {
-        // Handles validate first, so these only fail if the session closed meanwhile.
-        let _ = match self {
-            Command::Allocate(n) => s.allocate_code(n),
-            Command::SetCode(c) => s.set_code(&c),
-            Command::StartInput => s.start_input(),
-            Command::RefreshNameplates => s.refresh_nameplates(),
-            Command::ChooseNameplate(n) => s.choose_nameplate(&n),
-            Command::ChooseWords(w) => s.choose_words(&w),
-            Command::Send(m) => s.send_message(m),
-            Command::Close => {
-                s.close();
-                Ok(())
-            }
-            Command::Cancel => {
-                s.cancel();
-                Ok(())
-            }
-        };
-    }
-}
-
 #[derive(Default)]
 struct InputState {
     nameplate: Option<String>,
@@ -173,7 +165,56 @@ struct State {
     driver_finished: bool,
     code_chosen: bool,
     input: Option<InputState>,
+    transfers: machine::Machine,
+    /// The running file transfer's I/O task.
+    io: Option<(u64, tokio::sync::mpsc::UnboundedSender<Order>)>,
+    /// The running transfer's callbacks (from its [`TransferOptions`]).
+    callbacks: (Option<ProgressFn>, Option<EventFn>),
+    /// Recent offers and final transfer events, for the awaitable transfer functions.
+    transfer_news: VecDeque<(u64, TransferEvent)>,
+    /// How many were ever added to `transfer_news` (tells whether waiters need waking).
+    news_count: u64,
+    /// The session's outcome, held until a stopping file transfer has ended.
+    pending_closed: Option<Result<()>>,
+    /// `get_message` turns: the next to hand out, the one being served, and those whose
+    /// futures were dropped unserved.
+    next_ticket: u64,
+    serving: u64,
+    abandoned: BTreeSet<u64>,
 }
+
+impl State {
+    fn skip_abandoned_turns(&mut self) {
+        while self.abandoned.remove(&self.serving) {
+            self.serving += 1;
+        }
+    }
+}
+
+/// A `get_message` call's place in line; gives it up when dropped unserved.
+struct Turn {
+    w: Wormhole,
+    ticket: u64,
+    done: bool,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if !self.done {
+            {
+                let mut st = self.w.lock();
+                if st.serving <= self.ticket {
+                    st.abandoned.insert(self.ticket);
+                    st.skip_abandoned_turns();
+                }
+            }
+            self.w.h.shared.changed.notify_waiters();
+        }
+    }
+}
+
+/// How many offers and final events [`State::transfer_news`] keeps.
+const NEWS_KEPT: usize = 16;
 
 impl State {
     /// What a pending getter gets once the wormhole has closed without its value.
@@ -194,6 +235,16 @@ pub(crate) struct Shared {
     delegate: Mutex<Option<mpsc::UnboundedSender<Event>>>,
     delegated: bool,
     welcome_handler: Option<WelcomeHandler>,
+    /// Messages the transfer machine posts go to the driver like the application's.
+    commands: mpsc::WeakUnboundedSender<Command>,
+    /// Where transfer I/O tasks run.
+    runtime: tokio::runtime::Handle,
+}
+
+/// A user callback to run once the state lock is released.
+enum Callback {
+    Progress(ProgressFn, u64, u64),
+    Event(EventFn, TransferEvent),
 }
 
 impl Shared {
@@ -204,12 +255,15 @@ impl Shared {
     }
 
     /// Record an event from the session and wake waiters.
-    pub(crate) fn dispatch(&self, ev: session::Event) {
-        let public = {
+    fn dispatch_event(&self, ev: session::Event) {
+        let mut callbacks = Vec::new();
+        let welcome = {
             let mut st = self.lock();
-            match ev {
+            let mut welcome = None;
+            let public = match ev {
                 session::Event::Welcome(w) => {
                     st.welcome = Some(w.clone());
+                    welcome = Some(w.clone());
                     Some(Event::Welcome(w))
                 }
                 session::Event::Code(c) => {
@@ -222,26 +276,34 @@ impl Shared {
                     }
                     None
                 }
-                session::Event::NameplateClaimed => {
-                    if let Some(i) = &mut st.input {
+                session::Event::NameplateClaimed => match &mut st.input {
+                    Some(i) if !i.claimed => {
                         i.claimed = true;
+                        Some(Event::WordlistAvailable)
                     }
-                    None
-                }
+                    _ => None,
+                },
                 session::Event::UnverifiedKey(k) => {
                     st.key = Some(k.clone());
                     Some(Event::UnverifiedKey(k))
                 }
                 session::Event::Verifier(v) => {
                     st.verifier = Some(v);
-                    Some(Event::Verifier(v))
+                    self.deliver(&mut st, Event::Verifier(v));
+                    self.transfer_locked(&mut st, Input::Verified, &mut callbacks)
+                        .ok();
+                    None
                 }
                 session::Event::Versions(v) => {
                     st.versions = Some(v.clone());
                     Some(Event::Versions(v))
                 }
                 session::Event::Message(m) => {
-                    if self.delegated {
+                    if st.transfers.wants_messages() {
+                        self.transfer_locked(&mut st, Input::PeerMessage(m), &mut callbacks)
+                            .ok();
+                        None
+                    } else if self.delegated {
                         Some(Event::Message(m))
                     } else {
                         st.messages.push_back(m);
@@ -249,34 +311,152 @@ impl Shared {
                     }
                 }
                 session::Event::Closed(r) => {
-                    st.closed = Some(r.clone());
-                    Some(Event::Closed(r))
+                    // A running transfer ends first: `Closed` is always the last event,
+                    // held back while a file transfer's I/O task is still stopping.
+                    st.pending_closed = Some(r.clone());
+                    self.transfer_locked(&mut st, Input::Closed(r), &mut callbacks)
+                        .ok();
+                    None
                 }
+            };
+            if let Some(ev) = public {
+                self.deliver(&mut st, ev);
             }
+            welcome
         };
-        if let (Some(Event::Welcome(w)), Some(h)) = (&public, &self.welcome_handler) {
+        if let (Some(w), Some(h)) = (&welcome, &self.welcome_handler) {
             h(w);
         }
-        if let Some(ev) = public {
-            let mut delegate = self.delegate.lock().unwrap_or_else(|p| p.into_inner());
-            let last = matches!(ev, Event::Closed(_));
-            if let Some(tx) = delegate.as_ref() {
-                let _ = tx.send(ev);
-            }
-            if last {
-                *delegate = None;
-            }
-        }
+        run_callbacks(callbacks);
         self.changed.notify_waiters();
     }
 
-    pub(crate) fn driver_finished(&self) {
-        *self.delegate.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    /// Put an event on the delegated stream (the state is locked, so events keep their
+    /// order whichever thread reports them).
+    fn deliver(&self, _st: &mut State, ev: Event) {
+        let mut delegate = self.delegate.lock().unwrap_or_else(|p| p.into_inner());
+        let last = matches!(ev, Event::Closed(_));
+        if let Some(tx) = delegate.as_ref() {
+            let _ = tx.send(ev);
+        }
+        if last {
+            *delegate = None;
+        }
+    }
+
+    /// Feed the transfer machine and wake waiters; user callbacks run after the lock is
+    /// released.
+    pub(crate) fn transfer_input(&self, input: Input) -> Result<u64> {
+        let mut callbacks = Vec::new();
+        let (r, news) = {
+            let mut st = self.lock();
+            let before = (st.news_count, st.closed.is_some());
+            let r = self.transfer_locked(&mut st, input, &mut callbacks);
+            (r, before != (st.news_count, st.closed.is_some()))
+        };
+        run_callbacks(callbacks);
+        // Waiters only care about offers, final events and the close: a throttled
+        // progress report (one per record) wakes nobody.
+        if news {
+            self.changed.notify_waiters();
+        }
+        r
+    }
+
+    /// Feed the transfer machine (the state is locked) and perform what it asks.
+    fn transfer_locked(
+        &self,
+        st: &mut State,
+        input: Input,
+        callbacks: &mut Vec<Callback>,
+    ) -> Result<u64> {
+        let outputs = match st.transfers.handle(input, Instant::now()) {
+            Ok((_, outputs)) => outputs,
+            Err(e) => {
+                self.deliver_pending_close(st);
+                return Err(e);
+            }
+        };
+        for out in outputs {
+            self.perform(st, out, callbacks);
+        }
+        self.deliver_pending_close(st);
+        Ok(st.transfers.current().unwrap_or(0))
+    }
+
+    /// Deliver `Closed` once no transfer is left ending.
+    fn deliver_pending_close(&self, st: &mut State) {
+        if st.transfers.is_idle() {
+            if let Some(r) = st.pending_closed.take() {
+                st.closed = Some(r.clone());
+                self.deliver(st, Event::Closed(r));
+            }
+        }
+    }
+
+    fn perform(&self, st: &mut State, out: Output, callbacks: &mut Vec<Callback>) {
+        match out {
+            Output::Send(m) => {
+                if let Some(tx) = self.commands.upgrade() {
+                    let _ = tx.send(Command::Send(m));
+                }
+            }
+            Output::Io(id, d) => {
+                let key = match d {
+                    Directive::PrepareSender | Directive::PrepareReceiver(_) => {
+                        st.key.as_ref().and_then(|k| {
+                            key::derive_key(&k.0, &key::to_bytes(TRANSIT_PURPOSE), 32).ok()
+                        })
+                    }
+                    _ => None,
+                };
+                let stop = d == Directive::Stop;
+                if let Some((io_id, tx)) = &st.io {
+                    if *io_id == id {
+                        let _ = tx.send((d, key));
+                    }
+                }
+                if stop && st.io.as_ref().is_some_and(|(i, _)| *i == id) {
+                    st.io = None;
+                }
+            }
+            Output::Emit(id, ev) => {
+                let (progress, events) = st.callbacks.clone();
+                match (&ev, progress, events) {
+                    (TransferEvent::Progress { done, total }, Some(f), _) => {
+                        callbacks.push(Callback::Progress(f, *done, *total))
+                    }
+                    (TransferEvent::Progress { .. }, None, _) => {}
+                    (_, _, Some(f)) => callbacks.push(Callback::Event(f, ev.clone())),
+                    _ => {}
+                }
+                if ev.is_final() || matches!(ev, TransferEvent::Offer(_)) {
+                    if st.transfer_news.len() == NEWS_KEPT {
+                        st.transfer_news.pop_front();
+                    }
+                    st.transfer_news.push_back((id, ev.clone()));
+                    st.news_count += 1;
+                }
+                if ev.is_final() {
+                    st.callbacks = (None, None);
+                }
+                if self.delegated {
+                    self.deliver(st, Event::Transfer(ev));
+                }
+            }
+        }
+    }
+
+    fn driver_finished(&self) {
         {
             let mut st = self.lock();
             st.driver_finished = true;
-            if st.closed.is_none() {
-                st.closed = Some(Err(Error::Internal("the driver stopped".into())));
+            // A transfer still stopping delivers `Closed` (and ends the stream) itself.
+            if st.pending_closed.is_none() {
+                *self.delegate.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                if st.closed.is_none() {
+                    st.closed = Some(Err(Error::Internal("the driver stopped".into())));
+                }
             }
         }
         self.changed.notify_waiters();
@@ -292,6 +472,25 @@ impl Shared {
                 return r;
             }
             notified.await;
+        }
+    }
+}
+
+impl EventSink for Shared {
+    fn dispatch(&self, ev: session::Event) {
+        self.dispatch_event(ev);
+    }
+
+    fn finished(&self) {
+        self.driver_finished();
+    }
+}
+
+fn run_callbacks(callbacks: Vec<Callback>) {
+    for c in callbacks {
+        match c {
+            Callback::Progress(f, done, total) => f(done, total),
+            Callback::Event(f, ev) => f(&ev),
         }
     }
 }
@@ -389,14 +588,16 @@ impl Wormhole {
             rng,
         );
         let delegated = delegate.is_some();
+        let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             changed: Notify::new(),
             delegate: Mutex::new(delegate),
             delegated,
             welcome_handler: options.welcome_handler,
+            commands: tx.downgrade(),
+            runtime: engine.handle(),
         });
-        let (tx, rx) = mpsc::unbounded_channel();
         let cfg = DriverConfig {
             url: relay_url.to_owned(),
             connect_timeout: options.connect_timeout,
@@ -517,9 +718,43 @@ impl Wormhole {
     }
 
     /// The next application message from the peer. Each message is returned exactly once,
-    /// in order. After the wormhole closed, pending and later calls fail.
-    pub async fn get_message(&self) -> Result<Vec<u8>> {
-        self.wait_for(|st| st.messages.pop_front()).await
+    /// in order, and concurrent calls are served in the order they were made (the turn is
+    /// taken when this is called, not when the future is first polled; a future dropped
+    /// unserved gives its turn up). After the wormhole closed, pending and later calls fail
+    /// once the queued messages are taken.
+    pub fn get_message(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>>> + Send + 'static {
+        let ticket = {
+            let mut st = self.lock();
+            st.next_ticket += 1;
+            st.next_ticket - 1
+        };
+        let turn = Turn {
+            w: self.clone(),
+            ticket,
+            done: false,
+        };
+        async move {
+            let mut turn = turn;
+            let r = turn
+                .w
+                .clone()
+                .wait_for(|st| {
+                    st.skip_abandoned_turns();
+                    if st.serving != ticket {
+                        return None;
+                    }
+                    let m = st.messages.pop_front()?;
+                    st.serving += 1;
+                    Some(m)
+                })
+                .await;
+            turn.done = r.is_ok();
+            // The next turn may already have its message queued: let it look again.
+            turn.w.h.shared.changed.notify_waiters();
+            r
+        }
     }
 
     /// Queue a message for the peer. Allowed before the key exists; messages are
@@ -549,6 +784,12 @@ impl Wormhole {
         self.h.shared.wait(|st| st.closed.clone()).await
     }
 
+    /// Start closing without waiting: like [`Wormhole::close`], whose outcome arrives as
+    /// [`Event::Closed`] (delegated mode) or from `close()` / [`Wormhole::closed_result`].
+    pub fn begin_close(&self) {
+        self.send(Command::Close);
+    }
+
     /// Cancel: like `close()` without waiting, and the outcome is [`Error::Cancelled`]
     /// unless the wormhole had already finished.
     pub fn cancel(&self) {
@@ -558,6 +799,166 @@ impl Wormhole {
     /// The outcome if the wormhole has closed, without waiting.
     pub fn closed_result(&self) -> Option<Result<()>> {
         self.lock().closed.clone()
+    }
+
+    // ----- transfers (PROTOCOL §8): one at a time, on either delivery mode -----
+
+    /// Start a transfer; `source` and `opts` only for file transfers.
+    pub(crate) fn start_transfer(
+        &self,
+        kind: Kind,
+        text: Option<String>,
+        source: Option<Source>,
+        opts: Option<TransferOptions>,
+    ) -> Result<u64> {
+        let shared = &self.h.shared;
+        let mut callbacks = Vec::new();
+        let r = {
+            let mut st = shared.lock();
+            let every = opts
+                .as_ref()
+                .map_or(machine::PROGRESS_INTERVAL, |o| o.progress_interval);
+            let start = Input::Start(kind, text, every);
+            let (id, outputs) = st.transfers.handle(start, Instant::now())?;
+            if let Some(opts) = opts {
+                st.callbacks = (opts.progress.clone(), opts.events.clone());
+                let weak: Weak<Shared> = Arc::downgrade(shared);
+                let report = Arc::new(move |r| {
+                    if let Some(s) = weak.upgrade() {
+                        let _ = s.transfer_input(Input::Io(id, r));
+                    }
+                });
+                st.io = Some((id, io::spawn(&shared.runtime, source, opts, report)));
+            } else {
+                st.callbacks = (None, None);
+            }
+            for out in outputs {
+                shared.perform(&mut st, out, &mut callbacks);
+            }
+            // Deferred mode: messages that arrived before the transfer started and were
+            // not taken by `get_message` belong to it (the peer may have sent its offer
+            // before we asked). Delegated mode delivered them as `Message` events already.
+            while st.transfers.wants_messages() {
+                let Some(m) = st.messages.pop_front() else {
+                    break;
+                };
+                let _ = shared.transfer_locked(&mut st, Input::PeerMessage(m), &mut callbacks);
+            }
+            Ok(id)
+        };
+        run_callbacks(callbacks);
+        shared.changed.notify_waiters();
+        r
+    }
+
+    /// Send `text` the way `wormhole send --text` does. Returns at once; the outcome is
+    /// [`TransferEvent::TextSent`] (on the event stream in delegated mode; awaitable with
+    /// [`crate::text::send_text`]). Errors: [`Error::InProgress`] while another transfer
+    /// runs, the close outcome once closed.
+    pub fn start_send_text(&self, text: &str) -> Result<()> {
+        self.start_transfer(Kind::SendText, Some(text.to_owned()), None, None)
+            .map(drop)
+    }
+
+    /// Wait for a text the way `wormhole receive --only-text` does; the outcome is
+    /// [`TransferEvent::TextReceived`]. A file or directory offer is refused with the
+    /// reference's `unknown offer type`. While it runs, the peer's messages belong to it.
+    pub fn start_receive_text(&self) -> Result<()> {
+        self.start_transfer(Kind::ReceiveText, None, None, None)
+            .map(drop)
+    }
+
+    /// Send the file or directory at `path` the way `wormhole send PATH` does: once the
+    /// key is verified, offer it, connect Transit and stream it (a directory is zipped
+    /// while it streams). Events: [`TransferEvent::Connected`], `Progress`, `DataSent`,
+    /// then [`TransferEvent::FileSent`]. [`Error::InvalidArgument`] at once when `path`
+    /// does not exist.
+    pub fn start_send_file(&self, path: &Path, opts: TransferOptions) -> Result<()> {
+        std::fs::metadata(path)
+            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+        let source = Source::Path(path.to_owned());
+        self.start_transfer(Kind::SendFile, None, Some(source), Some(opts))
+            .map(drop)
+    }
+
+    /// Receive whatever the sender offers, the way `wormhole receive` does: text is
+    /// acknowledged and reported as [`TransferEvent::TextReceived`]; a file or directory
+    /// is reported as [`TransferEvent::Offer`], then [`Wormhole::accept_offer`] or
+    /// [`Wormhole::reject_offer`]; the end is [`TransferEvent::FileReceived`].
+    pub fn start_receive_file(&self, opts: TransferOptions) -> Result<()> {
+        self.start_transfer(Kind::ReceiveFile, None, None, Some(opts))
+            .map(drop)
+    }
+
+    /// The offer waiting for [`Wormhole::accept_offer`] or [`Wormhole::reject_offer`].
+    pub fn pending_offer(&self) -> Option<OfferInfo> {
+        self.lock()
+            .transfers
+            .pending_offer()
+            .map(|(_, o)| o.clone())
+    }
+
+    /// Replace the progress callback of transfer `id` (when `progress` is set).
+    pub(crate) fn set_progress(&self, id: u64, progress: Option<ProgressFn>) {
+        let mut st = self.lock();
+        if progress.is_some() && st.transfers.current() == Some(id) {
+            st.callbacks.0 = progress;
+        }
+    }
+
+    pub(crate) fn current_transfer(&self) -> Option<u64> {
+        self.lock().transfers.current()
+    }
+
+    pub(crate) fn pending_offer_id(&self) -> Option<u64> {
+        self.lock().transfers.pending_offer().map(|(id, _)| id)
+    }
+
+    /// Accept the pending offer into exactly `dest` (see [`OfferInfo::destination`]):
+    /// nothing existing is replaced unless `overwrite` (and never a directory, or by a
+    /// directory); free space is checked first; data goes to a hidden temporary name
+    /// renamed into place once complete. A destination that fails the checks ends the
+    /// transfer with [`Error::Transfer`] and the sender is told `transfer rejected`.
+    /// [`Error::InvalidState`] when no offer waits.
+    pub fn accept_offer(&self, dest: &Path, overwrite: bool) -> Result<()> {
+        self.h
+            .shared
+            .transfer_input(Input::Accept {
+                dest: dest.to_owned(),
+                overwrite,
+            })
+            .map(drop)
+    }
+
+    /// Reject the pending offer: the sender is told `transfer rejected`, and the transfer
+    /// ends with [`Error::Cancelled`]. [`Error::InvalidState`] when no offer waits.
+    pub fn reject_offer(&self) -> Result<()> {
+        self.h.shared.transfer_input(Input::Reject).map(drop)
+    }
+
+    /// Cancel the running transfer at any stage: Transit is closed (the peer sees it
+    /// drop), a partial download removed, a waiting offer rejected; it ends with
+    /// [`Error::Cancelled`]. The wormhole stays open. Harmless when nothing runs.
+    pub fn cancel_transfer(&self) {
+        let _ = self.h.shared.transfer_input(Input::Cancel);
+    }
+
+    /// Wait for news of transfer `id`: its offer or its final event (any mode).
+    pub(crate) async fn transfer_news(&self, id: u64, offer_too: bool) -> Result<TransferEvent> {
+        self.h
+            .shared
+            .wait(|st| {
+                let i = st.transfer_news.iter().position(|(i, ev)| {
+                    *i == id
+                        && (ev.is_final() || offer_too && matches!(ev, TransferEvent::Offer(_)))
+                });
+                match i {
+                    Some(i) => st.transfer_news.remove(i).map(|(_, ev)| Ok(ev)),
+                    // The final event comes before `closed`: none will come now.
+                    None => st.closed_error().map(Err),
+                }
+            })
+            .await
     }
 }
 

@@ -1,6 +1,9 @@
-//! The tokio driver: one task per wormhole owns the WebSocket and the [`Session`] and loops
-//! on a `select!` over commands, frames, the reconnect timer, keepalive and the close
-//! deadline. Handles talk to it only through the command channel and the shared state.
+//! The tokio driver: one task per wormhole owns the WebSocket, the [`Session`] and the
+//! [`Connector`], and loops on a `select!` over commands, the connection attempt, frames
+//! and the one timer the connector asks for. Every decision (what to send, when to
+//! reconnect, ping, give up a link or stop waiting for a close) is the sans-IO machines';
+//! the driver only performs their actions and feeds them what happened, with the time.
+//! Handles talk to it through the command channel; it reports to an [`EventSink`].
 //!
 //! The loop never awaits a socket write: outgoing frames go to a writer task through a
 //! queue ([`Link`]). A server that stops reading therefore stalls only the writer, and
@@ -11,7 +14,6 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use rand::Rng;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -19,10 +21,19 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::api::{Command, Shared};
+use crate::command::Command;
 use crate::error::Error;
-use crate::proto::session::Session;
+use crate::proto::connector::{Action, Connector, ConnectorConfig};
+use crate::proto::session::{self, Session};
 use crate::proto::wire::{MAX_FRAME_BYTES, ServerMessage};
+
+/// Where the driver reports (the wormhole's shared state).
+pub(crate) trait EventSink: Send + Sync {
+    /// One session event.
+    fn dispatch(&self, ev: session::Event);
+    /// The driver has ended.
+    fn finished(&self);
+}
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -33,19 +44,6 @@ pub(crate) struct DriverConfig {
     pub connect_timeout: Duration,
     pub close_timeout: Duration,
     pub keepalive: Duration,
-}
-
-/// The reference client's reconnect delay for the `n`-th consecutive retry (n ≥ 1):
-/// `min(1.5^n, 60) + U[0,1)` seconds (PROTOCOL §3.8). `jitter` is in `[0, 1)`.
-pub(crate) fn reconnect_delay(n: u32, jitter: f64) -> Duration {
-    let base = 1.5f64.powi(n.min(20) as i32).min(60.0);
-    Duration::from_secs_f64(base + jitter.clamp(0.0, 0.999))
-}
-
-/// Count one more consecutive retry and say when to make it.
-fn next_retry(retries: &mut u32) -> Option<Instant> {
-    *retries += 1;
-    Some(Instant::now() + reconnect_delay(*retries, rand::thread_rng().r#gen()))
 }
 
 async fn connect(url: String, timeout: Duration) -> Result<Ws, String> {
@@ -129,26 +127,59 @@ async fn write_all(mut sink: SplitSink<Ws, Message>, mut queue: mpsc::UnboundedR
 
 type Connecting = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Ws, String>> + Send>>;
 
+/// The connector's clock reading.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+/// Retry jitter in `[0, 1)`.
+fn jitter() -> f64 {
+    rand::random()
+}
+
+/// A connector input the driver made in a state it should not have (a bug): fail the
+/// session loudly rather than carry on.
+fn check(session: &mut Session, r: crate::error::Result<()>) {
+    if let Err(e) = r {
+        session.fail_local(e);
+    }
+}
+
 /// Run one wormhole until its session is done.
 pub(crate) async fn run(
     cfg: DriverConfig,
     mut session: Session,
-    shared: std::sync::Arc<Shared>,
+    sink: std::sync::Arc<dyn EventSink>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
+    let mut connector = Connector::new(ConnectorConfig {
+        keepalive: cfg.keepalive,
+        close_timeout: cfg.close_timeout,
+    });
     let mut ws: Option<Link> = None;
-    let mut connecting: Option<Connecting> =
-        Some(Box::pin(connect(cfg.url.clone(), cfg.connect_timeout)));
-    let mut ever_connected = false;
-    let mut retries: u32 = 0;
-    let mut retry_at: Option<Instant> = None;
-    let mut close_deadline: Option<Instant> = None;
+    let mut connecting: Option<Connecting> = None;
     let mut commands_open = true;
-    let mut last_rx = Instant::now();
-    let mut keepalive = tokio::time::interval(cfg.keepalive);
-    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
+        // Perform what the connector asks.
+        while let Some(action) = connector.poll_action() {
+            match action {
+                Action::Connect => {
+                    connecting = Some(Box::pin(connect(cfg.url.clone(), cfg.connect_timeout)));
+                }
+                Action::Ping => {
+                    if let Some(link) = ws.as_ref() {
+                        link.send(Message::Ping(Vec::new().into()));
+                    }
+                }
+                Action::DropLink => {
+                    tracing::debug!(url = %cfg.url, "the mailbox link went silent; will reconnect");
+                    ws = None;
+                    session.disconnected();
+                }
+                Action::AbandonClose => session.abandon_close(),
+            }
+        }
         // Drain the session: frames out, events to the application.
         while let Some(link) = ws.as_ref() {
             let Some(msg) = session.poll_transmit() else {
@@ -158,17 +189,19 @@ pub(crate) async fn run(
             link.send(Message::text(msg.to_frame_text(&id)));
         }
         while let Some(ev) = session.poll_event() {
-            shared.dispatch(ev);
+            sink.dispatch(ev);
         }
         if session.is_done() {
+            connector.stop();
             if let Some(link) = ws.take() {
                 link.close(Duration::from_secs(2)).await;
             }
             break;
         }
-        if session.is_closing() && close_deadline.is_none() {
-            close_deadline = Some(Instant::now() + cfg.close_timeout);
+        if session.is_closing() {
+            connector.closing(now());
         }
+        let timer = connector.poll_timeout().map(Instant::from_std);
 
         tokio::select! {
             cmd = commands.recv(), if commands_open => match cmd {
@@ -185,71 +218,45 @@ pub(crate) async fn run(
                     Ok(sock) => {
                         tracing::debug!(url = %cfg.url, "connected to the mailbox server");
                         ws = Some(Link::new(sock));
-                        ever_connected = true;
-                        retries = 0;
-                        last_rx = Instant::now();
-                        keepalive.reset();
+                        let r = connector.connection_made(now());
+                        check(&mut session, r);
                         session.connected();
                     }
-                    Err(reason) if !ever_connected => {
-                        session.fail_local(Error::ServerConnection { url: cfg.url.clone(), reason });
-                    }
-                    Err(reason) => {
-                        tracing::debug!(url = %cfg.url, %reason, retries, "reconnection failed");
-                        retry_at = next_retry(&mut retries);
-                    }
+                    Err(reason) => match connector.connection_failed(now(), jitter()) {
+                        Ok(true) => session.fail_local(Error::ServerConnection { url: cfg.url.clone(), reason }),
+                        Ok(false) => tracing::debug!(url = %cfg.url, %reason, "reconnection failed"),
+                        Err(e) => session.fail_local(e),
+                    },
                 }
             },
             frame = async { ws.as_mut().expect("guarded").next().await }, if ws.is_some() => {
-                last_rx = Instant::now();
                 match frame {
-                    Some(Ok(Message::Text(text))) => match ServerMessage::parse(text.as_str()) {
-                        Ok(msg) => session.handle_server(msg),
-                        Err(e) => session.protocol_error(e),
-                    },
-                    Some(Ok(Message::Binary(_))) => {
-                        session.protocol_error(Error::Protocol("server sent a binary frame".into()))
+                    Some(Ok(msg)) if !matches!(msg, Message::Close(_)) => {
+                        let r = connector.frame_received(now());
+                        check(&mut session, r);
+                        match msg {
+                            Message::Text(text) => match ServerMessage::parse(text.as_str()) {
+                                Ok(msg) => session.handle_server(msg),
+                                Err(e) => session.protocol_error(e),
+                            },
+                            Message::Binary(_) => session
+                                .protocol_error(Error::Protocol("server sent a binary frame".into())),
+                            _ => {} // ping, pong
+                        }
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                    _ => {
                         tracing::debug!(url = %cfg.url, "lost the mailbox connection; will reconnect");
                         ws = None;
+                        let r = connector.connection_lost(now(), jitter());
+                        check(&mut session, r);
                         session.disconnected();
-                        retry_at = next_retry(&mut retries);
                     }
                 }
             },
-            _ = async { sleep_until(retry_at.expect("guarded")).await }, if retry_at.is_some() && connecting.is_none() && ws.is_none() => {
-                retry_at = None;
-                connecting = Some(Box::pin(connect(cfg.url.clone(), cfg.connect_timeout)));
-            },
-            _ = keepalive.tick(), if ws.is_some() => {
-                if last_rx.elapsed() > cfg.keepalive * 2 {
-                    // No frame (not even a pong) for two intervals: the link is dead.
-                    ws = None;
-                    session.disconnected();
-                    retry_at = next_retry(&mut retries);
-                } else if let Some(link) = ws.as_ref() {
-                    link.send(Message::Ping(Vec::new().into()));
-                }
-            },
-            _ = async { sleep_until(close_deadline.expect("guarded")).await }, if close_deadline.is_some() => {
-                session.abandon_close();
+            _ = async { sleep_until(timer.expect("guarded")).await }, if timer.is_some() => {
+                connector.handle_timeout(now(), jitter());
             },
         }
     }
-    shared.driver_finished();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_matches_reference() {
-        assert_eq!(reconnect_delay(1, 0.0), Duration::from_secs_f64(1.5));
-        assert_eq!(reconnect_delay(2, 0.5), Duration::from_secs_f64(2.25 + 0.5));
-        assert_eq!(reconnect_delay(11, 0.0), Duration::from_secs_f64(60.0));
-        assert_eq!(reconnect_delay(1000, 0.0), Duration::from_secs_f64(60.0));
-    }
+    sink.finished();
 }

@@ -53,31 +53,67 @@ pub enum ErrorKind {
     Transfer = 17,
     /// A bug in this library. Please report it.
     Internal = 18,
+    /// Another transfer is running on this wormhole.
+    InProgress = 19,
+    /// The call is not possible in the current state (e.g. accepting when no offer waits).
+    InvalidState = 20,
 }
 
 impl ErrorKind {
+    /// Every kind, for adapters that build their tables from this one.
+    pub const ALL: [ErrorKind; 20] = [
+        ErrorKind::InvalidCode,
+        ErrorKind::WrongPassword,
+        ErrorKind::Lonely,
+        ErrorKind::Welcome,
+        ErrorKind::ServerError,
+        ErrorKind::ServerConnection,
+        ErrorKind::Protocol,
+        ErrorKind::Timeout,
+        ErrorKind::Cancelled,
+        ErrorKind::Closed,
+        ErrorKind::NoKey,
+        ErrorKind::OnlyOneCode,
+        ErrorKind::AlreadyChoseNameplate,
+        ErrorKind::AlreadyChoseWords,
+        ErrorKind::MustChooseNameplateFirst,
+        ErrorKind::InvalidArgument,
+        ErrorKind::Transfer,
+        ErrorKind::Internal,
+        ErrorKind::InProgress,
+        ErrorKind::InvalidState,
+    ];
+
+    /// A short, static description of the kind, NUL-terminated for C (the one table of
+    /// descriptions every adapter uses).
+    pub fn description_c(self) -> &'static std::ffi::CStr {
+        match self {
+            ErrorKind::InvalidCode => c"invalid wormhole code",
+            ErrorKind::WrongPassword => c"key confirmation failed (wrong code or attack)",
+            ErrorKind::Lonely => c"closed before the peer was verified",
+            ErrorKind::Welcome => c"the server refused this client in its welcome",
+            ErrorKind::ServerError => c"the server reported an error",
+            ErrorKind::ServerConnection => c"could not connect to the mailbox server",
+            ErrorKind::Protocol => c"protocol violation",
+            ErrorKind::Timeout => c"timed out",
+            ErrorKind::Cancelled => c"cancelled",
+            ErrorKind::Closed => c"the wormhole is closed",
+            ErrorKind::NoKey => c"the key is not known yet",
+            ErrorKind::OnlyOneCode => c"a code was already set, allocated or being input",
+            ErrorKind::AlreadyChoseNameplate => c"the nameplate was already chosen",
+            ErrorKind::AlreadyChoseWords => c"the words were already chosen",
+            ErrorKind::MustChooseNameplateFirst => c"a nameplate must be chosen first",
+            ErrorKind::InvalidArgument => c"invalid argument",
+            ErrorKind::Transfer => c"file-transfer error",
+            ErrorKind::Internal => c"internal error",
+            ErrorKind::InProgress => c"another transfer is in progress",
+            ErrorKind::InvalidState => c"not possible in the current state",
+        }
+    }
+
     /// A short, static description of the kind.
     pub fn description(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidCode => "invalid wormhole code",
-            ErrorKind::WrongPassword => "key confirmation failed (wrong code or attack)",
-            ErrorKind::Lonely => "closed before the peer was verified",
-            ErrorKind::Welcome => "the server refused this client in its welcome",
-            ErrorKind::ServerError => "the server reported an error",
-            ErrorKind::ServerConnection => "could not connect to the mailbox server",
-            ErrorKind::Protocol => "protocol violation",
-            ErrorKind::Timeout => "timed out",
-            ErrorKind::Cancelled => "cancelled",
-            ErrorKind::Closed => "the wormhole is closed",
-            ErrorKind::NoKey => "the key is not known yet",
-            ErrorKind::OnlyOneCode => "a code was already set, allocated or being input",
-            ErrorKind::AlreadyChoseNameplate => "the nameplate was already chosen",
-            ErrorKind::AlreadyChoseWords => "the words were already chosen",
-            ErrorKind::MustChooseNameplateFirst => "a nameplate must be chosen first",
-            ErrorKind::InvalidArgument => "invalid argument",
-            ErrorKind::Transfer => "file-transfer error",
-            ErrorKind::Internal => "internal error",
-        }
+        self.description_c().to_str().unwrap_or("error")
     }
 }
 
@@ -153,6 +189,12 @@ pub enum Error {
     /// See [`ErrorKind::Internal`].
     #[error("internal error: {0}")]
     Internal(String),
+    /// See [`ErrorKind::InProgress`].
+    #[error("another transfer is in progress on this wormhole")]
+    InProgress,
+    /// See [`ErrorKind::InvalidState`].
+    #[error("not possible now: {0}")]
+    InvalidState(String),
 }
 
 impl Error {
@@ -177,9 +219,24 @@ impl Error {
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::Transfer(_) => ErrorKind::Transfer,
             Error::Internal(_) => ErrorKind::Internal,
+            Error::InProgress => ErrorKind::InProgress,
+            Error::InvalidState(_) => ErrorKind::InvalidState,
         }
     }
 }
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_each_kind_once_with_a_description() {
+        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(*k as u32, i as u32 + 1);
+            assert!(!k.description().is_empty());
+        }
+    }
+}

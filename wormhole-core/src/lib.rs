@@ -19,6 +19,8 @@
 #![deny(unsafe_code)]
 
 mod api;
+mod command;
+mod consts;
 mod driver;
 mod engine;
 mod error;
@@ -28,18 +30,12 @@ pub mod transfer;
 pub mod transit;
 
 pub use api::{Event, Events, InputHelper, Options, WelcomeHandler, Wormhole};
+pub use consts::{PUBLIC_RELAY_URL, TRANSFER_APPID, VERSION};
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
 pub use proto::code::{DEFAULT_CODE_LENGTH, validate_code};
 pub use proto::key::Key;
 pub use proto::wire::Mood;
-
-/// The app id of the reference `wormhole send`/`receive` file-transfer tool.
-pub const TRANSFER_APPID: &str = "lothar.com/wormhole/text-or-file-xfer";
-/// The public mailbox server the reference 0.24 CLI uses by default.
-pub const PUBLIC_RELAY_URL: &str = "ws://relay.magic-wormhole.io:4000/v1";
-/// This library's version, sent as `client_version` in `bind`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The README's Rust examples, compiled as doctests so they cannot drift from the API.
 #[doc = include_str!("../../README.md")]

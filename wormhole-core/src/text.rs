@@ -4,197 +4,23 @@
 //!
 //! Sender → receiver: `{"offer": {"message": TEXT}}`; receiver → sender:
 //! `{"answer": {"message_ack": "ok"}}`. Either side may instead send `{"error": TEXT}`.
-//! The message types are pure data ([`TransferMessage`]); [`send_text`] and
-//! [`receive_text`] run the exchange on a [`Wormhole`].
-
-use serde_json::{Value, json};
+//! The message types are pure data ([`TransferMessage`]); the exchange itself is the
+//! transfer machine's ([`crate::transfer::machine`]); [`send_text`] and [`receive_text`]
+//! await it on a [`Wormhole`].
 
 use crate::api::Wormhole;
 use crate::error::{Error, Result};
-
-/// What a sender offers.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Offer {
-    /// A text message.
-    Message(String),
-    /// A file (see [`crate::transfer`]; parsed here so a text receiver can refuse it).
-    File {
-        /// Base name.
-        filename: String,
-        /// Size in bytes.
-        filesize: u64,
-    },
-    /// A directory, as a zip stream.
-    Directory {
-        /// Base name.
-        dirname: String,
-        /// Byte length of the zip stream.
-        zipsize: u64,
-    },
-    /// An offer type this library does not know.
-    Unknown(Value),
-}
-
-/// One decoded file-transfer application message.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TransferMessage {
-    /// `{"offer": …}`.
-    Offer(Offer),
-    /// `{"answer": {"message_ack": …}}`.
-    MessageAck(String),
-    /// `{"answer": {"file_ack": …}}`.
-    FileAck(String),
-    /// `{"transit": …}`: connection hints (used by file transfer).
-    Transit(Value),
-    /// `{"error": TEXT}`.
-    Error(String),
-    /// Any other JSON object: ignored by both sides.
-    Other(Value),
-}
-
-impl TransferMessage {
-    /// Decode a message. Anything that is not a JSON object is [`Error::Transfer`].
-    pub fn parse(bytes: &[u8]) -> Result<TransferMessage> {
-        let v: Value = serde_json::from_slice(bytes)
-            .map_err(|_| Error::Transfer("the peer sent a message that is not JSON".into()))?;
-        let Value::Object(obj) = &v else {
-            return Err(Error::Transfer(
-                "the peer sent a message that is not a JSON object".into(),
-            ));
-        };
-        if let Some(e) = obj.get("error") {
-            let text = e
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| e.to_string());
-            return Ok(TransferMessage::Error(text));
-        }
-        if let Some(offer) = obj.get("offer") {
-            return Ok(TransferMessage::Offer(parse_offer(offer)));
-        }
-        if let Some(answer) = obj.get("answer") {
-            if let Some(a) = answer.get("message_ack") {
-                return Ok(TransferMessage::MessageAck(as_text(a)));
-            }
-            if let Some(a) = answer.get("file_ack") {
-                return Ok(TransferMessage::FileAck(as_text(a)));
-            }
-            return Ok(TransferMessage::Other(v));
-        }
-        if let Some(t) = obj.get("transit") {
-            return Ok(TransferMessage::Transit(t.clone()));
-        }
-        Ok(TransferMessage::Other(v))
-    }
-
-    /// Encode as the JSON bytes the reference sends.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let v = match self {
-            TransferMessage::Offer(Offer::Message(m)) => json!({"offer": {"message": m}}),
-            TransferMessage::Offer(Offer::File { filename, filesize }) => {
-                json!({"offer": {"file": {"filename": filename, "filesize": filesize}}})
-            }
-            TransferMessage::Offer(Offer::Directory { dirname, zipsize }) => {
-                json!({"offer": {"directory": {"mode": "zipfile/deflated", "dirname": dirname, "zipsize": zipsize}}})
-            }
-            TransferMessage::Offer(Offer::Unknown(v)) => json!({ "offer": v }),
-            TransferMessage::MessageAck(a) => json!({"answer": {"message_ack": a}}),
-            TransferMessage::FileAck(a) => json!({"answer": {"file_ack": a}}),
-            TransferMessage::Transit(t) => json!({ "transit": t }),
-            TransferMessage::Error(e) => json!({ "error": e }),
-            TransferMessage::Other(v) => v.clone(),
-        };
-        serde_json::to_vec(&v).unwrap_or_default()
-    }
-}
-
-fn as_text(v: &Value) -> String {
-    v.as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| v.to_string())
-}
-
-fn parse_offer(offer: &Value) -> Offer {
-    if let Some(Value::String(m)) = offer.get("message") {
-        return Offer::Message(m.clone());
-    }
-    if let Some(f) = offer.get("file") {
-        if let (Some(name), Some(size)) = (
-            f.get("filename").and_then(Value::as_str),
-            f.get("filesize").and_then(Value::as_u64),
-        ) {
-            return Offer::File {
-                filename: name.to_owned(),
-                filesize: size,
-            };
-        }
-    }
-    if let Some(d) = offer.get("directory") {
-        if let (Some(name), Some(size)) = (
-            d.get("dirname").and_then(Value::as_str),
-            d.get("zipsize").and_then(Value::as_u64),
-        ) {
-            return Offer::Directory {
-                dirname: name.to_owned(),
-                zipsize: size,
-            };
-        }
-    }
-    Offer::Unknown(offer.clone())
-}
-
-/// The offer a text sender posts: `{"offer": {"message": TEXT}}`.
-pub fn text_offer(text: &str) -> Vec<u8> {
-    TransferMessage::Offer(Offer::Message(text.to_owned())).to_bytes()
-}
-
-/// The sender's step (sans-IO half of [`send_text`]): what one message from the receiver
-/// means. `None`: not the answer yet, keep waiting; `Some(Ok(()))`: acknowledged.
-pub fn sender_step(msg: &[u8]) -> Option<Result<()>> {
-    match TransferMessage::parse(msg) {
-        Err(e) => Some(Err(e)),
-        Ok(TransferMessage::Error(e)) => Some(Err(Error::Transfer(format!(
-            "remote error, transfer abandoned: {e}"
-        )))),
-        Ok(TransferMessage::MessageAck(a)) if a == "ok" => Some(Ok(())),
-        Ok(TransferMessage::MessageAck(_) | TransferMessage::FileAck(_)) => Some(Err(
-            Error::Transfer("ambiguous response from the receiver".into()),
-        )),
-        Ok(_) => None,
-    }
-}
-
-/// The receiver's step (sans-IO half of [`receive_text`]): what one message from the sender
-/// means, as `(reply to post first, outcome)`. An outcome of `None` means keep waiting.
-pub fn receiver_step(msg: &[u8]) -> (Option<Vec<u8>>, Option<Result<String>>) {
-    match TransferMessage::parse(msg) {
-        Err(e) => (None, Some(Err(e))),
-        Ok(TransferMessage::Error(e)) => (
-            None,
-            Some(Err(Error::Transfer(format!("remote error: {e}")))),
-        ),
-        Ok(TransferMessage::Offer(Offer::Message(text))) => (
-            Some(TransferMessage::MessageAck("ok".into()).to_bytes()),
-            Some(Ok(text)),
-        ),
-        Ok(TransferMessage::Offer(_)) => (
-            Some(TransferMessage::Error("unknown offer type".into()).to_bytes()),
-            Some(Err(Error::Transfer(
-                "the sender offered a file or directory; this receiver only accepts text".into(),
-            ))),
-        ),
-        Ok(_) => (None, None),
-    }
-}
+use crate::transfer::machine::{Kind, TransferEvent};
+pub use crate::transfer::message::{Offer, TransferMessage};
 
 /// Send `text` and wait for the receiver's acknowledgement (the sender half of
-/// `wormhole send --text`). The caller sets or allocates the code and closes the wormhole.
+/// `wormhole send --text`), on a wormhole of either mode. The caller sets or allocates
+/// the code and closes the wormhole. See [`Wormhole::start_send_text`].
 pub async fn send_text(w: &Wormhole, text: &str) -> Result<()> {
-    w.send_message(text_offer(text))?;
-    loop {
-        if let Some(outcome) = sender_step(&w.get_message().await?) {
-            return outcome;
-        }
+    let id = w.start_transfer(Kind::SendText, Some(text.to_owned()), None, None)?;
+    match w.transfer_news(id, false).await? {
+        TransferEvent::TextSent(r) => r,
+        other => Err(Error::Internal(format!("unexpected {other:?}"))),
     }
 }
 
@@ -203,85 +29,9 @@ pub async fn send_text(w: &Wormhole, text: &str) -> Result<()> {
 /// reference's `unknown offer type` error and reported as [`Error::Transfer`]; use
 /// [`crate::transfer::receive`] to accept files and directories too.
 pub async fn receive_text(w: &Wormhole) -> Result<String> {
-    loop {
-        let (reply, outcome) = receiver_step(&w.get_message().await?);
-        if let Some(reply) = reply {
-            w.send_message(reply)?;
-        }
-        if let Some(outcome) = outcome {
-            return outcome;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reference_messages_parse() {
-        assert_eq!(
-            TransferMessage::parse(br#"{"offer": {"message": "hello world"}}"#).unwrap(),
-            TransferMessage::Offer(Offer::Message("hello world".into()))
-        );
-        assert_eq!(
-            TransferMessage::parse(br#"{"answer": {"message_ack": "ok"}}"#).unwrap(),
-            TransferMessage::MessageAck("ok".into())
-        );
-        assert_eq!(
-            TransferMessage::parse(
-                br#"{"offer": {"file": {"filename": "hello.txt", "filesize": 20}}}"#
-            )
-            .unwrap(),
-            TransferMessage::Offer(Offer::File {
-                filename: "hello.txt".into(),
-                filesize: 20
-            })
-        );
-        assert_eq!(
-            TransferMessage::parse(br#"{"offer": {"directory": {"mode": "zipfile/deflated", "dirname": "d1", "zipsize": 331, "numbytes": 9, "numfiles": 2}}}"#).unwrap(),
-            TransferMessage::Offer(Offer::Directory { dirname: "d1".into(), zipsize: 331 })
-        );
-        assert_eq!(
-            TransferMessage::parse(br#"{"error": "transfer rejected"}"#).unwrap(),
-            TransferMessage::Error("transfer rejected".into())
-        );
-        assert!(matches!(
-            TransferMessage::parse(br#"{"transit": {"hints-v1": []}}"#).unwrap(),
-            TransferMessage::Transit(_)
-        ));
-        assert!(matches!(
-            TransferMessage::parse(br#"{"something": 1}"#).unwrap(),
-            TransferMessage::Other(_)
-        ));
-        assert!(matches!(
-            TransferMessage::parse(br#"{"offer": {"message": 5}}"#).unwrap(),
-            TransferMessage::Offer(Offer::Unknown(_))
-        ));
-        for bad in [&b"nope"[..], b"[1]", b"\"x\"", b""] {
-            assert_eq!(
-                TransferMessage::parse(bad).unwrap_err().kind(),
-                crate::ErrorKind::Transfer
-            );
-        }
-    }
-
-    #[test]
-    fn encodings_roundtrip() {
-        for m in [
-            TransferMessage::Offer(Offer::Message("héllo \u{1F600}".into())),
-            TransferMessage::MessageAck("ok".into()),
-            TransferMessage::Error("transfer rejected".into()),
-            TransferMessage::Offer(Offer::File {
-                filename: "a".into(),
-                filesize: 0,
-            }),
-        ] {
-            assert_eq!(TransferMessage::parse(&m.to_bytes()).unwrap(), m);
-        }
-        let v: Value =
-            serde_json::from_slice(&TransferMessage::Offer(Offer::Message("hi".into())).to_bytes())
-                .unwrap();
-        assert_eq!(v, json!({"offer": {"message": "hi"}}));
+    let id = w.start_transfer(Kind::ReceiveText, None, None, None)?;
+    match w.transfer_news(id, false).await? {
+        TransferEvent::TextReceived(r) => r,
+        other => Err(Error::Internal(format!("unexpected {other:?}"))),
     }
 }

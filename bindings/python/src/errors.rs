@@ -16,6 +16,18 @@ pyo3::create_exception!(
 );
 pyo3::create_exception!(
     wormhole.errors,
+    TransferInProgressError,
+    WormholeError,
+    "Another transfer is running on this wormhole (one at a time)."
+);
+pyo3::create_exception!(
+    wormhole.errors,
+    InvalidStateError,
+    WormholeError,
+    "Not possible in the current state, e.g. accepting when no offer is waiting."
+);
+pyo3::create_exception!(
+    wormhole.errors,
     WelcomeError,
     WormholeError,
     "The server's welcome message carried an error: it will not serve this client."
@@ -168,6 +180,8 @@ pub(crate) fn to_pyerr(e: Error) -> PyErr {
         ErrorKind::InvalidArgument => PyValueError::new_err(msg),
         ErrorKind::Transfer => TransferError::new_err(msg),
         ErrorKind::Internal => InternalError::new_err(msg),
+        ErrorKind::InProgress => TransferInProgressError::new_err(msg),
+        ErrorKind::InvalidState => InvalidStateError::new_err(msg),
         _ => WormholeError::new_err(msg),
     }
 }
@@ -200,6 +214,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ProtocolError,
         WormholeCancelled,
         WormholeClosed,
+        TransferInProgressError,
+        InvalidStateError,
     );
     Ok(())
 }

@@ -1,47 +1,43 @@
 //! File transfer (PROTOCOL §8 over Transit): `wormhole_core::transfer` for Python.
 //!
 //! A [`Transfer`] holds one operation's options: the Transit settings, the cancel token
-//! and the progress callback. Progress is reported by core on a transfer thread; it is
-//! never handed to Python from there. In asynchronous mode the latest `(done, total)` is
-//! passed to the Python callback on the dispatcher thread, at most every 50 ms plus the
-//! final report (always before the operation's result); in blocking mode the waiting
-//! thread itself calls the callback between its wait slices.
+//! and the progress callback. Core reports progress on a transfer thread, already
+//! throttled (every 50 ms here, plus the last report); it is never handed to Python from
+//! there. In asynchronous mode each report is passed to the Python callback on the
+//! dispatcher thread (always before the operation's result); in blocking mode the waiting
+//! thread itself calls the callback with the latest report between its wait slices.
+//!
+//! On a delegated wormhole, `start_send_file` / `start_receive_file` start core's transfer
+//! and its events (offer, progress, outcome) arrive with the wormhole's other events.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use wormhole_core::transfer::{self, CancelToken, IncomingOffer, OfferKind, TransferOptions};
-use wormhole_core::transit::{DirectHint, TransitConfig};
+use wormhole_core::transit::TransitConfig;
 use wormhole_core::{Error, Result};
 
 use crate::errors::to_pyerr;
-use crate::{BoxFut, Out, Wormhole, block_on_with, complete, dispatch, engine, secs, wait_turn};
+use crate::glue::{BoxFut, Out, block_on_with, complete, dispatch, engine, secs};
+use crate::wormhole::Wormhole;
 
-/// Minimum interval between two progress reports handed to the dispatcher.
+/// Core's progress interval for Python transfers.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
 /// How long a blocking call waits for an aborted transfer to remove its partial file.
 const DRAIN: Duration = Duration::from_secs(5);
 
-#[derive(Default)]
-struct ProgressState {
-    /// The latest report from core.
-    latest: Option<(u64, u64)>,
-    /// The last report handed to Python.
-    delivered: Option<(u64, u64)>,
-    /// A dispatcher job is queued and will read `latest`.
-    pending: bool,
-    /// When the last dispatcher job was queued.
-    last_dispatch: Option<Instant>,
-}
+/// Blocking mode's progress: the latest report, and the last one handed to Python.
+type Reports = (Option<(u64, u64)>, Option<(u64, u64)>);
 
 /// Options of one transfer operation (`wormhole._native.Transfer`).
 #[pyclass(module = "wormhole._native", name = "Transfer", frozen)]
 pub(crate) struct Transfer {
     opts: TransferOptions,
     progress: Option<Arc<Py<PyAny>>>,
-    state: Arc<Mutex<ProgressState>>,
+    /// Blocking mode: the latest report, and the last one handed to Python.
+    latest: Arc<Mutex<Reports>>,
 }
 
 impl Transfer {
@@ -52,10 +48,10 @@ impl Transfer {
             return Ok(());
         };
         let report = {
-            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            match st.latest {
-                Some(r) if st.delivered != Some(r) => {
-                    st.delivered = Some(r);
+            let mut st = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+            match st.0 {
+                Some(r) if st.1 != Some(r) => {
+                    st.1 = Some(r);
                     r
                 }
                 _ => return Ok(()),
@@ -63,28 +59,6 @@ impl Transfer {
         };
         cb.call1(py, report).map(|_| ())
     }
-}
-
-/// Hand the latest report to `cb` on the dispatcher thread (asynchronous mode).
-fn dispatch_progress(state: &Arc<Mutex<ProgressState>>, cb: &Arc<Py<PyAny>>) {
-    let (state, cb) = (state.clone(), cb.clone());
-    dispatch(Box::new(move |py| {
-        let report = {
-            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-            // Cleared before reading, so a report arriving now queues another job.
-            st.pending = false;
-            match st.latest {
-                Some(r) if st.delivered != Some(r) => {
-                    st.delivered = Some(r);
-                    r
-                }
-                _ => return,
-            }
-        };
-        if let Err(e) = cb.call1(py, report) {
-            e.write_unraisable(py, Some(cb.bind(py)));
-        }
-    }));
 }
 
 #[pymethods]
@@ -101,44 +75,36 @@ impl Transfer {
         no_listen: bool,
         blocking: bool,
     ) -> PyResult<Transfer> {
-        let mut transit = TransitConfig::default();
-        if no_listen {
-            transit.listen.clear();
-        }
-        if let Some(h) = transit_helper.filter(|h| !h.is_empty()) {
-            transit.relays = vec![DirectHint::parse_helper(h).map_err(to_pyerr)?];
-        }
+        let transit =
+            TransitConfig::with_relay(transit_helper.filter(|h| !h.is_empty()), !no_listen)
+                .map_err(to_pyerr)?;
         let mut opts = TransferOptions {
             transit,
             cancel: CancelToken::new(),
+            progress_interval: PROGRESS_INTERVAL,
             ..TransferOptions::default()
         };
-        let state = Arc::new(Mutex::new(ProgressState::default()));
+        let latest = Arc::new(Mutex::new((None, None)));
         let progress = progress.map(Arc::new);
         if let Some(cb) = &progress {
-            let (st, cb) = (state.clone(), cb.clone());
+            let (st, cb) = (latest.clone(), cb.clone());
             opts.progress = Some(Arc::new(move |done, total| {
-                let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
-                s.latest = Some((done, total));
-                if blocking || s.pending {
+                if blocking {
+                    st.lock().unwrap_or_else(|p| p.into_inner()).0 = Some((done, total));
                     return;
                 }
-                let now = Instant::now();
-                let due = done >= total
-                    || s.last_dispatch
-                        .is_none_or(|t| now.duration_since(t) >= PROGRESS_INTERVAL);
-                if due {
-                    s.pending = true;
-                    s.last_dispatch = Some(now);
-                    drop(s);
-                    dispatch_progress(&st, &cb);
-                }
+                let cb = cb.clone();
+                dispatch(Box::new(move |py| {
+                    if let Err(e) = cb.call1(py, (done, total)) {
+                        e.write_unraisable(py, Some(cb.bind(py)));
+                    }
+                }));
             }));
         }
         Ok(Transfer {
             opts,
             progress,
-            state,
+            latest,
         })
     }
 
@@ -310,10 +276,8 @@ impl Offer {
 }
 
 fn send_fut(w: &Wormhole, path: PathBuf, t: &Transfer) -> BoxFut {
-    let turn = w.take_turn("message");
     let (w, opts) = (w.inner.clone(), t.opts.clone());
     Box::pin(async move {
-        let _mine = wait_turn(turn).await;
         transfer::send_path(&w, &path, &opts)
             .await
             .map(|()| Out::None)
@@ -321,14 +285,15 @@ fn send_fut(w: &Wormhole, path: PathBuf, t: &Transfer) -> BoxFut {
 }
 
 fn receive_fut(w: &Wormhole, t: &Transfer) -> BoxFut {
-    let turn = w.take_turn("message");
     let (w, opts) = (w.inner.clone(), t.opts.clone());
     Box::pin(async move {
-        let _mine = wait_turn(turn).await;
         let r: Result<transfer::Received> = transfer::receive(&w, &opts).await;
         r.map(|r| match r {
             transfer::Received::Text(t) => Out::Str(t),
-            transfer::Received::Offer(o) => Out::Offer(Box::new(o)),
+            transfer::Received::Offer(o) => {
+                let offer = Offer::new(o);
+                Out::Py(Box::new(move |py| Ok(Py::new(py, offer)?.into_any())))
+            }
         })
     })
 }
@@ -415,7 +380,26 @@ fn wait_receive(
     .map(|o| o.into_py(py))
 }
 
+/// Delegated mode: start sending the file or directory at `path`; its events (progress,
+/// `file_sent`) arrive with the wormhole's other events.
+#[pyfunction]
+fn start_send_file(w: &Wormhole, path: PathBuf, transfer: &Transfer) -> PyResult<()> {
+    w.inner
+        .start_send_file(&path, transfer.opts.clone())
+        .map_err(to_pyerr)
+}
+
+/// Delegated mode: start receiving; the `offer` (or `text_received`) event follows.
+#[pyfunction]
+fn start_receive_file(w: &Wormhole, transfer: &Transfer) -> PyResult<()> {
+    w.inner
+        .start_receive_file(transfer.opts.clone())
+        .map_err(to_pyerr)
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(start_send_file, m)?)?;
+    m.add_function(wrap_pyfunction!(start_receive_file, m)?)?;
     m.add_class::<Transfer>()?;
     m.add_class::<Offer>()?;
     m.add_function(wrap_pyfunction!(start_send, m)?)?;

@@ -110,6 +110,10 @@ def test_default_rendezvous_from_environment(monkeypatch):
 
 
 CTRL_C = r'''
+import signal
+# As at a terminal: a runner started in the background (SIGINT ignored) must not
+# make Ctrl-C a no-op here.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import sys, time
 from wormhole.transcribe import Initiator
 i = Initiator("appid-ctrl-c", b"x", rendezvous=sys.argv[1])

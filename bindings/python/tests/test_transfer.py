@@ -526,6 +526,10 @@ def test_blocking_receiver_class_and_overwrite(relay_url, tmp_path):
 
 
 BLOCKING_CHILD = r"""
+import signal
+# As at a terminal: a runner started in the background (SIGINT ignored) must not
+# make Ctrl-C a no-op here.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import sys
 from wormhole.transfer import receive_file
 def progress(done, total):

@@ -3,6 +3,7 @@
 //! be tested deterministically.
 
 pub mod code;
+pub mod connector;
 pub mod key;
 pub mod session;
 pub mod wire;

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{CancelToken, ProgressFn};
+use super::options::{CancelToken, ProgressFn};
 use crate::error::{Error, Result};
 use crate::transit::{BlockingConnection, Opener, RECORD_OVERHEAD};
 

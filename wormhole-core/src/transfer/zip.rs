@@ -40,6 +40,36 @@ impl Entry {
     fn flags(&self) -> u16 {
         FLAG_UTF8 | if self.is_file() { FLAG_DESCRIPTOR } else { 0 }
     }
+
+    /// The entry of the file at `path`, named `name` in the zip.
+    fn file(name: String, path: PathBuf, md: &std::fs::Metadata) -> Entry {
+        let (time, date) = dos_time(md.modified().ok());
+        Entry {
+            name,
+            size: md.len(),
+            path: Some(path),
+            mode: mode_of(md, 0o100644),
+            time,
+            date,
+            offset: 0,
+            crc: 0,
+        }
+    }
+
+    /// The entry of an empty directory, `name` ending with `/`.
+    fn empty_dir(name: String, md: &std::fs::Metadata) -> Entry {
+        let (time, date) = dos_time(md.modified().ok());
+        Entry {
+            name,
+            path: None,
+            size: 0,
+            mode: mode_of(md, 0o040755),
+            time,
+            date,
+            offset: 0,
+            crc: 0,
+        }
+    }
 }
 
 /// What a directory offer announces, plus the stream that produces the zip.
@@ -79,6 +109,44 @@ impl ZipStream {
         walk(dir, "", 0, &mut entries, &mut skip)?;
         let (size, numbytes, numfiles) = layout(&mut entries, false);
         // Zip64 (for the whole archive) only when the classic fields overflow.
+        let zip64 = entries.len() >= 0xffff || size >= U32_MAX;
+        Self::with_entries(entries, zip64, numbytes, numfiles)
+    }
+
+    /// A zip whose top level holds each of `paths`: a file under its own name, a
+    /// directory as `name/…` (walked like [`ZipStream::new`]). This is how several files
+    /// and directories go in one directory offer. Two paths with the same final name are
+    /// an error (the receiver could not tell them apart).
+    pub fn from_paths(paths: &[PathBuf], mut skip: Option<&mut Skip<'_>>) -> Result<ZipStream> {
+        let mut entries = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for path in paths {
+            let name = top_level_name(path)?;
+            if !seen.insert(name.clone()) {
+                return Err(Error::InvalidArgument(format!(
+                    "two of the paths to send are named '{name}'"
+                )));
+            }
+            let md = std::fs::metadata(path)
+                .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+            if md.is_dir() {
+                let before = entries.len();
+                walk(path, &format!("{name}/"), 1, &mut entries, &mut skip)?;
+                if entries.len() == before {
+                    entries.push(Entry::empty_dir(format!("{name}/"), &md));
+                }
+            } else if md.is_file() {
+                File::open(path)
+                    .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+                entries.push(Entry::file(name, path.clone(), &md));
+            } else {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is neither a file nor a directory",
+                    path.display()
+                )));
+            }
+        }
+        let (size, numbytes, numfiles) = layout(&mut entries, false);
         let zip64 = entries.len() >= 0xffff || size >= U32_MAX;
         Self::with_entries(entries, zip64, numbytes, numfiles)
     }
@@ -303,6 +371,30 @@ fn layout(entries: &mut [Entry], zip64: bool) -> (u64, u64, u64) {
     (offset + central + end, numbytes, numfiles)
 }
 
+/// The name `path` has at the top of a multi-path zip: its final component, UTF-8.
+fn top_level_name(path: &Path) -> Result<String> {
+    let name = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_owned()))
+        .ok_or_else(|| Error::InvalidArgument(format!("{} has no name", path.display())))?;
+    name.into_string().map_err(|n| {
+        Error::InvalidArgument(format!("{}: the name is not UTF-8", n.to_string_lossy()))
+    })
+}
+
+/// The directory name offered for several paths sent together: the first one's name and
+/// how many more there are (`a.txt-and-2-more`).
+pub fn bundle_name(paths: &[PathBuf]) -> Result<String> {
+    let first = paths
+        .first()
+        .ok_or_else(|| Error::InvalidArgument("nothing to send".into()))?;
+    let name = top_level_name(first)?;
+    Ok(match paths.len() {
+        1 => name,
+        n => format!("{name}-and-{}-more", n - 1),
+    })
+}
+
 /// Called with each unreadable path and its error, see [`ZipStream::new_skipping`].
 pub type Skip<'a> = dyn FnMut(&Path, &io::Error) + 'a;
 
@@ -348,7 +440,6 @@ fn walk(
             }
             (Err(e), None) => return Err(io_err(&path, e)),
         };
-        let (time, date) = dos_time(md.modified().ok());
         let arcname = format!("{prefix}{name}");
         if md.is_dir() {
             let before = out.len();
@@ -357,16 +448,7 @@ fn walk(
             // already makes its parents. wormhole-william extracts every entry as a file,
             // so an entry for a non-empty directory would break its receive.
             if out.len() == before {
-                out.push(Entry {
-                    name: format!("{arcname}/"),
-                    path: None,
-                    size: 0,
-                    mode: mode_of(&md, 0o040755),
-                    time,
-                    date,
-                    offset: 0,
-                    crc: 0,
-                });
+                out.push(Entry::empty_dir(format!("{arcname}/"), &md));
             }
         } else if md.is_file() {
             // Fail (or skip) before the offer, not halfway through the stream.
@@ -379,16 +461,7 @@ fn walk(
                     None => return Err(io_err(&path, e)),
                 }
             }
-            out.push(Entry {
-                name: arcname,
-                size: md.len(),
-                path: Some(path),
-                mode: mode_of(&md, 0o100644),
-                time,
-                date,
-                offset: 0,
-                crc: 0,
-            });
+            out.push(Entry::file(arcname, path, &md));
         }
         // Sockets, FIFOs and devices are skipped.
     }
@@ -689,6 +762,47 @@ mod tests {
         let dest2 = tmp("dest2");
         assert!(extract(&zpath, &dest2, 10).is_err());
         for p in [&src, &dest, &dest2] {
+            let _ = std::fs::remove_dir_all(p);
+        }
+        let _ = std::fs::remove_file(zpath);
+    }
+
+    /// Several paths in one zip: each at the top level under its own name, extracted
+    /// intact; two paths with the same name are refused.
+    #[test]
+    fn several_paths_at_the_top_level() {
+        let src = tmp("multi");
+        std::fs::create_dir_all(src.join("photos/2024")).unwrap();
+        std::fs::create_dir_all(src.join("other/photos")).unwrap();
+        std::fs::create_dir_all(src.join("hollow")).unwrap();
+        std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+        std::fs::write(src.join("photos/2024/p.jpg"), vec![3u8; 5000]).unwrap();
+        let paths = [src.join("a.txt"), src.join("photos"), src.join("hollow")];
+        let mut z = ZipStream::from_paths(&paths, None).unwrap();
+        assert_eq!((z.numfiles, z.numbytes), (2, 5005));
+        let names: Vec<&str> = z.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a.txt", "photos/2024/p.jpg", "hollow/"]);
+        assert_eq!(bundle_name(&paths).unwrap(), "a.txt-and-2-more");
+        let size = z.zipsize;
+        let mut bytes = Vec::new();
+        z.read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes.len() as u64, size);
+        let zpath = src.with_extension("multi.zip");
+        std::fs::write(&zpath, &bytes).unwrap();
+        let out = tmp("multi-out");
+        extract(&zpath, &out, 5005).unwrap();
+        assert_eq!(std::fs::read(out.join("a.txt")).unwrap(), b"alpha");
+        assert_eq!(
+            std::fs::read(out.join("photos/2024/p.jpg")).unwrap(),
+            vec![3u8; 5000]
+        );
+        assert!(out.join("hollow").is_dir());
+
+        let clash = [src.join("photos"), src.join("other/photos")];
+        let err = ZipStream::from_paths(&clash, None).unwrap_err();
+        assert!(err.to_string().contains("photos"), "{err}");
+        assert!(ZipStream::from_paths(&[src.join("missing")], None).is_err());
+        for p in [src, out] {
             let _ = std::fs::remove_dir_all(p);
         }
         let _ = std::fs::remove_file(zpath);

@@ -27,7 +27,6 @@
 //! Every method must be called inside a tokio runtime (the attempts are tokio tasks).
 
 pub mod proto;
-mod xsalsa;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -79,6 +78,22 @@ impl Default for TransitConfig {
             connect_timeout: Duration::from_secs(120),
             max_record: DEFAULT_MAX_RECORD,
         }
+    }
+}
+
+impl TransitConfig {
+    /// The settings every front end offers: our own transit relay (`tcp:HOST:PORT`, the
+    /// CLI's `--transit-helper`) and whether to listen for direct connections (`false`:
+    /// the CLI's `--no-listen`). The rest stays at its default.
+    pub fn with_relay(relay: Option<&str>, listen: bool) -> Result<TransitConfig> {
+        let mut c = TransitConfig::default();
+        if !listen {
+            c.listen.clear();
+        }
+        if let Some(r) = relay {
+            c.relays = vec![DirectHint::parse_helper(r)?];
+        }
+        Ok(c)
     }
 }
 

@@ -132,7 +132,7 @@ impl Sealer {
         Sealer {
             cipher: XSalsa20Poly1305::new(key.into()),
             key: *key,
-            fast: super::xsalsa::available(),
+            fast: xsalsa20_simd::available(),
             next: 0,
         }
     }
@@ -150,7 +150,7 @@ impl Sealer {
         self.next += 1;
         let (head, body) = frame.split_at_mut(RECORD_OVERHEAD);
         let tag: [u8; TAG_LEN] = if self.fast {
-            super::xsalsa::seal(&self.key, &nonce, body)
+            xsalsa20_simd::seal(&self.key, &nonce, body)
         } else {
             self.cipher
                 .encrypt_in_place_detached(Nonce::from_slice(&nonce), b"", body)
@@ -191,7 +191,7 @@ impl Opener {
         Opener {
             cipher: XSalsa20Poly1305::new(key.into()),
             key: *key,
-            fast: super::xsalsa::available(),
+            fast: xsalsa20_simd::available(),
             next: 0,
         }
     }
@@ -228,7 +228,7 @@ impl Opener {
         if self.fast {
             let mut tag = [0u8; TAG_LEN];
             tag.copy_from_slice(&head[NONCE_LEN..]);
-            if !super::xsalsa::open(&self.key, &expected, body, &tag) {
+            if !xsalsa20_simd::open(&self.key, &expected, body, &tag) {
                 return Err(corrupted());
             }
         } else {

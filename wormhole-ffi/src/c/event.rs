@@ -2,9 +2,9 @@
 //! delivery modes read, and the pollable file descriptor.
 //!
 //! Invariants of [`Queue`]:
-//! - events are queued in the order core reports them; `closed` is always the last one
-//!   (anything pushed after it is dropped), and every pending text transfer completes
-//!   before it;
+//! - events are queued in the order core's event stream delivers them; `closed` is always
+//!   the last one (anything pushed after it is dropped; core completes every transfer
+//!   before it);
 //! - in pull mode the pipe holds exactly one byte while the queue is non-empty and none
 //!   while it is empty (both changed under the queue lock), so its read end is readable
 //!   exactly while events wait: level-triggered for select/poll/libuv, and a fresh edge
@@ -15,7 +15,8 @@ use std::ffi::c_char;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use wormhole_core::Event;
+use wormhole_core::transfer::{OfferKind, TransferEvent};
+use wormhole_core::{Error, Event};
 
 use super::cast::{Castable, OwnedBox, box_from_raw, box_ref};
 use super::result::wh_result;
@@ -163,10 +164,17 @@ impl EventData {
         }
     }
 
-    /// Translate one core event.
-    pub(crate) fn from_core(ev: &Event) -> EventData {
+    /// Translate one core event; `None` for core events C has no kind for.
+    pub(crate) fn from_core(ev: &Event) -> Option<EventData> {
         use wh_event_kind as K;
-        match ev {
+        /// A completion: OK with `text`, or the error and its message.
+        fn done<T>(kind: K, r: &Result<T, Error>, text: impl FnOnce(&T) -> String) -> EventData {
+            match r {
+                Ok(v) => EventData::text(kind, wh_result::Ok, &text(v)),
+                Err(e) => EventData::text(kind, e.into(), &e.to_string()),
+            }
+        }
+        Some(match ev {
             Event::Welcome(w) => EventData::text(
                 K::Welcome,
                 wh_result::Ok,
@@ -177,9 +185,27 @@ impl EventData {
             Event::Verifier(v) => EventData::bytes(K::Verifier, v),
             Event::Versions(v) => EventData::text(K::Versions, wh_result::Ok, &v.to_string()),
             Event::Message(m) => EventData::bytes(K::Message, m),
-            Event::Closed(Ok(())) => EventData::text(K::Closed, wh_result::Ok, "happy"),
-            Event::Closed(Err(e)) => EventData::text(K::Closed, e.into(), &e.to_string()),
-        }
+            Event::WordlistAvailable => EventData::empty(K::WordlistAvailable),
+            Event::Closed(r) => done(K::Closed, r, |()| "happy".into()),
+            Event::Transfer(t) => match t {
+                TransferEvent::Offer(o) => {
+                    let kind = match o.kind {
+                        OfferKind::File => wh_offer_kind::File,
+                        OfferKind::Directory { .. } => wh_offer_kind::Directory,
+                    };
+                    EventData::offer(&o.name, kind, o.size)
+                }
+                TransferEvent::Progress { done, total } => EventData::progress(*done, *total),
+                TransferEvent::TextSent(r) => done(K::TextSent, r, |()| String::new()),
+                TransferEvent::TextReceived(r) => done(K::TextReceived, r, String::clone),
+                TransferEvent::FileSent(r) => done(K::FileSent, r, |()| String::new()),
+                TransferEvent::FileReceived(r) => {
+                    done(K::FileReceived, r, |p| p.display().to_string())
+                }
+                _ => return None,
+            },
+            _ => return None,
+        })
     }
 }
 
@@ -194,34 +220,6 @@ impl Castable for wh_event {
     type RustType = EventData;
 }
 
-/// Where a file operation (`wh_send_file` / `wh_receive_file`) stands.
-#[derive(Debug)]
-pub(crate) enum FileStage {
-    /// `wh_send_file`: the task runs until the receiver's ack.
-    Sending,
-    /// `wh_receive_file`: waiting for the sender's offer.
-    Waiting,
-    /// The offer arrived; waiting for `wh_accept_offer` / `wh_reject_offer`.
-    Offered(Box<wormhole_core::transfer::IncomingOffer>),
-    /// `wh_accept_offer`: the task runs until the data is saved.
-    Accepting,
-}
-
-/// The pending file operation. While there is one, the peer's messages belong to it (the
-/// pump does not read them).
-#[derive(Debug)]
-pub(crate) struct FileOp {
-    pub(crate) stage: FileStage,
-    pub(crate) opts: wormhole_core::transfer::TransferOptions,
-}
-
-/// A text transfer waiting for the peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TextOp {
-    Send,
-    Receive,
-}
-
 #[derive(Debug, Default)]
 pub(crate) struct QueueState {
     pub(crate) events: VecDeque<EventData>,
@@ -231,10 +229,6 @@ pub(crate) struct QueueState {
     pub(crate) closed_taken: bool,
     /// `wh_free` started: the dispatcher stops.
     pub(crate) freed: bool,
-    /// The pending text transfer, if any.
-    pub(crate) text_op: Option<TextOp>,
-    /// The pending file operation, if any.
-    pub(crate) file_op: Option<FileOp>,
 }
 
 /// A non-blocking pipe whose read end is the handle's event fd (pull mode, Unix).
@@ -317,8 +311,8 @@ impl Drop for Pipe {
     }
 }
 
-/// The per-handle event queue; the core's event pump pushes, the dispatcher thread or
-/// `wh_next_event` pops.
+/// The per-handle event queue: the forwarder of core's event stream pushes, the
+/// dispatcher thread or `wh_next_event` pops.
 #[derive(Debug)]
 pub(crate) struct Queue {
     state: Mutex<QueueState>,

@@ -1,8 +1,9 @@
 //! `wh_result`: the stable result codes of the C API, and the one mapping from
 //! [`wormhole_core::ErrorKind`].
 //!
-//! Codes 1–18 are core's [`ErrorKind`] numbers, unchanged; codes from 100 on belong to the
-//! C boundary itself. Never renumber a code or reuse one: a retired code stays as a comment.
+//! Codes 1–18 are core's [`ErrorKind`] numbers, unchanged (core's later kinds InProgress
+//! and InvalidState map to the older C codes 105 and 104); codes from 100 on belong to the
+//! C boundary itself. Descriptions of core's kinds come from core. Never renumber a code or reuse one: a retired code stays as a comment.
 
 use std::os::raw::c_char;
 
@@ -111,36 +112,22 @@ impl wh_result {
         })
     }
 
-    /// The static, NUL-terminated description of this code.
+    /// The static, NUL-terminated description of this code: core's for the codes that
+    /// stand for one of its kinds, our own for the boundary's.
     pub(crate) fn description(self) -> &'static std::ffi::CStr {
         use wh_result::*;
+        if let Some(kind) = ErrorKind::ALL.iter().find(|k| wh_result::from(**k) == self) {
+            return kind.description_c();
+        }
         match self {
             Ok => c"ok",
-            InvalidCode => c"invalid wormhole code",
-            WrongPassword => c"key confirmation failed (wrong code or attack)",
-            Lonely => c"closed before the peer was verified",
-            Welcome => c"the server refused this client in its welcome",
-            ServerError => c"the server reported an error",
-            ServerConnection => c"could not connect to the mailbox server",
-            Protocol => c"protocol violation",
-            Timeout => c"timed out",
-            Cancelled => c"cancelled",
-            Closed => c"the wormhole is closed",
-            NoKey => c"the key is not known yet",
-            OnlyOneCode => c"a code was already set, allocated or being input",
-            AlreadyChoseNameplate => c"the nameplate was already chosen",
-            AlreadyChoseWords => c"the words were already chosen",
-            MustChooseNameplateFirst => c"a nameplate must be chosen first",
-            InvalidArgument => c"invalid argument",
-            Transfer => c"file-transfer error",
-            Internal => c"internal error",
             NullArgument => c"a required pointer argument was NULL",
             InvalidUtf8 => c"a string argument was not valid UTF-8",
             Panic => c"the library panicked (a bug)",
             NoEvent => c"no event within the timeout",
             InvalidState => c"the call does not fit the handle's mode or state",
-            InProgress => c"a text or file transfer is already in progress",
             InvalidHandle => c"the wormhole handle was freed or is not a wormhole",
+            _ => c"unknown result code",
         }
     }
 }
@@ -167,6 +154,8 @@ impl From<ErrorKind> for wh_result {
             ErrorKind::InvalidArgument => wh_result::InvalidArgument,
             ErrorKind::Transfer => wh_result::Transfer,
             ErrorKind::Internal => wh_result::Internal,
+            ErrorKind::InProgress => wh_result::InProgress,
+            ErrorKind::InvalidState => wh_result::InvalidState,
             // `ErrorKind` is non-exhaustive: a kind added later is reported as internal
             // until it gets its own code here.
             _ => wh_result::Internal,
@@ -207,24 +196,5 @@ pub extern "C" fn wh_version() -> *const c_char {
             Err(_) => c"unknown",
         };
         VERSION.as_ptr()
-    }
-}
-
-/// Check a complete code ("7-purple-sausages") without a wormhole: `WH_RESULT_OK` when
-/// `wh_set_code` would accept it, else `WH_RESULT_INVALID_CODE` (a space, or a nameplate
-/// that is not 1-40 digits). `code` is borrowed.
-///
-/// Errors: `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_UTF8`, `WH_RESULT_INVALID_CODE`.
-/// Thread-safe; no out-params.
-#[unsafe(no_mangle)]
-pub extern "C" fn wh_validate_code(code: *const c_char) -> wh_result {
-    ffi_boundary! {
-        match super::cast::str_arg(code) {
-            Ok(code) => match wormhole_core::validate_code(&code) {
-                Ok(_) => wh_result::Ok,
-                Err(e) => (&e).into(),
-            },
-            Err(r) => r,
-        }
     }
 }

@@ -1,8 +1,10 @@
 //! `wh_wormhole`: one wormhole (the seed's `wormhole.create()` object) and every call on it.
 //!
 //! A handle owns its own [`Engine`] (one worker thread, STYLE §4), the core delegated-mode
-//! [`Wormhole`], an event pump task that moves core events into the handle's [`Queue`], and
-//! in delegate mode one dispatcher thread that runs the C callbacks in order.
+//! [`Wormhole`], a forwarder task that converts each event of core's one event stream into
+//! a C event on the handle's [`Queue`], and in delegate mode one dispatcher thread that
+//! runs the C callbacks in order. Every event, state and timer is core's; this file only
+//! converts types, errors and lifetimes.
 //!
 //! Teardown (`wh_free`): mark the queue freed (the dispatcher stops delivering), cancel the
 //! wormhole, join the dispatcher (or, when called from a callback, let the dispatcher
@@ -19,14 +21,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use tokio::sync::Notify;
-use wormhole_core::{DEFAULT_CODE_LENGTH, Engine, Error, Event, InputHelper, Wormhole};
+use wormhole_core::{DEFAULT_CODE_LENGTH, Engine, Error, Events, InputHelper, Wormhole};
 
 use super::cast::{
     Castable, OwnedArc, arc_clone, arc_from_raw, arc_into_raw, box_into_raw, bytes_arg, read_copy,
     str_arg, write_bytes, write_out,
 };
-use super::event::{EventData, FileStage, Queue, TextOp, wh_event, wh_event_kind};
+use super::event::{EventData, Queue, wh_event, wh_event_kind};
 use super::result::wh_result;
 use super::strings::string_array_into_raw;
 
@@ -205,9 +206,6 @@ pub(crate) struct Core {
 pub struct Handle {
     core: Mutex<Option<Core>>,
     pub(crate) queue: Arc<Queue>,
-    /// Wakes the pump when a file operation starts or ends (it then stops or resumes
-    /// reading the peer's messages).
-    pub(crate) pump_wake: Arc<Notify>,
     pull: bool,
     close_timeout: Duration,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
@@ -232,15 +230,10 @@ impl Handle {
 
     /// Stop deliveries and cancel the wormhole (the first half of `wh_free`).
     fn begin_free(&self) {
-        {
-            let mut st = self.queue.lock();
-            st.freed = true;
-            if let Some(op) = &st.file_op {
-                op.opts.cancel.cancel();
-            }
-        }
+        self.queue.lock().freed = true;
         self.queue.wake();
         if let Ok(w) = self.wormhole() {
+            w.cancel_transfer();
             w.cancel();
         }
     }
@@ -257,10 +250,6 @@ impl Handle {
             return;
         };
         wormhole.cancel();
-        // A pending file operation ends (its task was cancelled by begin_free; a waiting
-        // offer is dropped here, before the engine).
-        let op = self.queue.lock().file_op.take();
-        drop(op);
         drop(input);
         drop(wormhole);
         // The driver task holds its own clone of the engine until it returns. Waiting for
@@ -304,186 +293,23 @@ fn dispatch_loop(handle: Arc<Handle>, delegate: Delegate) {
     drop(delegate);
 }
 
-/// The completion event of a text transfer.
-fn text_completion(op: TextOp, outcome: Result<String, Error>) -> EventData {
-    let kind = match op {
-        TextOp::Send => wh_event_kind::TextSent,
-        TextOp::Receive => wh_event_kind::TextReceived,
-    };
-    match outcome {
-        Ok(text) => EventData::text(kind, wh_result::Ok, &text),
-        Err(e) => EventData::text(kind, (&e).into(), &e.to_string()),
-    }
-}
-
-/// The event pump: a task on the handle's engine turning the state of the (deferred-mode)
-/// core wormhole into events, in the order core's delegated mode reports them: welcome,
-/// code, unverified key, verifier, versions, messages, closed. A pending text transfer
-/// consumes incoming messages through core's sans-IO text steps; while a file operation
-/// is pending the pump leaves the messages to it (core's transfer reads them itself).
-///
-/// The core wormhole is in deferred mode because core's file transfer needs its getters;
-/// the pump reads them without consuming anything but messages.
-async fn pump(w: Wormhole, queue: Arc<Queue>, wake: Arc<Notify>) {
-    let mut seen = Seen::default();
-    loop {
-        if drain(&w, &queue, &mut seen) {
-            return;
-        }
-        let paused = queue.lock().file_op.is_some();
-        let got = tokio::select! {
-            biased;
-            _ = wake.notified() => None,
-            _ = w.get_welcome(), if !seen.welcome => None,
-            _ = w.get_code(), if !seen.code => None,
-            _ = w.get_unverified_key(), if !seen.key => None,
-            _ = w.get_verifier(), if !seen.verifier => None,
-            _ = w.get_versions(), if !seen.versions => None,
-            m = w.get_message(), if !paused => m.ok(),
-            // Paused with nothing else to wait for: notice a close all the same.
-            _ = tokio::time::sleep(Duration::from_millis(50)), if paused => None,
-        };
-        if let Some(m) = got {
-            message(&w, &queue, m);
-        }
-    }
-}
-
-/// Which one-shot values the pump has reported (or found missing at close).
-#[derive(Default)]
-struct Seen {
-    welcome: bool,
-    code: bool,
-    key: bool,
-    verifier: bool,
-    versions: bool,
-}
-
-/// Poll a future once (with a no-op waker): its value if it is ready now.
-fn now<F: std::future::Future>(f: F) -> Option<F::Output> {
-    let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match f.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => Some(v),
-        std::task::Poll::Pending => None,
-    }
-}
-
-/// Report a one-shot value once it is there; mark it done when the wormhole closed
-/// without it.
-fn once<T>(
-    queue: &Queue,
-    done: &mut bool,
-    got: Option<wormhole_core::Result<T>>,
-    ev: impl FnOnce(T) -> Event,
-) {
-    match got {
-        Some(Ok(v)) => {
-            *done = true;
+/// The forwarder: each event of core's stream, converted, onto the queue. If the stream
+/// ends without `closed` (the driver stopped: a bug), `closed` is still queued, so no
+/// caller waits forever.
+async fn forward(mut events: Events, queue: Arc<Queue>) {
+    while let Some(ev) = events.recv().await {
+        if let Some(data) = EventData::from_core(&ev) {
             let mut st = queue.lock();
-            queue.push(&mut st, EventData::from_core(&ev(v)));
-        }
-        Some(Err(_)) => *done = true,
-        None => {}
-    }
-}
-
-/// Report everything available now, in order; `true` once `closed` was queued.
-fn drain(w: &Wormhole, queue: &Queue, seen: &mut Seen) -> bool {
-    // Read before draining, so nothing that arrived before the close is left behind.
-    let closed = w.closed_result();
-    if !seen.welcome {
-        once(
-            queue,
-            &mut seen.welcome,
-            now(w.get_welcome()),
-            Event::Welcome,
-        );
-    }
-    if !seen.code {
-        once(queue, &mut seen.code, now(w.get_code()), Event::Code);
-    }
-    if !seen.key {
-        once(
-            queue,
-            &mut seen.key,
-            now(w.get_unverified_key()),
-            Event::UnverifiedKey,
-        );
-    }
-    if !seen.verifier {
-        once(
-            queue,
-            &mut seen.verifier,
-            now(w.get_verifier()),
-            Event::Verifier,
-        );
-    }
-    if !seen.versions {
-        once(
-            queue,
-            &mut seen.versions,
-            now(w.get_versions()),
-            Event::Versions,
-        );
-    }
-    if queue.lock().file_op.is_none() {
-        while let Some(Ok(m)) = now(w.get_message()) {
-            message(w, queue, m);
+            queue.push(&mut st, data);
         }
     }
-    let Some(r) = closed else {
-        return false;
-    };
     let mut st = queue.lock();
-    if let Some(op) = &st.file_op {
-        // The file operation ends first (it completes before `closed`); the pump is woken
-        // when it has.
-        op.opts.cancel.cancel();
-        if let FileStage::Offered(_) = op.stage {
-            super::transfer::complete_locked(queue, &mut st, Err(Error::Cancelled));
-        } else {
-            return false;
-        }
-    }
-    if let Some(op) = st.text_op.take() {
-        let err = match &r {
-            Ok(()) => Error::Closed,
-            Err(e) => e.clone(),
-        };
-        queue.push(&mut st, text_completion(op, Err(err)));
-    }
-    queue.push(&mut st, EventData::from_core(&Event::Closed(r)));
-    true
-}
-
-/// One message from the peer: to the pending text transfer, or a `message` event.
-fn message(w: &Wormhole, queue: &Queue, m: Vec<u8>) {
-    let mut st = queue.lock();
-    match st.text_op {
-        Some(TextOp::Send) => {
-            if let Some(outcome) = wormhole_core::text::sender_step(&m) {
-                st.text_op = None;
-                let ev = text_completion(TextOp::Send, outcome.map(|()| String::new()));
-                queue.push(&mut st, ev);
-            }
-        }
-        Some(TextOp::Receive) => {
-            let (reply, outcome) = wormhole_core::text::receiver_step(&m);
-            // Queue the reply before the completion can be seen, so a wh_close made on
-            // seeing it cannot overtake the acknowledgement.
-            let sent = match reply {
-                Some(reply) => w.send_message(reply),
-                None => Ok(()),
-            };
-            if let Some(outcome) = outcome {
-                st.text_op = None;
-                let outcome = sent.and(outcome);
-                queue.push(&mut st, text_completion(TextOp::Receive, outcome));
-            }
-        }
-        None => queue.push(&mut st, EventData::from_core(&Event::Message(m))),
-    }
+    let ev = EventData::text(
+        wh_event_kind::Closed,
+        wh_result::Internal,
+        "the driver stopped",
+    );
+    queue.push(&mut st, ev);
 }
 
 fn ms(v: u32, default: Duration) -> Duration {
@@ -553,11 +379,8 @@ fn create(
     let app_versions = if app_versions_json.is_null() {
         Value::Object(Map::new())
     } else {
-        let text = str_arg(app_versions_json)?;
-        match serde_json::from_str::<Value>(&text) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => return Err(wh_result::InvalidArgument),
-        }
+        wormhole_core::Options::parse_app_versions(&str_arg(app_versions_json)?)
+            .map_err(core_err)?
     };
     let o = read_copy(options).unwrap_or_default();
     let defaults = wormhole_core::Options::default();
@@ -572,40 +395,9 @@ fn create(
         ..defaults
     };
     let queue = Arc::new(Queue::new(delegate.is_none())?);
-    let wormhole = Wormhole::create(&app_id, &relay_url, opts).map_err(|e| wh_result::from(&e))?;
-    let pump_wake = Arc::new(Notify::new());
-    let pump_task = engine
-        .handle()
-        .spawn(pump(wormhole.clone(), queue.clone(), pump_wake.clone()));
-    // A panic in the pump (a bug) must still end the event stream: report it as the
-    // closed outcome, so no caller waits forever.
-    let q = queue.clone();
-    engine.handle().spawn(async move {
-        if let Err(e) = pump_task.await {
-            if e.is_panic() {
-                let mut st = q.lock();
-                if let Some(op) = st.text_op.take() {
-                    let err = Error::Internal("the event pump panicked".into());
-                    q.push(&mut st, text_completion(op, Err(err)));
-                }
-                // A pending file operation completes here, before `closed`; its task is
-                // cancelled and its own completion, coming later, is dropped.
-                if let Some(op) = &st.file_op {
-                    op.opts.cancel.cancel();
-                    let err = Error::Internal("the event pump panicked".into());
-                    super::transfer::complete_locked(&q, &mut st, Err(err));
-                }
-                q.push(
-                    &mut st,
-                    EventData::text(
-                        wh_event_kind::Closed,
-                        wh_result::Panic,
-                        "the event pump panicked",
-                    ),
-                );
-            }
-        }
-    });
+    let (wormhole, events) =
+        Wormhole::create_delegated(&app_id, &relay_url, opts).map_err(|e| wh_result::from(&e))?;
+    engine.handle().spawn(forward(events, queue.clone()));
     let handle = Arc::new(Handle {
         core: Mutex::new(Some(Core {
             wormhole,
@@ -613,7 +405,6 @@ fn create(
             engine,
         })),
         queue,
-        pump_wake,
         pull: delegate.is_none(),
         close_timeout,
         dispatcher: Mutex::new(None),
@@ -742,17 +533,8 @@ pub extern "C" fn wh_set_code(wormhole: *const wh_wormhole, code: *const c_char)
 pub extern "C" fn wh_input_code(wormhole: *const wh_wormhole) -> wh_result {
     ffi_boundary! {
         with_handle(wormhole, |h| {
-            let queue = h.queue.clone();
             h.core(|c| {
-                let helper = c.wormhole.input_code().map_err(core_err)?;
-                let waiter = helper.clone();
-                c.engine.handle().spawn(async move {
-                    if waiter.when_wordlist_is_available().await.is_ok() {
-                        let mut st = queue.lock();
-                        queue.push(&mut st, EventData::empty(wh_event_kind::WordlistAvailable));
-                    }
-                });
-                c.input = Some(helper);
+                c.input = Some(c.wormhole.input_code().map_err(core_err)?);
                 Ok(())
             })?
         })
@@ -883,32 +665,6 @@ pub extern "C" fn wh_send(wormhole: *const wh_wormhole, data: *const u8, len: us
     }
 }
 
-pub(crate) fn closed_err(w: &Wormhole) -> wh_result {
-    w.closed_result().map_or(wh_result::Closed, |r| match r {
-        Ok(()) => wh_result::Closed,
-        Err(e) => core_err(e),
-    })
-}
-
-fn start_text(h: &Handle, op: TextOp, first: Option<Vec<u8>>) -> Result<(), wh_result> {
-    let w = h.wormhole()?;
-    let mut st = h.queue.lock();
-    if st.closed_queued {
-        return Err(w.closed_result().map_or(wh_result::Closed, |r| match r {
-            Ok(()) => wh_result::Closed,
-            Err(e) => core_err(e),
-        }));
-    }
-    if st.text_op.is_some() || st.file_op.is_some() {
-        return Err(wh_result::InProgress);
-    }
-    if let Some(offer) = first {
-        w.send_message(offer).map_err(core_err)?;
-    }
-    st.text_op = Some(op);
-    Ok(())
-}
-
 /// Send a text message the way `wormhole send --text` does (app id
 /// "lothar.com/wormhole/text-or-file-xfer"): post the offer, then wait for the
 /// receiver's acknowledgement. Completes exactly once with the `text_sent` event: OK, a
@@ -924,7 +680,7 @@ pub extern "C" fn wh_send_text(wormhole: *const wh_wormhole, text: *const c_char
     ffi_boundary! {
         with_handle(wormhole, |h| {
             let text = str_arg(text)?;
-            start_text(h, TextOp::Send, Some(wormhole_core::text::text_offer(&text)))
+            h.wormhole()?.start_send_text(&text).map_err(core_err)
         })
     }
 }
@@ -940,7 +696,7 @@ pub extern "C" fn wh_send_text(wormhole: *const wh_wormhole, text: *const c_char
 #[unsafe(no_mangle)]
 pub extern "C" fn wh_receive_text(wormhole: *const wh_wormhole) -> wh_result {
     ffi_boundary! {
-        with_handle(wormhole, |h| start_text(h, TextOp::Receive, None))
+        with_handle(wormhole, |h| h.wormhole()?.start_receive_text().map_err(core_err))
     }
 }
 
@@ -988,12 +744,9 @@ pub extern "C" fn wh_close(wormhole: *const wh_wormhole) -> wh_result {
     ffi_boundary! {
         with_handle(wormhole, |h| {
             // Already torn down counts as closed.
-            let _ = h.core(|c| {
-                let w = c.wormhole.clone();
-                c.engine.handle().spawn(async move {
-                    let _ = w.close().await;
-                });
-            });
+            if let Ok(w) = h.wormhole() {
+                w.begin_close();
+            }
             Ok(())
         })
     }
@@ -1070,5 +823,24 @@ pub extern "C" fn wh_next_event(
             write_out(event_out, box_into_raw::<wh_event>(ev));
             Ok(())
         })
+    }
+}
+
+/// Check a complete code ("7-purple-sausages") without a wormhole: `WH_RESULT_OK` when
+/// `wh_set_code` would accept it, else `WH_RESULT_INVALID_CODE` (a space, or a nameplate
+/// that is not 1-40 digits). `code` is borrowed.
+///
+/// Errors: `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_UTF8`, `WH_RESULT_INVALID_CODE`.
+/// Thread-safe; no out-params.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_validate_code(code: *const c_char) -> wh_result {
+    ffi_boundary! {
+        match str_arg(code) {
+            Ok(code) => match wormhole_core::validate_code(&code) {
+                Ok(_) => wh_result::Ok,
+                Err(e) => (&e).into(),
+            },
+            Err(r) => r,
+        }
     }
 }

@@ -6,6 +6,8 @@
 //! that throws is logged and the next events are still delivered. `on_closed` is always
 //! the last call.
 
+use wormhole_core::transfer::{OfferKind, TransferEvent};
+
 use super::error::{DelegateError, ErrorKind};
 
 /// How a wormhole ended, for [`WormholeDelegate::on_closed`].
@@ -54,4 +56,102 @@ pub trait WormholeDelegate: Send + Sync {
     fn on_message(&self, message: Vec<u8>) -> Result<(), DelegateError>;
     /// The end: always the last call.
     fn on_closed(&self, outcome: Outcome) -> Result<(), DelegateError>;
+}
+
+/// A transfer event for [`TransferDelegate::on_transfer`] (delegated mode).
+#[derive(Debug, Clone, PartialEq, Eq, ::uniffi::Enum)]
+pub enum TransferUpdate {
+    /// The sender offers a file or directory: answer with `acceptOffer` or `rejectOffer`.
+    Offer {
+        /// The offered base name.
+        name: String,
+        /// Bytes that will travel.
+        size: u64,
+        /// Whether it is a directory.
+        is_directory: bool,
+        /// For a directory: its number of files (a file: 1).
+        file_count: u64,
+    },
+    /// `done` of `total` bytes moved (about ten a second, plus the last).
+    Progress {
+        /// Bytes done.
+        done: u64,
+        /// Bytes in all.
+        total: u64,
+    },
+    /// `startSendText` ended.
+    TextSent {
+        /// Happy once the receiver acknowledged.
+        outcome: Outcome,
+    },
+    /// `startReceiveText` (or `startReceiveFile` given text) ended.
+    TextReceived {
+        /// The text, when the outcome is happy.
+        text: Option<String>,
+        /// The outcome.
+        outcome: Outcome,
+    },
+    /// `startSendFile` ended.
+    FileSent {
+        /// Happy once the receiver confirmed every byte.
+        outcome: Outcome,
+    },
+    /// `startReceiveFile` ended.
+    FileReceived {
+        /// The path written, when the outcome is happy.
+        path: Option<String>,
+        /// The outcome.
+        outcome: Outcome,
+    },
+}
+
+impl TransferUpdate {
+    /// Convert core's event; `None` for the ones not delivered here.
+    pub(crate) fn from_core(ev: TransferEvent) -> Option<TransferUpdate> {
+        fn split<T, U>(
+            r: wormhole_core::Result<T>,
+            f: impl FnOnce(T) -> U,
+        ) -> (Option<U>, Outcome) {
+            match r {
+                Ok(v) => (Some(f(v)), Outcome::from(Ok(()))),
+                Err(e) => (None, Outcome::from(Err(e))),
+            }
+        }
+        Some(match ev {
+            TransferEvent::Offer(o) => TransferUpdate::Offer {
+                name: o.name,
+                size: o.size,
+                is_directory: !matches!(o.kind, OfferKind::File),
+                file_count: match o.kind {
+                    OfferKind::Directory { numfiles, .. } => numfiles,
+                    _ => 1,
+                },
+            },
+            TransferEvent::Progress { done, total } => TransferUpdate::Progress { done, total },
+            TransferEvent::TextSent(r) => TransferUpdate::TextSent {
+                outcome: Outcome::from(r),
+            },
+            TransferEvent::TextReceived(r) => {
+                let (text, outcome) = split(r, |t| t);
+                TransferUpdate::TextReceived { text, outcome }
+            }
+            TransferEvent::FileSent(r) => TransferUpdate::FileSent {
+                outcome: Outcome::from(r),
+            },
+            TransferEvent::FileReceived(r) => {
+                let (path, outcome) = split(r, |p| p.to_string_lossy().into_owned());
+                TransferUpdate::FileReceived { path, outcome }
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// Receives the transfer events of a wormhole created with `Wormhole.withDelegate(...,
+/// transferDelegate)`, on the same event thread as its [`super::WormholeDelegate`], in
+/// order with its events (each transfer ends before `onClosed`).
+#[::uniffi::export(with_foreign)]
+pub trait TransferDelegate: Send + Sync {
+    /// One transfer event.
+    fn on_transfer(&self, update: TransferUpdate) -> Result<(), DelegateError>;
 }

@@ -41,6 +41,10 @@ pub enum ErrorKind {
     Transfer,
     /// A bug in this library. Please report it.
     Internal,
+    /// Another transfer is running on this wormhole (one at a time).
+    InProgress,
+    /// Not possible in the current state (e.g. `acceptOffer` with no offer waiting).
+    InvalidState,
 }
 
 impl From<wormhole_core::ErrorKind> for ErrorKind {
@@ -64,6 +68,8 @@ impl From<wormhole_core::ErrorKind> for ErrorKind {
             K::MustChooseNameplateFirst => ErrorKind::MustChooseNameplateFirst,
             K::InvalidArgument => ErrorKind::InvalidArgument,
             K::Transfer => ErrorKind::Transfer,
+            K::InProgress => ErrorKind::InProgress,
+            K::InvalidState => ErrorKind::InvalidState,
             _ => ErrorKind::Internal,
         }
     }
@@ -129,6 +135,12 @@ pub enum WormholeError {
     /// A bug in this library. Please report it.
     #[error("{0}")]
     Internal(String),
+    /// Another transfer is running on this wormhole (one at a time).
+    #[error("{0}")]
+    InProgress(String),
+    /// Not possible in the current state (e.g. `acceptOffer` with no offer waiting).
+    #[error("{0}")]
+    InvalidState(String),
 }
 
 impl WormholeError {
@@ -153,6 +165,8 @@ impl WormholeError {
             ErrorKind::InvalidArgument => WormholeError::InvalidArgument(message),
             ErrorKind::Transfer => WormholeError::Transfer(message),
             ErrorKind::Internal => WormholeError::Internal(message),
+            ErrorKind::InProgress => WormholeError::InProgress(message),
+            ErrorKind::InvalidState => WormholeError::InvalidState(message),
         }
     }
 

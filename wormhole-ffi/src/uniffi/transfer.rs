@@ -1,20 +1,20 @@
 //! Files and directories for Kotlin and Swift: the file-transfer protocol of `wormhole
 //! send` / `wormhole receive` over Transit (core's `transfer` module).
 //!
-//! Sending: [`Wormhole::send_file`]. Receiving: [`Wormhole::receive_offer`] returns the
-//! text or an [`IncomingOffer`] to [`IncomingOffer::accept`] or [`IncomingOffer::reject`].
-//! Core's transfer futures need its tokio runtime, so each runs as a task on the engine
-//! and these methods await that task (executor-agnostic, like the rest of the API).
+//! Deferred style: [`Wormhole::send_file`], [`Wormhole::receive_offer`] returning the text
+//! or an [`IncomingOffer`] to [`IncomingOffer::accept`] or [`IncomingOffer::reject`]; core's
+//! awaitables are runtime-agnostic, so these suspend functions await them directly.
+//! Delegated style: `start_*` methods, `accept_offer`/`reject_offer`, and the events on a
+//! [`TransferDelegate`]. Core owns the protocol, the progress throttle and the transit
+//! settings; this file only converts.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use wormhole_core::transfer::{self, CancelToken, OfferKind, Received, TransferOptions};
-use wormhole_core::transit::DirectHint;
+use wormhole_core::transfer::{self, OfferKind, Received, TransferOptions};
+use wormhole_core::transit::TransitConfig;
 
-use super::error::DelegateError;
-use super::error::WormholeError;
+use super::error::{DelegateError, WormholeError};
 use super::wormhole::Wormhole;
 
 /// How Transit connects, for sending and receiving.
@@ -65,48 +65,20 @@ pub struct IncomingOffer {
 
 fn options(
     settings: &TransferSettings,
-    cancel: CancelToken,
     progress: Option<Arc<dyn TransferProgress>>,
 ) -> Result<TransferOptions, WormholeError> {
     let mut opts = TransferOptions {
-        cancel,
+        transit: TransitConfig::with_relay(settings.transit_relay.as_deref(), !settings.no_listen)?,
         ..TransferOptions::default()
     };
-    if settings.no_listen {
-        opts.transit.listen.clear();
-    }
-    if let Some(relay) = &settings.transit_relay {
-        opts.transit.relays = vec![DirectHint::parse_helper(relay)?];
-    }
     if let Some(p) = progress {
-        // Foreign calls are not free: report at most every 100 ms, and always the end.
-        let last = Mutex::new(None::<Instant>);
         opts.progress = Some(Arc::new(move |done, total| {
-            let now = Instant::now();
-            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-            let due = last.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(100));
-            if due || done >= total {
-                *last = Some(now);
-                if let Err(e) = p.on_progress(done, total) {
-                    tracing::warn!("wormhole: a progress callback failed: {e}");
-                }
+            if let Err(e) = p.on_progress(done, total) {
+                tracing::warn!("wormhole: a progress callback failed: {e}");
             }
         }));
     }
     Ok(opts)
-}
-
-/// Runs a core transfer future on the engine and waits for it.
-async fn on_engine<T: Send + 'static>(
-    fut: impl std::future::Future<Output = wormhole_core::Result<T>> + Send + 'static,
-) -> Result<T, WormholeError> {
-    let engine = wormhole_core::Engine::global()?;
-    engine
-        .handle()
-        .spawn(fut)
-        .await
-        .map_err(|e| WormholeError::Internal(format!("transfer task failed: {e}")))?
-        .map_err(WormholeError::from)
 }
 
 #[::uniffi::export]
@@ -121,9 +93,8 @@ impl Wormhole {
         settings: TransferSettings,
         progress: Option<Arc<dyn TransferProgress>>,
     ) -> Result<(), WormholeError> {
-        let opts = options(&settings, self.transfer_cancel(), progress)?;
-        let w = self.inner.clone();
-        on_engine(async move { transfer::send_path(&w, &PathBuf::from(path), &opts).await }).await
+        let opts = options(&settings, progress)?;
+        Ok(transfer::send_path(&self.inner, &PathBuf::from(path), &opts).await?)
     }
 
     /// Waits for what the peer sends, the receiver half of `wormhole receive`: a text
@@ -132,10 +103,8 @@ impl Wormhole {
         &self,
         settings: TransferSettings,
     ) -> Result<Incoming, WormholeError> {
-        let opts = options(&settings, self.transfer_cancel(), None)?;
-        let w = self.inner.clone();
-        let o = opts.clone();
-        match on_engine(async move { transfer::receive(&w, &o).await }).await? {
+        let opts = options(&settings, None)?;
+        match transfer::receive(&self.inner, &opts).await? {
             Received::Text(text) => Ok(Incoming::Text { text }),
             Received::Offer(offer) => Ok(Incoming::Offer {
                 offer: Arc::new(IncomingOffer {
@@ -153,10 +122,55 @@ impl Wormhole {
     }
 
     /// Stops the running transfer (sending or receiving, on either side of the offer):
-    /// it fails with `Cancelled` and the peer sees the connection drop. Also applies to
-    /// transfers this wormhole starts later.
+    /// it fails with `Cancelled` and the peer sees the connection drop.
     pub fn cancel_transfer(&self) {
-        self.transfer_cancel().cancel();
+        self.inner.cancel_transfer();
+    }
+
+    /// Delegated mode: sends a text like `wormhole send --text`; ends with
+    /// `TransferUpdate.TextSent`.
+    pub fn start_send_text(&self, text: String) -> Result<(), WormholeError> {
+        Ok(self.inner.start_send_text(&text)?)
+    }
+
+    /// Delegated mode: waits for a text; ends with `TransferUpdate.TextReceived`.
+    pub fn start_receive_text(&self) -> Result<(), WormholeError> {
+        Ok(self.inner.start_receive_text()?)
+    }
+
+    /// Delegated mode: sends the file or directory at `path`; `Progress` updates, then
+    /// `TransferUpdate.FileSent`.
+    pub fn start_send_file(
+        &self,
+        path: String,
+        settings: TransferSettings,
+    ) -> Result<(), WormholeError> {
+        let opts = options(&settings, None)?;
+        Ok(self.inner.start_send_file(&PathBuf::from(path), opts)?)
+    }
+
+    /// Delegated mode: receives what the sender offers: `TransferUpdate.Offer` (then
+    /// `acceptOffer` or `rejectOffer`), `Progress`, `FileReceived`; or `TextReceived`.
+    pub fn start_receive_file(&self, settings: TransferSettings) -> Result<(), WormholeError> {
+        let opts = options(&settings, None)?;
+        Ok(self.inner.start_receive_file(opts)?)
+    }
+
+    /// Delegated mode: accepts the waiting offer into `destination` (an existing directory:
+    /// inside it, under the offered name); `InvalidState` when no offer waits.
+    pub fn accept_offer(&self, destination: String, overwrite: bool) -> Result<(), WormholeError> {
+        let offer = self.inner.pending_offer().ok_or_else(|| {
+            WormholeError::from(wormhole_core::Error::InvalidState(
+                "no offer is waiting".into(),
+            ))
+        })?;
+        let dest = offer.destination(std::path::Path::new("."), Some(&PathBuf::from(destination)));
+        Ok(self.inner.accept_offer(&dest, overwrite)?)
+    }
+
+    /// Delegated mode: rejects the waiting offer (the sender is told `transfer rejected`).
+    pub fn reject_offer(&self) -> Result<(), WormholeError> {
+        Ok(self.inner.reject_offer()?)
     }
 }
 
@@ -195,11 +209,11 @@ impl IncomingOffer {
         let offer = self.take()?;
         let mut opts = self.opts.clone();
         if progress.is_some() {
-            let with = options(&TransferSettings::default(), opts.cancel.clone(), progress)?;
-            opts.progress = with.progress;
+            opts.progress = options(&TransferSettings::default(), progress)?.progress;
         }
-        let dest = PathBuf::from(destination);
-        let path = on_engine(async move { offer.accept(&dest, overwrite, &opts).await }).await?;
+        let path = offer
+            .accept(&PathBuf::from(destination), overwrite, &opts)
+            .await?;
         Ok(path.to_string_lossy().into_owned())
     }
 

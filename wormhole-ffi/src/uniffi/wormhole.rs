@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::delegate::{Outcome, WormholeDelegate};
+use super::delegate::{Outcome, TransferDelegate, TransferUpdate, WormholeDelegate};
 use super::error::WormholeError;
 use super::input::InputHelper;
 
@@ -36,14 +36,7 @@ impl WormholeOptions {
     fn to_core(&self) -> Result<wormhole_core::Options, WormholeError> {
         let mut o = wormhole_core::Options::default();
         if let Some(json) = &self.app_versions_json {
-            let v: serde_json::Value = serde_json::from_str(json)
-                .map_err(|e| WormholeError::invalid_argument(format!("app_versions_json: {e}")))?;
-            if !v.is_object() {
-                return Err(WormholeError::invalid_argument(
-                    "app_versions_json must be a JSON object",
-                ));
-            }
-            o.app_versions = v;
+            o.app_versions = wormhole_core::Options::parse_app_versions(json)?;
         }
         o.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
         o.close_timeout = Duration::from_millis(self.close_timeout_ms);
@@ -61,20 +54,11 @@ impl WormholeOptions {
 #[derive(::uniffi::Object)]
 pub struct Wormhole {
     pub(crate) inner: wormhole_core::Wormhole,
-    /// Cancels this wormhole's file transfers (`cancel_transfer`).
-    cancel: wormhole_core::transfer::CancelToken,
 }
 
 impl Wormhole {
     fn wrap(inner: wormhole_core::Wormhole) -> Arc<Self> {
-        Arc::new(Wormhole {
-            inner,
-            cancel: wormhole_core::transfer::CancelToken::new(),
-        })
-    }
-
-    pub(crate) fn transfer_cancel(&self) -> wormhole_core::transfer::CancelToken {
-        self.cancel.clone()
+        Arc::new(Wormhole { inner })
     }
 }
 
@@ -97,13 +81,16 @@ impl Wormhole {
     }
 
     /// Like the constructor, but every event goes to `delegate`, in order, on a thread of
-    /// this wormhole's own (never concurrently). `on_closed` comes last.
-    #[uniffi::constructor]
+    /// this wormhole's own (never concurrently). `on_closed` comes last. Transfer events
+    /// (of `startSendFile` and friends) go to `transfer_delegate`, on the same thread and
+    /// in the same order.
+    #[uniffi::constructor(default(transfer_delegate = None))]
     pub fn with_delegate(
         appid: String,
         relay_url: String,
         options: WormholeOptions,
         delegate: Arc<dyn WormholeDelegate>,
+        transfer_delegate: Option<Arc<dyn TransferDelegate>>,
     ) -> Result<Arc<Self>, WormholeError> {
         let (inner, mut events) =
             wormhole_core::Wormhole::create_delegated(&appid, &relay_url, options.to_core()?)?;
@@ -111,7 +98,7 @@ impl Wormhole {
             .name("wormhole-delegate".into())
             .spawn(move || {
                 while let Some(event) = events.blocking_recv() {
-                    deliver(delegate.as_ref(), event);
+                    deliver(delegate.as_ref(), transfer_delegate.as_deref(), event);
                 }
             })
             .map_err(|e| {
@@ -207,9 +194,17 @@ impl Wormhole {
 
 /// Hands one event to the delegate. A delegate that throws is logged; the next events are
 /// still delivered.
-fn deliver(d: &dyn WormholeDelegate, event: wormhole_core::Event) {
+fn deliver(
+    d: &dyn WormholeDelegate,
+    t: Option<&dyn TransferDelegate>,
+    event: wormhole_core::Event,
+) {
     use wormhole_core::Event;
     let r = match event {
+        Event::Transfer(ev) => match (t, TransferUpdate::from_core(ev)) {
+            (Some(t), Some(u)) => t.on_transfer(u),
+            _ => Ok(()),
+        },
         Event::Welcome(w) => d.on_welcome(serde_json::Value::Object(w).to_string()),
         Event::Code(c) => d.on_code(c),
         Event::UnverifiedKey(k) => d.on_unverified_key(k.0.to_vec()),
@@ -217,6 +212,7 @@ fn deliver(d: &dyn WormholeDelegate, event: wormhole_core::Event) {
         Event::Versions(v) => d.on_versions(v.to_string()),
         Event::Message(m) => d.on_message(m),
         Event::Closed(r) => d.on_closed(Outcome::from(r)),
+        _ => Ok(()),
     };
     if let Err(e) = r {
         tracing::warn!("wormhole: a delegate method failed: {e}");

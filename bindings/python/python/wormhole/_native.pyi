@@ -14,6 +14,7 @@ __all__ = [
     "CORE_VERSION",
     "InputHelper",
     "InternalError",
+    "InvalidStateError",
     "KeyFormatError",
     "LonelyError",
     "MustChooseNameplateFirstError",
@@ -30,6 +31,7 @@ __all__ = [
     "Timeout",
     "Transfer",
     "TransferError",
+    "TransferInProgressError",
     "WelcomeError",
     "Wormhole",
     "WormholeCancelled",
@@ -39,7 +41,9 @@ __all__ = [
     "_shutdown",
     "create",
     "start_receive",
+    "start_receive_file",
     "start_send",
+    "start_send_file",
     "wait_receive",
     "wait_send",
 ]
@@ -75,6 +79,18 @@ class Wormhole:
         """Derive an application key from the session key."""
     def cancel(self) -> None:
         """Cancel without waiting."""
+    def begin_close(self) -> None:
+        """Start closing without waiting (delegated: the outcome is the ``closed`` event)."""
+    def start_send_text(self, text: str) -> None:
+        """Start sending a text; the outcome is the ``text_sent`` event."""
+    def start_receive_text(self) -> None:
+        """Start waiting for a text; the outcome is the ``text_received`` event."""
+    def accept_offer(self, dest: _Path, overwrite: bool = False) -> None:
+        """Accept the waiting offer; the outcome is the ``file_received`` event."""
+    def reject_offer(self) -> None:
+        """Reject the waiting offer."""
+    def cancel_transfer(self) -> None:
+        """Cancel the running transfer, if any."""
 
 @final
 class InputHelper:
@@ -168,6 +184,10 @@ def wait_send(
 ) -> None:
     """Send a file or directory, blocking without holding the interpreter."""
 
+def start_send_file(w: Wormhole, path: _Path, transfer: Transfer) -> None:
+    """Delegated mode: start sending; events follow on the wormhole's stream."""
+def start_receive_file(w: Wormhole, transfer: Transfer) -> None:
+    """Delegated mode: start receiving; the ``offer`` event follows."""
 def start_receive(w: Wormhole, transfer: Transfer, callback: _Callback) -> None:
     """Wait for an offer; ``callback(error, Offer | str)`` on the dispatcher thread."""
 
@@ -208,6 +228,12 @@ class ReflectionAttack(WormholeError):
 
 class InternalError(WormholeError):
     """A bug in this library."""
+
+class TransferInProgressError(WormholeError):
+    """Another transfer is running on this wormhole."""
+
+class InvalidStateError(WormholeError):
+    """Not possible in the current state (e.g. no offer is waiting)."""
 
 class TransferError(WormholeError):
     """The file-transfer peer reported an error or broke the protocol."""

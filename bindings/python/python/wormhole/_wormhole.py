@@ -29,7 +29,37 @@ _EVENT_METHODS = {
     "versions": "wormhole_got_versions",
     "message": "wormhole_got_message",
     "closed": "wormhole_closed",
+    "wordlist_available": "wormhole_wordlist_available",
+    "offer": "wormhole_got_offer",
+    "transfer_progress": "wormhole_transfer_progress",
+    "text_sent": "wormhole_text_sent",
+    "text_received": "wormhole_text_received",
+    "file_sent": "wormhole_file_sent",
+    "file_received": "wormhole_file_received",
 }
+
+
+class OfferInfo:
+    """What the sender offers, for ``delegate.wormhole_got_offer(offer)``: answer with
+    :meth:`DelegatedWormhole.accept_offer` or :meth:`DelegatedWormhole.reject_offer`."""
+
+    #: ``"file"`` or ``"directory"``.
+    kind: str
+    #: The offered base name (already reduced to a safe base name).
+    name: str
+    #: Bytes that travel: the file size, or the zip size of a directory.
+    size: int
+    #: The sum of the files' sizes (a file: its size).
+    numbytes: int
+    #: The number of files (a file: 1).
+    numfiles: int
+
+    def __init__(self, d: Dict[str, Any]) -> None:
+        self.kind, self.name, self.size = d["kind"], d["name"], d["size"]
+        self.numbytes, self.numfiles = d["numbytes"], d["numfiles"]
+
+    def __repr__(self) -> str:
+        return "<wormhole OfferInfo %s %r, %d bytes>" % (self.kind, self.name, self.size)
 
 
 def _ignore(err: Optional[BaseException], val: Any) -> None:
@@ -279,7 +309,55 @@ class DelegatedWormhole(Wormhole):
     def close(self) -> None:
         """Start closing; the outcome goes to ``delegate.wormhole_closed(result)``
         (``"happy"`` or an exception instance)."""
-        self._native.start("close", _ignore, None)
+        self._native.begin_close()
+
+    # Transfers (PROTOCOL §8): they return at once; their events go to the delegate, in
+    # order with the others, each transfer ending before ``wormhole_closed``. One runs at
+    # a time (``TransferInProgressError`` otherwise); while it runs, the peer's messages
+    # belong to it (not ``wormhole_got_message``).
+
+    def send_text(self, text: str) -> None:
+        """Send ``text`` like ``wormhole send --text``; the outcome goes to
+        ``delegate.wormhole_text_sent(result)`` (``None`` or an exception)."""
+        if not isinstance(text, str):
+            raise TypeError("text must be a str")
+        self._native.start_send_text(text)
+
+    def receive_text(self) -> None:
+        """Wait for a text like ``wormhole receive --only-text``; it goes to
+        ``delegate.wormhole_text_received(text)`` (or an exception)."""
+        self._native.start_receive_text()
+
+    def send_file(
+        self, path: PathArg, transit_helper: Optional[str] = None, no_listen: bool = False
+    ) -> None:
+        """Send the file or directory at ``path`` like ``wormhole send PATH``. Events:
+        ``wormhole_transfer_progress(done, total)``, then ``wormhole_file_sent(result)``."""
+        t = _native.Transfer(None, transit_helper, bool(no_listen), False)
+        _native.start_send_file(self._native, _path(path, "path"), t)
+
+    def receive_file(self, transit_helper: Optional[str] = None, no_listen: bool = False) -> None:
+        """Receive what the sender offers like ``wormhole receive``: a file or directory
+        comes as ``wormhole_got_offer(offer)`` (an :class:`OfferInfo`; answer with
+        :meth:`accept_offer` or :meth:`reject_offer`), then progress and
+        ``wormhole_file_received(path)`` (or an exception); a text comes as
+        ``wormhole_text_received(text)``. Call it before setting the code."""
+        t = _native.Transfer(None, transit_helper, bool(no_listen), False)
+        _native.start_receive_file(self._native, t)
+
+    def accept_offer(self, dest: PathArg = ".", overwrite: bool = False) -> None:
+        """Accept the waiting offer into ``dest`` (an existing directory: inside it,
+        under the offered name), with the checks of ``Offer.accept``."""
+        self._native.accept_offer(_path(dest, "dest"), bool(overwrite))
+
+    def reject_offer(self) -> None:
+        """Reject the waiting offer: the sender is told ``transfer rejected``; the
+        outcome is ``wormhole_file_received(WormholeCancelled)``."""
+        self._native.reject_offer()
+
+    def cancel_transfer(self) -> None:
+        """Cancel the running transfer (the wormhole stays open)."""
+        self._native.cancel_transfer()
 
 
 def _make_event_handler(
@@ -293,11 +371,19 @@ def _make_event_handler(
     def deliver(name: str, value: Any) -> None:
         if name in ("welcome", "versions"):
             value = json.loads(value)
+        elif name == "offer":
+            value = OfferInfo(value)
         try:
             if name == "welcome" and welcome_handler is not None:
                 welcome_handler(value)
             method = getattr(delegate, _EVENT_METHODS[name], None)
-            if method is not None:
+            if method is None:
+                pass
+            elif name == "wordlist_available":
+                method()
+            elif name == "transfer_progress":
+                method(*value)
+            else:
                 method(value)
         except Exception:
             log.exception("a wormhole delegate method raised; cancelling the wormhole")

@@ -1046,6 +1046,221 @@ public func FfiConverterTypeInputHelper_lower(_ value: InputHelper) -> UInt64 {
 
 
 /**
+ * Receives the transfer events of a wormhole created with `Wormhole.withDelegate(...,
+ * transferDelegate)`, on the same event thread as its [`super::WormholeDelegate`], in
+ * order with its events (each transfer ends before `onClosed`).
+ */
+public protocol TransferDelegate: AnyObject, Sendable {
+    
+    /**
+     * One transfer event.
+     */
+    func onTransfer(update: TransferUpdate) throws 
+    
+}
+/**
+ * Receives the transfer events of a wormhole created with `Wormhole.withDelegate(...,
+ * transferDelegate)`, on the same event thread as its [`super::WormholeDelegate`], in
+ * order with its events (each transfer ends before `onClosed`).
+ */
+open class TransferDelegateImpl: TransferDelegate, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_wormhole_fn_clone_transferdelegate(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_wormhole_fn_free_transferdelegate(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * One transfer event.
+     */
+open func onTransfer(update: TransferUpdate)throws   {try rustCallWithError(FfiConverterTypeDelegateError_lift) {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_transferdelegate_on_transfer(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTransferUpdate_lower(update),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceTransferDelegate {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceTransferDelegate = UniffiVTableCallbackInterfaceTransferDelegate(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeTransferDelegate.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface TransferDelegate: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeTransferDelegate.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface TransferDelegate: handle missing in uniffiClone")
+            }
+        },
+        onTransfer: { (
+            uniffiHandle: UInt64,
+            update: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeTransferDelegate.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onTransfer(
+                     update: try FfiConverterTypeTransferUpdate_lift(update)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeDelegateError_lower
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceTransferDelegate> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceTransferDelegate>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitTransferDelegate() {
+    uniffi_wormhole_fn_init_callback_vtable_transferdelegate(UniffiCallbackInterfaceTransferDelegate.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTransferDelegate: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<TransferDelegate>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = TransferDelegate
+
+    public static func lift(_ handle: UInt64) throws -> TransferDelegate {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return TransferDelegateImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: TransferDelegate) -> UInt64 {
+         if let rustImpl = value as? TransferDelegateImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TransferDelegate {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: TransferDelegate, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransferDelegate_lift(_ handle: UInt64) throws -> TransferDelegate {
+    return try FfiConverterTypeTransferDelegate.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransferDelegate_lower(_ value: TransferDelegate) -> UInt64 {
+    return FfiConverterTypeTransferDelegate.lower(value)
+}
+
+
+
+
+
+
+/**
  * Receives progress reports: `(bytes done, bytes total)`, at most about ten a second
  * plus the last one, on a transfer thread (never a network thread).
  */
@@ -1273,9 +1488,14 @@ public func FfiConverterTypeTransferProgress_lower(_ value: TransferProgress) ->
 public protocol WormholeProtocol: AnyObject, Sendable {
     
     /**
+     * Delegated mode: accepts the waiting offer into `destination` (an existing directory:
+     * inside it, under the offered name); `InvalidState` when no offer waits.
+     */
+    func acceptOffer(destination: String, overwrite: Bool) throws 
+    
+    /**
      * Stops the running transfer (sending or receiving, on either side of the offer):
-     * it fails with `Cancelled` and the peer sees the connection drop. Also applies to
-     * transfers this wormhole starts later.
+     * it fails with `Cancelled` and the peer sees the connection drop.
      */
     func cancelTransfer() 
     
@@ -1286,12 +1506,40 @@ public protocol WormholeProtocol: AnyObject, Sendable {
     func receiveOffer(settings: TransferSettings) async throws  -> Incoming
     
     /**
+     * Delegated mode: rejects the waiting offer (the sender is told `transfer rejected`).
+     */
+    func rejectOffer() throws 
+    
+    /**
      * Sends the file or directory at `path` (a directory is zipped while streaming), the
      * sender half of `wormhole send PATH`: waits for the peer, offers it, moves the data
      * over Transit and returns once the receiver confirmed every byte (SHA-256). Set the
      * code first; close the wormhole afterwards with `shutdown()`.
      */
     func sendFile(path: String, settings: TransferSettings, progress: TransferProgress?) async throws 
+    
+    /**
+     * Delegated mode: receives what the sender offers: `TransferUpdate.Offer` (then
+     * `acceptOffer` or `rejectOffer`), `Progress`, `FileReceived`; or `TextReceived`.
+     */
+    func startReceiveFile(settings: TransferSettings) throws 
+    
+    /**
+     * Delegated mode: waits for a text; ends with `TransferUpdate.TextReceived`.
+     */
+    func startReceiveText() throws 
+    
+    /**
+     * Delegated mode: sends the file or directory at `path`; `Progress` updates, then
+     * `TransferUpdate.FileSent`.
+     */
+    func startSendFile(path: String, settings: TransferSettings) throws 
+    
+    /**
+     * Delegated mode: sends a text like `wormhole send --text`; ends with
+     * `TransferUpdate.TextSent`.
+     */
+    func startSendText(text: String) throws 
     
     /**
      * Asks the server for a fresh nameplate and builds a code of `length` words.
@@ -1452,16 +1700,19 @@ public convenience init(appid: String, relayUrl: String, options: WormholeOption
     
     /**
      * Like the constructor, but every event goes to `delegate`, in order, on a thread of
-     * this wormhole's own (never concurrently). `on_closed` comes last.
+     * this wormhole's own (never concurrently). `on_closed` comes last. Transfer events
+     * (of `startSendFile` and friends) go to `transfer_delegate`, on the same thread and
+     * in the same order.
      */
-public static func withDelegate(appid: String, relayUrl: String, options: WormholeOptions, delegate: WormholeDelegate)throws  -> Wormhole  {
+public static func withDelegate(appid: String, relayUrl: String, options: WormholeOptions, delegate: WormholeDelegate, transferDelegate: TransferDelegate? = nil)throws  -> Wormhole  {
     return try  FfiConverterTypeWormhole_lift(try rustCallWithError(FfiConverterTypeWormholeError_lift) {
         uniffiCallStatus in
     uniffi_wormhole_fn_constructor_wormhole_with_delegate(
         FfiConverterString.lower(appid),
         FfiConverterString.lower(relayUrl),
         FfiConverterTypeWormholeOptions_lower(options),
-        FfiConverterTypeWormholeDelegate_lower(delegate),uniffiCallStatus
+        FfiConverterTypeWormholeDelegate_lower(delegate),
+        FfiConverterOptionTypeTransferDelegate.lower(transferDelegate),uniffiCallStatus
     )
 })
 }
@@ -1469,9 +1720,22 @@ public static func withDelegate(appid: String, relayUrl: String, options: Wormho
 
     
     /**
+     * Delegated mode: accepts the waiting offer into `destination` (an existing directory:
+     * inside it, under the offered name); `InvalidState` when no offer waits.
+     */
+open func acceptOffer(destination: String, overwrite: Bool)throws   {try rustCallWithError(FfiConverterTypeWormholeError_lift) {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_wormhole_accept_offer(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(destination),
+        FfiConverterBool.lower(overwrite),uniffiCallStatus
+    )
+}
+}
+    
+    /**
      * Stops the running transfer (sending or receiving, on either side of the offer):
-     * it fails with `Cancelled` and the peer sees the connection drop. Also applies to
-     * transfers this wormhole starts later.
+     * it fails with `Cancelled` and the peer sees the connection drop.
      */
 open func cancelTransfer()  {try! rustCall() {
         uniffiCallStatus in
@@ -1502,6 +1766,17 @@ open func receiveOffer(settings: TransferSettings)async throws  -> Incoming  {
 }
     
     /**
+     * Delegated mode: rejects the waiting offer (the sender is told `transfer rejected`).
+     */
+open func rejectOffer()throws   {try rustCallWithError(FfiConverterTypeWormholeError_lift) {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_wormhole_reject_offer(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
      * Sends the file or directory at `path` (a directory is zipped while streaming), the
      * sender half of `wormhole send PATH`: waits for the peer, offers it, moves the data
      * over Transit and returns once the receiver confirmed every byte (SHA-256). Set the
@@ -1521,6 +1796,57 @@ open func sendFile(path: String, settings: TransferSettings, progress: TransferP
             liftFunc: { $0 },
             errorHandler: FfiConverterTypeWormholeError_lift
         )
+}
+    
+    /**
+     * Delegated mode: receives what the sender offers: `TransferUpdate.Offer` (then
+     * `acceptOffer` or `rejectOffer`), `Progress`, `FileReceived`; or `TextReceived`.
+     */
+open func startReceiveFile(settings: TransferSettings)throws   {try rustCallWithError(FfiConverterTypeWormholeError_lift) {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_wormhole_start_receive_file(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTransferSettings_lower(settings),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Delegated mode: waits for a text; ends with `TransferUpdate.TextReceived`.
+     */
+open func startReceiveText()throws   {try rustCallWithError(FfiConverterTypeWormholeError_lift) {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_wormhole_start_receive_text(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Delegated mode: sends the file or directory at `path`; `Progress` updates, then
+     * `TransferUpdate.FileSent`.
+     */
+open func startSendFile(path: String, settings: TransferSettings)throws   {try rustCallWithError(FfiConverterTypeWormholeError_lift) {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_wormhole_start_send_file(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(path),
+        FfiConverterTypeTransferSettings_lower(settings),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Delegated mode: sends a text like `wormhole send --text`; ends with
+     * `TransferUpdate.TextSent`.
+     */
+open func startSendText(text: String)throws   {try rustCallWithError(FfiConverterTypeWormholeError_lift) {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_wormhole_start_send_text(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(text),uniffiCallStatus
+    )
+}
 }
     
     /**
@@ -2678,6 +3004,14 @@ public enum ErrorKind: Equatable, Hashable {
      * A bug in this library. Please report it.
      */
     case `internal`
+    /**
+     * Another transfer is running on this wormhole (one at a time).
+     */
+    case inProgress
+    /**
+     * Not possible in the current state (e.g. `acceptOffer` with no offer waiting).
+     */
+    case invalidState
 
 
 
@@ -2734,6 +3068,10 @@ public struct FfiConverterTypeErrorKind: FfiConverterRustBuffer {
         case 17: return .transfer
         
         case 18: return .`internal`
+        
+        case 19: return .inProgress
+        
+        case 20: return .invalidState
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -2813,6 +3151,14 @@ public struct FfiConverterTypeErrorKind: FfiConverterRustBuffer {
         
         case .`internal`:
             writeInt(&buf, Int32(18))
+        
+        
+        case .inProgress:
+            writeInt(&buf, Int32(19))
+        
+        
+        case .invalidState:
+            writeInt(&buf, Int32(20))
         
         }
     }
@@ -2923,6 +3269,181 @@ public func FfiConverterTypeIncoming_lower(_ value: Incoming) -> RustBuffer {
 
 
 /**
+ * A transfer event for [`TransferDelegate::on_transfer`] (delegated mode).
+ */
+
+public enum TransferUpdate: Equatable, Hashable {
+    
+    /**
+     * The sender offers a file or directory: answer with `acceptOffer` or `rejectOffer`.
+     */
+    case offer(
+        /**
+         * The offered base name.
+         */name: String, 
+        /**
+         * Bytes that will travel.
+         */size: UInt64, 
+        /**
+         * Whether it is a directory.
+         */isDirectory: Bool, 
+        /**
+         * For a directory: its number of files (a file: 1).
+         */fileCount: UInt64
+    )
+    /**
+     * `done` of `total` bytes moved (about ten a second, plus the last).
+     */
+    case progress(
+        /**
+         * Bytes done.
+         */done: UInt64, 
+        /**
+         * Bytes in all.
+         */total: UInt64
+    )
+    /**
+     * `startSendText` ended.
+     */
+    case textSent(
+        /**
+         * Happy once the receiver acknowledged.
+         */outcome: Outcome
+    )
+    /**
+     * `startReceiveText` (or `startReceiveFile` given text) ended.
+     */
+    case textReceived(
+        /**
+         * The text, when the outcome is happy.
+         */text: String?, 
+        /**
+         * The outcome.
+         */outcome: Outcome
+    )
+    /**
+     * `startSendFile` ended.
+     */
+    case fileSent(
+        /**
+         * Happy once the receiver confirmed every byte.
+         */outcome: Outcome
+    )
+    /**
+     * `startReceiveFile` ended.
+     */
+    case fileReceived(
+        /**
+         * The path written, when the outcome is happy.
+         */path: String?, 
+        /**
+         * The outcome.
+         */outcome: Outcome
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension TransferUpdate: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTransferUpdate: FfiConverterRustBuffer {
+    typealias SwiftType = TransferUpdate
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TransferUpdate {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .offer(name: try FfiConverterString.read(from: &buf), size: try FfiConverterUInt64.read(from: &buf), isDirectory: try FfiConverterBool.read(from: &buf), fileCount: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 2: return .progress(done: try FfiConverterUInt64.read(from: &buf), total: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 3: return .textSent(outcome: try FfiConverterTypeOutcome.read(from: &buf)
+        )
+        
+        case 4: return .textReceived(text: try FfiConverterOptionString.read(from: &buf), outcome: try FfiConverterTypeOutcome.read(from: &buf)
+        )
+        
+        case 5: return .fileSent(outcome: try FfiConverterTypeOutcome.read(from: &buf)
+        )
+        
+        case 6: return .fileReceived(path: try FfiConverterOptionString.read(from: &buf), outcome: try FfiConverterTypeOutcome.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: TransferUpdate, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .offer(name,size,isDirectory,fileCount):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(name, into: &buf)
+            FfiConverterUInt64.write(size, into: &buf)
+            FfiConverterBool.write(isDirectory, into: &buf)
+            FfiConverterUInt64.write(fileCount, into: &buf)
+            
+        
+        case let .progress(done,total):
+            writeInt(&buf, Int32(2))
+            FfiConverterUInt64.write(done, into: &buf)
+            FfiConverterUInt64.write(total, into: &buf)
+            
+        
+        case let .textSent(outcome):
+            writeInt(&buf, Int32(3))
+            FfiConverterTypeOutcome.write(outcome, into: &buf)
+            
+        
+        case let .textReceived(text,outcome):
+            writeInt(&buf, Int32(4))
+            FfiConverterOptionString.write(text, into: &buf)
+            FfiConverterTypeOutcome.write(outcome, into: &buf)
+            
+        
+        case let .fileSent(outcome):
+            writeInt(&buf, Int32(5))
+            FfiConverterTypeOutcome.write(outcome, into: &buf)
+            
+        
+        case let .fileReceived(path,outcome):
+            writeInt(&buf, Int32(6))
+            FfiConverterOptionString.write(path, into: &buf)
+            FfiConverterTypeOutcome.write(outcome, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransferUpdate_lift(_ buf: RustBuffer) throws -> TransferUpdate {
+    return try FfiConverterTypeTransferUpdate.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransferUpdate_lower(_ value: TransferUpdate) -> RustBuffer {
+    return FfiConverterTypeTransferUpdate.lower(value)
+}
+
+
+
+/**
  * Why an operation failed: one variant per [`ErrorKind`], carrying the message. In Kotlin
  * catch `WormholeException.WrongPassword` etc. (`e.message` is the explanation); in Swift
  * `WormholeError.WrongPassword(message:)`.
@@ -3021,6 +3542,16 @@ enum WormholeError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
      * A bug in this library. Please report it.
      */
     case Internal(message: String)
+    
+    /**
+     * Another transfer is running on this wormhole (one at a time).
+     */
+    case InProgress(message: String)
+    
+    /**
+     * Not possible in the current state (e.g. `acceptOffer` with no offer waiting).
+     */
+    case InvalidState(message: String)
     
 
     
@@ -3123,6 +3654,14 @@ public struct FfiConverterTypeWormholeError: FfiConverterRustBuffer {
             message: try FfiConverterString.read(from: &buf)
         )
         
+        case 19: return .InProgress(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 20: return .InvalidState(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
 
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -3170,6 +3709,10 @@ public struct FfiConverterTypeWormholeError: FfiConverterRustBuffer {
             writeInt(&buf, Int32(17))
         case .Internal(_ /* message is ignored*/):
             writeInt(&buf, Int32(18))
+        case .InProgress(_ /* message is ignored*/):
+            writeInt(&buf, Int32(19))
+        case .InvalidState(_ /* message is ignored*/):
+            writeInt(&buf, Int32(20))
 
         
         }
@@ -3210,6 +3753,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterString.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeTransferDelegate: FfiConverterRustBuffer {
+    typealias SwiftType = TransferDelegate?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeTransferDelegate.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeTransferDelegate.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -3392,6 +3959,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_wormhole_checksum_func_validate_code() != 18827) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_wormhole_checksum_method_transferdelegate_on_transfer() != 28810) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_wormhole_checksum_method_wormholedelegate_on_welcome() != 9682) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -3452,13 +4022,31 @@ private let initializationResult: InitializationResult = {
     if (uniffi_wormhole_checksum_method_transferprogress_on_progress() != 51519) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_wormhole_checksum_method_wormhole_cancel_transfer() != 27949) {
+    if (uniffi_wormhole_checksum_method_wormhole_accept_offer() != 8294) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_wormhole_cancel_transfer() != 43430) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_wormhole_checksum_method_wormhole_receive_offer() != 45762) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_wormhole_checksum_method_wormhole_reject_offer() != 61196) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_wormhole_checksum_method_wormhole_send_file() != 7419) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_wormhole_start_receive_file() != 42339) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_wormhole_start_receive_text() != 62946) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_wormhole_start_send_file() != 33492) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_wormhole_start_send_text() != 58377) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_wormhole_checksum_method_wormhole_allocate_code() != 2410) {
@@ -3509,10 +4097,11 @@ private let initializationResult: InitializationResult = {
     if (uniffi_wormhole_checksum_constructor_wormhole_new() != 708) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_wormhole_checksum_constructor_wormhole_with_delegate() != 34544) {
+    if (uniffi_wormhole_checksum_constructor_wormhole_with_delegate() != 38022) {
         return InitializationResult.apiChecksumMismatch
     }
 
+    uniffiCallbackInitTransferDelegate()
     uniffiCallbackInitTransferProgress()
     uniffiCallbackInitWormholeDelegate()
     return InitializationResult.ok

@@ -243,6 +243,13 @@ typedef void (*UniffiForeignFutureCompleteVoid)(uint64_t, UniffiForeignFutureRes
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_TRANSFER_DELEGATE_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_TRANSFER_DELEGATE_METHOD0
+typedef void (*UniffiCallbackInterfaceTransferDelegateMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_WORMHOLE_DELEGATE_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_WORMHOLE_DELEGATE_METHOD0
 typedef void (*UniffiCallbackInterfaceWormholeDelegateMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
@@ -299,6 +306,15 @@ typedef void (*UniffiCallbackInterfaceTransferProgressMethod0)(uint64_t, uint64_
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_TRANSFER_DELEGATE
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_TRANSFER_DELEGATE
+typedef struct UniffiVTableCallbackInterfaceTransferDelegate {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceTransferDelegateMethod0 _Nonnull onTransfer;
+} UniffiVTableCallbackInterfaceTransferDelegate;
+
+#endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_WORMHOLE_DELEGATE
 #define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_WORMHOLE_DELEGATE
 typedef struct UniffiVTableCallbackInterfaceWormholeDelegate {
@@ -322,6 +338,26 @@ typedef struct UniffiVTableCallbackInterfaceTransferProgress {
     UniffiCallbackInterfaceTransferProgressMethod0 _Nonnull onProgress;
 } UniffiVTableCallbackInterfaceTransferProgress;
 
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_TRANSFERDELEGATE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_TRANSFERDELEGATE
+uint64_t uniffi_wormhole_fn_clone_transferdelegate(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_TRANSFERDELEGATE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_TRANSFERDELEGATE
+void uniffi_wormhole_fn_free_transferdelegate(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_INIT_CALLBACK_VTABLE_TRANSFERDELEGATE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_INIT_CALLBACK_VTABLE_TRANSFERDELEGATE
+void uniffi_wormhole_fn_init_callback_vtable_transferdelegate(const UniffiVTableCallbackInterfaceTransferDelegate* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_TRANSFERDELEGATE_ON_TRANSFER
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_TRANSFERDELEGATE_ON_TRANSFER
+void uniffi_wormhole_fn_method_transferdelegate_on_transfer(uint64_t ptr, RustBuffer update, RustCallStatus *_Nonnull out_status
+);
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_WORMHOLEDELEGATE
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_WORMHOLEDELEGATE
@@ -490,7 +526,12 @@ uint64_t uniffi_wormhole_fn_constructor_wormhole_new(RustBuffer appid, RustBuffe
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CONSTRUCTOR_WORMHOLE_WITH_DELEGATE
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CONSTRUCTOR_WORMHOLE_WITH_DELEGATE
-uint64_t uniffi_wormhole_fn_constructor_wormhole_with_delegate(RustBuffer appid, RustBuffer relay_url, RustBuffer options, uint64_t delegate, RustCallStatus *_Nonnull out_status
+uint64_t uniffi_wormhole_fn_constructor_wormhole_with_delegate(RustBuffer appid, RustBuffer relay_url, RustBuffer options, uint64_t delegate, RustBuffer transfer_delegate, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_ACCEPT_OFFER
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_ACCEPT_OFFER
+void uniffi_wormhole_fn_method_wormhole_accept_offer(uint64_t ptr, RustBuffer destination, int8_t overwrite, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_CANCEL_TRANSFER
@@ -503,9 +544,34 @@ void uniffi_wormhole_fn_method_wormhole_cancel_transfer(uint64_t ptr, RustCallSt
 uint64_t uniffi_wormhole_fn_method_wormhole_receive_offer(uint64_t ptr, RustBuffer settings
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_REJECT_OFFER
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_REJECT_OFFER
+void uniffi_wormhole_fn_method_wormhole_reject_offer(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_SEND_FILE
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_SEND_FILE
 uint64_t uniffi_wormhole_fn_method_wormhole_send_file(uint64_t ptr, RustBuffer path, RustBuffer settings, RustBuffer progress
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_START_RECEIVE_FILE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_START_RECEIVE_FILE
+void uniffi_wormhole_fn_method_wormhole_start_receive_file(uint64_t ptr, RustBuffer settings, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_START_RECEIVE_TEXT
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_START_RECEIVE_TEXT
+void uniffi_wormhole_fn_method_wormhole_start_receive_text(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_START_SEND_FILE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_START_SEND_FILE
+void uniffi_wormhole_fn_method_wormhole_start_send_file(uint64_t ptr, RustBuffer path, RustBuffer settings, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_START_SEND_TEXT
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_START_SEND_TEXT
+void uniffi_wormhole_fn_method_wormhole_start_send_text(uint64_t ptr, RustBuffer text, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_ALLOCATE_CODE
@@ -878,6 +944,12 @@ uint16_t uniffi_wormhole_checksum_func_validate_code(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_TRANSFERDELEGATE_ON_TRANSFER
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_TRANSFERDELEGATE_ON_TRANSFER
+uint16_t uniffi_wormhole_checksum_method_transferdelegate_on_transfer(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLEDELEGATE_ON_WELCOME
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLEDELEGATE_ON_WELCOME
 uint16_t uniffi_wormhole_checksum_method_wormholedelegate_on_welcome(void
@@ -998,6 +1070,12 @@ uint16_t uniffi_wormhole_checksum_method_transferprogress_on_progress(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_ACCEPT_OFFER
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_ACCEPT_OFFER
+uint16_t uniffi_wormhole_checksum_method_wormhole_accept_offer(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_CANCEL_TRANSFER
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_CANCEL_TRANSFER
 uint16_t uniffi_wormhole_checksum_method_wormhole_cancel_transfer(void
@@ -1010,9 +1088,39 @@ uint16_t uniffi_wormhole_checksum_method_wormhole_receive_offer(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_REJECT_OFFER
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_REJECT_OFFER
+uint16_t uniffi_wormhole_checksum_method_wormhole_reject_offer(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_SEND_FILE
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_SEND_FILE
 uint16_t uniffi_wormhole_checksum_method_wormhole_send_file(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_START_RECEIVE_FILE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_START_RECEIVE_FILE
+uint16_t uniffi_wormhole_checksum_method_wormhole_start_receive_file(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_START_RECEIVE_TEXT
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_START_RECEIVE_TEXT
+uint16_t uniffi_wormhole_checksum_method_wormhole_start_receive_text(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_START_SEND_FILE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_START_SEND_FILE
+uint16_t uniffi_wormhole_checksum_method_wormhole_start_send_file(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_START_SEND_TEXT
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_START_SEND_TEXT
+uint16_t uniffi_wormhole_checksum_method_wormhole_start_send_text(void
     
 );
 #endif

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::*;
 use crate::ErrorKind;
-use crate::proto::wire::NameplateEntry;
+use crate::proto::wire::{HexBytes, NameplateEntry};
 
 const APPID: &str = "example.com/test";
 
@@ -812,7 +812,7 @@ fn messages_held_before_the_key_are_bounded() {
     }
     squat(&mut s, "last".into(), per);
     assert!(errory(&drain(&mut s).0), "not failed past the byte cap");
-    assert!(s.queued_peer.is_empty() && s.queued_peer.capacity() == 0);
+    assert_eq!(s.order.held(), (0, 0), "the held messages were freed");
     s.handle_server(ServerMessage::Released);
     s.handle_server(ServerMessage::Closed);
     let (_, evs) = drain(&mut s);
@@ -829,4 +829,194 @@ fn messages_held_before_the_key_are_bounded() {
     assert!(!errory(&drain(&mut s).0));
     squat(&mut s, "one-more".into(), 1);
     assert!(errory(&drain(&mut s).0), "not failed past the count cap");
+}
+
+/// A server message that no machine expects in the current state is a protocol error:
+/// the session closes `errory` (releasing and closing what it holds) and reports
+/// `ErrorKind::Protocol`, instead of dropping the message.
+#[test]
+fn unexpected_server_messages_are_protocol_errors_in_every_state() {
+    let peer_msg = |phase: &str| {
+        ServerMessage::Message(MailboxMessage {
+            side: "0ther51de0".into(),
+            phase: phase.into(),
+            body: HexBytes(vec![1u8; 40]),
+            server_rx: None,
+            id: None,
+        })
+    };
+    let claimed = || ServerMessage::Claimed {
+        mailbox: "mb6".into(),
+    };
+    let allocated = || ServerMessage::Allocated {
+        nameplate: "6".into(),
+    };
+    // Each state: how to reach it, and the frames a failure there must send (besides
+    // nothing else).
+    type Setup = fn(&mut Session);
+    let states: Vec<(&str, Setup, Vec<&str>)> = vec![
+        ("connected, no code", |s| s.connected(), vec![]),
+        (
+            "allocating",
+            |s| {
+                s.connected();
+                s.allocate_code(2).unwrap();
+            },
+            vec![],
+        ),
+        (
+            "claiming",
+            |s| {
+                s.set_code("6-a-b").unwrap();
+                s.connected();
+            },
+            vec!["release"],
+        ),
+        (
+            "claimed, mailbox open",
+            |s| {
+                s.set_code("6-a-b").unwrap();
+                s.connected();
+                s.handle_server(ServerMessage::Claimed {
+                    mailbox: "mb6".into(),
+                });
+            },
+            vec!["release", "close"],
+        ),
+    ];
+    type Input = fn() -> ServerMessage;
+    let inputs: Vec<(&str, Input)> = vec![
+        ("claimed", claimed),
+        ("released", || ServerMessage::Released),
+        ("closed", || ServerMessage::Closed),
+        ("allocated", allocated),
+    ];
+    let mut checked = 0;
+    for (state, setup, frames) in &states {
+        let mut cases: Vec<(&str, ServerMessage)> = inputs.iter().map(|(n, m)| (*n, m())).collect();
+        cases.push(("message", peer_msg("0")));
+        for (name, input) in cases {
+            let expected = match (*state, name) {
+                // The one reply each state is waiting for.
+                ("allocating", "allocated") | ("claiming", "claimed") => false,
+                // A mailbox message is expected once the mailbox is open.
+                ("claimed, mailbox open", "message") => false,
+                _ => true,
+            };
+            let mut s = session(7);
+            setup(&mut s);
+            drain(&mut s);
+            s.handle_server(input);
+            let (out, evs) = drain(&mut s);
+            if !expected {
+                assert!(
+                    closed(&evs).is_none() && !s.is_closing(),
+                    "{state}: `{name}` is expected, but the session closed"
+                );
+                continue;
+            }
+            checked += 1;
+            assert!(s.is_closing(), "{state}: `{name}` was silently dropped");
+            assert_eq!(
+                types(&out[..out.len().min(frames.len())]),
+                *frames,
+                "{state}: `{name}`"
+            );
+            for m in &out {
+                if let ClientMessage::Close { mood, .. } = m {
+                    assert_eq!(mood, &Some(Mood::Errory), "{state}: `{name}`");
+                }
+            }
+            // Acknowledge what was sent; then the result is the protocol error.
+            if !s.is_done() {
+                if frames.contains(&"release") {
+                    s.handle_server(ServerMessage::Released);
+                }
+                if frames.contains(&"close") {
+                    s.handle_server(ServerMessage::Closed);
+                }
+            }
+            let evs: Vec<_> = evs.into_iter().chain(drain(&mut s).1).collect();
+            match closed(&evs) {
+                Some(Err(Error::Protocol(why))) => {
+                    assert!(why.contains(name), "{state}: `{name}`: {why}")
+                }
+                other => panic!("{state}: `{name}`: closed with {other:?}"),
+            }
+        }
+    }
+    assert_eq!(checked, 17);
+}
+
+/// While closing, replies to requests sent before closing began are expected (and
+/// dropped); an acknowledgement nobody asked for ends the wait at once, with the result
+/// decided when closing began.
+#[test]
+fn while_closing_late_replies_are_dropped_and_stray_acks_end_the_wait() {
+    // Closed while allocating: the late `allocated` is dropped, nothing is claimed.
+    let mut s = session(8);
+    s.connected();
+    s.allocate_code(2).unwrap();
+    drain(&mut s);
+    s.close();
+    let (out, evs) = drain(&mut s);
+    assert!(out.is_empty());
+    assert_eq!(closed(&evs), Some(Err(Error::Lonely)));
+
+    // Closed while claiming: the late `claimed` is dropped (no `open`), then `released`.
+    let mut s = session(8);
+    s.set_code("6-a-b").unwrap();
+    s.connected();
+    drain(&mut s);
+    s.close();
+    assert_eq!(types(&drain(&mut s).0), ["release"]);
+    s.handle_server(ServerMessage::Claimed {
+        mailbox: "mb6".into(),
+    });
+    let (out, evs) = drain(&mut s);
+    assert!(out.is_empty() && evs.is_empty(), "{out:?} {evs:?}");
+    s.handle_server(ServerMessage::Released);
+    assert_eq!(closed(&drain(&mut s).1), Some(Err(Error::Lonely)));
+
+    // Closing with both outstanding: a second `released` (none outstanding) ends the wait
+    // for `closed`, with the decided result.
+    let mut s = session(8);
+    s.set_code("6-a-b").unwrap();
+    s.connected();
+    s.handle_server(ServerMessage::Claimed {
+        mailbox: "mb6".into(),
+    });
+    drain(&mut s);
+    s.close();
+    assert_eq!(types(&drain(&mut s).0), ["release", "close"]);
+    s.handle_server(ServerMessage::Released);
+    assert!(!s.is_done());
+    s.handle_server(ServerMessage::Released);
+    assert!(s.is_done(), "a stray `released` did not end the wait");
+    assert_eq!(closed(&drain(&mut s).1), Some(Err(Error::Lonely)));
+}
+
+/// Once the peer is seen the nameplate is released; a `released` then is expected, and a
+/// second one is not.
+#[test]
+fn released_is_expected_once_after_the_peer_is_seen() {
+    let mut net = Net::new(vec![session(1), session(2)]);
+    net.peers[0].set_code("4-a-b").unwrap();
+    net.peers[1].set_code("4-a-b").unwrap();
+    net.connect(0);
+    net.connect(1);
+    net.run();
+    assert_eq!(
+        net.server.released.len(),
+        2,
+        "both released after seeing each other"
+    );
+    assert!(!net.peers[0].is_closing());
+    net.peers[0].handle_server(ServerMessage::Released);
+    assert!(net.peers[0].is_closing(), "a second `released` was dropped");
+    net.run();
+    match closed(&net.take_events(0)) {
+        Some(Err(Error::Protocol(why))) => assert!(why.contains("released"), "{why}"),
+        other => panic!("closed with {other:?}"),
+    }
 }

@@ -657,6 +657,9 @@ internal open class UniffiForeignFutureResultVoid(
 internal interface UniffiForeignFutureCompleteVoid : com.sun.jna.Callback {
     fun callback(`callbackData`: Long,`result`: UniffiForeignFutureResultVoid.UniffiByValue,)
 }
+internal interface UniffiCallbackInterfaceTransferDelegateMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`update`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 internal interface UniffiCallbackInterfaceWormholeDelegateMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`welcomeJson`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
@@ -680,6 +683,25 @@ internal interface UniffiCallbackInterfaceWormholeDelegateMethod6 : com.sun.jna.
 }
 internal interface UniffiCallbackInterfaceTransferProgressMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`done`: Long,`total`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "onTransfer")
+internal open class UniffiVTableCallbackInterfaceTransferDelegate(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `onTransfer`: UniffiCallbackInterfaceTransferDelegateMethod0? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `onTransfer`: UniffiCallbackInterfaceTransferDelegateMethod0? = null,
+    ): UniffiVTableCallbackInterfaceTransferDelegate(`uniffiFree`,`uniffiClone`,`onTransfer`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceTransferDelegate) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `onTransfer` = other.`onTransfer`
+    }
+
 }
 @Structure.FieldOrder("uniffiFree", "uniffiClone", "onWelcome", "onCode", "onUnverifiedKey", "onVerifier", "onVersions", "onMessage", "onClosed")
 internal open class UniffiVTableCallbackInterfaceWormholeDelegate(
@@ -768,6 +790,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_wormhole_checksum_func_validate_code(
     ): Int
+    external fun uniffi_wormhole_checksum_method_transferdelegate_on_transfer(
+    ): Int
     external fun uniffi_wormhole_checksum_method_wormholedelegate_on_welcome(
     ): Int
     external fun uniffi_wormhole_checksum_method_wormholedelegate_on_code(
@@ -808,11 +832,23 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_wormhole_checksum_method_transferprogress_on_progress(
     ): Int
+    external fun uniffi_wormhole_checksum_method_wormhole_accept_offer(
+    ): Int
     external fun uniffi_wormhole_checksum_method_wormhole_cancel_transfer(
     ): Int
     external fun uniffi_wormhole_checksum_method_wormhole_receive_offer(
     ): Int
+    external fun uniffi_wormhole_checksum_method_wormhole_reject_offer(
+    ): Int
     external fun uniffi_wormhole_checksum_method_wormhole_send_file(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_wormhole_start_receive_file(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_wormhole_start_receive_text(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_wormhole_start_send_file(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_wormhole_start_send_text(
     ): Int
     external fun uniffi_wormhole_checksum_method_wormhole_allocate_code(
     ): Int
@@ -864,12 +900,21 @@ internal object UniffiLib {
 
     init {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "wormhole"))
+        uniffiCallbackInterfaceTransferDelegate.register(this)
         uniffiCallbackInterfaceTransferProgress.register(this)
         uniffiCallbackInterfaceWormholeDelegate.register(this)
         
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_wormhole_fn_clone_transferdelegate(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_wormhole_fn_free_transferdelegate(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_wormhole_fn_init_callback_vtable_transferdelegate(`vtable`: UniffiVTableCallbackInterfaceTransferDelegate,
+    ): Unit
+    external fun uniffi_wormhole_fn_method_transferdelegate_on_transfer(`ptr`: Long,`update`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_wormhole_fn_clone_wormholedelegate(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_wormhole_fn_free_wormholedelegate(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -936,14 +981,26 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_wormhole_fn_constructor_wormhole_new(`appid`: RustBuffer.ByValue,`relayUrl`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_wormhole_fn_constructor_wormhole_with_delegate(`appid`: RustBuffer.ByValue,`relayUrl`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,`delegate`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_wormhole_fn_constructor_wormhole_with_delegate(`appid`: RustBuffer.ByValue,`relayUrl`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,`delegate`: Long,`transferDelegate`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_wormhole_fn_method_wormhole_accept_offer(`ptr`: Long,`destination`: RustBuffer.ByValue,`overwrite`: Byte,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_wormhole_fn_method_wormhole_cancel_transfer(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_wormhole_fn_method_wormhole_receive_offer(`ptr`: Long,`settings`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_wormhole_fn_method_wormhole_reject_offer(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_wormhole_fn_method_wormhole_send_file(`ptr`: Long,`path`: RustBuffer.ByValue,`settings`: RustBuffer.ByValue,`progress`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_wormhole_fn_method_wormhole_start_receive_file(`ptr`: Long,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_wormhole_fn_method_wormhole_start_receive_text(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_wormhole_fn_method_wormhole_start_send_file(`ptr`: Long,`path`: RustBuffer.ByValue,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_wormhole_fn_method_wormhole_start_send_text(`ptr`: Long,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_wormhole_fn_method_wormhole_allocate_code(`ptr`: Long,`length`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_wormhole_fn_method_wormhole_cancel(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1108,6 +1165,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_wormhole_checksum_func_validate_code() and 0xFFFF) != 18827) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_wormhole_checksum_method_transferdelegate_on_transfer() and 0xFFFF) != 28810) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_wormhole_checksum_method_wormholedelegate_on_welcome() and 0xFFFF) != 9682) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1168,13 +1228,31 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_wormhole_checksum_method_transferprogress_on_progress() and 0xFFFF) != 51519) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_wormhole_checksum_method_wormhole_cancel_transfer() and 0xFFFF) != 27949) {
+    if ((lib.uniffi_wormhole_checksum_method_wormhole_accept_offer() and 0xFFFF) != 8294) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_wormhole_cancel_transfer() and 0xFFFF) != 43430) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_wormhole_checksum_method_wormhole_receive_offer() and 0xFFFF) != 45762) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_wormhole_checksum_method_wormhole_reject_offer() and 0xFFFF) != 61196) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_wormhole_checksum_method_wormhole_send_file() and 0xFFFF) != 7419) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_wormhole_start_receive_file() and 0xFFFF) != 42339) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_wormhole_start_receive_text() and 0xFFFF) != 62946) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_wormhole_start_send_file() and 0xFFFF) != 33492) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_wormhole_start_send_text() and 0xFFFF) != 58377) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_wormhole_checksum_method_wormhole_allocate_code() and 0xFFFF) != 2410) {
@@ -1225,7 +1303,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_wormhole_checksum_constructor_wormhole_new() and 0xFFFF) != 708) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_wormhole_checksum_constructor_wormhole_with_delegate() and 0xFFFF) != 34544) {
+    if ((lib.uniffi_wormhole_checksum_constructor_wormhole_with_delegate() and 0xFFFF) != 38022) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -2480,6 +2558,339 @@ public object FfiConverterTypeInputHelper: FfiConverter<InputHelper, Long> {
 
 
 /**
+ * Receives the transfer events of a wormhole created with `Wormhole.withDelegate(...,
+ * transferDelegate)`, on the same event thread as its [`super::WormholeDelegate`], in
+ * order with its events (each transfer ends before `onClosed`).
+ */
+public interface TransferDelegate {
+    
+    /**
+     * One transfer event.
+     */
+    fun `onTransfer`(`update`: TransferUpdate)
+    
+    companion object
+}
+
+/**
+ * Receives the transfer events of a wormhole created with `Wormhole.withDelegate(...,
+ * transferDelegate)`, on the same event thread as its [`super::WormholeDelegate`], in
+ * order with its events (each transfer ends before `onClosed`).
+ */
+open class TransferDelegateImpl: Disposable, AutoCloseable, TransferDelegate
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_wormhole_fn_free_transferdelegate(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_wormhole_fn_clone_transferdelegate(handle, status)
+        }
+    }
+
+    
+    /**
+     * One transfer event.
+     */
+    @Throws(DelegateException::class)override fun `onTransfer`(`update`: TransferUpdate)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(DelegateException) { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_transferdelegate_on_transfer(
+        it,
+        
+        FfiConverterTypeTransferUpdate.lower(`update`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceTransferDelegate {
+    internal object `onTransfer`: UniffiCallbackInterfaceTransferDelegateMethod0 {
+        override fun callback(`uniffiHandle`: Long,`update`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeTransferDelegate.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onTransfer`(
+                    FfiConverterTypeTransferUpdate.lift(`update`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: DelegateException -> FfiConverterTypeDelegateError.lower(e) }
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeTransferDelegate.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeTransferDelegate.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceTransferDelegate.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `onTransfer`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_wormhole_fn_init_callback_vtable_transferdelegate(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTransferDelegate: FfiConverter<TransferDelegate, Long> {
+    internal val handleMap = UniffiHandleMap<TransferDelegate>()
+
+    override fun lower(value: TransferDelegate): Long {
+        if (value is TransferDelegateImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): TransferDelegate {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return TransferDelegateImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): TransferDelegate {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: TransferDelegate) = 8UL
+
+    override fun write(value: TransferDelegate, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * Receives progress reports: `(bytes done, bytes total)`, at most about ten a second
  * plus the last one, on a transfer thread (never a network thread).
  */
@@ -2824,9 +3235,14 @@ public object FfiConverterTypeTransferProgress: FfiConverter<TransferProgress, L
 public interface WormholeInterface {
     
     /**
+     * Delegated mode: accepts the waiting offer into `destination` (an existing directory:
+     * inside it, under the offered name); `InvalidState` when no offer waits.
+     */
+    fun `acceptOffer`(`destination`: kotlin.String, `overwrite`: kotlin.Boolean)
+    
+    /**
      * Stops the running transfer (sending or receiving, on either side of the offer):
-     * it fails with `Cancelled` and the peer sees the connection drop. Also applies to
-     * transfers this wormhole starts later.
+     * it fails with `Cancelled` and the peer sees the connection drop.
      */
     fun `cancelTransfer`()
     
@@ -2837,12 +3253,40 @@ public interface WormholeInterface {
     suspend fun `receiveOffer`(`settings`: TransferSettings): Incoming
     
     /**
+     * Delegated mode: rejects the waiting offer (the sender is told `transfer rejected`).
+     */
+    fun `rejectOffer`()
+    
+    /**
      * Sends the file or directory at `path` (a directory is zipped while streaming), the
      * sender half of `wormhole send PATH`: waits for the peer, offers it, moves the data
      * over Transit and returns once the receiver confirmed every byte (SHA-256). Set the
      * code first; close the wormhole afterwards with `shutdown()`.
      */
     suspend fun `sendFile`(`path`: kotlin.String, `settings`: TransferSettings, `progress`: TransferProgress?)
+    
+    /**
+     * Delegated mode: receives what the sender offers: `TransferUpdate.Offer` (then
+     * `acceptOffer` or `rejectOffer`), `Progress`, `FileReceived`; or `TextReceived`.
+     */
+    fun `startReceiveFile`(`settings`: TransferSettings)
+    
+    /**
+     * Delegated mode: waits for a text; ends with `TransferUpdate.TextReceived`.
+     */
+    fun `startReceiveText`()
+    
+    /**
+     * Delegated mode: sends the file or directory at `path`; `Progress` updates, then
+     * `TransferUpdate.FileSent`.
+     */
+    fun `startSendFile`(`path`: kotlin.String, `settings`: TransferSettings)
+    
+    /**
+     * Delegated mode: sends a text like `wormhole send --text`; ends with
+     * `TransferUpdate.TextSent`.
+     */
+    fun `startSendText`(`text`: kotlin.String)
     
     /**
      * Asks the server for a fresh nameplate and builds a code of `length` words.
@@ -3055,9 +3499,27 @@ open class Wormhole: Disposable, AutoCloseable, WormholeInterface
 
     
     /**
+     * Delegated mode: accepts the waiting offer into `destination` (an existing directory:
+     * inside it, under the offered name); `InvalidState` when no offer waits.
+     */
+    @Throws(WormholeException::class)override fun `acceptOffer`(`destination`: kotlin.String, `overwrite`: kotlin.Boolean)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(WormholeException) { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_wormhole_accept_offer(
+        it,
+        
+        FfiConverterString.lower(`destination`),
+        FfiConverterBoolean.lower(`overwrite`),_status)
+}
+    }
+    
+    
+
+    
+    /**
      * Stops the running transfer (sending or receiving, on either side of the offer):
-     * it fails with `Cancelled` and the peer sees the connection drop. Also applies to
-     * transfers this wormhole starts later.
+     * it fails with `Cancelled` and the peer sees the connection drop.
      */override fun `cancelTransfer`()
         = 
     callWithHandle {
@@ -3098,6 +3560,22 @@ open class Wormhole: Disposable, AutoCloseable, WormholeInterface
 
     
     /**
+     * Delegated mode: rejects the waiting offer (the sender is told `transfer rejected`).
+     */
+    @Throws(WormholeException::class)override fun `rejectOffer`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(WormholeException) { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_wormhole_reject_offer(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
      * Sends the file or directory at `path` (a directory is zipped while streaming), the
      * sender half of `wormhole send PATH`: waits for the peer, offers it, moves the data
      * over Transit and returns once the receiver confirmed every byte (SHA-256). Set the
@@ -3126,6 +3604,77 @@ open class Wormhole: Disposable, AutoCloseable, WormholeInterface
         WormholeException.ErrorHandler,
     )
     }
+
+    
+    /**
+     * Delegated mode: receives what the sender offers: `TransferUpdate.Offer` (then
+     * `acceptOffer` or `rejectOffer`), `Progress`, `FileReceived`; or `TextReceived`.
+     */
+    @Throws(WormholeException::class)override fun `startReceiveFile`(`settings`: TransferSettings)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(WormholeException) { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_wormhole_start_receive_file(
+        it,
+        
+        FfiConverterTypeTransferSettings.lower(`settings`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Delegated mode: waits for a text; ends with `TransferUpdate.TextReceived`.
+     */
+    @Throws(WormholeException::class)override fun `startReceiveText`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(WormholeException) { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_wormhole_start_receive_text(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Delegated mode: sends the file or directory at `path`; `Progress` updates, then
+     * `TransferUpdate.FileSent`.
+     */
+    @Throws(WormholeException::class)override fun `startSendFile`(`path`: kotlin.String, `settings`: TransferSettings)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(WormholeException) { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_wormhole_start_send_file(
+        it,
+        
+        FfiConverterString.lower(`path`),
+        FfiConverterTypeTransferSettings.lower(`settings`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Delegated mode: sends a text like `wormhole send --text`; ends with
+     * `TransferUpdate.TextSent`.
+     */
+    @Throws(WormholeException::class)override fun `startSendText`(`text`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(WormholeException) { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_wormhole_start_send_text(
+        it,
+        
+        FfiConverterString.lower(`text`),_status)
+}
+    }
+    
+    
 
     
     /**
@@ -3464,9 +4013,11 @@ open class Wormhole: Disposable, AutoCloseable, WormholeInterface
         
     /**
      * Like the constructor, but every event goes to `delegate`, in order, on a thread of
-     * this wormhole's own (never concurrently). `on_closed` comes last.
+     * this wormhole's own (never concurrently). `on_closed` comes last. Transfer events
+     * (of `startSendFile` and friends) go to `transfer_delegate`, on the same thread and
+     * in the same order.
      */
-    @Throws(WormholeException::class) fun `withDelegate`(`appid`: kotlin.String, `relayUrl`: kotlin.String, `options`: WormholeOptions, `delegate`: WormholeDelegate): Wormhole {
+    @Throws(WormholeException::class) fun `withDelegate`(`appid`: kotlin.String, `relayUrl`: kotlin.String, `options`: WormholeOptions, `delegate`: WormholeDelegate, `transferDelegate`: TransferDelegate? = null): Wormhole {
             return FfiConverterTypeWormhole.lift(
     uniffiRustCallWithError(WormholeException) { _status ->
     UniffiLib.uniffi_wormhole_fn_constructor_wormhole_with_delegate(
@@ -3475,7 +4026,8 @@ open class Wormhole: Disposable, AutoCloseable, WormholeInterface
         FfiConverterString.lower(`appid`),
         FfiConverterString.lower(`relayUrl`),
         FfiConverterTypeWormholeOptions.lower(`options`),
-        FfiConverterTypeWormholeDelegate.lower(`delegate`),_status)
+        FfiConverterTypeWormholeDelegate.lower(`delegate`),
+        FfiConverterOptionalTypeTransferDelegate.lower(`transferDelegate`),_status)
 }
     )
     }
@@ -4390,7 +4942,15 @@ enum class ErrorKind {
     /**
      * A bug in this library. Please report it.
      */
-    INTERNAL;
+    INTERNAL,
+    /**
+     * Another transfer is running on this wormhole (one at a time).
+     */
+    IN_PROGRESS,
+    /**
+     * Not possible in the current state (e.g. `acceptOffer` with no offer waiting).
+     */
+    INVALID_STATE;
 
     
 
@@ -4538,6 +5098,266 @@ public object FfiConverterTypeIncoming : FfiConverterRustBuffer<Incoming>{
 
 
 
+/**
+ * A transfer event for [`TransferDelegate::on_transfer`] (delegated mode).
+ */
+sealed class TransferUpdate {
+    
+    /**
+     * The sender offers a file or directory: answer with `acceptOffer` or `rejectOffer`.
+     */
+    data class Offer(
+        /**
+         * The offered base name.
+         */
+        val `name`: kotlin.String, 
+        /**
+         * Bytes that will travel.
+         */
+        val `size`: kotlin.ULong, 
+        /**
+         * Whether it is a directory.
+         */
+        val `isDirectory`: kotlin.Boolean, 
+        /**
+         * For a directory: its number of files (a file: 1).
+         */
+        val `fileCount`: kotlin.ULong) : TransferUpdate()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * `done` of `total` bytes moved (about ten a second, plus the last).
+     */
+    data class Progress(
+        /**
+         * Bytes done.
+         */
+        val `done`: kotlin.ULong, 
+        /**
+         * Bytes in all.
+         */
+        val `total`: kotlin.ULong) : TransferUpdate()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * `startSendText` ended.
+     */
+    data class TextSent(
+        /**
+         * Happy once the receiver acknowledged.
+         */
+        val `outcome`: wormhole.Outcome) : TransferUpdate()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * `startReceiveText` (or `startReceiveFile` given text) ended.
+     */
+    data class TextReceived(
+        /**
+         * The text, when the outcome is happy.
+         */
+        val `text`: kotlin.String?, 
+        /**
+         * The outcome.
+         */
+        val `outcome`: wormhole.Outcome) : TransferUpdate()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * `startSendFile` ended.
+     */
+    data class FileSent(
+        /**
+         * Happy once the receiver confirmed every byte.
+         */
+        val `outcome`: wormhole.Outcome) : TransferUpdate()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * `startReceiveFile` ended.
+     */
+    data class FileReceived(
+        /**
+         * The path written, when the outcome is happy.
+         */
+        val `path`: kotlin.String?, 
+        /**
+         * The outcome.
+         */
+        val `outcome`: wormhole.Outcome) : TransferUpdate()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTransferUpdate : FfiConverterRustBuffer<TransferUpdate>{
+    override fun read(buf: ByteBuffer): TransferUpdate {
+        return when(buf.getInt()) {
+            1 -> TransferUpdate.Offer(
+                FfiConverterString.read(buf),
+                FfiConverterULong.read(buf),
+                FfiConverterBoolean.read(buf),
+                FfiConverterULong.read(buf),
+                )
+            2 -> TransferUpdate.Progress(
+                FfiConverterULong.read(buf),
+                FfiConverterULong.read(buf),
+                )
+            3 -> TransferUpdate.TextSent(
+                FfiConverterTypeOutcome.read(buf),
+                )
+            4 -> TransferUpdate.TextReceived(
+                FfiConverterOptionalString.read(buf),
+                FfiConverterTypeOutcome.read(buf),
+                )
+            5 -> TransferUpdate.FileSent(
+                FfiConverterTypeOutcome.read(buf),
+                )
+            6 -> TransferUpdate.FileReceived(
+                FfiConverterOptionalString.read(buf),
+                FfiConverterTypeOutcome.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: TransferUpdate): ULong = when(value) {
+        is TransferUpdate.Offer -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`name`)
+                + FfiConverterULong.allocationSize(value.`size`)
+                + FfiConverterBoolean.allocationSize(value.`isDirectory`)
+                + FfiConverterULong.allocationSize(value.`fileCount`)
+            )
+        }
+        is TransferUpdate.Progress -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`done`)
+                + FfiConverterULong.allocationSize(value.`total`)
+            )
+        }
+        is TransferUpdate.TextSent -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeOutcome.allocationSize(value.`outcome`)
+            )
+        }
+        is TransferUpdate.TextReceived -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterOptionalString.allocationSize(value.`text`)
+                + FfiConverterTypeOutcome.allocationSize(value.`outcome`)
+            )
+        }
+        is TransferUpdate.FileSent -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeOutcome.allocationSize(value.`outcome`)
+            )
+        }
+        is TransferUpdate.FileReceived -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterOptionalString.allocationSize(value.`path`)
+                + FfiConverterTypeOutcome.allocationSize(value.`outcome`)
+            )
+        }
+    }
+
+    override fun write(value: TransferUpdate, buf: ByteBuffer) {
+        when(value) {
+            is TransferUpdate.Offer -> {
+                buf.putInt(1)
+                FfiConverterString.write(value.`name`, buf)
+                FfiConverterULong.write(value.`size`, buf)
+                FfiConverterBoolean.write(value.`isDirectory`, buf)
+                FfiConverterULong.write(value.`fileCount`, buf)
+                Unit
+            }
+            is TransferUpdate.Progress -> {
+                buf.putInt(2)
+                FfiConverterULong.write(value.`done`, buf)
+                FfiConverterULong.write(value.`total`, buf)
+                Unit
+            }
+            is TransferUpdate.TextSent -> {
+                buf.putInt(3)
+                FfiConverterTypeOutcome.write(value.`outcome`, buf)
+                Unit
+            }
+            is TransferUpdate.TextReceived -> {
+                buf.putInt(4)
+                FfiConverterOptionalString.write(value.`text`, buf)
+                FfiConverterTypeOutcome.write(value.`outcome`, buf)
+                Unit
+            }
+            is TransferUpdate.FileSent -> {
+                buf.putInt(5)
+                FfiConverterTypeOutcome.write(value.`outcome`, buf)
+                Unit
+            }
+            is TransferUpdate.FileReceived -> {
+                buf.putInt(6)
+                FfiConverterOptionalString.write(value.`path`, buf)
+                FfiConverterTypeOutcome.write(value.`outcome`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
 
 
 /**
@@ -4637,6 +5457,16 @@ sealed class WormholeException(message: String): kotlin.Exception(message) {
      */
         class Internal(message: String) : WormholeException(message)
         
+    /**
+     * Another transfer is running on this wormhole (one at a time).
+     */
+        class InProgress(message: String) : WormholeException(message)
+        
+    /**
+     * Not possible in the current state (e.g. `acceptOffer` with no offer waiting).
+     */
+        class InvalidState(message: String) : WormholeException(message)
+        
 
     companion object ErrorHandler : UniffiRustCallStatusErrorHandler<WormholeException> {
         override fun lift(error_buf: RustBuffer.ByValue): WormholeException = FfiConverterTypeWormholeError.lift(error_buf)
@@ -4668,6 +5498,8 @@ public object FfiConverterTypeWormholeError : FfiConverterRustBuffer<WormholeExc
             16 -> WormholeException.InvalidArgument(FfiConverterString.read(buf))
             17 -> WormholeException.Transfer(FfiConverterString.read(buf))
             18 -> WormholeException.Internal(FfiConverterString.read(buf))
+            19 -> WormholeException.InProgress(FfiConverterString.read(buf))
+            20 -> WormholeException.InvalidState(FfiConverterString.read(buf))
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
         }
         
@@ -4751,6 +5583,14 @@ public object FfiConverterTypeWormholeError : FfiConverterRustBuffer<WormholeExc
                 buf.putInt(18)
                 Unit
             }
+            is WormholeException.InProgress -> {
+                buf.putInt(19)
+                Unit
+            }
+            is WormholeException.InvalidState -> {
+                buf.putInt(20)
+                Unit
+            }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
     }
 
@@ -4784,6 +5624,38 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
         } else {
             buf.put(1)
             FfiConverterString.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeTransferDelegate: FfiConverterRustBuffer<TransferDelegate?> {
+    override fun read(buf: ByteBuffer): TransferDelegate? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeTransferDelegate.read(buf)
+    }
+
+    override fun allocationSize(value: TransferDelegate?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeTransferDelegate.allocationSize(value)
+        }
+    }
+
+    override fun write(value: TransferDelegate?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeTransferDelegate.write(value, buf)
         }
     }
 }

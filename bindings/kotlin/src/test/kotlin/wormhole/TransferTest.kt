@@ -275,4 +275,103 @@ class TransferTest {
         val landed = File(refOut, "from-kotlin.bin").takeIf { it.exists() } ?: refOut
         assertArrayEquals(sha(mine), sha(landed))
     }
+
+    /** Records a delegated wormhole's events; accepts an offer into `dest` when set. */
+    class Events(private val dest: File? = null) : WormholeDelegate, TransferDelegate {
+        val log = java.util.concurrent.LinkedBlockingQueue<String>()
+        val updates = CopyOnWriteArrayList<TransferUpdate>()
+        @Volatile var w: Wormhole? = null
+        override fun onWelcome(welcomeJson: String) {}
+        override fun onCode(code: String) {}
+        override fun onUnverifiedKey(key: ByteArray) {}
+        override fun onVerifier(verifier: ByteArray) {}
+        override fun onVersions(versionsJson: String) {}
+        override fun onMessage(message: ByteArray) { log.add("message") }
+        override fun onClosed(outcome: Outcome) { log.add("closed ${outcome.happy} ${outcome.errorMessage}") }
+        override fun onTransfer(update: TransferUpdate) {
+            updates.add(update)
+            when (update) {
+                is TransferUpdate.Offer -> {
+                    log.add("offer ${update.name} ${update.isDirectory}")
+                    dest?.let { w!!.acceptOffer(it.path, false) }
+                }
+                is TransferUpdate.Progress -> {}
+                is TransferUpdate.FileSent -> { log.add("file_sent ${update.outcome.happy} ${update.outcome.errorMessage}"); w!!.cancel() }
+                is TransferUpdate.FileReceived -> { log.add("file_received ${update.path}"); w!!.cancel() }
+                else -> log.add("other $update")
+            }
+        }
+        fun next(): String = log.poll(60, TimeUnit.SECONDS) ?: error("no event within 60 s")
+    }
+
+    private fun tree(root: File): Map<String, String> =
+        root.walkTopDown().filter { it.isFile }.associate {
+            it.relativeTo(root).path to sha(it).joinToString("") { b -> "%02x".format(b) }
+        }
+
+    @Test
+    fun `delegated wormholes send and receive a file and a directory with the reference CLI`() {
+        val venv = System.getenv("WORMHOLE_REF_VENV") ?: error("WORMHOLE_REF_VENV is not set")
+        val cli = "$venv/bin/wormhole"
+        val base = dir("delegated")
+        val file = File(base, "d.bin").apply { writeBytes(Random(9).nextBytes(700_001)) }
+        val tree = File(base, "d-tree").apply {
+            File(this, "sub/deeper").mkdirs()
+            File(this, "a.txt").writeText("alpha")
+            File(this, "sub/deeper/b.bin").writeBytes(Random(10).nextBytes(70_000))
+        }
+        for ((i, what) in listOf(file, tree).withIndex()) {
+            // The reference sends; a delegated Kotlin wormhole receives.
+            val inbox = dir("delegated-in-$i")
+            val code = "${30 + i}-purple-sausages"
+            val sender = ProcessBuilder(
+                cli, "--relay-url", url, "--transit-helper", relay, "send", "--hide-progress", "--no-qr",
+                "--code", code, what.path,
+            ).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start()
+            try {
+                val ev = Events(dest = inbox)
+                val w = Wormhole.withDelegate(transferAppid(), url, WormholeOptions(), ev, ev)
+                ev.w = w
+                w.startReceiveFile(TransferSettings(transitRelay = relay))
+                assertThrows<WormholeException.InProgress> { w.startReceiveFile(TransferSettings()) }
+                w.setCode(code)
+                assertEquals("offer ${what.name} ${what.isDirectory}", ev.next())
+                assertEquals("file_received ${File(inbox, what.name).path}", ev.next())
+                assertTrue(ev.updates.any { it is TransferUpdate.Progress }, "progress updates")
+                assertTrue(ev.next().startsWith("closed"), "closed comes last")
+                assertTrue(sender.waitFor(60, TimeUnit.SECONDS))
+                assertEquals(0, sender.exitValue())
+                val got = File(inbox, what.name)
+                if (what.isDirectory) assertEquals(tree(what), tree(got)) else assertArrayEquals(sha(what), sha(got))
+                w.close()
+            } finally {
+                sender.destroyForcibly()
+            }
+
+            // A delegated Kotlin wormhole sends; the reference receives.
+            val out = dir("delegated-out-$i")
+            val ev = Events()
+            val w = Wormhole.withDelegate(transferAppid(), url, WormholeOptions(), ev, ev)
+            ev.w = w
+            val code2 = "${40 + i}-purple-sausages"
+            w.setCode(code2)
+            w.startSendFile(what.path, TransferSettings(transitRelay = relay))
+            assertThrows<WormholeException.InProgress> { w.startSendText("x") }
+            assertThrows<WormholeException.InvalidState> { w.acceptOffer(out.path, false) }
+            val receiver = ProcessBuilder(
+                cli, "--relay-url", url, "--transit-helper", relay, "receive", "--hide-progress",
+                "--accept-file", code2,
+            ).directory(out).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start()
+            try {
+                assertEquals("file_sent true null", ev.next())
+                assertTrue(receiver.waitFor(60, TimeUnit.SECONDS))
+                assertEquals(0, receiver.exitValue())
+                val got = File(out, what.name)
+                if (what.isDirectory) assertEquals(tree(what), tree(got)) else assertArrayEquals(sha(what), sha(got))
+            } finally {
+                receiver.destroyForcibly()
+                w.close()
+            }
+        }
+    }
 }

@@ -1,0 +1,82 @@
+//! *Send*: numbers application messages in call order and encrypts them once the key is
+//! verified.
+
+use std::collections::VecDeque;
+
+use rand_core::CryptoRngCore;
+
+use crate::proto::key::{self as keys, Key};
+
+/// States as in the reference's `_send.py`.
+#[derive(Debug)]
+enum State {
+    /// `S0_no_key`: messages wait, already numbered.
+    NoKey(VecDeque<(String, Vec<u8>)>),
+    /// `S1_verified_key`: messages are encrypted at once.
+    VerifiedKey(Key),
+}
+
+#[derive(Debug)]
+pub(super) struct SendMachine {
+    state: State,
+    next_phase: u64,
+}
+
+impl SendMachine {
+    pub(super) fn new() -> SendMachine {
+        SendMachine {
+            state: State::NoKey(VecDeque::new()),
+            next_phase: 0,
+        }
+    }
+
+    /// Number `plaintext`; returns `(phase, body)` to post if the key is verified.
+    pub(super) fn send(
+        &mut self,
+        plaintext: Vec<u8>,
+        side: &str,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Option<(String, Vec<u8>)> {
+        let phase = self.next_phase.to_string();
+        self.next_phase += 1;
+        match &mut self.state {
+            State::NoKey(queue) => {
+                queue.push_back((phase, plaintext));
+                None
+            }
+            State::VerifiedKey(key) => Some(seal(key, side, phase, &plaintext, rng)),
+        }
+    }
+
+    /// The key is verified: returns every waiting message, encrypted, in order.
+    pub(super) fn got_verified_key(
+        &mut self,
+        key: Key,
+        side: &str,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Vec<(String, Vec<u8>)> {
+        let waiting = match &mut self.state {
+            State::NoKey(queue) => std::mem::take(queue),
+            State::VerifiedKey(_) => return Vec::new(),
+        };
+        let sealed = waiting
+            .into_iter()
+            .map(|(phase, pt)| seal(&key, side, phase, &pt, rng))
+            .collect();
+        self.state = State::VerifiedKey(key);
+        sealed
+    }
+}
+
+/// Encrypt one message from `side` under its phase key (PROTOCOL §4).
+pub(super) fn seal(
+    key: &Key,
+    side: &str,
+    phase: String,
+    plaintext: &[u8],
+    rng: &mut dyn CryptoRngCore,
+) -> (String, Vec<u8>) {
+    let pk = keys::derive_phase_key(&key.0, side, &phase);
+    let body = keys::encrypt(&pk, plaintext, rng);
+    (phase, body)
+}
