@@ -1,19 +1,19 @@
 //! Files and directories: transit options from the command line, the progress bar, and
 //! the reference CLI's messages around a transfer.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use wormhole_core::transfer::zip::ZipStream;
+use wormhole_core::transfer::zip::{self, ZipStream};
 use wormhole_core::transfer::{
     self, IncomingOffer, OfferKind, Received, TransferEvent, TransferOptions,
 };
-use wormhole_core::transit::{DirectHint, PathKind, TransitConfig};
+use wormhole_core::transit::{PathKind, TransitConfig};
 use wormhole_core::{Error, Wormhole};
 
-use crate::Server;
+use crate::common::Server;
+use crate::display::{escape_like_python_repr, natural_size, terminal_safe};
 use crate::failure::Failure;
 use crate::input::prompt_line;
 
@@ -32,15 +32,8 @@ pub fn options(
     no_listen: bool,
     hide_progress: bool,
 ) -> Result<TransferOptions, Failure> {
-    let mut transit = TransitConfig::default();
-    if no_listen {
-        transit.listen.clear();
-    } else {
-        transit.listen = vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))];
-    }
-    if !server.transit_helper.is_empty() {
-        transit.relays = vec![DirectHint::parse_helper(&server.transit_helper)?];
-    }
+    let helper = Some(server.transit_helper.as_str()).filter(|h| !h.is_empty());
+    let transit = TransitConfig::with_relay(helper, !no_listen)?;
     let mut opts = TransferOptions {
         transit,
         ..TransferOptions::default()
@@ -99,22 +92,91 @@ fn receiver_options(opts: &mut TransferOptions) {
     }));
 }
 
-/// Send a file or directory after the key is verified.
-pub async fn send(
-    w: &Wormhole,
-    path: &Path,
-    zip: Option<ZipStream>,
-    opts: &TransferOptions,
-) -> Result<(), Failure> {
-    match zip {
-        Some(z) => {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            transfer::send_zip(w, &name, z, opts).await?
+/// What a file send offers, prepared before the code is shown (like the reference, which
+/// builds the zip first so it can announce its size).
+pub enum Offer {
+    /// One file.
+    File(PathBuf),
+    /// A directory, or several paths as one directory: its name and the zip stream.
+    Zip { name: String, zip: ZipStream },
+}
+
+/// Check that every path exists (before connecting, like the reference).
+pub fn check_paths(paths: &[PathBuf]) -> Result<(), Failure> {
+    for p in paths {
+        std::fs::metadata(p).map_err(|e| {
+            Failure::Other(format!(
+                "Cannot send: no file/directory named '{}': {e}",
+                p.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Prepare the offer for `paths`: one file as itself, one directory or several paths as a
+/// directory zipped while streaming (several: named after the first, with the paths at
+/// its top level). Prints the reference's "Sending …" line if `announce`.
+pub async fn prepare(
+    paths: &[PathBuf],
+    ignore_unsendable: bool,
+    announce: bool,
+) -> Result<Offer, Failure> {
+    let first = paths
+        .first()
+        .ok_or_else(|| Failure::Other("nothing to send".into()))?;
+    let md = std::fs::metadata(first)
+        .map_err(|e| Failure::Other(format!("{}: {e}", first.display())))?;
+    if paths.len() == 1 && !md.is_dir() {
+        let name = first
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if announce {
+            eprintln!("Sending {} file named '{name}'", natural_size(md.len()));
         }
-        None => transfer::send_path(w, path, opts).await?,
+        return Ok(Offer::File(first.clone()));
+    }
+    if announce {
+        eprintln!("Building zipfile..");
+    }
+    let name = if paths.len() == 1 {
+        first
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        zip::bundle_name(paths)?
+    };
+    let list = paths.to_vec();
+    let zip = tokio::task::spawn_blocking(move || {
+        let mut note = |p: &Path, e: &std::io::Error| {
+            eprintln!("{}: {e} (ignoring error)", p.display());
+        };
+        let skip = ignore_unsendable.then_some(&mut note as &mut zip::Skip<'_>);
+        if list.len() == 1 {
+            ZipStream::new_skipping(&list[0], skip)
+        } else {
+            ZipStream::from_paths(&list, skip)
+        }
+    })
+    .await
+    .map_err(|e| Failure::Other(e.to_string()))??;
+    if announce {
+        eprintln!(
+            "Sending directory ({} compressed) named '{}'",
+            natural_size(zip.zipsize),
+            terminal_safe(&name)
+        );
+    }
+    Ok(Offer::Zip { name, zip })
+}
+
+/// Send a prepared offer after the key is verified.
+pub async fn send(w: &Wormhole, offer: Offer, opts: &TransferOptions) -> Result<(), Failure> {
+    match offer {
+        Offer::Zip { name, zip } => transfer::send_zip(w, &name, zip, opts).await?,
+        Offer::File(path) => transfer::send_path(w, &path, opts).await?,
     }
     eprintln!("Confirmation received. Transfer complete.");
     Ok(())
@@ -127,10 +189,7 @@ fn python_repr(s: &str) -> String {
     } else {
         '\''
     };
-    format!(
-        "{quote}{}{quote}",
-        crate::receive::escape_like_python_repr(s)
-    )
+    format!("{quote}{}{quote}", escape_like_python_repr(s))
 }
 
 /// Receive whatever the sender offers. Text is printed on stdout.
@@ -143,7 +202,7 @@ pub async fn receive(
     receiver_options(opts);
     let offer = match transfer::receive(w, opts).await? {
         Received::Text(t) => {
-            println!("{}", crate::receive::escape_like_python_repr(&t));
+            println!("{}", escape_like_python_repr(&t));
             return Ok(());
         }
         Received::Offer(o) => o,
@@ -205,18 +264,18 @@ pub async fn receive(
     match offer.kind() {
         OfferKind::File => eprintln!(
             "Receiving file ({}) into: {}",
-            crate::send::natural_size(offer.transfer_size()),
+            natural_size(offer.transfer_size()),
             python_repr(&shown)
         ),
         OfferKind::Directory { numbytes, numfiles } => {
             eprintln!(
                 "Receiving directory ({}) into: {}/",
-                crate::send::natural_size(offer.transfer_size()),
+                natural_size(offer.transfer_size()),
                 python_repr(&shown)
             );
             eprintln!(
                 "{numfiles} files, {} (uncompressed)",
-                crate::send::natural_size(*numbytes)
+                natural_size(*numbytes)
             );
         }
     }
@@ -234,7 +293,7 @@ pub async fn receive(
     let is_dir = !matches!(offer.kind(), OfferKind::File);
     let dest = offer.accept(&dest, overwrite, opts).await?;
     // The name is the sender's: nothing in it may drive the terminal or forge a line.
-    let shown = crate::receive::terminal_safe(
+    let shown = terminal_safe(
         &std::path::absolute(&dest)
             .unwrap_or(dest)
             .display()

@@ -1,18 +1,19 @@
 //! `wormhole send`: text, a file or a directory.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::io::Read;
 use std::path::PathBuf;
 
 use wormhole_core::transfer::TransferOptions;
-use wormhole_core::transfer::zip::{Skip, ZipStream};
 
 use wormhole_core::text::{self, TransferMessage};
 use wormhole_core::{Error, Wormhole, validate_code};
 
+use crate::args::SendArgs;
+use crate::common::{Server, run_and_close, with_notice};
+use crate::display::natural_size;
 use crate::failure::Failure;
 use crate::input::{on_thread, prompt_line};
-use crate::{SendArgs, Server, run_and_close, with_notice};
 use crate::{files, qr};
 
 /// What the sender sends when the user rejects the verifier.
@@ -24,31 +25,44 @@ const CONSUMED: &str = "Note: code has been consumed and can no longer be used."
 enum What {
     /// A text message (`--text`; empty: ask).
     Text(String),
-    /// A file or directory.
-    Path(PathBuf),
+    /// Files and directories.
+    Paths(Vec<PathBuf>),
+}
+
+/// Whether to show the QR code: `--qr`/`--no-qr`, else `WORMHOLE_QR` (like the
+/// reference: 1/true/yes/on or 0/false/no/off), else yes.
+fn show_qr(args: &SendArgs) -> Result<bool, Failure> {
+    if args.no_qr || args.qr {
+        return Ok(args.qr);
+    }
+    match std::env::var("WORMHOLE_QR") {
+        Err(_) => Ok(true),
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "t" | "yes" | "y" | "on" => Ok(true),
+            "0" | "false" | "f" | "no" | "n" | "off" | "" => Ok(false),
+            _ => Err(Failure::Other(format!(
+                "WORMHOLE_QR={v:?} is not a boolean (use 1 or 0)"
+            ))),
+        },
+    }
 }
 
 /// Run `wormhole send`.
 pub async fn run(server: &Server, args: &SendArgs) -> Result<(), Failure> {
-    let what = match (&args.text, &args.what) {
-        (Some(text), None) => What::Text(text.clone()),
-        (None, Some(path)) => What::Path(PathBuf::from(path)),
-        (Some(_), Some(_)) => {
+    let what = match (&args.text, args.what.is_empty()) {
+        (Some(text), true) => What::Text(text.clone()),
+        (None, false) => What::Paths(args.what.clone()),
+        (Some(_), false) => {
             return Err(Failure::Other(
                 "cannot send both text and a file/directory".into(),
             ));
         }
-        (None, None) => What::Text(String::new()),
+        (None, true) => What::Text(String::new()),
     };
+    let qr = show_qr(args)?;
     let opts = files::options(server, args.no_listen, args.hide_progress)?;
-    if let What::Path(p) = &what {
-        // Like the reference: check what we send before connecting.
-        std::fs::metadata(p).map_err(|e| {
-            Failure::Other(format!(
-                "Cannot send: no file/directory named '{}': {e}",
-                p.display()
-            ))
-        })?;
+    if let What::Paths(paths) = &what {
+        files::check_paths(paths)?;
     }
     if let Some(code) = &args.code {
         validate_code(code)?;
@@ -63,7 +77,7 @@ pub async fn run(server: &Server, args: &SendArgs) -> Result<(), Failure> {
         }
     };
     run_and_close(&w, async {
-        let outcome = exchange(server, args, &what, &opts, &w, &note_consumed).await;
+        let outcome = exchange(server, args, qr, &what, &opts, &w, &note_consumed).await;
         if !outcome.as_ref().is_err_and(Failure::never_connected) {
             note_consumed();
         }
@@ -76,14 +90,14 @@ pub async fn run(server: &Server, args: &SendArgs) -> Result<(), Failure> {
 async fn exchange(
     server: &Server,
     args: &SendArgs,
+    qr: bool,
     what: &What,
     opts: &TransferOptions,
     w: &Wormhole,
     note_consumed: &impl Fn(),
 ) -> Result<(), Failure> {
-    // A directory's zip, built once (before the code, like the reference).
-    let zip: RefCell<Option<ZipStream>> = RefCell::new(None);
-    let text = match what {
+    // The offer (a directory's zip is built once, before the code, like the reference).
+    let (text, offer) = match what {
         What::Text(text) => {
             server.show_welcome(&w.get_welcome().await?);
             let text = read_text(text).await?;
@@ -92,78 +106,63 @@ async fn exchange(
                 "Sending text message ({})",
                 natural_size(text.chars().count() as u64)
             );
-            Some(text)
+            (Some(text), None)
         }
-        What::Path(p) => {
-            let md = std::fs::metadata(p)
-                .map_err(|e| Failure::Other(format!("{}: {e}", p.display())))?;
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if md.is_dir() {
-                eprintln!("Building zipfile..");
-                let (dir, ignore) = (p.clone(), args.ignore_unsendable_files);
-                let z = tokio::task::spawn_blocking(move || {
-                    let mut note = |p: &std::path::Path, e: &std::io::Error| {
-                        eprintln!("{}: {e} (ignoring error)", p.display());
-                    };
-                    ZipStream::new_skipping(&dir, ignore.then_some(&mut note as &mut Skip<'_>))
-                })
-                .await
-                .map_err(|e| Failure::Other(e.to_string()))??;
-                eprintln!(
-                    "Sending directory ({} compressed) named '{name}'",
-                    natural_size(z.zipsize)
-                );
-                *zip.borrow_mut() = Some(z);
-            } else {
-                eprintln!("Sending {} file named '{name}'", natural_size(md.len()));
-            }
+        What::Paths(paths) => {
+            let offer = files::prepare(paths, args.ignore_unsendable_files, true).await?;
             server.show_welcome(&w.get_welcome().await?);
-            None
+            (None, Some(offer))
         }
     };
+    server.timing.add("welcome");
 
-    match &args.code {
-        Some(code) => w.set_code(code)?,
-        None => w.allocate_code(args.code_length)?,
-    }
-    let code = w.get_code().await?;
-    eprintln!("Wormhole code is: {code}");
-    if !args.no_qr {
-        if let Some(qr) = qr::render(&code) {
-            eprint!("{qr}");
-        }
-    }
-    let receive = if args.verify {
+    let mut other = String::from(if args.verify {
         "wormhole receive --verify"
     } else {
         "wormhole receive"
-    };
-    eprintln!("On the other computer, please run:\n\n{receive} {code}\n");
+    });
+    match (&args.code, args.zeromode) {
+        (_, true) => w.set_code("0-")?,
+        (Some(code), false) => w.set_code(code)?,
+        (None, false) => w.allocate_code(args.code_length)?,
+    }
+    let code = w.get_code().await?;
+    server.timing.add("code established");
+    if args.zeromode {
+        other.push_str(" -0");
+    } else {
+        eprintln!("Wormhole code is: {code}");
+        other.push(' ');
+        other.push_str(&code);
+        if qr {
+            if let Some(qr) = qr::render(&code) {
+                eprint!("{qr}");
+            }
+        }
+    }
+    eprintln!("On the other computer, please run:\n\n{other}\n");
 
     w.get_unverified_key().await?;
+    server.timing.add("key established");
     note_consumed();
     let verifier = with_notice(
         w.get_verifier(),
         "Key established, waiting for confirmation...",
     )
     .await?;
+    server.timing.add("verified");
     if args.verify {
         confirm_verifier(w, &verifier).await?;
     }
-    match (text, what) {
+    match (text, offer) {
         (Some(text), _) => {
             text::send_text(w, &text).await?;
             eprintln!("text message sent");
         }
-        (None, What::Path(p)) => {
-            let z = zip.borrow_mut().take();
-            files::send(w, p, z, opts).await?
-        }
-        (None, What::Text(_)) => {}
+        (None, Some(offer)) => files::send(w, offer, opts).await?,
+        (None, None) => {}
     }
+    server.timing.add("transfer complete");
     Ok(())
 }
 
@@ -203,46 +202,4 @@ async fn confirm_verifier(w: &Wormhole, verifier: &[u8; 32]) -> Result<(), Failu
     }
     w.send_message(TransferMessage::Error(REJECTED.into()).to_bytes())?;
     Err(Error::Transfer(REJECTED.into()).into())
-}
-
-/// A byte count the way the reference prints it (Python `humanize.naturalsize`):
-/// `1 Byte`, `11 Bytes`, `1.5 kB`, `2.0 MB`, …
-pub fn natural_size(bytes: u64) -> String {
-    const SUFFIXES: [&str; 10] = ["kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB", "RB", "QB"];
-    match bytes {
-        1 => return "1 Byte".into(),
-        0..1000 => return format!("{bytes} Bytes"),
-        _ => {}
-    }
-    let value = bytes as f64;
-    let mut exp = 1;
-    while exp < SUFFIXES.len() && value >= 1000f64.powi(exp as i32 + 1) {
-        exp += 1;
-    }
-    // Rounding may reach 1000.0 (999999 bytes): step up to "1.0 MB" instead.
-    if exp < SUFFIXES.len() && format!("{:.1}", value / 1000f64.powi(exp as i32)) == "1000.0" {
-        exp += 1;
-    }
-    format!(
-        "{:.1} {}",
-        value / 1000f64.powi(exp as i32),
-        SUFFIXES[exp - 1]
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::natural_size;
-
-    #[test]
-    fn sizes_match_humanize() {
-        assert_eq!(natural_size(0), "0 Bytes");
-        assert_eq!(natural_size(1), "1 Byte");
-        assert_eq!(natural_size(11), "11 Bytes");
-        assert_eq!(natural_size(999), "999 Bytes");
-        assert_eq!(natural_size(1000), "1.0 kB");
-        assert_eq!(natural_size(1500), "1.5 kB");
-        assert_eq!(natural_size(999_999), "1.0 MB");
-        assert_eq!(natural_size(3_000_000), "3.0 MB");
-    }
 }

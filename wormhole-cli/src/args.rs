@@ -1,0 +1,197 @@
+//! The command line: global options, the subcommands and their flags (those of the
+//! reference CLI, plus `send-many` and `completion` from wormhole-rs). Plain clap
+//! definitions; nothing here imports the rest of the program.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use wormhole_core::PUBLIC_RELAY_URL;
+
+/// The reference CLI's default transit relay.
+const DEFAULT_TRANSIT_HELPER: &str = "tcp:transit.magic-wormhole.io:4001";
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wormhole",
+    version,
+    about = "Create a Magic Wormhole and communicate through it."
+)]
+pub struct Cli {
+    /// rendezvous relay to use
+    #[arg(long, value_name = "URL", env = "WORMHOLE_RELAY_URL", default_value = PUBLIC_RELAY_URL)]
+    pub relay_url: String,
+    /// transit relay to use
+    #[arg(long, value_name = "tcp:HOST:PORT", env = "WORMHOLE_TRANSIT_HELPER", default_value = DEFAULT_TRANSIT_HELPER)]
+    pub transit_helper: String,
+    /// appid to use (default: the file-transfer one; for `ssh`,
+    /// `lothar.com/wormhole/ssh-add`)
+    #[arg(long, value_name = "APPID")]
+    pub appid: Option<String>,
+    /// (debug) write timing data to file
+    #[arg(long, value_name = "FILE.json")]
+    pub dump_timing: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send a text message, file, or directory
+    #[command(visible_alias = "tx")]
+    Send(SendArgs),
+    /// Receive a text message, file, or directory (from 'wormhole send')
+    #[command(visible_alias = "rx", alias = "recv", alias = "recieve")]
+    Receive(ReceiveArgs),
+    /// Send a file or directory to several receivers in turn, with the same code.
+    SendMany(SendManyArgs),
+    /// Facilitate sending/receiving SSH public keys
+    #[command(subcommand)]
+    Ssh(SshCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        /// The shell to complete for.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `wormhole ssh …`.
+#[derive(Debug, Subcommand)]
+pub enum SshCommand {
+    /// Add a public-key to a ~/.ssh/authorized_keys file
+    Invite {
+        /// length of code (in bytes/words)
+        #[arg(short = 'c', long, value_name = "NUMWORDS", default_value_t = 2)]
+        code_length: usize,
+        /// Add to USER's ~/.ssh/authorized_keys
+        #[arg(short = 'u', long, value_name = "USER")]
+        user: Option<String>,
+    },
+    /// Send your SSH public-key. In response to a `wormhole ssh invite` this sends the
+    /// public key you specify (if there is only one in ~/.ssh/*.pub, that one).
+    Accept {
+        /// The code `wormhole ssh invite` printed.
+        #[arg(value_name = "CODE")]
+        code: String,
+        /// The public key to send: a `.pub` file, or a directory to look in.
+        #[arg(short = 'F', long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+        /// Skip confirmation prompt to send key
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+}
+
+/// Arguments of `wormhole send-many`.
+#[derive(Debug, Args)]
+pub struct SendManyArgs {
+    /// Only send the file up to N times, limiting the number of people that may receive
+    /// it (each try is also a try at guessing the code).
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 30)]
+    pub tries: u64,
+    /// Stop offering the file after this many minutes.
+    #[arg(long, value_name = "MINUTES", default_value_t = 60)]
+    pub timeout: u64,
+    /// Human-generated code phrase (default: allocate one).
+    #[arg(long, value_name = "CODE")]
+    pub code: Option<String>,
+    /// Number of words in an allocated code.
+    #[arg(short = 'c', long, value_name = "NUMWORDS", default_value_t = 2)]
+    pub code_length: usize,
+    /// Don't show the QR code of `wormhole-transfer:CODE`.
+    #[arg(long)]
+    pub no_qr: bool,
+    /// suppress progress-bar display
+    #[arg(long)]
+    pub hide_progress: bool,
+    /// (debug) don't open a listening socket for Transit
+    #[arg(long)]
+    pub no_listen: bool,
+    /// The files or directories to send (several go as one directory).
+    #[arg(value_name = "FILENAME|DIRNAME", required = true)]
+    pub what: Vec<PathBuf>,
+}
+
+/// Arguments of `wormhole send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// text message to send, instead of a file. Use '-' to read from stdin.
+    #[arg(long, value_name = "MESSAGE")]
+    pub text: Option<String>,
+    /// human-generated code phrase
+    #[arg(long, value_name = "CODE")]
+    pub code: Option<String>,
+    /// length of code (in bytes/words)
+    #[arg(short = 'c', long, value_name = "NUMWORDS", default_value_t = 2)]
+    pub code_length: usize,
+    /// display verification string (and wait for approval)
+    #[arg(short = 'v', long)]
+    pub verify: bool,
+    /// enable no-code anything-goes mode
+    #[arg(short = '0', conflicts_with = "code")]
+    pub zeromode: bool,
+    /// Don't show the QR code of `wormhole-transfer:CODE` (also: WORMHOLE_QR=0).
+    #[arg(long, overrides_with = "qr")]
+    pub no_qr: bool,
+    /// Generate and show ASCII-based QR code (default; also WORMHOLE_QR=1)
+    #[arg(long, overrides_with = "no_qr")]
+    pub qr: bool,
+    /// suppress progress-bar display
+    #[arg(long)]
+    pub hide_progress: bool,
+    /// (debug) don't open a listening socket for Transit
+    #[arg(long, overrides_with = "listen")]
+    pub no_listen: bool,
+    /// Open a listening socket for Transit (default).
+    #[arg(long, overrides_with = "no_listen")]
+    pub listen: bool,
+    /// Don't raise an error if a file can't be read.
+    #[arg(long)]
+    pub ignore_unsendable_files: bool,
+    /// The file or directory to send; several are sent as one directory.
+    #[arg(value_name = "WHAT")]
+    pub what: Vec<PathBuf>,
+}
+
+/// Arguments of `wormhole receive`.
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    /// refuse file transfers, only accept text transfers
+    #[arg(short = 't', long)]
+    pub only_text: bool,
+    /// accept file transfer without asking for confirmation
+    #[arg(long, env = "WORMHOLE_ACCEPT_FILE")]
+    pub accept_file: bool,
+    /// The file or directory to create, overriding the name suggested by the sender. If
+    /// the directory exists already, the incoming transfer will be put inside the
+    /// specified directory.
+    #[arg(short = 'o', long, value_name = "FILENAME|DIRNAME")]
+    pub output_file: Option<String>,
+    /// (debug) don't open a listening socket for Transit
+    #[arg(long, overrides_with = "listen")]
+    pub no_listen: bool,
+    /// Open a listening socket for Transit (default).
+    #[arg(long, overrides_with = "no_listen")]
+    pub listen: bool,
+    /// display verification string (and wait for approval)
+    #[arg(short = 'v', long)]
+    pub verify: bool,
+    /// suppress progress-bar display
+    #[arg(long)]
+    pub hide_progress: bool,
+    /// Allocate a fresh code (do not prompt for one)
+    #[arg(short = 'a', long, conflicts_with = "code")]
+    pub allocate: bool,
+    /// length of code (in bytes/words); needs --allocate
+    #[arg(short = 'c', long, value_name = "NUMWORDS", requires = "allocate")]
+    pub code_length: Option<usize>,
+    /// enable no-code anything-goes mode
+    #[arg(short = '0', conflicts_with_all = ["code", "allocate"])]
+    pub zeromode: bool,
+    /// The code from the sender; asked for interactively when omitted.
+    #[arg(value_name = "CODE")]
+    pub code: Option<String>,
+}

@@ -1,0 +1,86 @@
+//! What both subcommands use: where to meet the peer ([`Server`]), running an exchange
+//! and closing the wormhole ([`run_and_close`]), and a notice for slow steps
+//! ([`with_notice`]).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use wormhole_core::{Options, Wormhole};
+
+use crate::display::terminal_safe;
+use crate::failure::Failure;
+use crate::timing::Timing;
+
+/// Where to meet the peer: the global options every subcommand uses.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Mailbox server URL.
+    pub relay_url: String,
+    /// Application id.
+    pub appid: String,
+    /// Transit relay, `tcp:HOST:PORT`.
+    pub transit_helper: String,
+    /// `--dump-timing`.
+    pub timing: Arc<Timing>,
+}
+
+impl Server {
+    /// Create a wormhole on this server; it starts connecting at once.
+    pub fn create(&self) -> Result<Wormhole, Failure> {
+        Ok(Wormhole::create(
+            &self.appid,
+            &self.relay_url,
+            Options::default(),
+        )?)
+    }
+
+    /// Print the server's message of the day, if any, like the reference.
+    pub fn show_welcome(&self, welcome: &Map<String, Value>) {
+        if let Some(motd) = welcome.get("motd").and_then(Value::as_str) {
+            // The operator's lines, each indented; nothing in them may drive the terminal.
+            let lines: Vec<String> = motd.lines().map(terminal_safe).collect();
+            eprintln!(
+                "Server (at {}) says:\n {}",
+                self.relay_url,
+                lines.join("\n ")
+            );
+        }
+    }
+}
+
+/// Run `exchange` on `w` and then close `w`, giving up on both at Ctrl-C.
+///
+/// The exchange's error wins over a closing error; after a successful exchange a closing
+/// error is ignored (the peer has what it needed).
+pub async fn run_and_close<T, F>(w: &Wormhole, exchange: F) -> Result<T, Failure>
+where
+    F: Future<Output = Result<T, Failure>>,
+{
+    let run = async {
+        let outcome = exchange.await;
+        let _ = w.close().await;
+        outcome
+    };
+    tokio::select! {
+        outcome = run => outcome,
+        _ = tokio::signal::ctrl_c() => {
+            w.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), w.close()).await;
+            Err(Failure::Interrupted)
+        }
+    }
+}
+
+/// Await `fut`; if it takes longer than a second, print `notice` on stderr meanwhile.
+pub async fn with_notice<T>(fut: impl Future<Output = T>, notice: &str) -> T {
+    tokio::pin!(fut);
+    match tokio::time::timeout(Duration::from_secs(1), &mut fut).await {
+        Ok(v) => v,
+        Err(_) => {
+            eprintln!("{notice}");
+            fut.await
+        }
+    }
+}
