@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark: an end-to-end text exchange, our `wormhole` CLI against the reference CLI.
 
-    text_exchange.py --ours PATH --reference PATH --twist PATH [--runs N]
+    text_exchange.py --ours PATH --reference PATH --twist PATH [--runs N] [--baseline PATH]
+
+With --baseline (another build of our CLI, e.g. the previous commit's release binary) the
+pairings baseline/baseline, baseline/reference and reference/baseline are measured in the
+same run, to show that a change does not slow ours down.
 
 Run it through benches/run.sh, which builds our CLI (release), prepares the reference
 venv and runs this inside a loopback-only network namespace. It starts one reference
@@ -196,6 +200,7 @@ def main():
     ap.add_argument("--reference", required=True)
     ap.add_argument("--twist", required=True)
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--baseline", help="another build of our CLI to compare in the same run")
     args = ap.parse_args()
     if args.runs < 5:
         sys.exit("--runs must be at least 5 (the figures are medians)")
@@ -206,6 +211,10 @@ def main():
         url = f"ws://127.0.0.1:{port}/v1"
         impls = {"ours": args.ours, "reference": args.reference}
         pairings = [(s, r) for s in impls for r in impls]
+        if args.baseline:
+            impls["baseline"] = args.baseline
+            pairings += [("baseline", "baseline"), ("baseline", "reference"),
+                         ("reference", "baseline")]
         rows = []
         try:
             # One warm-up exchange per pairing (file caches, Python bytecode).

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # File-transfer benchmark on loopback, inside a loopback-only network namespace.
 #
-#   benches/transfer.sh [--size MIB] [--runs N] [--only ours|reference|wormhole-rs] [--disk]
+#   benches/transfer.sh [--size MIB] [--runs N] [--only PEER[,PEER…]] (ours, baseline, reference, wormhole-rs)
+#                       [--disk] [--baseline WORMHOLE_BIN]
+#
+# --baseline adds the peer "baseline": another build of our CLI (e.g. the previous commit's
+# release binary), measured in the same run as ours, to show a change does not slow it down.
 #
 # Sends one random file (default 1024 MiB) between two copies of each CLI (ours, the
 # reference CLI 0.24.0, wormhole-rs 0.8.1), direct and forced through a relay, through our
@@ -20,13 +24,15 @@ SIZE_MIB=1024
 RUNS=3
 ONLY=""
 DISK=0
+BASELINE="${WORMHOLE_BASELINE_BIN:-}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --size) SIZE_MIB="$2"; shift 2 ;;
         --runs) RUNS="$2"; shift 2 ;;
         --only) ONLY="$2"; shift 2 ;;
         --disk) DISK=1; shift ;;
-        *) echo "usage: benches/transfer.sh [--size MIB] [--runs N] [--only PEER]" >&2; exit 2 ;;
+        --baseline) BASELINE="$(realpath "$2")"; shift 2 ;;
+        *) echo "usage: benches/transfer.sh [--size MIB] [--runs N] [--only PEER] [--disk] [--baseline BIN]" >&2; exit 2 ;;
     esac
 done
 
@@ -38,6 +44,7 @@ if [ "${WORMHOLE_BENCH_INSIDE_NS:-}" != 1 ]; then
     export WORMHOLE_BIN="$TARGET/release/wormhole"
     export WORMHOLE_SERVER_BIN="$TARGET/release/wormhole-server"
     export WORMHOLE_BENCH_INSIDE_NS=1
+    export WORMHOLE_BASELINE_BIN="$BASELINE"
     if unshare -r -nmpf --mount-proc true 2>/dev/null; then
         exec unshare -r -nmpf --mount-proc "$0" --size "$SIZE_MIB" --runs "$RUNS" ${ONLY:+--only "$ONLY"} $([ "$DISK" = 1 ] && echo --disk)
     else
@@ -102,8 +109,9 @@ run_one() {
     mkdir -p "$out"
     local s_args r_args
     case "$peer" in
-        ours|reference)
+        ours|baseline|reference)
             local bin="$WORMHOLE_BIN"; [ "$peer" = reference ] && bin="$REF"
+            [ "$peer" = baseline ] && bin="$BASELINE"
             local nl=""; [ "$mode" = relay ] && nl="--no-listen"
             s_args=("$bin" --relay-url "$MAILBOX" --transit-helper "$RELAY" send --hide-progress --no-qr $nl --code "$code" "$WORK/src/payload.bin")
             r_args=("$bin" --relay-url "$MAILBOX" --transit-helper "$RELAY" receive --hide-progress --accept-file $nl "$code")
@@ -133,15 +141,26 @@ run_one() {
 
 echo "writing the file alone (dd into $(dirname "$WORK")): $(write_floor) CPU s/GiB"
 printf '\n%-12s %-7s %9s %14s %14s %13s %13s\n' peer path "MB/s" "send CPU s/GiB" "recv CPU s/GiB" "send RSS MiB" "recv RSS MiB"
-for peer in ours reference wormhole-rs; do
-    [ -n "$ONLY" ] && [ "$ONLY" != "$peer" ] && continue
-    for mode in direct relay; do
-        : >"$WORK/results"
-        for n in $(seq "$RUNS"); do
-            run_one "$peer" "$mode" "$n" >>"$WORK/results"
+# Runs interleave the peers (run 1 of each, then run 2 of each, …), so a slow phase of the
+# machine hits every peer alike.
+PEERS=()
+for peer in ours baseline reference wormhole-rs; do
+    [ -n "$ONLY" ] && [[ ",$ONLY," != *",$peer,"* ]] && continue
+    [ "$peer" = baseline ] && [ -z "$BASELINE" ] && continue
+    PEERS+=("$peer")
+done
+for mode in direct relay; do
+    for peer in "${PEERS[@]}"; do : >"$WORK/results-$peer-$mode"; done
+    for n in $(seq "$RUNS"); do
+        for peer in "${PEERS[@]}"; do
+            run_one "$peer" "$mode" "$n" >>"$WORK/results-$peer-$mode"
         done
+    done
+done
+for peer in "${PEERS[@]}"; do
+    for mode in direct relay; do
         # Median by receiver wall time.
-        read -r w sc rc sm rm_ < <(sort -n "$WORK/results" | sed -n "$(((RUNS + 1) / 2))p")
+        read -r w sc rc sm rm_ < <(sort -n "$WORK/results-$peer-$mode" | sed -n "$(((RUNS + 1) / 2))p")
         gib=$(echo "scale=6; $BYTES / 1073741824" | bc)
         printf '%-12s %-7s %9.0f %14.2f %14.2f %13.1f %13.1f\n' "$peer" "$mode" \
             "$(echo "$BYTES / 1000000 / $w" | bc -l)" \

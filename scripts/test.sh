@@ -4,7 +4,8 @@
 #   scripts/test.sh [extra `cargo test` arguments, e.g. a test-name filter]
 #
 # 1. prepares the reference peers (scripts/setup-peers.sh: ./.venv-ref, ip, unshare);
-# 2. checks formatting and lints (cargo fmt --check, clippy -D warnings);
+# 2. checks formatting and lints (cargo fmt --check, scripts/check-import-cycles.py,
+#    clippy -D warnings);
 # 3. builds everything, including the test binaries (needs crates.io the first time);
 # 4. runs `cargo test --workspace --offline --no-fail-fast` inside a private network namespace whose only
 #    interface is loopback, so no test can reach (or be reached from) a real network;
@@ -57,13 +58,17 @@ trap report EXIT
 section "1/5 reference peers: scripts/setup-peers.sh"
 scripts/setup-peers.sh
 
-section "2/5 cargo fmt --all --check"
+section "2/5 cargo fmt --all --check; no file imports one that imports it back"
 cargo fmt --all --check
+python3 scripts/check-import-cycles.py
 
 section "3/5 cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-section "4/5 build: cargo build --workspace --all-targets; cargo test --workspace --no-run"
+section "4/5 build: cargo fetch; cargo build --workspace --all-targets; cargo test --workspace --no-run"
+# Every package of Cargo.lock, for every target: cbindgen's `cargo metadata` (the header
+# check, inside the offline namespace) needs them all, not only this host's.
+cargo fetch
 cargo build --workspace --all-targets
 cargo test --workspace --no-run
 

@@ -16,7 +16,9 @@
 #          file transfer (test_transfer: C to C file, empty file, directory, relay-only, reject,
 #          no-overwrite, cancellation on either side, text instead of a file, delegate
 #          callbacks; send_file -> receive_file; the reference CLI's `send FILE` -> receive_file
-#          and send_file -> `receive --accept-file`, a file and a directory);
+#          and send_file -> `receive --accept-file`, a file and a directory; test_ref_transfer:
+#          a file and a directory each way against the reference CLI, with callbacks and
+#          with poll(2) on the event fd);
 #       5. scripts/install-ffi.sh into a prefix, then the examples built from it via
 #          pkg-config and via CMake (shared and static);
 #       6. with WORMHOLE_SERVER_BIN built: test_api, test_transfer and pair.cpp against our own
@@ -97,7 +99,7 @@ build_all() { # build_all SUFFIX EXTRA_FLAGS...
     local t
     for t in examples/c/quickstart examples/c/send_text examples/c/receive_text examples/c/send_file \
         examples/c/receive_file tests/c/test_api tests/c/test_callbacks tests/c/test_threads tests/c/test_transfer \
-        tests/c/test_abuse; do
+        tests/c/test_abuse tests/c/test_ref_transfer; do
         cc "${CFLAGS[@]}" "$@" "$t.c" -o "$OUT/bin/$(basename "$t")$sfx" "${LINK[@]}" || return 1
     done
     # The loop test also runs under libuv when its development files are installed.
@@ -213,6 +215,23 @@ interop_file_ref_receiver() { # C send_file (ASan) -> reference `wormhole receiv
         diff -r "$OUT/files/$what" "$out/$what"
 }
 
+ref_to_c() { # ref_to_c CODE WHAT DELIVERY: reference `wormhole send WHAT` -> test_ref_transfer receive
+    local what="$2" out="$OUT/files/out/ref-to-c-$3-$2"
+    rm -rf "$out" && mkdir -p "$out"
+    both "timeout 120 '$WORMHOLE_REF_VENV/bin/wormhole' --relay-url '$URL' --transit-helper '$RELAY_HINT' send --hide-progress --no-qr --code '$1' '$OUT/files/$what'" \
+         "timeout 120 '$OUT/bin/test_ref_transfer-asan' receive '$3' '$URL' '$1' '$out' '$RELAY_HINT' > '$out.saved'" &&
+        [ "$(cat "$out.saved")" = "$out/$what" ] &&
+        diff -r "$OUT/files/$what" "$out/$what"
+}
+
+c_to_ref() { # c_to_ref CODE WHAT DELIVERY: test_ref_transfer send WHAT -> reference `wormhole receive`
+    local what="$2" out="$OUT/files/out/c-to-ref-$3-$2"
+    rm -rf "$out" && mkdir -p "$out"
+    both "timeout 120 '$OUT/bin/test_ref_transfer-asan' send '$3' '$URL' '$1' '$OUT/files/$what' '$RELAY_HINT'" \
+         "cd '$out' && timeout 120 '$WORMHOLE_REF_VENV/bin/wormhole' --relay-url '$URL' --transit-helper '$RELAY_HINT' receive --hide-progress --accept-file '$1' </dev/null" &&
+        diff -r "$OUT/files/$what" "$out/$what"
+}
+
 # The README's C example is examples/c/quickstart.c, verbatim.
 readme_example_matches() {
     awk '/^## C API/{s=1} s && /^```c$/{c=1; next} c && /^```$/{exit} c' README.md >"$OUT/readme-example.c"
@@ -285,6 +304,17 @@ run() {
                 interop_file_ref_receiver "$((np + 11))-file-transfer" data.bin
             step "interop: C send_file -> reference 'wormhole receive --accept-file' (directory)" \
                 interop_file_ref_receiver "$((np + 12))-file-transfer" tree
+            # Both delivery modes of core's one event stream, each way, a file and a directory.
+            local i=20 what delivery
+            for delivery in callbacks fd; do
+                for what in data.bin tree; do
+                    step "interop: reference 'wormhole send $what' -> C receive_file ($delivery)" \
+                        ref_to_c "$((np + i))-ref-to-c" "$what" "$delivery"
+                    step "interop: C send_file $what ($delivery) -> reference 'wormhole receive'" \
+                        c_to_ref "$((np + i + 1))-c-to-ref" "$what" "$delivery"
+                    i=$((i + 2))
+                done
+            done
             kill "$RELAY_PID" 2>/dev/null
             wait "$RELAY_PID" 2>/dev/null
         fi

@@ -27,15 +27,18 @@ static void *run_pair(void *arg) {
     char msg[32];
     snprintf(msg, sizeof msg, "pair %u", j->n);
     CHECK_RC(wh_send(a, (const uint8_t *)msg, strlen(msg)), WH_RESULT_OK);
-    wh_event *ev = h_wait_for(b, WH_EVENT_KIND_MESSAGE, 30000);
+    wh_event *ev = h_wait_for(b, WH_EVENT_KIND_MESSAGE, 90000);
+    if (ev && wh_event_get_kind(ev) == WH_EVENT_KIND_CLOSED)
+        fprintf(stderr, "pair %u: b closed before the message: %s (%s)\n", j->n,
+                wh_result_str(wh_event_result(ev)), wh_event_text(ev) ? wh_event_text(ev) : "no text");
     int got = ev && wh_event_get_kind(ev) == WH_EVENT_KIND_MESSAGE && wh_event_len(ev) == strlen(msg) &&
               memcmp(wh_event_data(ev), msg, strlen(msg)) == 0;
     CHECK(got);
     wh_event_free(ev);
     CHECK_RC(wh_close(a), WH_RESULT_OK);
     CHECK_RC(wh_close(b), WH_RESULT_OK);
-    wh_event *ca = h_wait_for(a, WH_EVENT_KIND_CLOSED, 30000);
-    wh_event *cb = h_wait_for(b, WH_EVENT_KIND_CLOSED, 30000);
+    wh_event *ca = h_wait_for(a, WH_EVENT_KIND_CLOSED, 90000);
+    wh_event *cb = h_wait_for(b, WH_EVENT_KIND_CLOSED, 90000);
     int happy = ca && cb && wh_event_result(ca) == WH_RESULT_OK && wh_event_result(cb) == WH_RESULT_OK;
     CHECK(happy);
     wh_event_free(ca);

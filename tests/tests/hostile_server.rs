@@ -1278,11 +1278,7 @@ async fn benign_noise_is_ignored() {
         json!({"type": "ack", "id": null}),
         json!({"type": "pong", "pong": 3}),
         json!({"type": "welcome", "welcome": {"motd": "second welcome"}}),
-        json!({"type": "claimed", "mailbox": "someotherbox0", "extra": true}),
-        json!({"type": "allocated", "nameplate": "77"}),
         json!({"type": "nameplates", "nameplates": [{"id": "1"}]}),
-        json!({"type": "released"}),
-        json!({"type": "closed"}),
         message(&client.side, "pake", &client.pake),
         message(&client.side, "999", b"not ours to decrypt"),
     ] {
@@ -1305,6 +1301,31 @@ async fn benign_noise_is_ignored() {
         Error::Lonely,
         "getters after close report the close result"
     );
+}
+
+/// Replies to requests the client never made (a second `claimed`, an `allocated` it did not
+/// ask for, a `released` or `closed` before it released or closed anything) are protocol
+/// errors, reported and closed `errory`, not dropped: no state of the client's machines
+/// expects them (the reference raises on them too).
+#[tokio::test]
+async fn replies_nobody_asked_for_are_protocol_errors() {
+    for (stray, name) in [
+        (
+            json!({"type": "claimed", "mailbox": "someotherbox0"}),
+            "claimed",
+        ),
+        (json!({"type": "allocated", "nameplate": "77"}), "allocated"),
+        (json!({"type": "released"}), "released"),
+        (json!({"type": "closed"}), "closed"),
+    ] {
+        let err = after_handshake(
+            Message::text(stray.to_string()),
+            ErrorKind::Protocol,
+            "errory",
+        )
+        .await;
+        assert!(err.to_string().contains(name), "{name}: {err}");
+    }
 }
 
 /// PROTOCOL §3.2/§3.4: the client ignores acks (Python: `_response_handle_ack` is `pass`).

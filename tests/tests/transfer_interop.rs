@@ -28,6 +28,14 @@ struct Net {
     _relay: Option<RefRelay>,
     /// wormhole-william's `/etc/hosts` (see `william_net`).
     william_hosts: Option<TempDir>,
+    /// The code `sender` and `receiver` use (default [`CODE`]).
+    code: std::sync::Mutex<String>,
+}
+
+impl Net {
+    fn code(&self) -> String {
+        self.code.lock().unwrap().clone()
+    }
 }
 
 async fn our_net() -> Net {
@@ -54,6 +62,7 @@ async fn net(ours: bool, relay_port: Option<u16>) -> Net {
             _mailbox: None,
             _relay: None,
             william_hosts: None,
+            code: std::sync::Mutex::new(CODE.into()),
         }
     } else {
         let m = MailboxServer::start(&[]).await;
@@ -65,6 +74,7 @@ async fn net(ours: bool, relay_port: Option<u16>) -> Net {
             _mailbox: Some(m),
             _relay: Some(r),
             william_hosts: None,
+            code: std::sync::Mutex::new(CODE.into()),
         }
     }
 }
@@ -163,12 +173,14 @@ fn rs_relay(net: &Net) -> String {
 }
 
 fn sender(net: &Net, peer: Peer, what: Option<&Path>, relay_only: bool) -> Command {
+    let code = net.code();
+    let code = code.as_str();
     let text = "hello from the transfer tests ✓".to_owned();
     match peer {
         Peer::Ours | Peer::Ref => {
             let mut a = global(net);
             a.extend(["send".into(), "--hide-progress".into(), "--no-qr".into()]);
-            a.extend(["--code".into(), CODE.into()]);
+            a.extend(["--code".into(), code.into()]);
             if relay_only {
                 a.push("--no-listen".into());
             }
@@ -190,7 +202,7 @@ fn sender(net: &Net, peer: Peer, what: Option<&Path>, relay_only: bool) -> Comma
                 "send",
                 "--hide-progress",
                 "--code",
-                CODE,
+                code,
             ]);
             match what {
                 Some(p) => c.arg(p),
@@ -202,7 +214,7 @@ fn sender(net: &Net, peer: Peer, what: Option<&Path>, relay_only: bool) -> Comma
             let mut c = Command::new(wormhole_rs_bin());
             c.args(["send", "--rendezvous-server", &net.url])
                 .args(["--relay-server", &rs_relay(net)])
-                .args(["--no-qr", "--code", CODE]);
+                .args(["--no-qr", "--code", code]);
             if relay_only {
                 c.arg("--force-relay");
             }
@@ -215,6 +227,8 @@ fn sender(net: &Net, peer: Peer, what: Option<&Path>, relay_only: bool) -> Comma
 }
 
 fn receiver(net: &Net, peer: Peer, out: &Path, relay_only: bool, accept: bool) -> Command {
+    let code = net.code();
+    let code = code.as_str();
     let mut c = match peer {
         Peer::Ours | Peer::Ref => {
             let mut a = global(net);
@@ -225,7 +239,7 @@ fn receiver(net: &Net, peer: Peer, out: &Path, relay_only: bool, accept: bool) -
             if relay_only {
                 a.push("--no-listen".into());
             }
-            a.push(CODE.into());
+            a.push(code.into());
             if peer == Peer::Ours {
                 our_cli(&net.url, &a)
             } else {
@@ -234,7 +248,7 @@ fn receiver(net: &Net, peer: Peer, out: &Path, relay_only: bool, accept: bool) -
         }
         Peer::William => {
             let mut c = william_command(net);
-            c.args(["--relay-url", &net.url, "receive", "--hide-progress", CODE]);
+            c.args(["--relay-url", &net.url, "receive", "--hide-progress", code]);
             c
         }
         Peer::Rs => {
@@ -249,7 +263,7 @@ fn receiver(net: &Net, peer: Peer, out: &Path, relay_only: bool, accept: bool) -
             if relay_only {
                 c.arg("--force-relay");
             }
-            c.arg(CODE);
+            c.arg(code);
             c.env_remove("WORMHOLE_RELAY_URL")
                 .env_remove("WORMHOLE_MAILBOX_URL");
             c
@@ -464,6 +478,12 @@ async fn wormhole_william(ours: bool) {
 }
 
 async fn transfer_with_william(net: &Net, payload: Payload, ours_sends: bool, no_listen: bool) {
+    // A fresh nameplate for each exchange: wormhole-william may exit before the server has
+    // processed its `release`, and a next exchange on the same nameplate would then join
+    // the previous mailbox.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(20);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    *net.code.lock().unwrap() = format!("{n}-guitarist-revenge");
     let (from, to) = if ours_sends {
         (Peer::Ours, Peer::William)
     } else {
@@ -866,4 +886,286 @@ async fn receiver_that_cannot_write_tells_the_sender() {
         assert_failed(&ro, "cannot create");
         assert_failed(&so, "the receiver cannot write the file");
     }
+}
+
+/// Read a delegated wormhole's events until the final event of its transfer; every event
+/// seen is returned (for order checks). Answers an offer by accepting it into `dest`.
+async fn transfer_events(
+    w: &wormhole_core::Wormhole,
+    events: &mut wormhole_core::Events,
+    accept_into: Option<&Path>,
+) -> Vec<wormhole_core::transfer::TransferEvent> {
+    use wormhole_core::Event;
+    use wormhole_core::transfer::TransferEvent as T;
+    let mut seen = Vec::new();
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(60), events.recv())
+            .await
+            .expect("an event within 60 s")
+            .expect("the stream ends only after closed");
+        match ev {
+            Event::Transfer(t) => {
+                if let (T::Offer(o), Some(dir)) = (&t, accept_into) {
+                    assert_eq!(w.pending_offer().as_ref(), Some(o));
+                    w.accept_offer(&o.destination(dir, None), false).unwrap();
+                }
+                let last = t.is_final();
+                seen.push(t);
+                if last {
+                    return seen;
+                }
+            }
+            Event::Closed(r) => panic!("closed before the transfer ended: {r:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Close a delegated wormhole and expect a happy `Closed` as the stream's last event.
+async fn close_delegated(w: &wormhole_core::Wormhole, events: &mut wormhole_core::Events) {
+    w.begin_close();
+    let mut last = None;
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(30), events.recv())
+        .await
+        .expect("closed within 30 s")
+    {
+        last = Some(ev);
+    }
+    assert_eq!(last, Some(wormhole_core::Event::Closed(Ok(()))));
+}
+
+/// The library's transfers on delegated-mode wormholes (events on the one stream) against
+/// the reference CLI: a file and a directory, each way.
+#[tokio::test]
+async fn delegated_library_transfers_with_the_reference_cli() {
+    use wormhole_core::transfer::{TransferEvent as T, TransferOptions};
+    use wormhole_core::transit::TransitConfig;
+    let net = our_net().await;
+    for payload in [Payload::File, Payload::Dir] {
+        let src = TempDir::new("deleg-src");
+        let dst = TempDir::new("deleg-dst");
+        let what = make_payload(src.path(), payload).unwrap();
+        let name = what.file_name().unwrap().to_owned();
+        let opts = || TransferOptions {
+            transit: TransitConfig::with_relay(Some(&net.relay), true).unwrap(),
+            ..TransferOptions::default()
+        };
+
+        // The reference sends; our delegated wormhole receives.
+        let (w, mut events) = wormhole_core::Wormhole::create_delegated(
+            wormhole_core::TRANSFER_APPID,
+            &net.url,
+            wormhole_core::Options::default(),
+        )
+        .unwrap();
+        w.start_receive_file(opts()).unwrap();
+        assert_eq!(
+            w.start_receive_file(opts()).unwrap_err(),
+            wormhole_core::Error::InProgress
+        );
+        w.set_code(CODE).unwrap();
+        let s = RunningCli::spawn(
+            "reference sender",
+            sender(&net, Peer::Ref, Some(&what), false),
+        );
+        let seen = transfer_events(&w, &mut events, Some(dst.path())).await;
+        s.finish().await.assert_success();
+        assert!(matches!(seen.first(), Some(T::Offer(_))), "{seen:?}");
+        let Some(T::FileReceived(Ok(path))) = seen.last() else {
+            panic!("{payload:?}: {seen:?}")
+        };
+        assert_eq!(path, &dst.path().join(&name));
+        assert!(seen.iter().any(|e| matches!(e, T::Progress { .. })));
+        assert!(seen.iter().any(|e| matches!(e, T::Connected(_))));
+        if payload == Payload::File {
+            assert_eq!(std::fs::read(path).unwrap(), std::fs::read(&what).unwrap());
+        } else {
+            let files = |t: Vec<(String, Option<Vec<u8>>)>| {
+                t.into_iter()
+                    .filter(|(_, c)| c.is_some())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(files(tree(path)), files(tree(&what)));
+        }
+        close_delegated(&w, &mut events).await;
+
+        // Our delegated wormhole sends; the reference receives.
+        let out = TempDir::new("deleg-ref-out");
+        let (w, mut events) = wormhole_core::Wormhole::create_delegated(
+            wormhole_core::TRANSFER_APPID,
+            &net.url,
+            wormhole_core::Options::default(),
+        )
+        .unwrap();
+        w.set_code(CODE).unwrap();
+        w.start_send_file(&what, opts()).unwrap();
+        let r = RunningCli::spawn(
+            "reference receiver",
+            receiver(&net, Peer::Ref, out.path(), false, true),
+        );
+        let seen = transfer_events(&w, &mut events, None).await;
+        assert_eq!(seen.last(), Some(&T::FileSent(Ok(()))), "{seen:?}");
+        assert!(seen.contains(&T::DataSent));
+        close_delegated(&w, &mut events).await;
+        r.finish().await.assert_success();
+        let got = out.path().join(&name);
+        if payload == Payload::File {
+            assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&what).unwrap());
+        } else {
+            assert!(got.join("sub/deeper/n.bin").is_file(), "{}", got.display());
+        }
+    }
+}
+
+/// The paths of a multi-path send: a file, a directory tree and an empty file, in `dir`.
+fn several_paths(dir: &Path) -> Vec<PathBuf> {
+    let file = make_payload(dir, Payload::File).unwrap();
+    let tree = make_payload(dir, Payload::Dir).unwrap();
+    let empty = make_payload(dir, Payload::EmptyFile).unwrap();
+    vec![file, tree, empty]
+}
+
+/// What a receiver should have unpacked from [`several_paths`]: each path at the top of
+/// one directory named after the first (`data.bin-and-2-more`). Directories that hold no
+/// file are left out of the comparison (the reference and wormhole-william each treat
+/// them in their own way).
+fn check_several_paths(paths: &[PathBuf], dst: &Path, label: &str, out: &CliOutput) {
+    let got_root = dst.join("data.bin-and-2-more");
+    assert!(got_root.is_dir(), "{label}: no bundle directory\n{out}");
+    let files = |t: Vec<(String, Option<Vec<u8>>)>| {
+        t.into_iter()
+            .filter_map(|(n, c)| Some((n, c?)))
+            .collect::<Vec<_>>()
+    };
+    let mut want = Vec::new();
+    for p in paths {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if p.is_dir() {
+            for (n, c) in tree(p) {
+                want.push((format!("{name}/{n}"), c));
+            }
+        } else {
+            want.push((name, Some(std::fs::read(p).unwrap())));
+        }
+    }
+    want.sort();
+    // wormhole-william writes an empty directory's entry as an empty file: not a file sent.
+    let dirs: Vec<String> = want
+        .iter()
+        .filter(|(_, c)| c.is_none())
+        .map(|(n, _)| n.clone())
+        .collect();
+    let mut have: Vec<_> = files(tree(&got_root))
+        .into_iter()
+        .filter(|(n, _)| !dirs.contains(n))
+        .collect();
+    have.sort();
+    let want = files(want);
+    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&have), names(&want), "{label}\n{out}");
+    assert!(have == want, "{label}: contents differ");
+}
+
+/// `wormhole send a b c`: several paths go as one directory offer that the reference
+/// receiver and wormhole-william unpack with the paths at its top level.
+#[tokio::test]
+async fn several_paths_in_one_send_reach_the_reference_and_william() {
+    // The reference receiver.
+    let net = ref_net().await;
+    let src = TempDir::new("multi-src");
+    let dst = TempDir::new("multi-dst");
+    let paths = several_paths(src.path());
+    let mut args = global(&net);
+    args.extend(["send", "--hide-progress", "--no-qr", "--code", CODE].map(String::from));
+    args.extend(paths.iter().map(|p| p.to_string_lossy().into_owned()));
+    let mut s = RunningCli::spawn("our multi-path sender", our_cli(&net.url, &args));
+    s.wait_for_code().await;
+    let r = RunningCli::spawn(
+        "reference receiver",
+        receiver(&net, Peer::Ref, dst.path(), false, true),
+    );
+    let (so, ro) = tokio::join!(s.finish(), r.finish());
+    so.assert_success();
+    ro.assert_success();
+    assert!(
+        so.stderr.contains("Sending directory") && so.stderr.contains("data.bin-and-2-more"),
+        "{so}"
+    );
+    check_several_paths(&paths, dst.path(), "ours -> reference", &ro);
+
+    // wormhole-william.
+    if wormhole_william_bin().is_none() {
+        eprintln!("SKIPPED: wormhole-william is not installed (scripts/setup-peers.sh)");
+        return;
+    }
+    let _one_at_a_time = WILLIAM_RELAY_LOCK.lock().await;
+    let net = william_net(true).await;
+    *net.code.lock().unwrap() = "91-guitarist-revenge".into();
+    let dst = TempDir::new("multi-dst-ww");
+    let mut args = global(&net);
+    args.extend(
+        [
+            "send",
+            "--hide-progress",
+            "--no-qr",
+            "--code",
+            "91-guitarist-revenge",
+        ]
+        .map(String::from),
+    );
+    args.extend(paths.iter().map(|p| p.to_string_lossy().into_owned()));
+    let s = RunningCli::spawn("our multi-path sender", our_cli(&net.url, &args));
+    let r = RunningCli::spawn_with_stdin(
+        "wormhole-william receiver",
+        receiver(&net, Peer::William, dst.path(), false, true),
+        Some("y\n"),
+    );
+    let (so, ro) = tokio::join!(s.finish(), r.finish());
+    so.assert_success();
+    ro.assert_success();
+    check_several_paths(&paths, dst.path(), "ours -> wormhole-william", &ro);
+}
+
+/// `wormhole send-many -n 3`: one code, three receivers in turn (the reference, ours,
+/// wormhole-rs), each getting the whole file; then the sender stops by itself.
+#[tokio::test]
+async fn send_many_serves_receivers_in_turn_until_its_tries_are_used() {
+    let net = our_net().await;
+    let src = TempDir::new("many-src");
+    let file = make_payload(src.path(), Payload::File).unwrap();
+    let mut args = global(&net);
+    args.extend(
+        [
+            "send-many",
+            "--hide-progress",
+            "--no-qr",
+            "-n",
+            "3",
+            "--code",
+            CODE,
+        ]
+        .map(String::from),
+    );
+    args.push(file.to_string_lossy().into_owned());
+    let mut s = RunningCli::spawn("our send-many", our_cli(&net.url, &args));
+    s.wait_for_code().await;
+    for to in [Peer::Ref, Peer::Ours, Peer::Rs] {
+        let dst = TempDir::new("many-dst");
+        let r = RunningCli::spawn(
+            &format!("{} receiver", name(to)),
+            receiver(&net, to, dst.path(), false, true),
+        )
+        .finish()
+        .await;
+        r.assert_success();
+        assert_eq!(
+            std::fs::read(dst.path().join("data.bin")).unwrap_or_else(|e| panic!("{e}\n{r}")),
+            std::fs::read(&file).unwrap(),
+            "send-many -> {}",
+            name(to)
+        );
+    }
+    let so = s.finish().await;
+    so.assert_success();
+    assert!(so.stderr.contains("Sent 3 times"), "{so}");
 }
