@@ -64,6 +64,13 @@ for c in ["7-guitarist-revenge", "913-166532", "123-HTTHHHTTHTTHHTHH", "0-", "42
           "7-guitarist-re", "5-foo-bar", "-x", "7 -a", "07-x", "١٢-x", "12,7,125", ""]:
     put("code", c)
 
+for k in ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGl0c19hX3Rlc3Rfa2V5X25vdF9hX3JlYWxfb25l me@host\n",
+          "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY=",
+          "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t\tkey",
+          "command=\"true\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG x",
+          "ssh-rsa AAAAB3NzaC1yc2EAAAADAQAB a\nssh-rsa AAAAB3NzaC1yc2EAAAADAQAB b", ""]:
+    put("ssh_key", k)
+
 put("transit_handshake", bytes([0x11]) + b"transit receiver 9d6a95c299fcedc91c5aa88d38237d932189f5c3e7ec4916cf2ca7d3badf5bbc ready\n\n")
 put("transit_handshake", bytes([0x13]) + b"ok\ntransit sender b831c9a4530c2ad29ebec202ce9e053088998d2d98234a29b830ff06dfc5f851 ready\n\ngo\n")
 put("transit_handshake", bytes([0x06]) + b"bad handshake\n")

@@ -45,6 +45,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("transfer_machine", transfer_machine),
     ("zip_extract", zip_extract),
     ("relay_handshake", relay_handshake),
+    ("ssh_key", ssh_key),
 ];
 
 /// Split `data` at `0xff` bytes (never valid UTF-8) into at most `max` pieces.
@@ -718,6 +719,39 @@ pub fn relay_handshake(data: &[u8]) {
         };
         assert_eq!(line.as_bytes(), data);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// ssh invite
+// ---------------------------------------------------------------------------------------
+
+/// The public-key check of `wormhole ssh invite` on what a peer sends. What it accepts is
+/// one line for `authorized_keys`: no control character but tab (no second key), no
+/// options before the key type, the key itself base64; and it parses again to itself.
+pub fn ssh_key(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Ok(key) = wormhole_core::ssh::SshPublicKey::parse(&text) else {
+        return;
+    };
+    let line = key.line();
+    assert!(
+        !line.contains(|c: char| c.is_control() && c != '\t'),
+        "{line:?}"
+    );
+    assert!(line.starts_with(key.kind()) && !key.kind().contains(['=', '"', ',']));
+    let b64 = line[key.kind().len()..]
+        .trim_start()
+        .split(char::is_whitespace)
+        .next();
+    let b64 = b64.expect("a key after the type");
+    assert!(
+        b64.len() >= 16
+            && b64
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+    );
+    let again = wormhole_core::ssh::SshPublicKey::parse(line).expect("its own line parses");
+    assert_eq!(again, key);
 }
 
 #[cfg(test)]

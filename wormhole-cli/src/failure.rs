@@ -24,6 +24,12 @@ impl From<Error> for Failure {
     }
 }
 
+impl From<wormhole_core::ssh::NotAPublicKey> for Failure {
+    fn from(e: wormhole_core::ssh::NotAPublicKey) -> Self {
+        Failure::Other(e.to_string())
+    }
+}
+
 impl Failure {
     /// Whether the mailbox server was never reached, so no code was consumed.
     pub fn never_connected(&self) -> bool {

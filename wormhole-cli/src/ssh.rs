@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use wormhole_core::ssh::SshPublicKey as PublicKey;
 use wormhole_core::{Wormhole, text, validate_code};
 
 use crate::args::SshCommand;
@@ -18,7 +19,7 @@ use crate::failure::Failure;
 use crate::input::prompt_line;
 
 /// The reference's application id for `ssh` (used unless `--appid` is given).
-pub const APPID: &str = "lothar.com/wormhole/ssh-add";
+pub const APPID: &str = wormhole_core::ssh::SSH_APPID;
 
 /// Run `wormhole ssh …`.
 pub async fn run(server: &Server, cmd: &SshCommand) -> Result<(), Failure> {
@@ -29,51 +30,6 @@ pub async fn run(server: &Server, cmd: &SshCommand) -> Result<(), Failure> {
             key_file,
             yes,
         } => accept(server, code, key_file.as_deref(), *yes).await,
-    }
-}
-
-/// A public key line: its type, its comment (the reference's "keyid"), the whole line.
-#[derive(Debug, PartialEq, Eq)]
-pub struct PublicKey {
-    kind: String,
-    keyid: String,
-    line: String,
-}
-
-impl PublicKey {
-    /// Parse one public key (`TYPE BASE64 [COMMENT]`), refusing anything else.
-    fn parse(text: &str) -> Result<PublicKey, Failure> {
-        let line = text.trim();
-        let bad = |why: &str| Failure::Other(format!("not an SSH public key: {why}"));
-        if line.contains(['\n', '\r', '\0']) {
-            return Err(bad("more than one line"));
-        }
-        let parts: Vec<&str> = line.splitn(3, char::is_whitespace).collect();
-        let kind = parts[0];
-        let known = ["ssh-", "ecdsa-", "sk-"];
-        if !known.iter().any(|p| kind.starts_with(p))
-            || !kind
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"@.-_".contains(&b))
-        {
-            return Err(bad(
-                "it does not start with a key type (ssh-…, ecdsa-…, sk-…)",
-            ));
-        }
-        let key = parts.get(1).copied().unwrap_or_default();
-        if key.len() < 16
-            || !key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
-        {
-            return Err(bad("the key is not base64"));
-        }
-        let keyid = parts.get(2).map_or("unknown", |c| c.trim()).to_owned();
-        Ok(PublicKey {
-            kind: kind.to_owned(),
-            keyid,
-            line: line.to_owned(),
-        })
     }
 }
 
@@ -123,8 +79,8 @@ async fn invite(server: &Server, code_length: usize, user: &Option<String>) -> R
     append_key(&ssh, &auth, &key)?;
     println!(
         "Appended key type='{}' id='{}' to '{}'",
-        terminal_safe(&key.kind),
-        terminal_safe(&key.keyid),
+        terminal_safe(key.kind()),
+        terminal_safe(key.keyid()),
         auth.display()
     );
     Ok(())
@@ -150,7 +106,7 @@ fn append_key(ssh: &Path, auth: &Path, key: &PublicKey) -> Result<(), Failure> {
     let needs_newline = std::fs::read(auth)
         .map(|b| b.last().is_some_and(|&c| c != b'\n'))
         .unwrap_or(false);
-    let text = format!("{}{}\n", if needs_newline { "\n" } else { "" }, key.line);
+    let text = format!("{}{}\n", if needs_newline { "\n" } else { "" }, key.line());
     f.write_all(text.as_bytes()).map_err(|e| io(auth, e))
 }
 
@@ -161,7 +117,7 @@ async fn find_public_key(hint: Option<&Path>) -> Result<PublicKey, Failure> {
         Some(p) if p.is_file() => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| Failure::Other(format!("{}: {e}", p.display())))?;
-            return PublicKey::parse(&text);
+            return Ok(PublicKey::parse(&text)?);
         }
         Some(p) if p.exists() => p.to_owned(),
         Some(p) => return Err(Failure::Other(format!("Can't find '{}'", p.display()))),
@@ -209,7 +165,7 @@ async fn find_public_key(hint: Option<&Path>) -> Result<PublicKey, Failure> {
     let path = dir.join(chosen);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
-    PublicKey::parse(&text)
+    Ok(PublicKey::parse(&text)?)
 }
 
 /// `wormhole ssh accept CODE`: send our public key to the inviting side.
@@ -223,13 +179,13 @@ async fn accept(
     let key = find_public_key(key_file).await?;
     println!(
         "Sending public key type='{}' keyid='{}'",
-        terminal_safe(&key.kind),
-        terminal_safe(&key.keyid)
+        terminal_safe(key.kind()),
+        terminal_safe(key.keyid())
     );
     if !yes {
         let answer = prompt_line(&format!(
             "Really send public key '{}' ? [y/N]: ",
-            terminal_safe(&key.keyid)
+            terminal_safe(key.keyid())
         ))
         .await?;
         if !answer.trim().to_lowercase().starts_with('y') {
@@ -240,36 +196,10 @@ async fn accept(
     run_and_close(&w, async {
         w.set_code(code)?;
         // The reference sends the key file's text as it is, newline included.
-        text::send_text(&w, &format!("{}\n", key.line)).await?;
+        text::send_text(&w, &format!("{}\n", key.line())).await?;
         Ok(())
     })
     .await?;
     println!("Key sent.");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn public_keys_are_parsed_and_anything_else_refused() {
-        let k = PublicKey::parse("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG me@host\n").unwrap();
-        assert_eq!(
-            (k.kind.as_str(), k.keyid.as_str()),
-            ("ssh-ed25519", "me@host")
-        );
-        let k = PublicKey::parse("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAy").unwrap();
-        assert_eq!(k.keyid, "unknown");
-        for bad in [
-            "",
-            "hello",
-            "command=\"rm -rf ~\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG x",
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG a\nssh-rsa AAAAB3NzaC1yc2EAAAADAQAB b",
-            "ssh-ed25519 not*base64*at*all*here",
-            "ssh-ed25519 short",
-        ] {
-            assert!(PublicKey::parse(bad).is_err(), "accepted {bad:?}");
-        }
-    }
 }

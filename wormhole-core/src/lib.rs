@@ -14,6 +14,7 @@
 //! - [`text`]: the text part of the file-transfer protocol (`wormhole send --text`).
 //! - [`transit`]: Transit v1, the encrypted bulk pipe (usable on its own).
 //! - [`transfer`]: files and directories over Transit (`wormhole send FILE|DIR`).
+//! - [`ssh`]: the public-key check of `wormhole ssh invite` / `ssh accept`.
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
@@ -25,6 +26,7 @@ mod driver;
 mod engine;
 mod error;
 pub mod proto;
+pub mod ssh;
 pub mod text;
 pub mod transfer;
 pub mod transit;
