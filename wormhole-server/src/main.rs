@@ -235,20 +235,35 @@ async fn start_relay(listen: &str, args: &RelayArgs) -> Result<RelayHandle, Stri
     Ok(handle)
 }
 
-/// Wait for SIGTERM or SIGINT.
-async fn terminated() -> Result<(), String> {
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
-    let mut int =
-        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, watched from before the servers start: a supervisor may send
+/// SIGTERM as soon as it reads a `ready` line, and a signal that arrived before the watch
+/// existed would kill the process (status "signal 15") instead of shutting it down.
+struct Termination {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Termination {
+    fn watch() -> Result<Termination, String> {
+        Ok(Termination {
+            term: signal(SignalKind::terminate())
+                .map_err(|e| format!("cannot watch SIGTERM: {e}"))?,
+            int: signal(SignalKind::interrupt())
+                .map_err(|e| format!("cannot watch SIGINT: {e}"))?,
+        })
     }
-    Ok(())
+
+    /// Wait for SIGTERM or SIGINT.
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
+    let termination = Termination::watch()?;
     let (mailbox, relay) = match &cli.command {
         Command::Mailbox { listen, mailbox } => (Some(start_mailbox(listen, mailbox).await?), None),
         Command::Relay { listen, relay } => (None, Some(start_relay(listen, relay).await?)),
@@ -269,7 +284,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             (Some(m), Some(r))
         }
     };
-    let waited = terminated().await;
+    termination.wait().await;
     eprintln!("wormhole-server: shutting down");
     if let Some(m) = mailbox {
         m.shutdown().await;
@@ -277,7 +292,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     if let Some(r) = relay {
         r.shutdown().await;
     }
-    waited
+    Ok(())
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (logging what it did).
