@@ -63,13 +63,8 @@ class Recorder:
             self.closed.set_result(result)
 
 
-def names(rec):
-    return [n for n, _ in rec.events]
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize("what", ["file", "directory"])
-async def test_delegated_receive_from_reference(ref_venv, relay_url, tmp_path, what):
+def payload(tmp_path, what):
+    """A file or directory to send, what it holds, an empty inbox and a fresh code."""
     src = tmp_path / ("tree" if what == "directory" else "payload.bin")
     if what == "directory":
         src.mkdir()
@@ -78,7 +73,17 @@ async def test_delegated_receive_from_reference(ref_venv, relay_url, tmp_path, w
         expected = make_file(src, 700_000)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    code = "%d-purple-sausages" % random.randint(100, 999)
+    return src, expected, inbox, "%d-purple-sausages" % random.randint(100, 999)
+
+
+def names(rec):
+    return [n for n, _ in rec.events]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("what", ["file", "directory"])
+async def test_delegated_receive_from_reference(ref_venv, relay_url, tmp_path, what):
+    src, expected, inbox, code = payload(tmp_path, what)
     p = ref_cli(ref_venv, relay_url, "send", "--hide-progress", "--no-qr", "--code", code, str(src))
     try:
         rec = Recorder(dest=str(inbox))
@@ -111,15 +116,7 @@ async def test_delegated_receive_from_reference(ref_venv, relay_url, tmp_path, w
 @pytest.mark.asyncio
 @pytest.mark.parametrize("what", ["file", "directory"])
 async def test_delegated_send_to_reference(ref_venv, relay_url, tmp_path, what):
-    src = tmp_path / ("tree" if what == "directory" else "payload.bin")
-    if what == "directory":
-        src.mkdir()
-        expected = make_tree(src)
-    else:
-        expected = make_file(src, 700_000)
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    code = "%d-purple-sausages" % random.randint(100, 999)
+    src, expected, inbox, code = payload(tmp_path, what)
     rec = Recorder()
     w = wormhole.create(wormhole.TRANSFER_APPID, relay_url, delegate=rec)
     rec.w = w
