@@ -528,6 +528,7 @@ pub fn transfer_machine(data: &[u8]) {
                     [usize::from(arg) % 4];
                 Input::Start(kind, Some(text(arg >> 2).into()), PROGRESS_INTERVAL)
             }
+            1 if arg & 1 == 1 => Input::PeerVersions(json!({"transfer-resume-v1": {}})),
             1 => Input::Verified,
             2 => Input::PeerMessage(
                 match arg % 8 {
@@ -536,6 +537,8 @@ pub fn transfer_machine(data: &[u8]) {
                     2 => json!({"offer": {"directory": {"mode": if arg & 8 == 0 {"zipfile/deflated"} else {"tar"},
                         "dirname": text(arg >> 4), "zipsize": arg, "numbytes": 1, "numfiles": 1}}}),
                     3 => json!({"answer": {"message_ack": text(arg >> 3)}}),
+                    4 if arg & 8 != 0 => json!({"answer": {"file_ack": "ok",
+                        "resume": {"offset": arg >> 4, "sha256": if arg & 16 == 0 {"00"} else {"0000000000000000000000000000000000000000000000000000000000000000"}}}}),
                     4 => json!({"answer": {"file_ack": text(arg >> 3)}}),
                     5 => json!({"transit": {"hints-v1": [], "abilities-v1": []}}),
                     6 => json!({"error": text(arg >> 3)}),
@@ -568,11 +571,17 @@ pub fn transfer_machine(data: &[u8]) {
                         offer: br#"{"offer":{}}"#.to_vec(),
                     },
                     (8, 1) => IoReport::ReceiverPrepared(br#"{"transit":{}}"#.to_vec()),
-                    (8, 2) => IoReport::ReadyForData,
+                    (8, 2) => IoReport::ReadyForData((arg & 8 != 0).then(|| {
+                        wormhole_core::transfer::ResumePoint {
+                            offset: u64::from(arg),
+                            sha256: [arg; 32],
+                        }
+                    })),
                     (8, _) => IoReport::Refused {
                         reply: text(arg).into(),
                         error: wormhole_core::Error::Transfer("refused".into()),
                     },
+                    (9, 5) => IoReport::Resumed(u64::from(arg)),
                     (9, _) => IoReport::Progress(u64::from(arg), u64::from(arg % 7) * 40),
                     (10, 0) => IoReport::DataSent,
                     (10, 1) => IoReport::DataReceived,

@@ -191,6 +191,10 @@ pub struct ReceiveArgs {
     /// enable no-code anything-goes mode
     #[arg(short = '0', conflicts_with_all = ["code", "allocate"])]
     pub zeromode: bool,
+    /// Don't keep the data of a cut transfer, and don't resume one (by default a sender
+    /// of this program resumes where an earlier attempt of the same file stopped)
+    #[arg(long)]
+    pub no_resume: bool,
     /// The code from the sender; asked for interactively when omitted.
     #[arg(value_name = "CODE")]
     pub code: Option<String>,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use wormhole_core::{Options, Wormhole};
+use wormhole_core::{Options, Wormhole, transfer};
 
 use crate::display::terminal_safe;
 use crate::failure::Failure;
@@ -27,13 +27,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// Create a wormhole on this server; it starts connecting at once.
+    /// Create a wormhole on this server; it starts connecting at once. It tells the peer
+    /// that it can resume interrupted file transfers (a peer of ours then does).
     pub fn create(&self) -> Result<Wormhole, Failure> {
-        Ok(Wormhole::create(
-            &self.appid,
-            &self.relay_url,
-            Options::default(),
-        )?)
+        let mut options = Options::default();
+        transfer::advertise_resume(&mut options.app_versions);
+        Ok(Wormhole::create(&self.appid, &self.relay_url, options)?)
     }
 
     /// Print the server's message of the day, if any, like the reference.

@@ -53,6 +53,9 @@ pub fn options(
     }
     opts.events = Some(Arc::new(move |e: &TransferEvent| match e {
         TransferEvent::Connected(p) => eprintln!("Sending ({})..", describe(p)),
+        TransferEvent::Resumed { offset } => {
+            eprintln!("Resuming after {offset} bytes of an earlier attempt")
+        }
         TransferEvent::DataSent => {
             finish_bar(&bar);
             eprintln!("File sent.. waiting for confirmation");

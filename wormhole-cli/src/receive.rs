@@ -53,6 +53,7 @@ async fn exchange(server: &Server, args: &ReceiveArgs, w: &Wormhole) -> Result<(
         return Ok(());
     }
     let mut opts = files::options(server, args.no_listen, args.hide_progress)?;
+    opts.resume = !args.no_resume;
     files::receive(w, &mut opts, args.accept_file, args.output_file.as_deref()).await?;
     server.timing.add("transfer complete");
     Ok(())

@@ -296,6 +296,8 @@ impl Shared {
                 }
                 session::Event::Versions(v) => {
                     st.versions = Some(v.clone());
+                    self.transfer_locked(&mut st, Input::PeerVersions(v.clone()), &mut callbacks)
+                        .ok();
                     Some(Event::Versions(v))
                 }
                 session::Event::Message(m) => {

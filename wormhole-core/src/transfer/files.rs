@@ -36,15 +36,28 @@ pub(crate) const NAME_MAX: usize = 255;
 /// as much of `dest`'s name as fits in [`NAME_MAX`] bytes, so a destination whose own name
 /// is at the limit still gets a valid temporary name.
 pub(crate) fn temp_path(dest: &Path, suffix: &str) -> PathBuf {
+    let tail = format!(
+        ".{}.wormhole-{suffix}",
+        hex::encode(rand::random::<[u8; 4]>())
+    );
+    hidden_path(dest, &tail)
+}
+
+/// The hidden partial file a resumable receive of `size` bytes into `dest` writes:
+/// `.NAME.SIZE.wormhole-partial` (`zip-partial` for a directory's zip), the same for every
+/// attempt, so a later attempt finds it.
+pub(crate) fn partial_path(dest: &Path, size: u64, is_dir: bool) -> PathBuf {
+    let kind = if is_dir { "zip-partial" } else { "partial" };
+    hidden_path(dest, &format!(".{size}.wormhole-{kind}"))
+}
+
+/// `.NAME` + `tail` next to `dest`, `NAME` cut to fit [`NAME_MAX`].
+fn hidden_path(dest: &Path, tail: &str) -> PathBuf {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tail = format!(
-        ".{}.wormhole-{suffix}",
-        hex::encode(rand::random::<[u8; 4]>())
-    );
     let mut keep = NAME_MAX.saturating_sub(1 + tail.len()).min(name.len());
     while !name.is_char_boundary(keep) {
         keep -= 1;

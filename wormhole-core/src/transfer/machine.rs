@@ -68,6 +68,12 @@ pub enum TransferEvent {
     Offer(OfferInfo),
     /// Transit connected; the data starts flowing.
     Connected(PathKind),
+    /// The data continues after `offset` bytes that an earlier, interrupted attempt moved
+    /// (both peers can resume; see [`advertise_resume`]). Progress counts from there.
+    Resumed {
+        /// Bytes the receiver already held and the sender verified.
+        offset: u64,
+    },
     /// `done` of `total` bytes moved (at most one per
     /// [`TransferOptions::progress_interval`](super::TransferOptions::progress_interval),
     /// plus the last).
@@ -105,6 +111,54 @@ impl TransferEvent {
     }
 }
 
+/// The `app_versions` key by which a peer says it can resume an interrupted file
+/// transfer (our extension; see [`advertise_resume`]).
+pub const RESUME_VERSION_KEY: &str = "transfer-resume-v1";
+
+/// Add [`RESUME_VERSION_KEY`] to `app_versions` (a JSON object; anything else is left
+/// alone), so that a peer of ours offers to resume interrupted transfers. Peers that do not
+/// know the key ignore it, and transfers with them run exactly as without it.
+pub fn advertise_resume(app_versions: &mut Value) {
+    if let Value::Object(m) = app_versions {
+        m.insert(
+            RESUME_VERSION_KEY.into(),
+            Value::Object(serde_json::Map::new()),
+        );
+    }
+}
+
+/// Where a receiver's verified data ends, sent with its `file_ack` when both peers can
+/// resume: `{"answer": {"file_ack": "ok", "resume": {"offset": N, "sha256": HEX}}}`, where
+/// `HEX` is the SHA-256 of the first `N` bytes it holds. The sender checks that hash
+/// against its own data before skipping them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Bytes the receiver already holds.
+    pub offset: u64,
+    /// SHA-256 of those bytes.
+    pub sha256: [u8; 32],
+}
+
+impl ResumePoint {
+    fn to_json(&self) -> Value {
+        serde_json::json!({"offset": self.offset, "sha256": hex::encode(self.sha256)})
+    }
+
+    /// The resume request of a `file_ack` message: `Ok(None)` without one, `Err` when it
+    /// is malformed.
+    fn from_file_ack(msg: &[u8]) -> std::result::Result<Option<ResumePoint>, ()> {
+        let v: Value = serde_json::from_slice(msg).map_err(drop)?;
+        let Some(r) = v.get("answer").and_then(|a| a.get("resume")) else {
+            return Ok(None);
+        };
+        let offset = r.get("offset").and_then(Value::as_u64).ok_or(())?;
+        let sha = r.get("sha256").and_then(Value::as_str).ok_or(())?;
+        let mut sha256 = [0u8; 32];
+        hex::decode_to_slice(sha, &mut sha256).map_err(drop)?;
+        Ok(Some(ResumePoint { offset, sha256 }))
+    }
+}
+
 /// Which transfer the application starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -130,8 +184,9 @@ pub enum IoReport {
     },
     /// Receiver: Transit listens: post our `{"transit": …}` message.
     ReceiverPrepared(Vec<u8>),
-    /// Receiver: the destination is checked and the temporary file created.
-    ReadyForData,
+    /// Receiver: the destination is checked and the temporary file created (or a partial
+    /// file of an earlier attempt found: where its data ends).
+    ReadyForData(Option<ResumePoint>),
     /// Receiver: the destination cannot be used; tell the sender `reply` and fail.
     Refused {
         /// The error text for the sender.
@@ -141,6 +196,8 @@ pub enum IoReport {
     },
     /// Transit connected.
     Connected(PathKind),
+    /// The data continues after this many bytes an earlier attempt moved.
+    Resumed(u64),
     /// Bytes moved so far.
     Progress(u64, u64),
     /// Sender: every byte sent.
@@ -170,9 +227,13 @@ pub enum Directive {
         overwrite: bool,
         /// The accepted offer.
         offer: OfferInfo,
+        /// Whether the peer can resume, so an earlier attempt's partial data may be used
+        /// and this attempt's kept if it is cut (when the options allow).
+        resume: bool,
     },
-    /// Connect Transit and move the data.
-    Connect,
+    /// Connect Transit and move the data; for a sender, from where the receiver's data
+    /// ends if it asked to resume.
+    Connect(Option<ResumePoint>),
     /// Stop: close Transit, remove partial data.
     Stop,
 }
@@ -185,6 +246,8 @@ pub enum Input {
     Start(Kind, Option<String>, Duration),
     /// The key is verified (the peer proved it has it).
     Verified,
+    /// The peer's `app_versions`.
+    PeerVersions(Value),
     /// A decrypted application message from the peer.
     PeerMessage(Vec<u8>),
     /// A report of the I/O task of operation `id`.
@@ -231,7 +294,8 @@ enum State {
     },
     Accepting {
         transit: bool,
-        ready: bool,
+        /// The destination is ready, with the resume point to send.
+        ready: Option<Option<ResumePoint>>,
     },
     Transferring,
     /// The transfer has ended with this event; it is reported once the I/O task has
@@ -252,6 +316,8 @@ pub struct Machine {
     next_id: u64,
     op: Option<Op>,
     verified: bool,
+    /// The peer advertised [`RESUME_VERSION_KEY`].
+    peer_resumes: bool,
     closed: Option<Result<()>>,
     last_progress: Option<Instant>,
     progress_interval: Duration,
@@ -354,6 +420,10 @@ impl Machine {
                 }
                 self.current().unwrap_or(0)
             }
+            Input::PeerVersions(v) => {
+                self.peer_resumes = v.get(RESUME_VERSION_KEY).is_some();
+                self.current().unwrap_or(0)
+            }
             Input::PeerMessage(m) => {
                 self.peer_message(&m, &mut out);
                 self.current().unwrap_or(0)
@@ -433,7 +503,7 @@ impl Machine {
         let offer = offer.clone();
         op.state = State::Accepting {
             transit: *transit,
-            ready: false,
+            ready: None,
         };
         out.push(Output::Io(
             op.id,
@@ -441,6 +511,7 @@ impl Machine {
                 dest,
                 overwrite,
                 offer,
+                resume: self.peer_resumes,
             },
         ));
         Ok(op.id)
@@ -528,8 +599,18 @@ impl Machine {
                 self.finish(Ok(None), out)
             }
             (State::AwaitingFileAck, TransferMessage::FileAck(a)) if a == "ok" => {
-                op.state = State::Transferring;
-                out.push(Output::Io(id, Directive::Connect));
+                match ResumePoint::from_file_ack(bytes) {
+                    Ok(resume) => {
+                        op.state = State::Transferring;
+                        out.push(Output::Io(id, Directive::Connect(resume)));
+                    }
+                    Err(()) => self.finish(
+                        Err(Error::Transfer(
+                            "the receiver's resume request is malformed".into(),
+                        )),
+                        out,
+                    ),
+                }
             }
             (
                 State::AwaitingMessageAck | State::AwaitingFileAck,
@@ -613,8 +694,13 @@ impl Machine {
                     *transit = true;
                     out.push(Output::Io(id, Directive::PrepareReceiver(t)));
                     // Accepted before the sender's hints came: the ack waits for them.
-                    if let State::Accepting { ready: true, .. } = op.state {
-                        self.ready(out);
+                    if let State::Accepting {
+                        ready: Some(resume),
+                        ..
+                    } = &op.state
+                    {
+                        let resume = resume.clone();
+                        self.ready(resume, out);
                     }
                 }
             }
@@ -628,21 +714,28 @@ impl Machine {
     }
 
     /// Receiver: the destination is ready; once the sender's hints have arrived, post the
-    /// `file_ack` and connect.
-    fn ready(&mut self, out: &mut Vec<Output>) {
+    /// `file_ack` (with the resume point, if any) and connect.
+    fn ready(&mut self, resume: Option<ResumePoint>, out: &mut Vec<Output>) {
         let Some(op) = &mut self.op else {
             return;
         };
         match op.state {
             State::Accepting { transit: true, .. } => {
                 op.state = State::Transferring;
-                out.push(send(TransferMessage::FileAck("ok".into())));
-                out.push(Output::Io(op.id, Directive::Connect));
+                let ack = match &resume {
+                    None => TransferMessage::FileAck("ok".into()).to_bytes(),
+                    Some(r) => serde_json::to_vec(&serde_json::json!(
+                        {"answer": {"file_ack": "ok", "resume": r.to_json()}}
+                    ))
+                    .unwrap_or_default(),
+                };
+                out.push(Output::Send(ack));
+                out.push(Output::Io(op.id, Directive::Connect(None)));
             }
             State::Accepting {
                 transit: false,
                 ref mut ready,
-            } => *ready = true,
+            } => *ready = Some(resume),
             _ => {}
         }
     }
@@ -664,7 +757,7 @@ impl Machine {
                 out.push(Output::Send(offer));
             }
             IoReport::ReceiverPrepared(msg) => out.push(Output::Send(msg)),
-            IoReport::ReadyForData => self.ready(out),
+            IoReport::ReadyForData(resume) => self.ready(resume, out),
             IoReport::Refused { reply, error } => {
                 out.push(send(TransferMessage::Error(reply)));
                 self.finish(Err(error), out);
@@ -679,6 +772,9 @@ impl Machine {
                     self.last_progress = Some(now);
                     out.push(Output::Emit(id, TransferEvent::Progress { done, total }));
                 }
+            }
+            IoReport::Resumed(offset) => {
+                out.push(Output::Emit(id, TransferEvent::Resumed { offset }))
             }
             IoReport::DataSent => out.push(Output::Emit(id, TransferEvent::DataSent)),
             IoReport::DataReceived => out.push(Output::Emit(id, TransferEvent::DataReceived)),

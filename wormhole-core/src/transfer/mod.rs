@@ -44,7 +44,9 @@ pub use files::free_space;
 use files::{check_destination, file_name_of};
 pub use io::Source;
 use machine::Kind;
-pub use machine::{OfferInfo, OfferKind, TransferEvent};
+pub use machine::{
+    OfferInfo, OfferKind, RESUME_VERSION_KEY, ResumePoint, TransferEvent, advertise_resume,
+};
 pub use options::{CancelToken, DEFAULT_RECORD_SIZE, EventFn, ProgressFn, TransferOptions};
 
 /// Send the file at `path` (the sender half of `wormhole send FILE`) on a wormhole of
@@ -274,6 +276,7 @@ mod tests {
                 None,
                 &c2,
                 &|| {},
+                None,
             )
         });
         let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -290,7 +293,7 @@ mod tests {
         let got = pipeline::receive(
             r,
             Box::new(Sink(out.clone())),
-            total,
+            (pipeline::Start::fresh(), total),
             None,
             &cancel,
             &mut || Ok(()),
@@ -328,7 +331,16 @@ mod tests {
         let sender = std::thread::spawn(move || {
             let t = std::time::Instant::now();
             let zeros = Box::new(std::io::repeat(0).take(total));
-            let out = pipeline::send(s, zeros, total, 65536, None, &CancelToken::new(), &|| {});
+            let out = pipeline::send(
+                s,
+                zeros,
+                total,
+                65536,
+                None,
+                &CancelToken::new(),
+                &|| {},
+                None,
+            );
             (out, t.elapsed())
         });
         // A sink that stalls, so the window fills up.
@@ -352,7 +364,14 @@ mod tests {
                 io::abort(k);
             }
         });
-        let result = pipeline::receive(r, Box::new(Stall), total, None, &cancel, &mut || Ok(()));
+        let result = pipeline::receive(
+            r,
+            Box::new(Stall),
+            (pipeline::Start::fresh(), total),
+            None,
+            &cancel,
+            &mut || Ok(()),
+        );
         stopper.join().unwrap();
         assert_eq!(result.unwrap_err(), Error::Cancelled);
         let (sent, took) = sender.join().unwrap();

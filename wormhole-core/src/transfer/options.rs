@@ -70,6 +70,12 @@ pub struct TransferOptions {
     /// At most one progress report per this interval, plus the last
     /// ([`machine::PROGRESS_INTERVAL`], 100 ms).
     pub progress_interval: std::time::Duration,
+    /// Receiver: when the sender can resume (it advertised
+    /// [`RESUME_VERSION_KEY`](super::machine::RESUME_VERSION_KEY)), keep the data of a cut
+    /// transfer in a hidden partial file next to the destination
+    /// (`.NAME.SIZE.wormhole-partial`), and continue from it when the same name and size are
+    /// offered again. Off by default: a receiver then leaves nothing behind.
+    pub resume: bool,
 }
 
 impl Default for TransferOptions {
@@ -81,6 +87,7 @@ impl Default for TransferOptions {
             events: None,
             record_size: DEFAULT_RECORD_SIZE,
             progress_interval: machine::PROGRESS_INTERVAL,
+            resume: false,
         }
     }
 }
@@ -90,6 +97,7 @@ impl std::fmt::Debug for TransferOptions {
         f.debug_struct("TransferOptions")
             .field("transit", &self.transit)
             .field("record_size", &self.record_size)
+            .field("resume", &self.resume)
             .finish_non_exhaustive()
     }
 }

@@ -5,15 +5,23 @@
 //!
 //! Buffers circulate through bounded channels and come back to a pool, so there is no
 //! allocation per record.
+//!
+//! A resumed transfer (both peers ours, see [`super::machine::ResumePoint`]) frames the data
+//! with two JSON records: first `{"offset": N}` (where the sender starts: the receiver's
+//! offset when the hash of its prefix matched, else 0), last `{"sha256": HEX}` (the
+//! SHA-256 of the whole data), which the receiver checks before it moves the file into
+//! place. The ack record is the same as without resume.
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
+use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::machine::ResumePoint;
 use super::options::{CancelToken, ProgressFn};
 use crate::error::{Error, Result};
 use crate::transit::{BlockingConnection, Opener, RECORD_OVERHEAD};
@@ -74,8 +82,60 @@ fn pool(depth: usize, size: usize) -> (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) {
     (tx, rx)
 }
 
+/// Makes the sender's data again from its start (when a receiver's prefix does not match).
+pub(crate) type Reopen = Box<dyn FnOnce() -> Result<Box<dyn Read + Send>> + Send>;
+
+/// A sender's part of a resumed transfer.
+pub(crate) struct Resume {
+    /// Where the receiver's data ends.
+    pub point: ResumePoint,
+    /// How to start over if its prefix does not match ours.
+    pub reopen: Reopen,
+    /// Told where the data starts, when that is past 0.
+    pub resumed: Box<dyn FnOnce(u64) + Send>,
+}
+
+/// A record in the pipeline, with the data position after it (`None` for the JSON records
+/// of a resumed transfer).
+type Frame = (Vec<u8>, Option<u64>);
+
+/// Hash the first `n` bytes of `src` into `hasher`; the count read (short at EOF).
+fn hash_prefix(src: &mut dyn Read, hasher: &mut Sha256, n: u64) -> std::io::Result<u64> {
+    std::io::copy(&mut src.take(n), hasher)
+}
+
+/// `src` positioned where a resumed send starts, the hash of what it skipped, and that
+/// position: the receiver's offset when its prefix hash matches ours, else the start of
+/// fresh data from `reopen`.
+fn resume_source(
+    mut src: Box<dyn Read + Send>,
+    total: u64,
+    point: &ResumePoint,
+    reopen: Reopen,
+) -> Result<(Box<dyn Read + Send>, Sha256, u64)> {
+    let mut hasher = Sha256::new();
+    let reading = |e| Error::Transfer(format!("reading the data to send: {e}"));
+    if point.offset <= total {
+        let n = hash_prefix(&mut *src, &mut hasher, point.offset).map_err(reading)?;
+        if n == point.offset && hasher.clone().finalize()[..] == point.sha256 {
+            return Ok((src, hasher, n));
+        }
+    }
+    drop(src);
+    Ok((reopen()?, Sha256::new(), 0))
+}
+
+/// A JSON record for the pipeline, in a pooled buffer.
+fn control_frame(mut frame: Vec<u8>, json: &str) -> Frame {
+    frame.resize(RECORD_OVERHEAD, 0);
+    frame.extend_from_slice(json.as_bytes());
+    (frame, None)
+}
+
 /// Send exactly `total` bytes of `src` in records of up to `chunk` bytes, then wait for
-/// the receiver's ack record and check its SHA-256.
+/// the receiver's ack record and check its SHA-256. With `resume`, skip the prefix the
+/// receiver holds if its hash matches, and frame the data as a resumed transfer.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn send(
     conn: BlockingConnection,
     src: Box<dyn Read + Send>,
@@ -84,6 +144,7 @@ pub(crate) fn send(
     progress: Option<ProgressFn>,
     cancel: &CancelToken,
     on_sent: &dyn Fn(),
+    resume: Option<Resume>,
 ) -> Result<()> {
     let BlockingConnection {
         stream,
@@ -94,15 +155,34 @@ pub(crate) fn send(
     } = conn;
     let mut writer = stream.try_clone().map_err(lost)?;
     let (empty_tx, empty_rx) = pool(DEPTH, RECORD_OVERHEAD + chunk);
-    let (plain_tx, plain_rx) = sync_channel::<Vec<u8>>(DEPTH);
-    let (sealed_tx, sealed_rx) = sync_channel::<Vec<u8>>(DEPTH);
+    let (plain_tx, plain_rx) = sync_channel::<Frame>(DEPTH);
+    let (sealed_tx, sealed_rx) = sync_channel::<Frame>(DEPTH);
 
     // Stage 1: read + hash.
     let token = cancel.clone();
     let reader = spawn("wormhole-send-read", move || -> Result<[u8; 32]> {
-        let mut src = src;
-        let mut hasher = Sha256::new();
-        let mut sent = 0u64;
+        let resuming = resume.is_some();
+        let (mut src, mut hasher, mut sent) = match resume {
+            None => (src, Sha256::new(), 0),
+            Some(Resume {
+                point,
+                reopen,
+                resumed,
+            }) => {
+                let (src, hasher, start) = resume_source(src, total, &point, reopen)?;
+                if start > 0 {
+                    resumed(start);
+                }
+                let Ok(frame) = empty_rx.recv() else {
+                    return Ok([0; 32]);
+                };
+                let header = control_frame(frame, &format!(r#"{{"offset": {start}}}"#));
+                if plain_tx.send(header).is_err() {
+                    return Ok([0; 32]);
+                }
+                (src, hasher, start)
+            }
+        };
         while sent < total {
             if token.is_cancelled() {
                 return Err(Error::Cancelled);
@@ -121,20 +201,25 @@ pub(crate) fn send(
             }
             hasher.update(&frame[RECORD_OVERHEAD..]);
             sent += n as u64;
-            if plain_tx.send(frame).is_err() {
+            if plain_tx.send((frame, Some(sent))).is_err() {
                 break;
             }
         }
-        Ok(hasher.finalize().into())
+        let hash: [u8; 32] = hasher.finalize().into();
+        if resuming && sent == total {
+            if let Ok(frame) = empty_rx.recv() {
+                let trailer = format!(r#"{{"sha256": "{}"}}"#, hex::encode(hash));
+                let _ = plain_tx.send(control_frame(frame, &trailer));
+            }
+        }
+        Ok(hash)
     })?;
 
     // Stage 3: socket writes.
     let writer_thread = spawn("wormhole-send-io", move || -> Result<()> {
-        let mut done = 0u64;
-        for frame in sealed_rx {
+        for (frame, done) in sealed_rx {
             writer.write_all(&frame).map_err(lost)?;
-            done += (frame.len() - RECORD_OVERHEAD) as u64;
-            if let Some(p) = &progress {
+            if let (Some(p), Some(done)) = (&progress, done) {
                 p(done, total);
             }
             let _ = empty_tx.send(frame);
@@ -149,9 +234,9 @@ pub(crate) fn send(
 
     // Stage 2 (this thread): seal.
     let sealed = (|| -> Result<()> {
-        for mut frame in plain_rx {
+        for (mut frame, done) in plain_rx {
             sealer.seal_in_place(&mut frame)?;
-            if sealed_tx.send(frame).is_err() {
+            if sealed_tx.send((frame, done)).is_err() {
                 break;
             }
         }
@@ -197,16 +282,69 @@ pub(crate) fn send(
     Ok(())
 }
 
-/// Receive exactly `total` bytes into `sink`, flush it, run `finish` (which renames the
-/// result into place), then send the ack record with the SHA-256. Returns the hex SHA-256.
+/// Where a receive starts.
+pub(crate) struct Start {
+    /// Bytes already held (the sink is positioned after them).
+    pub offset: u64,
+    /// Their hash state.
+    pub hasher: Sha256,
+    /// A resumed transfer: the partial file, checked against the sender's final
+    /// `{"sha256"}` record and removed if it does not match.
+    pub partial: Option<std::path::PathBuf>,
+}
+
+impl Start {
+    /// The start of a transfer that is not resumed.
+    pub fn fresh() -> Start {
+        Start {
+            offset: 0,
+            hasher: Sha256::new(),
+            partial: None,
+        }
+    }
+}
+
+/// Check the sender's final record of a resumed transfer against our `hash`; remove the
+/// partial file if it does not match.
+fn check_trailer(
+    stream: &std::net::TcpStream,
+    opener: &mut Opener,
+    max_record: usize,
+    hash: &[u8; 32],
+    partial: &Path,
+) -> Result<()> {
+    let mut buf = Vec::new();
+    let mut r = stream;
+    let trailer = BlockingConnection::read_record(&mut r, opener, max_record, &mut buf)?
+        .ok_or_else(|| Error::Transfer("the sender hung up before its final hash".into()))?;
+    let theirs = serde_json::from_slice::<Value>(trailer)
+        .ok()
+        .and_then(|v| v.get("sha256").and_then(Value::as_str).map(str::to_owned));
+    if theirs.as_deref() != Some(hex::encode(hash).as_str()) {
+        let _ = std::fs::remove_file(partial);
+        return Err(Error::Transfer(
+            "the received data does not match the sender's SHA-256 (partial file removed)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Receive the data from `start.offset` to `total` into `sink`, flush it, run `finish`
+/// (which renames the result into place), then send the ack record with the SHA-256 of
+/// all `total` bytes. Returns the hex SHA-256.
 pub(crate) fn receive(
     conn: BlockingConnection,
     sink: Box<dyn Write + Send>,
-    total: u64,
+    (start, total): (Start, u64),
     progress: Option<ProgressFn>,
     cancel: &CancelToken,
     finish: &mut dyn FnMut() -> Result<()>,
 ) -> Result<String> {
+    let Start {
+        offset,
+        hasher,
+        partial,
+    } = start;
     let BlockingConnection {
         stream,
         mut sealer,
@@ -223,7 +361,7 @@ pub(crate) fn receive(
     // Stage 1: socket reads, whole boxes (without the length prefix), until `total`
     // plaintext bytes.
     let reader_thread = spawn("wormhole-recv-io", move || -> Result<()> {
-        let mut got = 0u64;
+        let mut got = offset;
         while got < total {
             let Ok(mut buf) = empty_rx.recv() else {
                 return Ok(());
@@ -250,9 +388,8 @@ pub(crate) fn receive(
     // Stage 3: hash + write.
     let token = cancel.clone();
     let writer_thread = spawn("wormhole-recv-write", move || -> Result<(u64, [u8; 32])> {
-        let mut sink = sink;
-        let mut hasher = Sha256::new();
-        let mut done = 0u64;
+        let (mut sink, mut hasher) = (sink, hasher);
+        let mut done = offset;
         for buf in plain_rx {
             if token.is_cancelled() {
                 return Err(Error::Cancelled);
@@ -275,9 +412,9 @@ pub(crate) fn receive(
         }
         sink.flush()
             .map_err(|e| Error::Transfer(format!("cannot write the received data: {e}")))?;
-        if total == 0 {
+        if offset == total {
             if let Some(p) = &progress {
-                p(0, 0);
+                p(total, total);
             }
         }
         Ok((done, hasher.finalize().into()))
@@ -309,6 +446,10 @@ pub(crate) fn receive(
     read.map_err(|e| cancelled_or(cancel, e))?;
     if done != total {
         return Err(cancelled_or(cancel, dropped()));
+    }
+    if let Some(partial) = &partial {
+        check_trailer(&stream, &mut opener, max_record, &hash, partial)
+            .map_err(|e| cancelled_or(cancel, e))?;
     }
     finish()?;
     let sha = hex::encode(hash);

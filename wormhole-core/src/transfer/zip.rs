@@ -175,6 +175,14 @@ impl ZipStream {
         Ok(z)
     }
 
+    /// A function that makes a fresh stream of the same entries from the start (reading
+    /// the files again), for a sender that must start over.
+    pub(crate) fn restarter(&self) -> impl FnOnce() -> Result<ZipStream> + Send + 'static {
+        let (entries, zip64) = (self.entries.clone(), self.zip64);
+        let (numbytes, numfiles) = (self.numbytes, self.numfiles);
+        move || Self::with_entries(entries, zip64, numbytes, numfiles)
+    }
+
     /// Queue the next entry's local header (opening its file), or the central directory.
     fn advance(&mut self) -> io::Result<()> {
         if self.next == self.entries.len() {

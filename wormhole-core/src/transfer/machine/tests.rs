@@ -195,12 +195,12 @@ fn file_receive_full_flow() {
     assert!(matches!(&directives(&out)[..], [Directive::Accept { .. }]));
     // The file_ack only once the destination is ready.
     assert!(sent(&out).is_empty());
-    let out = feed(&mut m, Input::Io(1, IoReport::ReadyForData));
+    let out = feed(&mut m, Input::Io(1, IoReport::ReadyForData(None)));
     assert_eq!(
         sent(&out),
         vec![serde_json::json!({"answer": {"file_ack": "ok"}})]
     );
-    assert_eq!(directives(&out), vec![Directive::Connect]);
+    assert_eq!(directives(&out), vec![Directive::Connect(None)]);
     // Progress is throttled; the last report always passes.
     let t0 = now();
     let p = |m: &mut Machine, d, t| {
@@ -251,7 +251,7 @@ fn accepted_before_the_hints_waits_for_them() {
             overwrite: false,
         },
     );
-    let out = feed(&mut m, Input::Io(1, IoReport::ReadyForData));
+    let out = feed(&mut m, Input::Io(1, IoReport::ReadyForData(None)));
     assert!(out.is_empty(), "{out:?}");
     let out = peer(&mut m, serde_json::json!({"transit": {"hints-v1": []}}));
     assert_eq!(
@@ -262,7 +262,7 @@ fn accepted_before_the_hints_waits_for_them() {
         directives(&out),
         vec![
             Directive::PrepareReceiver(serde_json::json!({"hints-v1": []})),
-            Directive::Connect
+            Directive::Connect(None)
         ]
     );
 }
@@ -376,7 +376,7 @@ fn file_send_flow() {
         vec![Directive::AddHints(serde_json::json!({"hints-v1": [1]}))]
     );
     let out = peer(&mut m, serde_json::json!({"answer": {"file_ack": "ok"}}));
-    assert_eq!(directives(&out), vec![Directive::Connect]);
+    assert_eq!(directives(&out), vec![Directive::Connect(None)]);
     let out = feed(&mut m, Input::Io(1, IoReport::DataSent));
     assert_eq!(events(&out), vec![TransferEvent::DataSent]);
     let out = feed(&mut m, Input::Io(1, IoReport::Finished(Ok(None))));
@@ -403,4 +403,117 @@ fn garbage_from_the_peer_ends_the_transfer() {
         &events(&out)[..],
         [TransferEvent::FileReceived(Err(Error::Transfer(_)))]
     ));
+}
+
+/// A sender that got past `file_ack`: returns the machine.
+fn sender_awaiting_file_ack() -> Machine {
+    let mut m = Machine::new();
+    feed(
+        &mut m,
+        Input::Start(Kind::SendFile, None, PROGRESS_INTERVAL),
+    );
+    feed(&mut m, Input::Verified);
+    feed(
+        &mut m,
+        Input::Io(
+            1,
+            IoReport::SenderPrepared {
+                transit: b"{\"transit\":{}}".to_vec(),
+                offer: b"{\"offer\":{}}".to_vec(),
+            },
+        ),
+    );
+    m
+}
+
+#[test]
+fn sender_connects_from_the_receivers_resume_point() {
+    let mut m = sender_awaiting_file_ack();
+    let sha = [7u8; 32];
+    let out = peer(
+        &mut m,
+        serde_json::json!({"answer": {"file_ack": "ok",
+            "resume": {"offset": 5, "sha256": hex::encode(sha)}}}),
+    );
+    assert_eq!(
+        directives(&out),
+        vec![Directive::Connect(Some(ResumePoint {
+            offset: 5,
+            sha256: sha
+        }))]
+    );
+    let out = feed(&mut m, Input::Io(1, IoReport::Resumed(5)));
+    assert_eq!(events(&out), vec![TransferEvent::Resumed { offset: 5 }]);
+}
+
+#[test]
+fn a_malformed_resume_request_ends_the_send() {
+    for resume in [
+        serde_json::json!({"offset": -1, "sha256": hex::encode([0u8; 32])}),
+        serde_json::json!({"offset": 1, "sha256": "00"}),
+        serde_json::json!({"offset": 1, "sha256": "zz".repeat(32)}),
+        serde_json::json!({"offset": 1}),
+        serde_json::json!("5"),
+    ] {
+        let mut m = sender_awaiting_file_ack();
+        let out = peer(
+            &mut m,
+            serde_json::json!({"answer": {"file_ack": "ok", "resume": resume}}),
+        );
+        assert_eq!(directives(&out), vec![Directive::Stop], "{resume}");
+        let out = feed(&mut m, Input::Io(1, IoReport::Stopped));
+        assert!(
+            matches!(
+                &events(&out)[..],
+                [TransferEvent::FileSent(Err(Error::Transfer(_)))]
+            ),
+            "{resume}"
+        );
+    }
+}
+
+/// The receiver asks its I/O task to look for partial data only when the peer advertised
+/// resume, and sends the point it reports with the `file_ack`.
+#[test]
+fn receiver_resumes_only_with_a_peer_that_can() {
+    for peer_can in [false, true] {
+        let mut m = Machine::new();
+        let mut versions = serde_json::json!({"other": 1});
+        if peer_can {
+            advertise_resume(&mut versions);
+        }
+        feed(&mut m, Input::PeerVersions(versions));
+        feed(
+            &mut m,
+            Input::Start(Kind::ReceiveFile, None, PROGRESS_INTERVAL),
+        );
+        peer(&mut m, serde_json::json!({"transit": {"hints-v1": []}}));
+        peer(
+            &mut m,
+            serde_json::json!({"offer": {"file": {"filename": "f", "filesize": 9}}}),
+        );
+        let out = feed(
+            &mut m,
+            Input::Accept {
+                dest: "f".into(),
+                overwrite: false,
+            },
+        );
+        assert!(
+            matches!(&directives(&out)[..], [Directive::Accept { resume, .. }] if *resume == peer_can)
+        );
+        let point = ResumePoint {
+            offset: 4,
+            sha256: [1; 32],
+        };
+        let reply = peer_can.then(|| point.clone());
+        let out = feed(&mut m, Input::Io(1, IoReport::ReadyForData(reply)));
+        let ack = if peer_can {
+            serde_json::json!({"answer": {"file_ack": "ok",
+                "resume": {"offset": 4, "sha256": hex::encode([1u8; 32])}}})
+        } else {
+            serde_json::json!({"answer": {"file_ack": "ok"}})
+        };
+        assert_eq!(sent(&out), vec![ack]);
+    }
 }
