@@ -1,5 +1,5 @@
 //! The CLI's other commands and flags, each against the reference CLI 0.24.0 where the
-//! reference has it: `receive --allocate` and `--code-length`, `-0`, `ssh invite` /
+//! reference has it: `receive --allocate` and `--code-length`, `-0`, `--debug-state`, `ssh invite` /
 //! `ssh accept`, `--dump-timing`, `WORMHOLE_QR`, and `completion SHELL` (from wormhole-rs).
 //!
 //! Every test runs inside the loopback-only namespace `scripts/test.sh` creates.
@@ -463,4 +463,73 @@ async fn help_texts_use_the_reference_wording() {
             );
         }
     }
+}
+
+/// `--debug-state`: state-machine transitions on stdout in the reference's format, only
+/// the machines asked for, never the code or the text; an unknown machine is a usage error
+/// worded like the reference's. (Both sides are ours: the trace is local.)
+#[tokio::test]
+async fn debug_state_traces_the_machines() {
+    assert_loopback_only();
+    let server = MailboxServer::start(&[]).await;
+    let url = server.url();
+    let code = "5-traced-words";
+    let text = "very secret text";
+    let send = [
+        "send",
+        "--no-qr",
+        "--debug-state",
+        "--code",
+        code,
+        "--text",
+        text,
+    ];
+    let mut s = RunningCli::spawn("our send --debug-state", our_cli(&url, &send));
+    s.wait_for_code().await;
+    let recv = ["receive", "--debug-state", "K,RC", code];
+    let r = run_cli("our receive --debug-state K,RC", our_cli(&url, &recv)).await;
+    let s = s.finish().await;
+    s.assert_success();
+    r.assert_success();
+    let sent: Vec<&str> = s.stdout.lines().collect();
+    for want in [
+        "send.RC.R.tx(BIND )",
+        "send.RC.R.rx(welcome )",
+        "send.C[S0_idle].set_code -> [S4_known]",
+        "send.N[S2].rx(claimed) -> [S3]",
+        "send.RC.R.tx(ADD pake)",
+        "send.K[S10].rx(message) -> [S11]",
+        "send.B[S1_lonely].rx(message) -> [S2_happy]",
+        "send.T[Snmo].close -> [Sclosing]",
+    ] {
+        assert!(sent.contains(&want), "no {want:?} in\n{}", s.stdout);
+    }
+    assert!(
+        !s.stdout.contains(text) && !s.stdout.contains("traced-words"),
+        "{s}"
+    );
+    let traced: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("recv."))
+        .collect();
+    assert!(traced.contains(&"recv.K[S10].rx(message) -> [S11]"), "{r}");
+    assert!(traced.contains(&"recv.RC.R.rx(message pake)"), "{r}");
+    assert!(
+        traced
+            .iter()
+            .all(|l| l.starts_with("recv.K[") || l.starts_with("recv.RC")),
+        "only K and RC asked for:\n{r}"
+    );
+    assert!(r.stdout.contains(text), "{r}");
+    let bad = run_cli(
+        "our receive --debug-state X",
+        our_cli(&url, &["receive", "--debug-state", "N,X,Y", code]),
+    )
+    .await;
+    bad.assert_code(2);
+    assert!(
+        bad.stderr.contains("Cannot debug unknown machines: X Y"),
+        "{bad}"
+    );
 }

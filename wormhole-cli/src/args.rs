@@ -151,6 +151,12 @@ pub struct SendArgs {
     /// Don't raise an error if a file can't be read.
     #[arg(long)]
     pub ignore_unsendable_files: bool,
+    /// Debug state-machine transitions. Possible machines to debug are accepted as a
+    /// comma-separated list and the default is all of them. Valid machines are any of:
+    /// B,N,M,S,O,K,SK,R,RC,L,C,T
+    #[arg(long, value_name = "MACHINES", num_args = 0..=1,
+          default_missing_value = "B,N,M,S,O,K,SK,R,RC,L,C,T", value_parser = machines)]
+    pub debug_state: Option<String>,
     /// The file or directory to send; several are sent as one directory.
     #[arg(value_name = "WHAT")]
     pub what: Vec<PathBuf>,
@@ -195,7 +201,29 @@ pub struct ReceiveArgs {
     /// of this program resumes where an earlier attempt of the same file stopped)
     #[arg(long)]
     pub no_resume: bool,
+    /// Debug state-machine transitions. Possible machines to debug are accepted as a
+    /// comma-separated list and the default is all of them. Valid machines are any of:
+    /// B,N,M,S,O,K,SK,R,RC,L,C,T
+    #[arg(long, value_name = "MACHINES", num_args = 0..=1,
+          default_missing_value = "B,N,M,S,O,K,SK,R,RC,L,C,T", value_parser = machines)]
+    pub debug_state: Option<String>,
     /// The code from the sender; asked for interactively when omitted.
     #[arg(value_name = "CODE")]
     pub code: Option<String>,
+}
+
+/// `--debug-state MACHINES`: the reference's machine letters, comma-separated.
+fn machines(s: &str) -> Result<String, String> {
+    let unknown: Vec<&str> = s
+        .split(',')
+        .filter(|m| !wormhole_core::trace::MACHINES.contains(m))
+        .collect();
+    if unknown.is_empty() {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "Cannot debug unknown machines: {}",
+            unknown.join(" ")
+        ))
+    }
 }

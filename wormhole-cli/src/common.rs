@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
+use wormhole_core::trace::{StateTrace, TraceSink};
 use wormhole_core::{Options, Wormhole, transfer};
 
 use crate::display::terminal_safe;
@@ -30,8 +31,23 @@ impl Server {
     /// Create a wormhole on this server; it starts connecting at once. It tells the peer
     /// that it can resume interrupted file transfers (a peer of ours then does).
     pub fn create(&self) -> Result<Wormhole, Failure> {
+        self.create_traced(None, "")
+    }
+
+    /// [`Server::create`], tracing the state machines named in `debug_state`
+    /// (`--debug-state`) on stdout, each line prefixed with `client.` like the reference.
+    pub fn create_traced(
+        &self,
+        debug_state: Option<&str>,
+        client: &str,
+    ) -> Result<Wormhole, Failure> {
         let mut options = Options::default();
         transfer::advertise_resume(&mut options.app_versions);
+        if let Some(machines) = debug_state {
+            let client = client.to_owned();
+            let sink: TraceSink = Arc::new(move |line| println!("{client}.{line}"));
+            options.state_trace = Some(StateTrace::new(machines, sink)?);
+        }
         Ok(Wormhole::create(&self.appid, &self.relay_url, options)?)
     }
 

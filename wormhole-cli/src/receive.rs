@@ -14,7 +14,7 @@ pub async fn run(server: &Server, args: &ReceiveArgs) -> Result<(), Failure> {
     if let Some(code) = &args.code {
         validate_code(code)?;
     }
-    let w = server.create()?;
+    let w = server.create_traced(args.debug_state.as_deref(), "recv")?;
     run_and_close(&w, exchange(server, args, &w)).await
 }
 

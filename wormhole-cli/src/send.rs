@@ -67,7 +67,7 @@ pub async fn run(server: &Server, args: &SendArgs) -> Result<(), Failure> {
     if let Some(code) = &args.code {
         validate_code(code)?;
     }
-    let w = server.create()?;
+    let w = server.create_traced(args.debug_state.as_deref(), "send")?;
     // Like the reference: noted once the peer has joined (the nameplate is released
     // then), else when the exchange ends, unless the server was never reached.
     let noted = Cell::new(false);

@@ -54,6 +54,8 @@ pub struct Options {
     pub rng: Option<Box<dyn CryptoRngCore + Send>>,
     /// `client_version` sent in `bind` (default `["rust", <this version>]`).
     pub client_version: (String, String),
+    /// Trace the session's state-machine transitions (`--debug-state`; default none).
+    pub state_trace: Option<crate::trace::StateTrace>,
 }
 
 impl Default for Options {
@@ -67,6 +69,7 @@ impl Default for Options {
             engine: None,
             rng: None,
             client_version: ("rust".into(), crate::VERSION.into()),
+            state_trace: None,
         }
     }
 }
@@ -605,6 +608,7 @@ impl Wormhole {
             connect_timeout: options.connect_timeout,
             close_timeout: options.close_timeout,
             keepalive: options.keepalive_interval.max(Duration::from_millis(100)),
+            trace: options.state_trace,
         };
         // The engine stays alive while the driver runs: the task holds a clone.
         let engine2 = engine.clone();

@@ -17,6 +17,21 @@ pub(crate) enum Command {
 }
 
 impl Command {
+    /// The input's name in `--debug-state` traces.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Command::Allocate(_) => "allocate_code",
+            Command::SetCode(_) => "set_code",
+            Command::StartInput => "input_code",
+            Command::RefreshNameplates => "refresh_nameplates",
+            Command::ChooseNameplate(_) => "choose_nameplate",
+            Command::ChooseWords(_) => "choose_words",
+            Command::Send(_) => "send",
+            Command::Close => "close",
+            Command::Cancel => "cancel",
+        }
+    }
+
     pub(crate) fn apply(self, s: &mut Session) {
         // Handles validate first, so these only fail if the session closed meanwhile.
         let _ = match self {

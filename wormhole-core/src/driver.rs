@@ -26,6 +26,7 @@ use crate::error::Error;
 use crate::proto::connector::{Action, Connector, ConnectorConfig};
 use crate::proto::session::{self, Session};
 use crate::proto::wire::{MAX_FRAME_BYTES, ServerMessage};
+use crate::trace::Tracer;
 
 /// Where the driver reports (the wormhole's shared state).
 pub(crate) trait EventSink: Send + Sync {
@@ -44,6 +45,7 @@ pub(crate) struct DriverConfig {
     pub connect_timeout: Duration,
     pub close_timeout: Duration,
     pub keepalive: Duration,
+    pub trace: Option<crate::trace::StateTrace>,
 }
 
 async fn connect(url: String, timeout: Duration) -> Result<Ws, String> {
@@ -159,6 +161,9 @@ pub(crate) async fn run(
     let mut ws: Option<Link> = None;
     let mut connecting: Option<Connecting> = None;
     let mut commands_open = true;
+    let mut tracer = cfg.trace.clone().map(|t| Tracer::new(t, &session));
+    // The input the session last took, for the trace.
+    let mut input: std::borrow::Cow<'static, str> = "".into();
 
     loop {
         // Perform what the connector asks.
@@ -176,9 +181,19 @@ pub(crate) async fn run(
                     tracing::debug!(url = %cfg.url, "the mailbox link went silent; will reconnect");
                     ws = None;
                     session.disconnected();
+                    if let Some(t) = &tracer {
+                        t.link("lost");
+                    }
+                    input = "lost".into();
                 }
-                Action::AbandonClose => session.abandon_close(),
+                Action::AbandonClose => {
+                    session.abandon_close();
+                    input = "close_timeout".into();
+                }
             }
+        }
+        if let Some(t) = &mut tracer {
+            t.after(&session, &input);
         }
         // Drain the session: frames out, events to the application.
         while let Some(link) = ws.as_ref() {
@@ -186,7 +201,11 @@ pub(crate) async fn run(
                 break;
             };
             let id = session.frame_id();
-            link.send(Message::text(msg.to_frame_text(&id)));
+            let text = msg.to_frame_text(&id);
+            if let Some(t) = &tracer {
+                t.tx(&text);
+            }
+            link.send(Message::text(text));
         }
         while let Some(ev) = session.poll_event() {
             sink.dispatch(ev);
@@ -205,11 +224,15 @@ pub(crate) async fn run(
 
         tokio::select! {
             cmd = commands.recv(), if commands_open => match cmd {
-                Some(cmd) => cmd.apply(&mut session),
+                Some(cmd) => {
+                    input = cmd.label().into();
+                    cmd.apply(&mut session);
+                }
                 None => {
                     // Every handle is gone: release and close like a cancel.
                     commands_open = false;
                     session.cancel();
+                    input = "cancel".into();
                 }
             },
             res = async { connecting.as_mut().expect("guarded").await }, if connecting.is_some() => {
@@ -220,13 +243,20 @@ pub(crate) async fn run(
                         ws = Some(Link::new(sock));
                         let r = connector.connection_made(now());
                         check(&mut session, r);
+                        if let Some(t) = &tracer {
+                            t.link("connected");
+                        }
                         session.connected();
+                        input = "connected".into();
                     }
-                    Err(reason) => match connector.connection_failed(now(), jitter()) {
-                        Ok(true) => session.fail_local(Error::ServerConnection { url: cfg.url.clone(), reason }),
-                        Ok(false) => tracing::debug!(url = %cfg.url, %reason, "reconnection failed"),
-                        Err(e) => session.fail_local(e),
-                    },
+                    Err(reason) => {
+                        input = "connection_failed".into();
+                        match connector.connection_failed(now(), jitter()) {
+                            Ok(true) => session.fail_local(Error::ServerConnection { url: cfg.url.clone(), reason }),
+                            Ok(false) => tracing::debug!(url = %cfg.url, %reason, "reconnection failed"),
+                            Err(e) => session.fail_local(e),
+                        }
+                    }
                 }
             },
             frame = async { ws.as_mut().expect("guarded").next().await }, if ws.is_some() => {
@@ -235,10 +265,21 @@ pub(crate) async fn run(
                         let r = connector.frame_received(now());
                         check(&mut session, r);
                         match msg {
-                            Message::Text(text) => match ServerMessage::parse(text.as_str()) {
-                                Ok(msg) => session.handle_server(msg),
-                                Err(e) => session.protocol_error(e),
-                            },
+                            Message::Text(text) => {
+                                if let Some(t) = &tracer {
+                                    t.rx(text.as_str(), session.side());
+                                }
+                                input = "rx".into();
+                                match ServerMessage::parse(text.as_str()) {
+                                    Ok(msg) => {
+                                        if tracer.is_some() {
+                                            input = format!("rx({})", msg.kind()).into();
+                                        }
+                                        session.handle_server(msg)
+                                    }
+                                    Err(e) => session.protocol_error(e),
+                                }
+                            }
                             Message::Binary(_) => session
                                 .protocol_error(Error::Protocol("server sent a binary frame".into())),
                             _ => {} // ping, pong
@@ -250,6 +291,10 @@ pub(crate) async fn run(
                         let r = connector.connection_lost(now(), jitter());
                         check(&mut session, r);
                         session.disconnected();
+                        if let Some(t) = &tracer {
+                            t.link("lost");
+                        }
+                        input = "lost".into();
                     }
                 }
             },

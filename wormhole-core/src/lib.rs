@@ -28,6 +28,7 @@ mod error;
 pub mod proto;
 pub mod ssh;
 pub mod text;
+pub mod trace;
 pub mod transfer;
 pub mod transit;
 

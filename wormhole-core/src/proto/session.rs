@@ -195,6 +195,36 @@ impl Session {
         self.receive.is_verified()
     }
 
+    /// Each machine's letter (the reference's `--debug-state` names, see
+    /// [`crate::trace`]) and the name of its current state.
+    pub fn machine_states(&self) -> Vec<(&'static str, &'static str)> {
+        let boss = if self.is_done() {
+            "S4_closed"
+        } else if self.is_closing() {
+            "S3_closing"
+        } else if self.is_verified() {
+            "S2_happy"
+        } else if self.code.state_name() == "S4_known" {
+            "S1_lonely"
+        } else {
+            "S0_empty"
+        };
+        vec![
+            ("B", boss),
+            ("N", self.nameplate.state_name()),
+            ("M", self.mailbox.state_name()),
+            ("S", self.send.state_name()),
+            ("O", self.order.state_name()),
+            ("K", self.key.state_name()),
+            ("R", self.receive.state_name()),
+            ("RC", self.link.state_name()),
+            ("L", self.lister.state_name()),
+            ("C", self.code.state_name()),
+            ("A", self.allocator.state_name()),
+            ("T", self.terminator.state_name()),
+        ]
+    }
+
     /// A random diagnostic frame id (4 hex chars).
     pub fn frame_id(&mut self) -> String {
         random_hex(2, &mut *self.rng)

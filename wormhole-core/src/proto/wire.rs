@@ -240,6 +240,25 @@ pub enum ServerMessage {
     Unknown,
 }
 
+impl ServerMessage {
+    /// The message's `type` (`unknown` for the ones this library ignores).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerMessage::Welcome { .. } => "welcome",
+            ServerMessage::Ack { .. } => "ack",
+            ServerMessage::Nameplates { .. } => "nameplates",
+            ServerMessage::Allocated { .. } => "allocated",
+            ServerMessage::Claimed { .. } => "claimed",
+            ServerMessage::Released => "released",
+            ServerMessage::Message(_) => "message",
+            ServerMessage::Closed => "closed",
+            ServerMessage::Pong { .. } => "pong",
+            ServerMessage::Error { .. } => "error",
+            ServerMessage::Unknown => "unknown",
+        }
+    }
+}
+
 /// A server frame: a [`ServerMessage`] plus `server_tx`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerFrame {

@@ -84,3 +84,15 @@ impl Allocator {
         };
     }
 }
+
+impl Allocator {
+    /// The state's name for `--debug-state` traces (the reference's where it has one).
+    pub(super) fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Idle => "S0_idle",
+            State::Allocating { .. } => "S1_allocating",
+            State::Done => "S2_done",
+            State::Abandoned => "S2_abandoned",
+        }
+    }
+}

@@ -137,3 +137,16 @@ impl Code {
         self.require_input().is_ok()
     }
 }
+
+impl Code {
+    /// The state's name for `--debug-state` traces (the reference's where it has one).
+    pub(super) fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Idle => "S0_idle",
+            State::InputtingNameplate => "S1_inputting_nameplate",
+            State::InputtingWords { .. } => "S2_inputting_words",
+            State::Allocating => "S3_allocating",
+            State::Known { .. } => "S4_known",
+        }
+    }
+}

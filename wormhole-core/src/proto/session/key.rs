@@ -93,3 +93,16 @@ impl KeyMachine {
         }
     }
 }
+
+impl KeyMachine {
+    /// The state's name for `--debug-state` traces (the reference's where it has one).
+    pub(super) fn state_name(&self) -> &'static str {
+        match self.state {
+            State::KnowNothing => "S00",
+            State::StashedPeerPake(_) => "S01",
+            State::KnowCode(_) => "S10",
+            State::KnowKey => "S11",
+            State::Scared => "S3_scared",
+        }
+    }
+}

@@ -47,3 +47,13 @@ impl Lister {
         self.state = State::Idle;
     }
 }
+
+impl Lister {
+    /// The state's name for `--debug-state` traces (the reference's where it has one).
+    pub(super) fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Idle => "S0_idle",
+            State::Wanting => "S1_wanting",
+        }
+    }
+}

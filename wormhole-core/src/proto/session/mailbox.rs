@@ -151,3 +151,15 @@ impl Mailbox {
         }
     }
 }
+
+impl Mailbox {
+    /// The state's name for `--debug-state` traces (the reference's where it has one).
+    pub(super) fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Unknown => "S0",
+            State::Open(_) => "S2",
+            State::Closing { .. } => "S3",
+            State::Closed => "S4",
+        }
+    }
+}

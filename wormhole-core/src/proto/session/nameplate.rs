@@ -137,3 +137,17 @@ impl Nameplate {
         }
     }
 }
+
+impl Nameplate {
+    /// The state's name for `--debug-state` traces (the reference's where it has one).
+    pub(super) fn state_name(&self) -> &'static str {
+        match self.state {
+            State::KnowNothing => "S0",
+            State::Known(_) => "S1",
+            State::Claiming(_) => "S2",
+            State::Claimed(_) => "S3",
+            State::Releasing(_) => "S4",
+            State::Released => "S5",
+        }
+    }
+}

@@ -81,3 +81,13 @@ impl Order {
         }
     }
 }
+
+impl Order {
+    /// The state's name for `--debug-state` traces (the reference's where it has one).
+    pub(super) fn state_name(&self) -> &'static str {
+        match self.state {
+            State::NoKey { .. } => "S0_no_pake",
+            State::YesKey => "S1_yes_pake",
+        }
+    }
+}

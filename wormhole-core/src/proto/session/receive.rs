@@ -116,3 +116,15 @@ impl Receive {
         Ok(())
     }
 }
+
+impl Receive {
+    /// The state's name for `--debug-state` traces (the reference's where it has one).
+    pub(super) fn state_name(&self) -> &'static str {
+        match self.state {
+            State::UnknownKey => "S0_unknown_key",
+            State::UnverifiedKey(_) => "S1_unverified_key",
+            State::VerifiedKey(_) => "S2_verified_key",
+            State::Scared => "S3_scared",
+        }
+    }
+}

@@ -72,3 +72,13 @@ impl Link {
         self.outbox.clear();
     }
 }
+
+impl Link {
+    /// The state's name for `--debug-state` traces (the reference's where it has one).
+    pub(super) fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Disconnected => "disconnected",
+            State::Connected => "connected",
+        }
+    }
+}

@@ -80,3 +80,13 @@ pub(super) fn seal(
     let body = keys::encrypt(&pk, plaintext, rng);
     (phase, body)
 }
+
+impl SendMachine {
+    /// The state's name for `--debug-state` traces (the reference's where it has one).
+    pub(super) fn state_name(&self) -> &'static str {
+        match self.state {
+            State::NoKey(_) => "S0_no_key",
+            State::VerifiedKey(_) => "S1_verified_key",
+        }
+    }
+}

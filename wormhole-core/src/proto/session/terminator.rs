@@ -55,3 +55,14 @@ impl Terminator {
         matches!(self.state, State::Stopped)
     }
 }
+
+impl Terminator {
+    /// The state's name for `--debug-state` traces (the reference's where it has one).
+    pub(super) fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Open => "Snmo",
+            State::Closing { .. } => "Sclosing",
+            State::Stopped => "S_stopped",
+        }
+    }
+}
