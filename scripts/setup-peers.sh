@@ -8,7 +8,8 @@
 #  * ./.tools/wormhole-william: the Go CLI wormhole-william v1.0.8 (Go module proxy, with
 #    gospake2 from Debian's package; see below).
 #  * `ip` (Debian iproute2) and `unshare` (util-linux), needed to run the tests inside a
-#    loopback-only network namespace. Installed with apt-get only when missing.
+#    loopback-only network namespace, and the SOCKS5 proxy `microsocks`. Installed with
+#    apt-get only when missing.
 #
 # Works on a fresh Debian machine as root with only the PyPI, crates.io, Go proxy and Debian registries
 # reachable.
@@ -43,6 +44,9 @@ apt_install() {
 # --- system tools -------------------------------------------------------------------------
 command -v ip >/dev/null 2>&1 || apt_install iproute2
 command -v unshare >/dev/null 2>&1 || apt_install util-linux
+# A SOCKS5 proxy for tests/tests/socks5.rs (Debian's microsocks, pinned).
+MICROSOCKS_DEB_VERSION="1.0.3-2"
+[ -x /usr/bin/microsocks ] || apt_install "microsocks=$MICROSOCKS_DEB_VERSION"
 command -v ip >/dev/null 2>&1 || die "'ip' is still missing after installing iproute2"
 command -v unshare >/dev/null 2>&1 || die "'unshare' is still missing after installing util-linux"
 

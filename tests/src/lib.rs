@@ -499,6 +499,7 @@ fn cli_command<S: AsRef<OsStr>>(bin: &Path, relay_url: &str, args: &[S]) -> Comm
         "WORMHOLE_APPID",
         "WORMHOLE_QR",
         "WORMHOLE_ACCEPT_FILE",
+        "WORMHOLE_SOCKS5",
     ] {
         cmd.env_remove(var);
     }

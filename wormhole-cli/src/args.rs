@@ -31,6 +31,11 @@ pub struct Cli {
     /// (debug) write timing data to file
     #[arg(long, value_name = "FILE.json")]
     pub dump_timing: Option<PathBuf>,
+    /// Make every connection (mailbox and Transit) through this SOCKS5 proxy, which also
+    /// resolves the names; Transit then neither listens nor sends our addresses
+    #[arg(long, value_name = "[USER:PASSWORD@]HOST:PORT", env = "WORMHOLE_SOCKS5",
+          value_parser = socks5)]
+    pub socks5: Option<wormhole_core::proxy::Socks5>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -226,4 +231,9 @@ fn machines(s: &str) -> Result<String, String> {
             unknown.join(" ")
         ))
     }
+}
+
+/// `--socks5`: a proxy address, checked when the arguments are parsed.
+fn socks5(s: &str) -> Result<wormhole_core::proxy::Socks5, String> {
+    wormhole_core::proxy::Socks5::parse(s).map_err(|e| e.to_string())
 }

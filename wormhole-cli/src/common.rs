@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
+use wormhole_core::proxy::Socks5;
 use wormhole_core::trace::{StateTrace, TraceSink};
 use wormhole_core::{Options, Wormhole, transfer};
 
@@ -25,6 +26,8 @@ pub struct Server {
     pub transit_helper: String,
     /// `--dump-timing`.
     pub timing: Arc<Timing>,
+    /// `--socks5`.
+    pub proxy: Option<Socks5>,
 }
 
 impl Server {
@@ -41,7 +44,10 @@ impl Server {
         debug_state: Option<&str>,
         client: &str,
     ) -> Result<Wormhole, Failure> {
-        let mut options = Options::default();
+        let mut options = Options {
+            proxy: self.proxy.clone(),
+            ..Options::default()
+        };
         transfer::advertise_resume(&mut options.app_versions);
         if let Some(machines) = debug_state {
             let client = client.to_owned();

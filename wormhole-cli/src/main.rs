@@ -68,6 +68,7 @@ fn main() {
         appid: cli.appid.unwrap_or_else(|| default_appid.to_owned()),
         transit_helper: cli.transit_helper,
         timing: Arc::new(Timing::new(cli.dump_timing)),
+        proxy: cli.socks5,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

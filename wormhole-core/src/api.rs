@@ -56,6 +56,11 @@ pub struct Options {
     pub client_version: (String, String),
     /// Trace the session's state-machine transitions (`--debug-state`; default none).
     pub state_trace: Option<crate::trace::StateTrace>,
+    /// Make every connection through this SOCKS5 proxy (names resolved by the proxy): the
+    /// mailbox, and Transit for every transfer started on this wormhole whose
+    /// [`TransitConfig::proxy`](crate::transit::TransitConfig::proxy) is unset. Transit then
+    /// neither listens nor sends our addresses.
+    pub proxy: Option<crate::proxy::Socks5>,
 }
 
 impl Default for Options {
@@ -70,6 +75,7 @@ impl Default for Options {
             rng: None,
             client_version: ("rust".into(), crate::VERSION.into()),
             state_trace: None,
+            proxy: None,
         }
     }
 }
@@ -242,6 +248,8 @@ pub(crate) struct Shared {
     commands: mpsc::WeakUnboundedSender<Command>,
     /// Where transfer I/O tasks run.
     runtime: tokio::runtime::Handle,
+    /// [`Options::proxy`], also for transfers.
+    proxy: Option<crate::proxy::Socks5>,
 }
 
 /// A user callback to run once the state lock is released.
@@ -602,6 +610,7 @@ impl Wormhole {
             welcome_handler: options.welcome_handler,
             commands: tx.downgrade(),
             runtime: engine.handle(),
+            proxy: options.proxy.clone(),
         });
         let cfg = DriverConfig {
             url: relay_url.to_owned(),
@@ -609,6 +618,7 @@ impl Wormhole {
             close_timeout: options.close_timeout,
             keepalive: options.keepalive_interval.max(Duration::from_millis(100)),
             trace: options.state_trace,
+            proxy: options.proxy,
         };
         // The engine stays alive while the driver runs: the task holds a clone.
         let engine2 = engine.clone();
@@ -826,7 +836,10 @@ impl Wormhole {
                 .map_or(machine::PROGRESS_INTERVAL, |o| o.progress_interval);
             let start = Input::Start(kind, text, every);
             let (id, outputs) = st.transfers.handle(start, Instant::now())?;
-            if let Some(opts) = opts {
+            if let Some(mut opts) = opts {
+                if opts.transit.proxy.is_none() {
+                    opts.transit.proxy = shared.proxy.clone();
+                }
                 st.callbacks = (opts.progress.clone(), opts.events.clone());
                 let weak: Weak<Shared> = Arc::downgrade(shared);
                 let report = Arc::new(move |r| {

@@ -46,16 +46,51 @@ pub(crate) struct DriverConfig {
     pub close_timeout: Duration,
     pub keepalive: Duration,
     pub trace: Option<crate::trace::StateTrace>,
+    pub proxy: Option<crate::proxy::Socks5>,
 }
 
-async fn connect(url: String, timeout: Duration) -> Result<Ws, String> {
+async fn connect(
+    url: String,
+    timeout: Duration,
+    proxy: Option<crate::proxy::Socks5>,
+) -> Result<Ws, String> {
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(MAX_FRAME_BYTES);
     config.max_frame_size = Some(MAX_FRAME_BYTES);
-    let fut = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+    let fut = async {
+        let Some(proxy) = proxy else {
+            return tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+                .await
+                .map(|(ws, _)| ws)
+                .map_err(|e| e.to_string());
+        };
+        // Through the proxy: the TCP connection, then TLS (for wss) and the upgrade on it.
+        let uri: tokio_tungstenite::tungstenite::http::Uri =
+            url.parse().map_err(|e| format!("bad URL: {e}"))?;
+        let host = uri.host().ok_or("the URL has no host")?;
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("wss") {
+                443
+            } else {
+                80
+            });
+        let tcp = proxy.connect(host, port).await.map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        #[cfg(feature = "tls")]
+        let r = tokio_tungstenite::client_async_tls_with_config(url, tcp, Some(config), None).await;
+        #[cfg(not(feature = "tls"))]
+        let r = {
+            if uri.scheme_str() == Some("wss") {
+                return Err("wss:// URLs need the `tls` feature".into());
+            }
+            let plain = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+            tokio_tungstenite::client_async_with_config(url, plain, Some(config)).await
+        };
+        r.map(|(ws, _)| ws).map_err(|e| e.to_string())
+    };
     match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok((ws, _response))) => Ok(ws),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(r) => r,
         Err(_) => Err("timed out".into()),
     }
 }
@@ -170,7 +205,11 @@ pub(crate) async fn run(
         while let Some(action) = connector.poll_action() {
             match action {
                 Action::Connect => {
-                    connecting = Some(Box::pin(connect(cfg.url.clone(), cfg.connect_timeout)));
+                    connecting = Some(Box::pin(connect(
+                        cfg.url.clone(),
+                        cfg.connect_timeout,
+                        cfg.proxy.clone(),
+                    )));
                 }
                 Action::Ping => {
                     if let Some(link) = ws.as_ref() {

@@ -26,6 +26,7 @@ mod driver;
 mod engine;
 mod error;
 pub mod proto;
+pub mod proxy;
 pub mod ssh;
 pub mod text;
 pub mod trace;

@@ -65,6 +65,11 @@ pub struct TransitConfig {
     /// Cap on an incoming record's size, checked before allocating
     /// ([`DEFAULT_MAX_RECORD`]).
     pub max_record: usize,
+    /// Make every connection through this SOCKS5 proxy (names resolved by the proxy).
+    /// With a proxy nothing listens and no direct hint of ours is sent, whatever
+    /// [`TransitConfig::listen`] says: a peer could not reach us through it, and our
+    /// addresses would tell it where we are.
+    pub proxy: Option<crate::proxy::Socks5>,
 }
 
 impl Default for TransitConfig {
@@ -77,6 +82,7 @@ impl Default for TransitConfig {
             handshake_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(120),
             max_record: DEFAULT_MAX_RECORD,
+            proxy: None,
         }
     }
 }
@@ -222,7 +228,12 @@ impl Transit {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut tasks = JoinSet::new();
         let mut hints = Hints::default();
-        for addr in &config.listen {
+        let listen: &[SocketAddr] = if config.proxy.is_some() {
+            &[]
+        } else {
+            &config.listen
+        };
+        for addr in listen {
             let l = TcpListener::bind(addr).await.map_err(|e| {
                 Error::Transfer(format!("cannot listen for transit on {addr}: {e}"))
             })?;
@@ -247,7 +258,7 @@ impl Transit {
         }
         Ok(Transit {
             race,
-            listening: !config.listen.is_empty(),
+            listening: !listen.is_empty(),
             config,
             hints,
             peer: Hints::default(),
@@ -290,7 +301,7 @@ impl Transit {
                 false,
                 Duration::ZERO,
                 self.race.clone(),
-                self.tx.clone(),
+                (self.tx.clone(), self.config.proxy.clone()),
             ));
         }
         let mut relays: Vec<DirectHint> = Vec::new();
@@ -317,8 +328,9 @@ impl Transit {
                 last_priority = Some(h.priority);
             }
             outstanding += 1;
+            let to = (self.tx.clone(), self.config.proxy.clone());
             self.tasks
-                .spawn(attempt(h, true, delay, self.race.clone(), self.tx.clone()));
+                .spawn(attempt(h, true, delay, self.race.clone(), to));
         }
         let listening = self.listening;
         let max_record = self.config.max_record;
@@ -381,7 +393,7 @@ async fn attempt(
     relay: bool,
     delay: Duration,
     race: Arc<Race>,
-    tx: mpsc::UnboundedSender<Outcome>,
+    (tx, proxy): (mpsc::UnboundedSender<Outcome>, Option<crate::proxy::Socks5>),
 ) {
     tokio::time::sleep(delay).await;
     let addr = if hint.hostname.contains(':') {
@@ -389,7 +401,7 @@ async fn attempt(
     } else {
         format!("{}:{}", hint.hostname, hint.port)
     };
-    let outcome = match TcpStream::connect(&addr).await {
+    let outcome = match crate::proxy::connect(proxy.as_ref(), &hint.hostname, hint.port).await {
         Ok(mut s) => match race.negotiate_timed(&mut s, relay).await {
             Ok(()) => Outcome::Won(
                 s,
