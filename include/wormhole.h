@@ -313,7 +313,8 @@ typedef struct wh_transfer_options {
 } wh_transfer_options;
 
 /**
- * Options for `wh_create`. A field left 0 takes its default; pass NULL for all defaults.
+ * Options for `wh_create`. A field left 0 (or NULL) takes its default; pass NULL for all
+ * defaults.
  */
 typedef struct wh_options {
   /**
@@ -329,6 +330,14 @@ typedef struct wh_options {
    * WebSocket ping interval in ms (default 30000).
    */
   uint32_t keepalive_interval_ms;
+  /**
+   * A SOCKS5 proxy for every connection, the mailbox and Transit:
+   * `[USER:PASSWORD@]HOST:PORT` (optionally after `socks5://` or `socks5h://`),
+   * NUL-terminated UTF-8, read during `wh_create` only. Names are resolved by the proxy,
+   * and Transit neither listens nor sends our addresses. NULL (default): no proxy. A
+   * malformed value makes `wh_create` fail with `WH_RESULT_INVALID_ARGUMENT`.
+   */
+  const char *socks5;
 } wh_options;
 
 /**

@@ -63,7 +63,7 @@ static inline wh_event *h_wait_for(wh_wormhole *w, wh_event_kind kind, int timeo
 /* Create a pull-mode wormhole or fail the test. */
 static inline wh_wormhole *h_create(const char *relay, const char *appid) {
     wh_wormhole *w = NULL;
-    wh_options o = {20000, 5000, 0};
+    wh_options o = {.connect_timeout_ms = 20000, .close_timeout_ms = 5000};
     wh_result r = wh_create(appid, relay, NULL, &o, NULL, &w);
     if (r != WH_RESULT_OK) {
         fprintf(stderr, "wh_create: %s\n", wh_result_str(r));

@@ -101,7 +101,7 @@ static void one_sequence(const char *relay, uint64_t seed) {
             const char *app = below(4) ? "example.com/abuse" : nasty_string(buf, sizeof buf);
             const char *url = below(5) ? relay : nasty_string(buf, sizeof buf);
             const char *versions = below(3) ? NULL : (below(2) ? "{\"x\": 1}" : "[oops");
-            wh_options o = {2000, 1000, 0};
+            wh_options o = {.connect_timeout_ms = 2000, .close_timeout_ms = 1000};
             wh_wormhole *out = NULL;
             r = wh_create(app, url, versions, below(2) ? &o : NULL, NULL, &out);
             CHECK(known_code(r));

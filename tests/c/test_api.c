@@ -76,6 +76,14 @@ static void test_bad_arguments(const char *relay) {
     CHECK_RC(wh_create(APPID, "http://127.0.0.1/v1", NULL, NULL, NULL, &w), WH_RESULT_INVALID_ARGUMENT);
     CHECK_RC(wh_create(APPID, relay, "[]", NULL, NULL, &w), WH_RESULT_INVALID_ARGUMENT);
     CHECK_RC(wh_create(APPID, relay, "{oops", NULL, NULL, &w), WH_RESULT_INVALID_ARGUMENT);
+    wh_options proxied = {.socks5 = NULL};
+    const char *bad_proxies[] = {"nohost", "http://127.0.0.1:1080", "127.0.0.1:0", "u@h:1", ""};
+    for (size_t i = 0; i < sizeof bad_proxies / sizeof *bad_proxies; i++) {
+        proxied.socks5 = bad_proxies[i];
+        CHECK_RC(wh_create(APPID, relay, NULL, &proxied, NULL, &w), WH_RESULT_INVALID_ARGUMENT);
+    }
+    proxied.socks5 = bad_utf8;
+    CHECK_RC(wh_create(APPID, relay, NULL, &proxied, NULL, &w), WH_RESULT_INVALID_UTF8);
     CHECK(w == NULL);
 
     w = h_create(relay, APPID);
@@ -381,6 +389,16 @@ static void test_cancel_and_unreachable(const char *relay) {
     wh_event_free(ev);
 #endif
     CHECK_RC(wh_next_event(w, 0, &ev), WH_RESULT_CLOSED);
+    wh_free(w);
+
+    /* Through a SOCKS5 proxy that is not there: the server itself is reachable, so the
+     * failure (naming the proxy) shows that the connection went to the proxy. */
+    wh_options dead_proxy = {.connect_timeout_ms = 5000, .close_timeout_ms = 1000, .socks5 = "127.0.0.1:1"};
+    CHECK_RC(wh_create(APPID, relay, NULL, &dead_proxy, NULL, &w), WH_RESULT_OK);
+    ev = h_wait_for(w, WH_EVENT_KIND_CLOSED, 20000);
+    CHECK(ev && wh_event_result(ev) == WH_RESULT_SERVER_CONNECTION);
+    CHECK(ev && wh_event_text(ev) && strstr(wh_event_text(ev), "SOCKS5 proxy 127.0.0.1:1"));
+    wh_event_free(ev);
     wh_free(w);
 
     /* Free with events queued and never read, and an event that outlives its wormhole. */

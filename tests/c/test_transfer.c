@@ -412,7 +412,7 @@ static void test_delegate(const char *relay) {
     d.transfer_progress = d_progress;
     d.file_received = d_received;
     d.closed = d_closed;
-    wh_options opt = {20000, 5000, 0};
+    wh_options opt = {.connect_timeout_ms = 20000, .close_timeout_ms = 5000};
     wh_wormhole *r = NULL;
     CHECK_RC(wh_create(WH_TRANSFER_APPID, relay, NULL, &opt, &d, &r), WH_RESULT_OK);
     if (!r) return;

@@ -297,9 +297,10 @@ impl InputHelper {
 }
 
 /// Create a wormhole and start connecting. With `on_event`, it is delegated: every event
-/// is passed to `on_event(name, value)` on the dispatcher thread, in order.
+/// is passed to `on_event(name, value)` on the dispatcher thread, in order. `socks5`:
+/// every connection through that SOCKS5 proxy (`[USER:PASSWORD@]HOST:PORT`).
 #[pyfunction]
-#[pyo3(signature = (appid, relay_url, versions_json=None, on_event=None, connect_timeout=None, close_timeout=None))]
+#[pyo3(signature = (appid, relay_url, versions_json=None, on_event=None, connect_timeout=None, close_timeout=None, socks5=None))]
 fn create(
     appid: &str,
     relay_url: &str,
@@ -307,8 +308,12 @@ fn create(
     on_event: Option<Py<PyAny>>,
     connect_timeout: Option<f64>,
     close_timeout: Option<f64>,
+    socks5: Option<&str>,
 ) -> PyResult<Wormhole> {
     let mut options = Options::default();
+    if let Some(p) = socks5 {
+        options.proxy = Some(wormhole_core::proxy::Socks5::parse(p).map_err(to_pyerr)?);
+    }
     if let Some(v) = versions_json {
         options.app_versions = Options::parse_app_versions(v).map_err(to_pyerr)?;
     }

@@ -41,9 +41,10 @@ impl Castable for wh_wormhole {
     type RustType = Handle;
 }
 
-/// Options for `wh_create`. A field left 0 takes its default; pass NULL for all defaults.
+/// Options for `wh_create`. A field left 0 (or NULL) takes its default; pass NULL for all
+/// defaults.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct wh_options {
     /// Limit for the first connection to the mailbox server, in ms (default 30000).
     pub connect_timeout_ms: u32,
@@ -52,6 +53,23 @@ pub struct wh_options {
     pub close_timeout_ms: u32,
     /// WebSocket ping interval in ms (default 30000).
     pub keepalive_interval_ms: u32,
+    /// A SOCKS5 proxy for every connection, the mailbox and Transit:
+    /// `[USER:PASSWORD@]HOST:PORT` (optionally after `socks5://` or `socks5h://`),
+    /// NUL-terminated UTF-8, read during `wh_create` only. Names are resolved by the proxy,
+    /// and Transit neither listens nor sends our addresses. NULL (default): no proxy. A
+    /// malformed value makes `wh_create` fail with `WH_RESULT_INVALID_ARGUMENT`.
+    pub socks5: *const c_char,
+}
+
+impl Default for wh_options {
+    fn default() -> Self {
+        wh_options {
+            connect_timeout_ms: 0,
+            close_timeout_ms: 0,
+            keepalive_interval_ms: 0,
+            socks5: std::ptr::null(),
+        }
+    }
 }
 
 /// Called once with the delegate's `user_data` when the library no longer needs it.
@@ -383,6 +401,11 @@ fn create(
             .map_err(core_err)?
     };
     let o = read_copy(options).unwrap_or_default();
+    let proxy = if o.socks5.is_null() {
+        None
+    } else {
+        Some(wormhole_core::proxy::Socks5::parse(&str_arg(o.socks5)?).map_err(core_err)?)
+    };
     let defaults = wormhole_core::Options::default();
     let engine = Engine::new(1).map_err(|e| wh_result::from(&e))?;
     let close_timeout = ms(o.close_timeout_ms, defaults.close_timeout);
@@ -392,6 +415,7 @@ fn create(
         close_timeout,
         keepalive_interval: ms(o.keepalive_interval_ms, defaults.keepalive_interval),
         engine: Some(engine.clone()),
+        proxy,
         ..defaults
     };
     let queue = Arc::new(Queue::new(delegate.is_none())?);

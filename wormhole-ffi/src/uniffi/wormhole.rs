@@ -20,6 +20,11 @@ pub struct WormholeOptions {
     /// How long closing waits for the server's acknowledgement, in milliseconds (30 s).
     #[uniffi(default = 30000)]
     pub close_timeout_ms: u64,
+    /// A SOCKS5 proxy for every connection, the mailbox and Transit:
+    /// `[USER:PASSWORD@]HOST:PORT`. The proxy resolves the names; Transit then neither
+    /// listens nor sends our addresses. None: connect directly.
+    #[uniffi(default = None)]
+    pub socks5: Option<String>,
 }
 
 impl Default for WormholeOptions {
@@ -28,6 +33,7 @@ impl Default for WormholeOptions {
             app_versions_json: None,
             connect_timeout_ms: 30_000,
             close_timeout_ms: 30_000,
+            socks5: None,
         }
     }
 }
@@ -40,6 +46,9 @@ impl WormholeOptions {
         }
         o.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
         o.close_timeout = Duration::from_millis(self.close_timeout_ms);
+        if let Some(p) = &self.socks5 {
+            o.proxy = Some(wormhole_core::proxy::Socks5::parse(p)?);
+        }
         Ok(o)
     }
 }

@@ -118,8 +118,9 @@ def create(
     on_event: Optional[Callable[[str, Any], None]] = None,
     connect_timeout: Optional[float] = None,
     close_timeout: Optional[float] = None,
+    socks5: Optional[str] = None,
 ) -> Wormhole:
-    """Create a wormhole; with ``on_event`` it is delegated."""
+    """Create a wormhole; with ``on_event`` it is delegated; ``socks5``: a proxy."""
 
 _Path = Union[str, os.PathLike[str]]
 

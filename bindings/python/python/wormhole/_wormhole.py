@@ -412,6 +412,7 @@ def create(
     dilation: bool = False,
     connect_timeout: Optional[float] = None,
     close_timeout: Optional[float] = None,
+    socks5: Optional[str] = None,
 ) -> Any:
     """Create a wormhole and start connecting to the mailbox server at ``relay_url``.
 
@@ -421,7 +422,10 @@ def create(
     are called on that loop instead, and a :class:`DelegatedWormhole` is returned;
     otherwise a :class:`DeferredWormhole`. ``versions`` (a JSON-able dict) reaches the
     peer's ``get_versions()``. ``connect_timeout`` bounds the first connection and
-    ``close_timeout`` the wait for the server on close (seconds).
+    ``close_timeout`` the wait for the server on close (seconds). ``socks5``
+    (``"[USER:PASSWORD@]HOST:PORT"``) sends every connection, the mailbox and Transit,
+    through that SOCKS5 proxy, which resolves the names; Transit then neither listens nor
+    sends our addresses.
     ``journal``, ``tor`` and ``dilation`` are not supported; ``timing`` and ``stderr``
     are accepted and ignored.
     """
@@ -437,7 +441,7 @@ def create(
     versions_json = json.dumps(versions if versions is not None else {})
     if delegate is None:
         native = _native.create(
-            appid, relay_url, versions_json, None, connect_timeout, close_timeout
+            appid, relay_url, versions_json, None, connect_timeout, close_timeout, socks5
         )
         return DeferredWormhole(native, eventual, welcome_handler)
     holder: Dict[str, Any] = {}
@@ -445,7 +449,7 @@ def create(
         eventual, delegate, welcome_handler, lambda: holder.get("w") and holder["w"]()
     )
     native = _native.create(
-        appid, relay_url, versions_json, handler, connect_timeout, close_timeout
+        appid, relay_url, versions_json, handler, connect_timeout, close_timeout, socks5
     )
     w = DelegatedWormhole(native, eventual)
     holder["w"] = weakref.ref(w)

@@ -2778,6 +2778,12 @@ public struct WormholeOptions: Equatable, Hashable {
      * How long closing waits for the server's acknowledgement, in milliseconds (30 s).
      */
     public var closeTimeoutMs: UInt64
+    /**
+     * A SOCKS5 proxy for every connection, the mailbox and Transit:
+     * `[USER:PASSWORD@]HOST:PORT`. The proxy resolves the names; Transit then neither
+     * listens nor sends our addresses. None: connect directly.
+     */
+    public var socks5: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2790,10 +2796,16 @@ public struct WormholeOptions: Equatable, Hashable {
          */connectTimeoutMs: UInt64 = UInt64(30000), 
         /**
          * How long closing waits for the server's acknowledgement, in milliseconds (30 s).
-         */closeTimeoutMs: UInt64 = UInt64(30000)) {
+         */closeTimeoutMs: UInt64 = UInt64(30000), 
+        /**
+         * A SOCKS5 proxy for every connection, the mailbox and Transit:
+         * `[USER:PASSWORD@]HOST:PORT`. The proxy resolves the names; Transit then neither
+         * listens nor sends our addresses. None: connect directly.
+         */socks5: String? = nil) {
         self.appVersionsJson = appVersionsJson
         self.connectTimeoutMs = connectTimeoutMs
         self.closeTimeoutMs = closeTimeoutMs
+        self.socks5 = socks5
     }
 
     
@@ -2814,7 +2826,8 @@ public struct FfiConverterTypeWormholeOptions: FfiConverterRustBuffer {
             try WormholeOptions(
                 appVersionsJson: FfiConverterOptionString.read(from: &buf), 
                 connectTimeoutMs: FfiConverterUInt64.read(from: &buf), 
-                closeTimeoutMs: FfiConverterUInt64.read(from: &buf)
+                closeTimeoutMs: FfiConverterUInt64.read(from: &buf), 
+                socks5: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -2822,6 +2835,7 @@ public struct FfiConverterTypeWormholeOptions: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.appVersionsJson, into: &buf)
         FfiConverterUInt64.write(value.connectTimeoutMs, into: &buf)
         FfiConverterUInt64.write(value.closeTimeoutMs, into: &buf)
+        FfiConverterOptionString.write(value.socks5, into: &buf)
     }
 }
 

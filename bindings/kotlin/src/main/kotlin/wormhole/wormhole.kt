@@ -4756,6 +4756,13 @@ data class WormholeOptions (
      * How long closing waits for the server's acknowledgement, in milliseconds (30 s).
      */
     var `closeTimeoutMs`: kotlin.ULong = 30000uL 
+    , 
+    /**
+     * A SOCKS5 proxy for every connection, the mailbox and Transit:
+     * `[USER:PASSWORD@]HOST:PORT`. The proxy resolves the names; Transit then neither
+     * listens nor sends our addresses. None: connect directly.
+     */
+    var `socks5`: kotlin.String? = null 
     
 ){
     
@@ -4775,19 +4782,22 @@ public object FfiConverterTypeWormholeOptions: FfiConverterRustBuffer<WormholeOp
             FfiConverterOptionalString.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterOptionalString.read(buf),
         )
     }
 
     override fun allocationSize(value: WormholeOptions) = (
             FfiConverterOptionalString.allocationSize(value.`appVersionsJson`) +
             FfiConverterULong.allocationSize(value.`connectTimeoutMs`) +
-            FfiConverterULong.allocationSize(value.`closeTimeoutMs`)
+            FfiConverterULong.allocationSize(value.`closeTimeoutMs`) +
+            FfiConverterOptionalString.allocationSize(value.`socks5`)
     )
 
     override fun write(value: WormholeOptions, buf: ByteBuffer) {
             FfiConverterOptionalString.write(value.`appVersionsJson`, buf)
             FfiConverterULong.write(value.`connectTimeoutMs`, buf)
             FfiConverterULong.write(value.`closeTimeoutMs`, buf)
+            FfiConverterOptionalString.write(value.`socks5`, buf)
     }
 }
 

@@ -111,6 +111,22 @@ class WormholeTest {
     }
 
     @Test
+    fun `a SOCKS5 proxy is used, and a malformed one refused`(): Unit = runBlocking {
+        // The server is reachable but the proxy is not: the failure names the proxy, so the
+        // connection went to it.
+        withTimeout(limit) {
+            open(WormholeOptions(connectTimeoutMs = 5000u, socks5 = "127.0.0.1:1")).use { w ->
+                val e = assertThrows<WormholeException.ServerConnection> { runBlocking { w.getWelcome() } }
+                assertTrue(e.message!!.contains("SOCKS5 proxy 127.0.0.1:1"), e.message)
+            }
+        }
+        for (bad in listOf("nohost", "http://127.0.0.1:1080", "127.0.0.1:0")) {
+            assertThrows<WormholeException.InvalidArgument> { open(WormholeOptions(socks5 = bad)) }
+        }
+        Unit
+    }
+
+    @Test
     fun `wrong code gives WrongPassword`(): Unit = runBlocking {
         withTimeout(limit) {
             open().use { a ->
