@@ -47,6 +47,10 @@ command -v unshare >/dev/null 2>&1 || apt_install util-linux
 # A SOCKS5 proxy for tests/tests/socks5.rs (Debian's microsocks, pinned).
 MICROSOCKS_DEB_VERSION="1.0.3-2"
 [ -x /usr/bin/microsocks ] || apt_install "microsocks=$MICROSOCKS_DEB_VERSION"
+# tor for tests/tests/tor.rs (Debian's package, pinned; the package's service is not started
+# in a container, and the tests run their own tor with its network disabled).
+TOR_DEB_VERSION="0.4.9.11-0+deb12u1"
+[ -x /usr/bin/tor ] || [ -x /usr/sbin/tor ] || apt_install "tor=$TOR_DEB_VERSION"
 command -v ip >/dev/null 2>&1 || die "'ip' is still missing after installing iproute2"
 command -v unshare >/dev/null 2>&1 || die "'unshare' is still missing after installing util-linux"
 

@@ -68,6 +68,8 @@ pub enum Command {
 pub enum SshCommand {
     /// Add a public-key to a ~/.ssh/authorized_keys file
     Invite {
+        #[command(flatten)]
+        tor: TorArgs,
         /// length of code (in bytes/words)
         #[arg(short = 'c', long, value_name = "NUMWORDS", default_value_t = 2)]
         code_length: usize,
@@ -78,6 +80,8 @@ pub enum SshCommand {
     /// Send your SSH public-key. In response to a `wormhole ssh invite` this sends the
     /// public key you specify (if there is only one in ~/.ssh/*.pub, that one).
     Accept {
+        #[command(flatten)]
+        tor: TorArgs,
         /// The code `wormhole ssh invite` printed.
         #[arg(value_name = "CODE")]
         code: String,
@@ -90,9 +94,32 @@ pub enum SshCommand {
     },
 }
 
+/// The reference's Tor flags, on every command that connects.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TorArgs {
+    /// use Tor when connecting
+    #[arg(long)]
+    pub tor: bool,
+    /// launch Tor, rather than use existing control/socks port
+    #[arg(long, conflicts_with = "tor_control_port")]
+    pub launch_tor: bool,
+    /// endpoint descriptor for Tor control port
+    #[arg(long, value_name = "ENDPOINT")]
+    pub tor_control_port: Option<String>,
+}
+
+impl TorArgs {
+    /// Whether Tor is wanted (`--launch-tor` and `--tor-control-port` imply `--tor`).
+    pub fn wanted(&self) -> bool {
+        self.tor || self.launch_tor || self.tor_control_port.is_some()
+    }
+}
+
 /// Arguments of `wormhole send-many`.
 #[derive(Debug, Args)]
 pub struct SendManyArgs {
+    #[command(flatten)]
+    pub tor: TorArgs,
     /// Only send the file up to N times, limiting the number of people that may receive
     /// it (each try is also a try at guessing the code).
     #[arg(short = 'n', long, value_name = "N", default_value_t = 30)]
@@ -123,6 +150,8 @@ pub struct SendManyArgs {
 /// Arguments of `wormhole send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
+    #[command(flatten)]
+    pub tor: TorArgs,
     /// text message to send, instead of a file. Use '-' to read from stdin.
     #[arg(long, value_name = "MESSAGE")]
     pub text: Option<String>,
@@ -170,6 +199,8 @@ pub struct SendArgs {
 /// Arguments of `wormhole receive`.
 #[derive(Debug, Args)]
 pub struct ReceiveArgs {
+    #[command(flatten)]
+    pub tor: TorArgs,
     /// refuse file transfers, only accept text transfers
     #[arg(short = 't', long)]
     pub only_text: bool,

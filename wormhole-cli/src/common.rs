@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use wormhole_core::proxy::Socks5;
+use wormhole_core::tor::{Found, Tor, TorOptions};
+
+use crate::args::TorArgs;
 use wormhole_core::trace::{StateTrace, TraceSink};
 use wormhole_core::{Options, Wormhole, transfer};
 
@@ -28,6 +31,34 @@ pub struct Server {
     pub timing: Arc<Timing>,
     /// `--socks5`.
     pub proxy: Option<Socks5>,
+    /// `--tor` (found or launched before the command runs).
+    pub tor: Option<Arc<Tor>>,
+}
+
+/// Find or launch a tor for `--tor`, `--launch-tor` and `--tor-control-port`, saying so on
+/// stderr in the reference's words.
+pub async fn find_tor(args: &TorArgs) -> Result<Arc<Tor>, Failure> {
+    let opts = TorOptions {
+        control: args.tor_control_port.clone(),
+        launch: args.launch_tor,
+        launch_config: std::env::var("WORMHOLE_TOR_LAUNCH_CONFIG")
+            .map(|c| c.lines().map(str::to_owned).collect())
+            .unwrap_or_default(),
+        ..TorOptions::default()
+    };
+    if opts.launch {
+        eprintln!(" launching a new Tor process, this may take a while..");
+    }
+    let tor = tokio::task::spawn_blocking(move || Tor::connect(&opts))
+        .await
+        .map_err(|e| Failure::Other(e.to_string()))??;
+    match tor.found() {
+        Found::ControlPort(c) => eprintln!(" using Tor via control port at {c}"),
+        Found::DefaultControlPort => eprintln!(" using Tor via default control port"),
+        Found::SocksOnly => eprintln!(" unable to find default Tor control port, using SOCKS"),
+        Found::Launched => {}
+    }
+    Ok(Arc::new(tor))
 }
 
 impl Server {
@@ -46,6 +77,7 @@ impl Server {
     ) -> Result<Wormhole, Failure> {
         let mut options = Options {
             proxy: self.proxy.clone(),
+            tor: self.tor.clone(),
             ..Options::default()
         };
         transfer::advertise_resume(&mut options.app_versions);

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use clap::{CommandFactory, Parser};
 use wormhole_core::TRANSFER_APPID;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, SshCommand};
 use crate::common::Server;
 use crate::timing::Timing;
 
@@ -63,12 +63,22 @@ fn main() {
         Command::Ssh(_) => ssh::APPID,
         _ => TRANSFER_APPID,
     };
-    let server = Server {
+    let tor_args = match &cli.command {
+        Command::Send(a) => Some(&a.tor),
+        Command::Receive(a) => Some(&a.tor),
+        Command::SendMany(a) => Some(&a.tor),
+        Command::Ssh(SshCommand::Invite { tor, .. } | SshCommand::Accept { tor, .. }) => Some(tor),
+        Command::Completion { .. } => None,
+    }
+    .filter(|t| t.wanted())
+    .cloned();
+    let mut server = Server {
         relay_url: cli.relay_url,
         appid: cli.appid.unwrap_or_else(|| default_appid.to_owned()),
         transit_helper: cli.transit_helper,
         timing: Arc::new(Timing::new(cli.dump_timing)),
         proxy: cli.socks5,
+        tor: None,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -81,11 +91,15 @@ fn main() {
         }
     };
     let result = runtime.block_on(async {
+        if let Some(t) = tor_args {
+            server.tor = Some(common::find_tor(&t).await?);
+        }
+        let server = &server;
         match &cli.command {
-            Command::Send(args) => send::run(&server, args).await,
-            Command::Receive(args) => receive::run(&server, args).await,
-            Command::SendMany(args) => send_many::run(&server, args).await,
-            Command::Ssh(cmd) => ssh::run(&server, cmd).await,
+            Command::Send(args) => send::run(server, args).await,
+            Command::Receive(args) => receive::run(server, args).await,
+            Command::SendMany(args) => send_many::run(server, args).await,
+            Command::Ssh(cmd) => ssh::run(server, cmd).await,
             Command::Completion { .. } => Ok(()),
         }
     });

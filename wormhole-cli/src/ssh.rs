@@ -24,11 +24,14 @@ pub const APPID: &str = wormhole_core::ssh::SSH_APPID;
 /// Run `wormhole ssh …`.
 pub async fn run(server: &Server, cmd: &SshCommand) -> Result<(), Failure> {
     match cmd {
-        SshCommand::Invite { code_length, user } => invite(server, *code_length, user).await,
+        SshCommand::Invite {
+            code_length, user, ..
+        } => invite(server, *code_length, user).await,
         SshCommand::Accept {
             code,
             key_file,
             yes,
+            ..
         } => accept(server, code, key_file.as_deref(), *yes).await,
     }
 }

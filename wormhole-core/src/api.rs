@@ -61,6 +61,10 @@ pub struct Options {
     /// [`TransitConfig::proxy`](crate::transit::TransitConfig::proxy) is unset. Transit then
     /// neither listens nor sends our addresses.
     pub proxy: Option<crate::proxy::Socks5>,
+    /// Tor mode ([`crate::tor`]): every connection through this tor's SOCKS port, with the
+    /// reference's Tor rules for Transit hints and the mailbox URL. Takes the place of
+    /// `proxy`. A launched tor lives as long as a handle to it.
+    pub tor: Option<Arc<crate::tor::Tor>>,
 }
 
 impl Default for Options {
@@ -76,6 +80,7 @@ impl Default for Options {
             client_version: ("rust".into(), crate::VERSION.into()),
             state_trace: None,
             proxy: None,
+            tor: None,
         }
     }
 }
@@ -250,6 +255,8 @@ pub(crate) struct Shared {
     runtime: tokio::runtime::Handle,
     /// [`Options::proxy`], also for transfers.
     proxy: Option<crate::proxy::Socks5>,
+    /// [`Options::tor`], kept alive with the wormhole; its transfers run in Tor mode.
+    tor: Option<Arc<crate::tor::Tor>>,
 }
 
 /// A user callback to run once the state lock is released.
@@ -582,6 +589,11 @@ impl Wormhole {
             ));
         }
         validate_relay_url(relay_url)?;
+        let mut options = options;
+        if let Some(tor) = &options.tor {
+            tor.check_mailbox_url(relay_url)?;
+            options.proxy = Some(tor.socks().clone());
+        }
         if !options.app_versions.is_object() {
             return Err(Error::InvalidArgument(
                 "app_versions must be a JSON object".into(),
@@ -611,6 +623,7 @@ impl Wormhole {
             commands: tx.downgrade(),
             runtime: engine.handle(),
             proxy: options.proxy.clone(),
+            tor: options.tor.clone(),
         });
         let cfg = DriverConfig {
             url: relay_url.to_owned(),
@@ -839,6 +852,9 @@ impl Wormhole {
             if let Some(mut opts) = opts {
                 if opts.transit.proxy.is_none() {
                     opts.transit.proxy = shared.proxy.clone();
+                }
+                if shared.tor.is_some() {
+                    opts.transit.tor = true;
                 }
                 st.callbacks = (opts.progress.clone(), opts.events.clone());
                 let weak: Weak<Shared> = Arc::downgrade(shared);

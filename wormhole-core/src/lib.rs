@@ -29,6 +29,7 @@ pub mod proto;
 pub mod proxy;
 pub mod ssh;
 pub mod text;
+pub mod tor;
 pub mod trace;
 pub mod transfer;
 pub mod transit;

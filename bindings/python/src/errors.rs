@@ -90,7 +90,7 @@ pyo3::create_exception!(
     wormhole.errors,
     NoTorError,
     WormholeError,
-    "Tor was requested; this library does not support it."
+    "Tor was requested but no usable tor was found (or launched)."
 );
 pyo3::create_exception!(
     wormhole.errors,

@@ -21,6 +21,7 @@
 
 mod errors;
 mod glue;
+mod tor;
 mod transfer;
 mod wormhole;
 
@@ -43,6 +44,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     wormhole::register(m)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     transfer::register(m)?;
+    tor::register(m)?;
     m.add("CORE_VERSION", wormhole_core::VERSION)?;
     m.add("PUBLIC_RELAY_URL", wormhole_core::PUBLIC_RELAY_URL)?;
     m.add("TRANSFER_APPID", wormhole_core::TRANSFER_APPID)?;

@@ -300,7 +300,8 @@ impl InputHelper {
 /// is passed to `on_event(name, value)` on the dispatcher thread, in order. `socks5`:
 /// every connection through that SOCKS5 proxy (`[USER:PASSWORD@]HOST:PORT`).
 #[pyfunction]
-#[pyo3(signature = (appid, relay_url, versions_json=None, on_event=None, connect_timeout=None, close_timeout=None, socks5=None))]
+#[pyo3(signature = (appid, relay_url, versions_json=None, on_event=None, connect_timeout=None, close_timeout=None, socks5=None, tor=None))]
+#[allow(clippy::too_many_arguments)]
 fn create(
     appid: &str,
     relay_url: &str,
@@ -309,8 +310,12 @@ fn create(
     connect_timeout: Option<f64>,
     close_timeout: Option<f64>,
     socks5: Option<&str>,
+    tor: Option<PyRef<'_, crate::tor::Tor>>,
 ) -> PyResult<Wormhole> {
-    let mut options = Options::default();
+    let mut options = Options {
+        tor: tor.map(|t| t.inner.clone()),
+        ..Options::default()
+    };
     if let Some(p) = socks5 {
         options.proxy = Some(wormhole_core::proxy::Socks5::parse(p).map_err(to_pyerr)?);
     }

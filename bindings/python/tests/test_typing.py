@@ -9,6 +9,7 @@ import pytest
 
 import wormhole
 import wormhole.errors
+import wormhole.tor_manager
 import wormhole.transcribe
 import wormhole.transfer
 
@@ -40,7 +41,10 @@ def _public(obj):
             yield name, getattr(obj, name)
 
 
-@pytest.mark.parametrize("module", [wormhole, wormhole.errors, wormhole.transcribe, wormhole.transfer])
+@pytest.mark.parametrize(
+    "module",
+    [wormhole, wormhole.errors, wormhole.tor_manager, wormhole.transcribe, wormhole.transfer],
+)
 def test_docstrings(module):
     assert module.__doc__
     missing = []

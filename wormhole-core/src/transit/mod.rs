@@ -70,6 +70,11 @@ pub struct TransitConfig {
     /// [`TransitConfig::listen`] says: a peer could not reach us through it, and our
     /// addresses would tell it where we are.
     pub proxy: Option<crate::proxy::Socks5>,
+    /// Tor mode (with `proxy` set to the tor's SOCKS port): the peer's `tor-tcp-v1` hints
+    /// are dialled too, and hints whose host is an IPv6 literal or a non-public IPv4
+    /// address are dropped ([`crate::tor::allows`]), like the reference. Without it,
+    /// `tor-tcp-v1` hints are ignored.
+    pub tor: bool,
 }
 
 impl Default for TransitConfig {
@@ -83,6 +88,7 @@ impl Default for TransitConfig {
             connect_timeout: Duration::from_secs(120),
             max_record: DEFAULT_MAX_RECORD,
             proxy: None,
+            tor: false,
         }
     }
 }
@@ -228,7 +234,7 @@ impl Transit {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut tasks = JoinSet::new();
         let mut hints = Hints::default();
-        let listen: &[SocketAddr] = if config.proxy.is_some() {
+        let listen: &[SocketAddr] = if config.proxy.is_some() || config.tor {
             &[]
         } else {
             &config.listen
@@ -281,6 +287,7 @@ impl Transit {
     /// Add the hints from the peer's `transit` message (may be called more than once).
     pub fn add_peer_hints(&mut self, hints: Hints) {
         self.peer.direct.extend(hints.direct);
+        self.peer.tor.extend(hints.tor);
         self.peer.relays.extend(hints.relays);
     }
 
@@ -293,7 +300,10 @@ impl Transit {
     pub async fn connect(mut self) -> Result<Connection> {
         let mut outstanding = 0usize;
         let mut direct_started = false;
-        for h in &self.peer.direct {
+        let tor = self.config.tor;
+        let usable = |h: &DirectHint| !tor || crate::tor::allows(&h.hostname);
+        let onions = if tor { &self.peer.tor[..] } else { &[] };
+        for h in self.peer.direct.iter().chain(onions).filter(|h| usable(h)) {
             direct_started = true;
             outstanding += 1;
             self.tasks.spawn(attempt(
@@ -310,6 +320,7 @@ impl Transit {
             .relays
             .iter()
             .chain(self.peer.relays.iter().flatten())
+            .filter(|h| usable(h))
         {
             if !relays.contains(h) {
                 relays.push(h.clone());
@@ -696,7 +707,7 @@ mod tests {
         // The sender sees a (dead) direct hint, so its relay attempt waits one delay.
         s.add_peer_hints(Hints {
             direct: vec![DirectHint::new("127.0.0.1", closed)],
-            relays: vec![],
+            ..Hints::default()
         });
         let t0 = std::time::Instant::now();
         let (cs, cr) = tokio::join!(s.connect(), r.connect());
@@ -771,5 +782,103 @@ mod tests {
         let err = r.connect().await.unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Transfer);
         drop(s);
+    }
+
+    /// A SOCKS5 server that records every CONNECT target (`host:port`) and refuses it.
+    async fn recording_socks() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let mut head = [0u8; 2];
+                    c.read_exact(&mut head).await?;
+                    let mut methods = vec![0u8; usize::from(head[1])];
+                    c.read_exact(&mut methods).await?;
+                    c.write_all(&[5, 0]).await?;
+                    let mut req = [0u8; 4];
+                    c.read_exact(&mut req).await?;
+                    let host = match req[3] {
+                        1 => {
+                            let mut ip = [0u8; 4];
+                            c.read_exact(&mut ip).await?;
+                            std::net::Ipv4Addr::from(ip).to_string()
+                        }
+                        3 => {
+                            let mut n = [0u8; 1];
+                            c.read_exact(&mut n).await?;
+                            let mut name = vec![0u8; usize::from(n[0])];
+                            c.read_exact(&mut name).await?;
+                            String::from_utf8_lossy(&name).into_owned()
+                        }
+                        4 => {
+                            let mut ip = [0u8; 16];
+                            c.read_exact(&mut ip).await?;
+                            std::net::Ipv6Addr::from(ip).to_string()
+                        }
+                        _ => return Ok::<(), std::io::Error>(()),
+                    };
+                    let mut port = [0u8; 2];
+                    c.read_exact(&mut port).await?;
+                    seen.lock()
+                        .unwrap()
+                        .push(format!("{host}:{}", u16::from_be_bytes(port)));
+                    // "connection refused"
+                    c.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
+                    Ok(())
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    /// In Tor mode the peer's onion hints are dialled and numeric hints that are not public
+    /// IPv4 are dropped; without Tor, onion hints are ignored. Everything goes through the
+    /// proxy, and nothing listens.
+    #[tokio::test]
+    async fn tor_mode_chooses_the_hints_to_dial() {
+        let peer = Hints::from_transit_json(&serde_json::json!({"hints-v1": [
+            {"type": "direct-tcp-v1", "hostname": "127.0.0.1", "port": 1},
+            {"type": "direct-tcp-v1", "hostname": "peer.example", "port": 2},
+            {"type": "tor-tcp-v1", "hostname": "abc.onion", "port": 3},
+            {"type": "direct-tcp-v1", "hostname": "fe80::1", "port": 6},
+            {"type": "relay-v1", "hints": [
+                {"type": "direct-tcp-v1", "hostname": "10.0.0.1", "port": 4},
+                {"type": "direct-tcp-v1", "hostname": "relay.example", "port": 5}]}]}));
+        for (tor, want) in [
+            (
+                true,
+                vec!["abc.onion:3", "peer.example:2", "relay.example:5"],
+            ),
+            (
+                false,
+                vec![
+                    "10.0.0.1:4",
+                    "127.0.0.1:1",
+                    "fe80::1:6",
+                    "peer.example:2",
+                    "relay.example:5",
+                ],
+            ),
+        ] {
+            let (proxy, seen) = recording_socks().await;
+            let cfg = TransitConfig {
+                proxy: Some(crate::proxy::Socks5::parse(&proxy).unwrap()),
+                tor,
+                relay_delay: Duration::from_millis(10),
+                ..TransitConfig::default()
+            };
+            let mut t = Transit::new(Role::Sender, &[1u8; 32], cfg).await.unwrap();
+            assert!(t.hints().direct.is_empty(), "no direct hints of our own");
+            t.add_peer_hints(peer.clone());
+            assert!(t.connect().await.is_err());
+            let mut got = seen.lock().unwrap().clone();
+            got.sort();
+            assert_eq!(got, want, "tor mode: {tor}");
+        }
     }
 }

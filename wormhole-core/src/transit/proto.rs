@@ -453,8 +453,13 @@ impl DirectHint {
     }
 
     fn from_json(v: &Value) -> Option<DirectHint> {
+        Self::from_json_of(v, "direct-tcp-v1")
+    }
+
+    /// A hint of `kind` (`direct-tcp-v1` or `tor-tcp-v1`; both have the same fields).
+    fn from_json_of(v: &Value, kind: &str) -> Option<DirectHint> {
         let o = v.as_object()?;
-        if o.get("type")?.as_str()? != "direct-tcp-v1" {
+        if o.get("type")?.as_str()? != kind {
             return None;
         }
         let hostname = o.get("hostname")?.as_str()?.to_owned();
@@ -478,12 +483,19 @@ pub struct Hints {
     pub direct: Vec<DirectHint>,
     /// `relay-v1` hints: each is a list of alternative ways to reach one relay.
     pub relays: Vec<Vec<DirectHint>>,
+    /// `tor-tcp-v1` hints (onion services): used only in Tor mode.
+    pub tor: Vec<DirectHint>,
 }
 
 impl Hints {
     /// The `{"abilities-v1": …, "hints-v1": …}` object of a `transit` message.
     pub fn to_transit_json(&self) -> Value {
         let mut hints: Vec<Value> = self.direct.iter().map(DirectHint::to_json).collect();
+        for t in &self.tor {
+            let mut v = t.to_json();
+            v["type"] = json!("tor-tcp-v1");
+            hints.push(v);
+        }
         for r in &self.relays {
             hints.push(json!({"type": "relay-v1",
                 "hints": r.iter().map(DirectHint::to_json).collect::<Vec<_>>()}));
@@ -500,6 +512,7 @@ impl Hints {
         for h in list.into_iter().flatten() {
             match h.get("type").and_then(Value::as_str) {
                 Some("direct-tcp-v1") => out.direct.extend(DirectHint::from_json(h)),
+                Some("tor-tcp-v1") => out.tor.extend(DirectHint::from_json_of(h, "tor-tcp-v1")),
                 Some("relay-v1") => {
                     let inner: Vec<DirectHint> = h
                         .get("hints")
@@ -627,6 +640,7 @@ mod tests {
         let h = Hints::from_transit_json(&v);
         assert_eq!(h.direct, vec![DirectHint::new("192.0.2.2", 33445)]);
         assert_eq!(h.relays, vec![vec![DirectHint::new("127.0.0.1", 14001)]]);
+        assert_eq!(h.tor, vec![DirectHint::new("x.onion", 1)]);
         assert_eq!(Hints::from_transit_json(&h.to_transit_json()), h);
         let msg = String::from_utf8(transit_message(&h)).unwrap();
         assert!(msg.starts_with(r#"{"transit":{"abilities-v1":[{"type":"direct-tcp-v1"},{"type":"relay-v1"}],"hints-v1":[{"#));

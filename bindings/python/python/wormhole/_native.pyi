@@ -29,6 +29,7 @@ __all__ = [
     "ServerError",
     "TRANSFER_APPID",
     "Timeout",
+    "Tor",
     "Transfer",
     "TransferError",
     "TransferInProgressError",
@@ -40,6 +41,7 @@ __all__ = [
     "WrongPasswordError",
     "_shutdown",
     "create",
+    "find_tor",
     "start_receive",
     "start_receive_file",
     "start_send",
@@ -119,8 +121,27 @@ def create(
     connect_timeout: Optional[float] = None,
     close_timeout: Optional[float] = None,
     socks5: Optional[str] = None,
+    tor: Optional[Tor] = None,
 ) -> Wormhole:
     """Create a wormhole; with ``on_event`` it is delegated; ``socks5``: a proxy."""
+
+@final
+class Tor:
+    """A tor found or launched by :func:`find_tor`."""
+
+    @property
+    def socks(self) -> str: ...
+    @property
+    def found(self) -> str: ...
+
+def find_tor(
+    control: Optional[str] = None,
+    launch: bool = False,
+    password: Optional[str] = None,
+    launch_config: Optional[List[str]] = None,
+    launch_timeout: Optional[float] = None,
+) -> Tor:
+    """Find or launch a tor (blocking)."""
 
 _Path = Union[str, os.PathLike[str]]
 

@@ -425,12 +425,16 @@ def create(
     ``close_timeout`` the wait for the server on close (seconds). ``socks5``
     (``"[USER:PASSWORD@]HOST:PORT"``) sends every connection, the mailbox and Transit,
     through that SOCKS5 proxy, which resolves the names; Transit then neither listens nor
-    sends our addresses.
-    ``journal``, ``tor`` and ``dilation`` are not supported; ``timing`` and ``stderr``
+    sends our addresses. ``tor`` (from :func:`wormhole.tor_manager.get_tor`) does the same
+    through Tor, with the reference's Tor rules (see the README).
+    ``journal`` and ``dilation`` are not supported; ``timing`` and ``stderr``
     are accepted and ignored.
     """
+    native_tor = None
     if tor is not None:
-        raise NoTorError("Tor is not supported by this library")
+        native_tor = getattr(tor, "_native_tor", None)
+        if native_tor is None:
+            raise NoTorError("tor= must come from wormhole.tor_manager.get_tor()")
     if journal is not None:
         raise NotImplementedError("journaled mode is not supported")
     if dilation:
@@ -441,7 +445,8 @@ def create(
     versions_json = json.dumps(versions if versions is not None else {})
     if delegate is None:
         native = _native.create(
-            appid, relay_url, versions_json, None, connect_timeout, close_timeout, socks5
+            appid, relay_url, versions_json, None, connect_timeout, close_timeout, socks5,
+            native_tor,
         )
         return DeferredWormhole(native, eventual, welcome_handler)
     holder: Dict[str, Any] = {}
@@ -449,7 +454,8 @@ def create(
         eventual, delegate, welcome_handler, lambda: holder.get("w") and holder["w"]()
     )
     native = _native.create(
-        appid, relay_url, versions_json, handler, connect_timeout, close_timeout, socks5
+        appid, relay_url, versions_json, handler, connect_timeout, close_timeout, socks5,
+        native_tor,
     )
     w = DelegatedWormhole(native, eventual)
     holder["w"] = weakref.ref(w)
