@@ -17,12 +17,14 @@ use crate::display::{escape_like_python_repr, natural_size, terminal_safe};
 use crate::failure::Failure;
 use crate::input::prompt_line;
 
-/// How a connection is described, like the reference's `describe()`.
-pub fn describe(p: &PathKind) -> String {
+/// How a connection is described, like the reference's `describe()` (`tor->` instead of
+/// `->` in Tor mode).
+pub fn describe(p: &PathKind, tor: bool) -> String {
+    let to = if tor { "tor->" } else { "->" };
     match p {
-        PathKind::DirectOutbound(a) => format!("->tcp:{a}"),
+        PathKind::DirectOutbound(a) => format!("{to}tcp:{a}"),
         PathKind::DirectInbound(a) => format!("<-{a}"),
-        PathKind::Relay(a) => format!("->relay:tcp:{a}"),
+        PathKind::Relay(a) => format!("{to}relay:tcp:{a}"),
     }
 }
 
@@ -33,7 +35,9 @@ pub fn options(
     hide_progress: bool,
 ) -> Result<TransferOptions, Failure> {
     let helper = Some(server.transit_helper.as_str()).filter(|h| !h.is_empty());
-    let transit = TransitConfig::with_relay(helper, !no_listen)?;
+    let mut transit = TransitConfig::with_relay(helper, !no_listen)?;
+    transit.tor = server.tor.is_some();
+    let tor = transit.tor;
     let mut opts = TransferOptions {
         transit,
         ..TransferOptions::default()
@@ -52,7 +56,7 @@ pub fn options(
         }));
     }
     opts.events = Some(Arc::new(move |e: &TransferEvent| match e {
-        TransferEvent::Connected(p) => eprintln!("Sending ({})..", describe(p)),
+        TransferEvent::Connected(p) => eprintln!("Sending ({})..", describe(p, tor)),
         TransferEvent::Resumed { offset } => {
             eprintln!("Resuming after {offset} bytes of an earlier attempt")
         }
@@ -85,8 +89,9 @@ fn new_bar(total: u64) -> ProgressBar {
 /// The receiver-side wording of the connection line.
 fn receiver_options(opts: &mut TransferOptions) {
     let bar_events = opts.events.take();
+    let tor = opts.transit.tor;
     opts.events = Some(Arc::new(move |e: &TransferEvent| match e {
-        TransferEvent::Connected(p) => eprintln!("Receiving ({})..", describe(p)),
+        TransferEvent::Connected(p) => eprintln!("Receiving ({})..", describe(p, tor)),
         other => {
             if let Some(f) = &bar_events {
                 f(other)
