@@ -17,11 +17,14 @@ use wormhole_tests::{
     CliOutput, OurServer, RunningCli, TempDir, assert_loopback_only, our_cli, ref_cli, run_cli,
 };
 
-/// The network, stopped on drop.
+/// The network, stopped on drop. One at a time: the lock is held while it runs.
 struct TorNet {
     dir: TempDir,
     base: u16,
+    _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_NETWORK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl TorNet {
     fn script() -> PathBuf {
@@ -30,6 +33,7 @@ impl TorNet {
 
     async fn start() -> TorNet {
         assert_loopback_only();
+        let lock = ONE_NETWORK.lock().await;
         let dir = TempDir::new("tor-net");
         // Below the ephemeral range, so no other test's port 0 can take one of ours.
         let base = 12000 + (std::process::id() % 400) as u16 * 40;
@@ -40,7 +44,11 @@ impl TorNet {
             .output()
             .await
             .expect("run scripts/tor-testnet.sh");
-        let net = TorNet { dir, base };
+        let net = TorNet {
+            dir,
+            base,
+            _one_at_a_time: lock,
+        };
         assert!(
             out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ready"),
             "the Tor network did not start: {}{}",
@@ -132,6 +140,88 @@ async fn transfer(
         "{s}\n{r}"
     );
     (s, r)
+}
+
+/// `--tor-onion`: each side publishes an onion service for the transfer and no relay is
+/// configured at all, so the data can only cross an onion service: ours with ours, and ours
+/// with the reference receiver (which dials our `tor-tcp-v1` hint through Tor).
+#[tokio::test]
+async fn onion_services_without_a_relay() {
+    let net = TorNet::start().await;
+    let server = OurServer::start().await;
+    let port = server.url();
+    let port = port.rsplit(':').next().unwrap().trim_end_matches("/v1");
+    let url = format!("ws://mailbox.tor.test:{port}/v1");
+    let src = TempDir::new("onion-src");
+    let data: Vec<u8> = (0..(1 << 20) + 3).map(|i| (i * 7 % 253) as u8).collect();
+    let file = src.path().join("onion.bin");
+    std::fs::write(&file, &data).unwrap();
+    let f = file.to_string_lossy().into_owned();
+    for (i, reference_receives) in [false, true].into_iter().enumerate() {
+        let code = format!("{}-onion-words", 40 + i);
+        let c0 = net.control(0);
+        let send = [
+            "--transit-helper=",
+            "send",
+            "--tor-onion",
+            "--tor-control-port",
+            &c0,
+            "--no-qr",
+            "--hide-progress",
+            "--code",
+            &code,
+            &f,
+        ];
+        let mut s = RunningCli::spawn("our send --tor-onion", our_cli(&url, &send));
+        s.wait_for_code().await;
+        let dst = TempDir::new("onion-dst");
+        let c1 = net.control(1);
+        let mut r = if reference_receives {
+            // Its default relay is unreachable here: only our onion service can work.
+            ref_cli(
+                &url,
+                &[
+                    "receive",
+                    "--tor",
+                    "--tor-control-port",
+                    &c1,
+                    "--accept-file",
+                    "--hide-progress",
+                    &code,
+                ],
+            )
+        } else {
+            our_cli(
+                &url,
+                &[
+                    "--transit-helper=",
+                    "receive",
+                    "--tor-onion",
+                    "--tor-control-port",
+                    &c1,
+                    "--accept-file",
+                    "--hide-progress",
+                    &code,
+                ],
+            )
+        };
+        r.current_dir(dst.path());
+        let r = run_cli("receiver", r).await;
+        let s = s.finish().await;
+        s.assert_success();
+        r.assert_success();
+        assert_eq!(
+            std::fs::read(dst.path().join("onion.bin")).unwrap(),
+            data,
+            "{s}\n{r}"
+        );
+        let onion =
+            |o: &CliOutput| o.stderr.contains(".onion:") || o.stderr.contains("(<-127.0.0.1:");
+        assert!(
+            onion(&s) && onion(&r),
+            "not through an onion service:\n{s}\n{r}"
+        );
+    }
 }
 
 /// Ours with ours, ours with the reference both ways, and a Tor side with a side without

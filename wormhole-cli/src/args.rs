@@ -106,12 +106,16 @@ pub struct TorArgs {
     /// endpoint descriptor for Tor control port
     #[arg(long, value_name = "ENDPOINT")]
     pub tor_control_port: Option<String>,
+    /// Also publish an onion service for the transfer (through the control port), so
+    /// that two Tor-mode peers can connect without a relay
+    #[arg(long)]
+    pub tor_onion: bool,
 }
 
 impl TorArgs {
     /// Whether Tor is wanted (`--launch-tor` and `--tor-control-port` imply `--tor`).
     pub fn wanted(&self) -> bool {
-        self.tor || self.launch_tor || self.tor_control_port.is_some()
+        self.tor || self.launch_tor || self.tor_control_port.is_some() || self.tor_onion
     }
 }
 

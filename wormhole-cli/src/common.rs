@@ -41,6 +41,7 @@ pub async fn find_tor(args: &TorArgs) -> Result<Arc<Tor>, Failure> {
     let opts = TorOptions {
         control: args.tor_control_port.clone(),
         launch: args.launch_tor,
+        onion: args.tor_onion,
         launch_config: std::env::var("WORMHOLE_TOR_LAUNCH_CONFIG")
             .map(|c| c.lines().map(str::to_owned).collect())
             .unwrap_or_default(),

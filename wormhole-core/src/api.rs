@@ -855,6 +855,9 @@ impl Wormhole {
                 }
                 if shared.tor.is_some() {
                     opts.transit.tor = true;
+                    if opts.transit.onion.is_none() {
+                        opts.transit.onion = shared.tor.clone();
+                    }
                 }
                 st.callbacks = (opts.progress.clone(), opts.events.clone());
                 let weak: Weak<Shared> = Arc::downgrade(shared);

@@ -44,6 +44,10 @@ pub struct TorOptions {
     pub launch_config: Vec<String>,
     /// How long a launched tor may take to bootstrap (default 120 s when zero).
     pub launch_timeout: Duration,
+    /// Publish an ephemeral onion service for each Transit (`ADD_ONION`, needs the control
+    /// port) and send its `tor-tcp-v1` hint, so that two Tor-mode peers can connect without
+    /// a relay (the CLI's `--tor-onion`; not something the reference does).
+    pub onion: bool,
 }
 
 /// A tor to connect through. Cheap to share in an `Arc`; a launched tor stops when the
@@ -53,6 +57,9 @@ pub struct Tor {
     socks: Socks5,
     controlled: bool,
     found: Found,
+    /// The control port and its password, to publish onion services.
+    control: Option<(Endpoint, Option<String>)>,
+    onion: bool,
     _launched: Option<Launched>,
 }
 
@@ -73,16 +80,31 @@ impl Tor {
     /// Find or launch a tor as `opts` says. Blocking (control-port I/O, and for a launch
     /// the bootstrap wait): call it from a blocking context or `spawn_blocking`.
     pub fn connect(opts: &TorOptions) -> Result<Tor> {
+        let mut tor = Self::find(opts)?;
+        if opts.onion && tor.control.is_none() {
+            return Err(tor_err(
+                "publishing an onion service needs a control port, and none was found",
+            ));
+        }
+        tor.onion = opts.onion;
+        Ok(tor)
+    }
+
+    fn find(opts: &TorOptions) -> Result<Tor> {
         if opts.launch {
             return launch(opts);
         }
+        let password = opts.password.clone();
         if let Some(c) = &opts.control {
-            let mut ctl = Control::open(&Endpoint::parse(c)?)?;
+            let endpoint = Endpoint::parse(c)?;
+            let mut ctl = Control::open(&endpoint)?;
             ctl.authenticate(opts.password.as_deref())?;
             return Ok(Tor {
                 socks: ctl.socks_listener()?,
                 controlled: true,
                 found: Found::ControlPort(c.clone()),
+                control: Some((endpoint, password)),
+                onion: false,
                 _launched: None,
             });
         }
@@ -92,18 +114,19 @@ impl Tor {
             "tcp:127.0.0.1:9051",
             "tcp:127.0.0.1:9151",
         ] {
-            let found = Endpoint::parse(c)
-                .and_then(|e| Control::open(&e))
-                .and_then(|mut ctl| {
-                    ctl.authenticate(opts.password.as_deref())?;
-                    ctl.socks_listener()
-                });
+            let found = Endpoint::parse(c).and_then(|e| {
+                let mut ctl = Control::open(&e)?;
+                ctl.authenticate(opts.password.as_deref())?;
+                Ok((ctl.socks_listener()?, e))
+            });
             match found {
-                Ok(socks) => {
+                Ok((socks, endpoint)) => {
                     return Ok(Tor {
                         socks,
                         controlled: true,
                         found: Found::DefaultControlPort,
+                        control: Some((endpoint, password)),
+                        onion: false,
                         _launched: None,
                     });
                 }
@@ -120,6 +143,8 @@ impl Tor {
                     },
                     controlled: false,
                     found: Found::SocksOnly,
+                    control: None,
+                    onion: false,
                     _launched: None,
                 });
             }
@@ -137,7 +162,52 @@ impl Tor {
             socks: Socks5::parse(server)?,
             controlled: false,
             found: Found::SocksOnly,
+            control: None,
+            onion: false,
             _launched: None,
+        })
+    }
+
+    /// Whether Transit publishes an onion service through this tor
+    /// ([`TorOptions::onion`]).
+    pub fn publishes_onions(&self) -> bool {
+        self.onion
+    }
+
+    /// Publish an ephemeral onion service whose port `port` leads to 127.0.0.1:`port`.
+    /// It exists as long as the returned [`Onion`] (its control connection) does.
+    /// Blocking.
+    pub(crate) fn add_onion(&self, port: u16) -> Result<Onion> {
+        let (endpoint, password) = self
+            .control
+            .as_ref()
+            .ok_or_else(|| tor_err("no control port to publish an onion service"))?;
+        let mut ctl = Control::open(endpoint)?;
+        ctl.authenticate(password.as_deref())?;
+        ctl.command("SETEVENTS HS_DESC")?;
+        let reply = ctl.command(&format!(
+            "ADD_ONION NEW:ED25519-V3 Flags=DiscardPK Port={port},127.0.0.1:{port}"
+        ))?;
+        let valid = |id: &&str| {
+            id.len() == 56
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+        };
+        let id = reply
+            .iter()
+            .find_map(|l| l.strip_prefix("ServiceID="))
+            .filter(valid)
+            .ok_or_else(|| tor_err("ADD_ONION gave no valid service id"))?
+            .to_owned();
+        // Advertise it only once its descriptor is uploaded, and give the directories a
+        // moment: a peer (the reference) that dials it only once must find it.
+        ctl.wait_for_upload(&id, Instant::now() + ONION_PUBLISH_TIMEOUT)?;
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(Onion {
+            host: format!("{id}.onion"),
+            port,
+            _control: ctl,
         })
     }
 
@@ -205,6 +275,25 @@ pub fn allows(host: &str) -> bool {
     }
 }
 
+/// An ephemeral onion service published by [`Tor::add_onion`]: removed by tor when this
+/// (its control connection) is dropped.
+pub struct Onion {
+    /// `<id>.onion`.
+    pub host: String,
+    /// The virtual port (the same as the local one).
+    pub port: u16,
+    _control: Control,
+}
+
+impl std::fmt::Debug for Onion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Onion")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A control-port address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Endpoint {
@@ -238,9 +327,13 @@ impl<T: Read + Write + Send> Stream for T {}
 /// A control-port connection (tor's control protocol, text lines).
 struct Control {
     reader: BufReader<Box<dyn Stream>>,
+    /// Event lines (`650`) read while waiting for a reply.
+    events: Vec<String>,
 }
 
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long publishing an onion service may take.
+const ONION_PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn tor_err(what: impl std::fmt::Display) -> Error {
     Error::InvalidArgument(format!("Tor control port: {what}"))
@@ -270,6 +363,7 @@ impl Control {
         };
         Ok(Control {
             reader: BufReader::new(stream),
+            events: Vec::new(),
         })
     }
 
@@ -295,6 +389,11 @@ impl Control {
                 return Err(tor_err(format!("malformed reply {l:?}")));
             }
             let (code, sep, text) = (&l[..3], &l[3..4], &l[4..]);
+            if code == "650" {
+                // An asynchronous event (see `wait_for_upload`), not part of the reply.
+                self.events.push(text.to_owned());
+                continue;
+            }
             if code != "250" {
                 return Err(tor_err(format!("{code} {text}")));
             }
@@ -390,6 +489,41 @@ impl Control {
             return Err(tor_err(format!("its SOCKS port {addr} is not a TCP port")));
         }
         Socks5::parse(&addr)
+    }
+
+    /// Wait (until `deadline`) for an `HS_DESC UPLOADED` event of service `id` (after
+    /// `SETEVENTS HS_DESC`).
+    fn wait_for_upload(&mut self, id: &str, deadline: Instant) -> Result<()> {
+        let uploaded = |e: &str| {
+            let mut f = e.split(' ');
+            f.next() == Some("HS_DESC") && f.next() == Some("UPLOADED") && f.next() == Some(id)
+        };
+        loop {
+            if self.events.iter().any(|e| uploaded(e)) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(tor_err("the onion service was not published in time"));
+            }
+            let mut l = String::new();
+            match (&mut self.reader).take(64 * 1024).read_line(&mut l) {
+                Ok(0) => return Err(tor_err("tor closed the connection")),
+                Ok(_) => {
+                    if let Some(e) = l.trim_end_matches(['\r', '\n']).strip_prefix("650 ") {
+                        self.events.push(e.to_owned());
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(tor_err(e)),
+            }
+            if self.events.len() > 1000 {
+                self.events.drain(..500);
+            }
+        }
     }
 
     /// `GETINFO status/bootstrap-phase`: its progress in percent.
@@ -522,6 +656,8 @@ fn launch(opts: &TorOptions) -> Result<Tor> {
         socks,
         controlled: true,
         found: Found::Launched,
+        control: Some((endpoint, None)),
+        onion: false,
         _launched: Some(launched),
     })
 }
@@ -567,6 +703,8 @@ mod tests {
             socks: Socks5::parse("127.0.0.1:9050").unwrap(),
             controlled: true,
             found: Found::DefaultControlPort,
+            control: None,
+            onion: false,
             _launched: None,
         };
         for ok in [
@@ -709,5 +847,40 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("no SOCKS port"), "{e}");
+    }
+
+    #[test]
+    fn an_onion_is_advertised_once_uploaded() {
+        let id = "a".repeat(56);
+        let added: &'static str =
+            Box::leak(format!("250-ServiceID={id}\r\n250 OK\r\n").into_boxed_str());
+        let event: &'static str = Box::leak(
+            format!("650 HS_DESC UPLOAD {id} UNKNOWN x\r\n650 HS_DESC UPLOADED {id} UNKNOWN x\r\n")
+                .into_boxed_str(),
+        );
+        let (addr, h) = fake_control(vec![
+            "250-PROTOCOLINFO 1\r\n250-AUTH METHODS=NULL\r\n250 OK\r\n",
+            "250 OK\r\n",
+            "250 OK\r\n",
+            // The reply to ADD_ONION, then the events (sent without a command).
+            Box::leak(format!("{added}{event}").into_boxed_str()),
+        ]);
+        let tor = Tor {
+            socks: Socks5::parse("127.0.0.1:9050").unwrap(),
+            controlled: true,
+            found: Found::DefaultControlPort,
+            control: Some((Endpoint::Tcp(addr), None)),
+            onion: true,
+            _launched: None,
+        };
+        let onion = tor.add_onion(4321).unwrap();
+        assert_eq!(onion.host, format!("{id}.onion"));
+        assert_eq!(onion.port, 4321);
+        let seen = h.join().unwrap();
+        assert_eq!(seen[2], "SETEVENTS HS_DESC");
+        assert_eq!(
+            seen[3],
+            "ADD_ONION NEW:ED25519-V3 Flags=DiscardPK Port=4321,127.0.0.1:4321"
+        );
     }
 }

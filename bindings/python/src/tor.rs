@@ -41,7 +41,7 @@ impl Tor {
 /// Find a tor (through `control`, else the usual places) or launch one. Blocking: the
 /// interpreter is released while it waits. Raises `NoTorError` when no tor can be used.
 #[pyfunction]
-#[pyo3(signature = (control=None, launch=false, password=None, launch_config=None, launch_timeout=None))]
+#[pyo3(signature = (control=None, launch=false, password=None, launch_config=None, launch_timeout=None, onion=false))]
 fn find_tor(
     py: Python<'_>,
     control: Option<String>,
@@ -49,6 +49,7 @@ fn find_tor(
     password: Option<String>,
     launch_config: Option<Vec<String>>,
     launch_timeout: Option<f64>,
+    onion: bool,
 ) -> PyResult<Tor> {
     let launch_timeout = match launch_timeout {
         Some(t) if t.is_finite() && t > 0.0 => Duration::from_secs_f64(t),
@@ -65,6 +66,7 @@ fn find_tor(
         launch,
         launch_config: launch_config.unwrap_or_default(),
         launch_timeout,
+        onion,
     };
     let found = py.detach(move || wormhole_core::tor::Tor::connect(&opts));
     match found {

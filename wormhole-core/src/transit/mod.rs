@@ -75,6 +75,10 @@ pub struct TransitConfig {
     /// address are dropped ([`crate::tor::allows`]), like the reference. Without it,
     /// `tor-tcp-v1` hints are ignored.
     pub tor: bool,
+    /// In Tor mode, publish an ephemeral onion service through this tor when it is set up
+    /// for that ([`crate::tor::Tor::publishes_onions`]): a listener on 127.0.0.1 behind it,
+    /// and its `tor-tcp-v1` hint.
+    pub onion: Option<std::sync::Arc<crate::tor::Tor>>,
 }
 
 impl Default for TransitConfig {
@@ -89,6 +93,7 @@ impl Default for TransitConfig {
             max_record: DEFAULT_MAX_RECORD,
             proxy: None,
             tor: false,
+            onion: None,
         }
     }
 }
@@ -199,6 +204,8 @@ impl Race {
 /// One side of a Transit connection being set up. See the [module docs](self).
 pub struct Transit {
     race: Arc<Race>,
+    /// Our onion service, kept while the connection it may carry lives.
+    onion: Option<crate::tor::Onion>,
     config: TransitConfig,
     hints: Hints,
     peer: Hints,
@@ -259,12 +266,37 @@ impl Transit {
             }
             tasks.spawn(accept_loop(l, race.clone(), tx.clone()));
         }
+        let mut onion = None;
+        if let Some(tor) = config
+            .onion
+            .clone()
+            .filter(|t| config.tor && t.publishes_onions())
+        {
+            let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .await
+                .map_err(|e| Error::Transfer(format!("cannot listen for transit: {e}")))?;
+            let port = l
+                .local_addr()
+                .map_err(|e| Error::Transfer(format!("transit listener: {e}")))?
+                .port();
+            // Without an onion service the transfer still has the relays: go on without.
+            match tokio::task::spawn_blocking(move || tor.add_onion(port)).await {
+                Ok(Ok(o)) => {
+                    hints.tor.push(DirectHint::new(o.host.clone(), o.port));
+                    tasks.spawn(accept_loop(l, race.clone(), tx.clone()));
+                    onion = Some(o);
+                }
+                Ok(Err(e)) => tracing::warn!("no onion service for this transfer: {e}"),
+                Err(e) => return Err(Error::Internal(e.to_string())),
+            }
+        }
         for r in &config.relays {
             hints.relays.push(vec![r.clone()]);
         }
         Ok(Transit {
             race,
-            listening: !listen.is_empty(),
+            listening: !listen.is_empty() || onion.is_some(),
+            onion,
             config,
             hints,
             peer: Hints::default(),
@@ -373,6 +405,7 @@ impl Transit {
             opener,
             max_record,
             kind,
+            _onion: self.onion.take(),
         })
     }
 }
@@ -412,7 +445,23 @@ async fn attempt(
     } else {
         format!("{}:{}", hint.hostname, hint.port)
     };
-    let outcome = match crate::proxy::connect(proxy.as_ref(), &hint.hostname, hint.port).await {
+    // An onion service may need a few seconds after it is published before it can be
+    // reached: retry those for a while.
+    let retry_until = hint
+        .hostname
+        .ends_with(".onion")
+        .then(|| tokio::time::Instant::now() + ONION_RETRY);
+    let connected = loop {
+        let r = crate::proxy::connect(proxy.as_ref(), &hint.hostname, hint.port).await;
+        match (r, retry_until) {
+            (Err(e), Some(until)) if tokio::time::Instant::now() + ONION_PAUSE < until => {
+                tracing::debug!("transit connect to {addr} failed, will retry: {e}");
+                tokio::time::sleep(ONION_PAUSE).await;
+            }
+            (r, _) => break r,
+        }
+    };
+    let outcome = match connected {
         Ok(mut s) => match race.negotiate_timed(&mut s, relay).await {
             Ok(()) => Outcome::Won(
                 s,
@@ -434,6 +483,10 @@ async fn attempt(
     };
     let _ = tx.send(outcome);
 }
+
+/// How long attempts to an onion hint are retried, and the pause between them.
+const ONION_RETRY: Duration = Duration::from_secs(60);
+const ONION_PAUSE: Duration = Duration::from_secs(2);
 
 /// This machine's non-loopback IPv4 addresses, or `["127.0.0.1"]` when it has none
 /// (what the reference advertises for a wildcard listener).
@@ -464,6 +517,7 @@ pub struct Connection {
     opener: Opener,
     max_record: usize,
     kind: PathKind,
+    _onion: Option<crate::tor::Onion>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -521,6 +575,7 @@ impl Connection {
             opener: self.opener,
             max_record: self.max_record,
             kind: self.kind,
+            _onion: self._onion,
         })
     }
 }
@@ -538,6 +593,8 @@ pub struct BlockingConnection {
     pub max_record: usize,
     /// How the connection reached the peer.
     pub kind: PathKind,
+    /// Our onion service, if the connection may run through it.
+    _onion: Option<crate::tor::Onion>,
 }
 
 impl std::fmt::Debug for BlockingConnection {
@@ -836,10 +893,11 @@ mod tests {
         (addr, seen)
     }
 
-    /// In Tor mode the peer's onion hints are dialled and numeric hints that are not public
-    /// IPv4 are dropped; without Tor, onion hints are ignored. Everything goes through the
-    /// proxy, and nothing listens.
-    #[tokio::test]
+    /// In Tor mode the peer's onion hints are dialled (and retried for a while: a new onion
+    /// service takes a moment to be reachable) and numeric hints that are not public IPv4
+    /// are dropped; without Tor, onion hints are ignored. Everything goes through the
+    /// proxy, and nothing listens. (Virtual time: the retry pauses take none.)
+    #[tokio::test(start_paused = true)]
     async fn tor_mode_chooses_the_hints_to_dial() {
         let peer = Hints::from_transit_json(&serde_json::json!({"hints-v1": [
             {"type": "direct-tcp-v1", "hostname": "127.0.0.1", "port": 1},
@@ -877,7 +935,10 @@ mod tests {
             t.add_peer_hints(peer.clone());
             assert!(t.connect().await.is_err());
             let mut got = seen.lock().unwrap().clone();
+            let onion_tries = got.iter().filter(|t| t.ends_with(".onion:3")).count();
+            assert_eq!(onion_tries > 1, tor, "onion retries: {got:?}");
             got.sort();
+            got.dedup();
             assert_eq!(got, want, "tor mode: {tor}");
         }
     }

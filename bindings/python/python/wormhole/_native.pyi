@@ -140,6 +140,7 @@ def find_tor(
     password: Optional[str] = None,
     launch_config: Optional[List[str]] = None,
     launch_timeout: Optional[float] = None,
+    onion: bool = False,
 ) -> Tor:
     """Find or launch a tor (blocking)."""
 

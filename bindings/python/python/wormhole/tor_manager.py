@@ -54,13 +54,15 @@ def get_tor(
     password: Optional[str] = None,
     launch_config: Optional[List[str]] = None,
     launch_timeout: Optional[float] = None,
+    onion: bool = False,
 ) -> Any:
     """Find (or, with ``launch_tor``, start) a tor; an awaitable of a :class:`TorManager`.
 
     ``tor_control_port`` is an endpoint such as ``"tcp:127.0.0.1:9051"`` or
     ``"unix:/run/tor/control"``; it cannot be combined with ``launch_tor``. ``password``
     answers a control port that wants one; ``launch_config`` adds torrc lines to a launched
-    tor. Fails with :class:`wormhole.errors.NoTorError` when no tor can be used. Like the
+    tor; ``onion`` publishes an onion service for each transfer (needs the control port) so
+    that two Tor-mode peers connect without a relay. Fails with :class:`wormhole.errors.NoTorError` when no tor can be used. Like the
     reference it says on ``stderr`` how it found tor. ``timing`` is accepted and ignored.
     """
     if not isinstance(launch_tor, bool):
@@ -78,7 +80,7 @@ def get_tor(
 
     def find() -> TorManager:
         native = _native.find_tor(
-            tor_control_port, launch_tor, password, launch_config, launch_timeout
+            tor_control_port, launch_tor, password, launch_config, launch_timeout, onion
         )
         said = _SAID.get(native.found)
         if native.found == "control-port":
