@@ -285,9 +285,41 @@ typedef uint32_t wh_offer_kind;
 typedef struct wh_event wh_event;
 
 /**
+ * A tor found or launched by `wh_tor_find`. Opaque; release it with `wh_tor_free`. A
+ * launched tor stops once this handle and every wormhole created with it are gone.
+ */
+typedef struct wh_tor wh_tor;
+
+/**
  * A wormhole handle. Opaque: created by `wh_create`, released by `wh_free`.
  */
 typedef struct wh_wormhole wh_wormhole;
+
+/**
+ * Options for `wh_tor_find`. Zero it first (or use designated initializers): a NULL or 0
+ * field takes its default.
+ */
+typedef struct wh_tor_options {
+  /**
+   * The control port, "tcp:HOST:PORT" or "unix:PATH", NUL-terminated UTF-8, read during
+   * the call. NULL: the usual places ("unix:/var/run/tor/control", 127.0.0.1:9051,
+   * 9151), else SOCKS only on 127.0.0.1:9050 or 9150.
+   */
+  const char *control_port;
+  /**
+   * Nonzero: launch a private tor instead (it cannot be combined with `control_port`).
+   */
+  int launch;
+  /**
+   * The control port's password, if it wants one; NULL for none.
+   */
+  const char *password;
+  /**
+   * Nonzero: publish an onion service for each transfer (needs a control port), so
+   * that two Tor-mode peers connect without a relay.
+   */
+  int onion;
+} wh_tor_options;
 
 /**
  * Options for `wh_send_file` and `wh_receive_file`. Zero every field first (`{0}`): 0 and
@@ -338,6 +370,13 @@ typedef struct wh_options {
    * malformed value makes `wh_create` fail with `WH_RESULT_INVALID_ARGUMENT`.
    */
   const char *socks5;
+  /**
+   * Tor mode: every connection through this tor (from `wh_tor_find`), with the
+   * reference's Tor rules; it takes the place of `socks5`. Borrowed during `wh_create`
+   * (the wormhole keeps its own reference). NULL (default): no Tor. A freed handle
+   * makes `wh_create` fail with `WH_RESULT_INVALID_HANDLE`.
+   */
+  const struct wh_tor *tor;
 } wh_options;
 
 /**
@@ -557,6 +596,32 @@ void wh_string_array_free(char **array);
  * 0 for NULL. Read-only; thread-safe while nobody frees the array.
  */
 size_t wh_string_array_len(char *const *array);
+
+/**
+ * Find (or launch) a tor. Blocking: it talks to the control port, and a launch waits for
+ * tor to bootstrap (up to 120 s); call it from a thread that may block.
+ *
+ * - `options`: NULL for the defaults. Borrowed (copied).
+ * - `tor_out`: receives the handle on success; the caller releases it with `wh_tor_free`.
+ *
+ * Errors: `WH_RESULT_NULL_ARGUMENT` (`tor_out` NULL), `WH_RESULT_INVALID_UTF8`,
+ * `WH_RESULT_INVALID_ARGUMENT` (no usable tor: nothing listening, authentication refused,
+ * a malformed control port, `launch` with `control_port`, a launch that failed).
+ * Thread-safe.
+ */
+wh_result wh_tor_find(const struct wh_tor_options *options, struct wh_tor **tor_out);
+
+/**
+ * The tor's SOCKS address, "HOST:PORT", owned by the handle (valid until `wh_tor_free`);
+ * NULL for a NULL or freed handle. Thread-safe.
+ */
+const char *wh_tor_socks_address(const struct wh_tor *tor);
+
+/**
+ * Release a `wh_tor` handle. Wormholes created with it keep using the tor. NULL does
+ * nothing, and so does freeing twice.
+ */
+void wh_tor_free(struct wh_tor *tor);
 
 /**
  * Send the file or directory at `path` the way `wormhole send PATH` does (use the app id

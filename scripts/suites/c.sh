@@ -280,6 +280,18 @@ run() {
         FAILURES+=("mailbox server")
     else
         log "reference mailbox at $URL"
+        # A real tor with its network disabled, for test_api's Tor check.
+        local tor_socks=$((20000 + RANDOM % 30000)) tor_dir="$OUT/tor"
+        rm -rf "$tor_dir" && mkdir -p "$tor_dir" && chmod 700 "$tor_dir"
+        if start_listening tor "$(command -v tor || echo /usr/sbin/tor)" -f /dev/null \
+            --ignore-missing-torrc --DataDirectory "$tor_dir" --DisableNetwork 1 \
+            --SocksPort "127.0.0.1:$tor_socks" --ControlPort "127.0.0.1:{PORT}" \
+            --CookieAuthentication 1; then
+            export WH_TEST_TOR_CONTROL="tcp:127.0.0.1:$STARTED_PORT"
+            export WH_TEST_TOR_SOCKS="127.0.0.1:$tor_socks"
+        else
+            step "start an offline tor" false
+        fi
         local t
         for t in test_api test_callbacks test_loops; do
             step "$t (ASan+UBSan)" timeout 300 "$OUT/bin/$t-asan" "$URL"

@@ -86,6 +86,26 @@ static void test_bad_arguments(const char *relay) {
     CHECK_RC(wh_create(APPID, relay, NULL, &proxied, NULL, &w), WH_RESULT_INVALID_UTF8);
     CHECK(w == NULL);
 
+    /* Tor: no tor there, bad options, a handle that is not one. */
+    wh_tor *tor = NULL;
+    CHECK_RC(wh_tor_find(NULL, NULL), WH_RESULT_NULL_ARGUMENT);
+    wh_tor_options to = {.control_port = "tcp:127.0.0.1:1"};
+    CHECK_RC(wh_tor_find(&to, &tor), WH_RESULT_INVALID_ARGUMENT);
+    to.control_port = "nonsense";
+    CHECK_RC(wh_tor_find(&to, &tor), WH_RESULT_INVALID_ARGUMENT);
+    to.control_port = "tcp:127.0.0.1:9051";
+    to.launch = 1;
+    CHECK_RC(wh_tor_find(&to, &tor), WH_RESULT_INVALID_ARGUMENT);
+    to.launch = 0;
+    to.control_port = bad_utf8;
+    CHECK_RC(wh_tor_find(&to, &tor), WH_RESULT_INVALID_UTF8);
+    CHECK(tor == NULL);
+    CHECK(wh_tor_socks_address(NULL) == NULL);
+    wh_tor_free(NULL);
+    wh_options fake_tor = {.tor = (const wh_tor *)(uintptr_t)0x10};
+    CHECK_RC(wh_create(APPID, relay, NULL, &fake_tor, NULL, &w), WH_RESULT_INVALID_HANDLE);
+    CHECK(w == NULL);
+
     w = h_create(relay, APPID);
     CHECK_RC(wh_set_code(w, bad_utf8), WH_RESULT_INVALID_UTF8);
     CHECK_RC(wh_set_code(w, "12-has space"), WH_RESULT_INVALID_CODE);
@@ -400,6 +420,32 @@ static void test_cancel_and_unreachable(const char *relay) {
     CHECK(ev && wh_event_text(ev) && strstr(wh_event_text(ev), "SOCKS5 proxy 127.0.0.1:1"));
     wh_event_free(ev);
     wh_free(w);
+
+    /* A real tor with its network disabled (started by scripts/suites/c.sh): its control
+     * port gives the SOCKS address, and a wormhole in Tor mode connects there (and fails,
+     * naming it); a numeric mailbox host is refused like the reference does. */
+    const char *tor_control = getenv("WH_TEST_TOR_CONTROL");
+    const char *tor_socks = getenv("WH_TEST_TOR_SOCKS");
+    if (tor_control && tor_socks) {
+        wh_tor *tor = NULL;
+        wh_tor_options to = {.control_port = tor_control};
+        CHECK_RC(wh_tor_find(&to, &tor), WH_RESULT_OK);
+        CHECK(tor && wh_tor_socks_address(tor) && strcmp(wh_tor_socks_address(tor), tor_socks) == 0);
+        wh_options via_tor = {.connect_timeout_ms = 5000, .close_timeout_ms = 1000, .tor = tor};
+        CHECK_RC(wh_create(APPID, "ws://127.0.0.1:4000/v1", NULL, &via_tor, NULL, &w), WH_RESULT_INVALID_ARGUMENT);
+        CHECK_RC(wh_create(APPID, "ws://mailbox.example.org:4000/v1", NULL, &via_tor, NULL, &w), WH_RESULT_OK);
+        wh_tor_free(tor); /* the wormhole keeps its own reference */
+        CHECK(wh_tor_socks_address(tor) == NULL);
+        ev = h_wait_for(w, WH_EVENT_KIND_CLOSED, 20000);
+        char want[96];
+        snprintf(want, sizeof want, "SOCKS5 proxy %s", tor_socks);
+        CHECK(ev && wh_event_result(ev) == WH_RESULT_SERVER_CONNECTION);
+        CHECK(ev && wh_event_text(ev) && strstr(wh_event_text(ev), want));
+        wh_event_free(ev);
+        wh_free(w);
+    } else {
+        printf("test_api: SKIPPED the real-tor check (WH_TEST_TOR_CONTROL not set)\n");
+    }
 
     /* Free with events queued and never read, and an event that outlives its wormhole. */
     w = h_create(relay, APPID);

@@ -6,6 +6,7 @@
 //! - [`event`]: `wh_event`, the event queue, and the pull API.
 //! - [`wormhole`]: `wh_create` and everything else on a `wh_wormhole`.
 //! - [`strings`]: string arrays handed to C and their free function.
+//! - [`tor`]: `wh_tor_find`, the `wh_tor` handle `wh_options.tor` takes.
 //! - [`transfer`]: files and directories over Transit (`wh_send_file`, `wh_receive_file`…).
 //!
 //! Spellings follow C (`wh_result`, `wh_event`), so one grep finds both sides.
@@ -18,12 +19,14 @@ pub(crate) mod cast;
 pub mod event;
 pub mod result;
 pub mod strings;
+pub mod tor;
 pub mod transfer;
 pub mod wormhole;
 
 pub use event::*;
 pub use result::*;
 pub use strings::*;
+pub use tor::*;
 pub use transfer::*;
 pub use wormhole::*;
 

@@ -59,6 +59,11 @@ pub struct wh_options {
     /// and Transit neither listens nor sends our addresses. NULL (default): no proxy. A
     /// malformed value makes `wh_create` fail with `WH_RESULT_INVALID_ARGUMENT`.
     pub socks5: *const c_char,
+    /// Tor mode: every connection through this tor (from `wh_tor_find`), with the
+    /// reference's Tor rules; it takes the place of `socks5`. Borrowed during `wh_create`
+    /// (the wormhole keeps its own reference). NULL (default): no Tor. A freed handle
+    /// makes `wh_create` fail with `WH_RESULT_INVALID_HANDLE`.
+    pub tor: *const super::tor::wh_tor,
 }
 
 impl Default for wh_options {
@@ -68,6 +73,7 @@ impl Default for wh_options {
             close_timeout_ms: 0,
             keepalive_interval_ms: 0,
             socks5: std::ptr::null(),
+            tor: std::ptr::null(),
         }
     }
 }
@@ -416,6 +422,7 @@ fn create(
         keepalive_interval: ms(o.keepalive_interval_ms, defaults.keepalive_interval),
         engine: Some(engine.clone()),
         proxy,
+        tor: super::tor::tor_of(o.tor)?,
         ..defaults
     };
     let queue = Arc::new(Queue::new(delegate.is_none())?);

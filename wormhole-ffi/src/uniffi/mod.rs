@@ -14,12 +14,14 @@
 pub mod delegate;
 pub mod error;
 pub mod input;
+pub mod tor;
 pub mod transfer;
 pub mod wormhole;
 
 pub use delegate::{Outcome, WormholeDelegate};
 pub use error::{DelegateError, ErrorKind, WormholeError};
 pub use input::InputHelper;
+pub use tor::{Tor, TorSettings, find_tor};
 pub use transfer::{Incoming, IncomingOffer, TransferProgress, TransferSettings};
 pub use wormhole::{Wormhole, WormholeOptions};
 

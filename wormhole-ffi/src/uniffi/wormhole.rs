@@ -25,6 +25,10 @@ pub struct WormholeOptions {
     /// listens nor sends our addresses. None: connect directly.
     #[uniffi(default = None)]
     pub socks5: Option<String>,
+    /// Tor mode: every connection through this tor (from `findTor`), with the reference's
+    /// Tor rules; takes the place of `socks5`.
+    #[uniffi(default = None)]
+    pub tor: Option<Arc<super::tor::Tor>>,
 }
 
 impl Default for WormholeOptions {
@@ -34,6 +38,7 @@ impl Default for WormholeOptions {
             connect_timeout_ms: 30_000,
             close_timeout_ms: 30_000,
             socks5: None,
+            tor: None,
         }
     }
 }
@@ -49,6 +54,7 @@ impl WormholeOptions {
         if let Some(p) = &self.socks5 {
             o.proxy = Some(wormhole_core::proxy::Socks5::parse(p)?);
         }
+        o.tor = self.tor.as_ref().map(|t| t.inner.clone());
         Ok(o)
     }
 }

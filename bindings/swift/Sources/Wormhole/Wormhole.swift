@@ -1046,6 +1046,154 @@ public func FfiConverterTypeInputHelper_lower(_ value: InputHelper) -> UInt64 {
 
 
 /**
+ * A tor found or launched by [`find_tor`].
+ */
+public protocol TorProtocol: AnyObject, Sendable {
+    
+    /**
+     * How it was found: `launched`, `control-port`, `default-control-port` or
+     * `socks-only`.
+     */
+    func found()  -> String
+    
+    /**
+     * The SOCKS port every connection goes through, `HOST:PORT`.
+     */
+    func socksAddress()  -> String
+    
+}
+/**
+ * A tor found or launched by [`find_tor`].
+ */
+open class Tor: TorProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_wormhole_fn_clone_tor(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_wormhole_fn_free_tor(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * How it was found: `launched`, `control-port`, `default-control-port` or
+     * `socks-only`.
+     */
+open func found() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_tor_found(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The SOCKS port every connection goes through, `HOST:PORT`.
+     */
+open func socksAddress() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_tor_socks_address(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTor: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = Tor
+
+    public static func lift(_ handle: UInt64) throws -> Tor {
+        return Tor(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: Tor) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Tor {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: Tor, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTor_lift(_ handle: UInt64) throws -> Tor {
+    return try FfiConverterTypeTor.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTor_lower(_ value: Tor) -> UInt64 {
+    return FfiConverterTypeTor.lower(value)
+}
+
+
+
+
+
+
+/**
  * Receives the transfer events of a wormhole created with `Wormhole.withDelegate(...,
  * transferDelegate)`, on the same event thread as its [`super::WormholeDelegate`], in
  * order with its events (each transfer ends before `onClosed`).
@@ -2692,6 +2840,99 @@ public func FfiConverterTypeOutcome_lower(_ value: Outcome) -> RustBuffer {
 
 
 /**
+ * How [`find_tor`] finds a tor. Every field has a default.
+ */
+public struct TorSettings: Equatable, Hashable {
+    /**
+     * The control port, `tcp:HOST:PORT` or `unix:PATH`; none: the usual places
+     * (`unix:/var/run/tor/control`, 127.0.0.1:9051, 9151), else SOCKS only (9050, 9150).
+     */
+    public var controlPort: String?
+    /**
+     * Start a private tor instead (it stops when the last handle to it is released).
+     */
+    public var launch: Bool
+    /**
+     * The control port's password, if it wants one.
+     */
+    public var password: String?
+    /**
+     * Publish an onion service for each transfer (needs the control port), so that two
+     * Tor-mode peers connect without a relay.
+     */
+    public var onion: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The control port, `tcp:HOST:PORT` or `unix:PATH`; none: the usual places
+         * (`unix:/var/run/tor/control`, 127.0.0.1:9051, 9151), else SOCKS only (9050, 9150).
+         */controlPort: String? = nil, 
+        /**
+         * Start a private tor instead (it stops when the last handle to it is released).
+         */launch: Bool = false, 
+        /**
+         * The control port's password, if it wants one.
+         */password: String? = nil, 
+        /**
+         * Publish an onion service for each transfer (needs the control port), so that two
+         * Tor-mode peers connect without a relay.
+         */onion: Bool = false) {
+        self.controlPort = controlPort
+        self.launch = launch
+        self.password = password
+        self.onion = onion
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TorSettings: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTorSettings: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TorSettings {
+        return
+            try TorSettings(
+                controlPort: FfiConverterOptionString.read(from: &buf), 
+                launch: FfiConverterBool.read(from: &buf), 
+                password: FfiConverterOptionString.read(from: &buf), 
+                onion: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TorSettings, into buf: inout [UInt8]) {
+        FfiConverterOptionString.write(value.controlPort, into: &buf)
+        FfiConverterBool.write(value.launch, into: &buf)
+        FfiConverterOptionString.write(value.password, into: &buf)
+        FfiConverterBool.write(value.onion, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTorSettings_lift(_ buf: RustBuffer) throws -> TorSettings {
+    return try FfiConverterTypeTorSettings.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTorSettings_lower(_ value: TorSettings) -> RustBuffer {
+    return FfiConverterTypeTorSettings.lower(value)
+}
+
+
+/**
  * How Transit connects, for sending and receiving.
  */
 public struct TransferSettings: Equatable, Hashable {
@@ -2765,7 +3006,7 @@ public func FfiConverterTypeTransferSettings_lower(_ value: TransferSettings) ->
 /**
  * Options for creating a wormhole. Every field has a default.
  */
-public struct WormholeOptions: Equatable, Hashable {
+public struct WormholeOptions {
     /**
      * `app_versions` sent to the peer: a JSON object, or none for `{}`.
      */
@@ -2784,6 +3025,11 @@ public struct WormholeOptions: Equatable, Hashable {
      * listens nor sends our addresses. None: connect directly.
      */
     public var socks5: String?
+    /**
+     * Tor mode: every connection through this tor (from `findTor`), with the reference's
+     * Tor rules; takes the place of `socks5`.
+     */
+    public var tor: Tor?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2801,11 +3047,16 @@ public struct WormholeOptions: Equatable, Hashable {
          * A SOCKS5 proxy for every connection, the mailbox and Transit:
          * `[USER:PASSWORD@]HOST:PORT`. The proxy resolves the names; Transit then neither
          * listens nor sends our addresses. None: connect directly.
-         */socks5: String? = nil) {
+         */socks5: String? = nil, 
+        /**
+         * Tor mode: every connection through this tor (from `findTor`), with the reference's
+         * Tor rules; takes the place of `socks5`.
+         */tor: Tor? = nil) {
         self.appVersionsJson = appVersionsJson
         self.connectTimeoutMs = connectTimeoutMs
         self.closeTimeoutMs = closeTimeoutMs
         self.socks5 = socks5
+        self.tor = tor
     }
 
     
@@ -2827,7 +3078,8 @@ public struct FfiConverterTypeWormholeOptions: FfiConverterRustBuffer {
                 appVersionsJson: FfiConverterOptionString.read(from: &buf), 
                 connectTimeoutMs: FfiConverterUInt64.read(from: &buf), 
                 closeTimeoutMs: FfiConverterUInt64.read(from: &buf), 
-                socks5: FfiConverterOptionString.read(from: &buf)
+                socks5: FfiConverterOptionString.read(from: &buf), 
+                tor: FfiConverterOptionTypeTor.read(from: &buf)
         )
     }
 
@@ -2836,6 +3088,7 @@ public struct FfiConverterTypeWormholeOptions: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.connectTimeoutMs, into: &buf)
         FfiConverterUInt64.write(value.closeTimeoutMs, into: &buf)
         FfiConverterOptionString.write(value.socks5, into: &buf)
+        FfiConverterOptionTypeTor.write(value.tor, into: &buf)
     }
 }
 
@@ -3775,6 +4028,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeTor: FfiConverterRustBuffer {
+    typealias SwiftType = Tor?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeTor.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeTor.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeTransferDelegate: FfiConverterRustBuffer {
     typealias SwiftType = TransferDelegate?
 
@@ -3948,6 +4225,25 @@ public func validateCode(code: String)throws   {try rustCallWithError(FfiConvert
     )
 }
 }
+/**
+ * Find (or launch) a tor as `settings` say. Runs on a thread of its own (the control-port
+ * exchange, and for a launch the bootstrap, block); fails with `InvalidArgument` when no
+ * tor can be used.
+ */
+public func findTor(settings: TorSettings)async throws  -> Tor  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_wormhole_fn_func_find_tor(FfiConverterTypeTorSettings_lower(settings)
+                )
+            },
+            pollFunc: ffi_wormhole_rust_future_poll_u64,
+            completeFunc: ffi_wormhole_rust_future_complete_u64,
+            freeFunc: ffi_wormhole_rust_future_free_u64,
+            liftFunc: FfiConverterTypeTor_lift,
+            errorHandler: FfiConverterTypeWormholeError_lift
+        )
+}
 
 private enum InitializationResult {
     case ok
@@ -3971,6 +4267,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_wormhole_checksum_func_validate_code() != 18827) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_func_find_tor() != 17817) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_wormhole_checksum_method_transferdelegate_on_transfer() != 28810) {
@@ -4013,6 +4312,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_wormhole_checksum_method_inputhelper_when_wordlist_is_available() != 58389) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_tor_found() != 38015) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_tor_socks_address() != 5063) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_wormhole_checksum_method_incomingoffer_accept() != 11477) {

@@ -449,6 +449,26 @@ void uniffi_wormhole_fn_method_inputhelper_refresh_nameplates(uint64_t ptr, Rust
 uint64_t uniffi_wormhole_fn_method_inputhelper_when_wordlist_is_available(uint64_t ptr
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_TOR
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_TOR
+uint64_t uniffi_wormhole_fn_clone_tor(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_TOR
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_TOR
+void uniffi_wormhole_fn_free_tor(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_TOR_FOUND
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_TOR_FOUND
+RustBuffer uniffi_wormhole_fn_method_tor_found(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_TOR_SOCKS_ADDRESS
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_TOR_SOCKS_ADDRESS
+RustBuffer uniffi_wormhole_fn_method_tor_socks_address(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_INCOMINGOFFER
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_INCOMINGOFFER
 uint64_t uniffi_wormhole_fn_clone_incomingoffer(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -664,6 +684,11 @@ RustBuffer uniffi_wormhole_fn_func_transfer_appid(RustCallStatus *_Nonnull out_s
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FUNC_VALIDATE_CODE
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FUNC_VALIDATE_CODE
 void uniffi_wormhole_fn_func_validate_code(RustBuffer code, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FUNC_FIND_TOR
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FUNC_FIND_TOR
+uint64_t uniffi_wormhole_fn_func_find_tor(RustBuffer settings
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_WORMHOLE_RUSTBUFFER_ALLOC
@@ -944,6 +969,12 @@ uint16_t uniffi_wormhole_checksum_func_validate_code(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_FUNC_FIND_TOR
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_FUNC_FIND_TOR
+uint16_t uniffi_wormhole_checksum_func_find_tor(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_TRANSFERDELEGATE_ON_TRANSFER
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_TRANSFERDELEGATE_ON_TRANSFER
 uint16_t uniffi_wormhole_checksum_method_transferdelegate_on_transfer(void
@@ -1025,6 +1056,18 @@ uint16_t uniffi_wormhole_checksum_method_inputhelper_refresh_nameplates(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INPUTHELPER_WHEN_WORDLIST_IS_AVAILABLE
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INPUTHELPER_WHEN_WORDLIST_IS_AVAILABLE
 uint16_t uniffi_wormhole_checksum_method_inputhelper_when_wordlist_is_available(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_TOR_FOUND
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_TOR_FOUND
+uint16_t uniffi_wormhole_checksum_method_tor_found(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_TOR_SOCKS_ADDRESS
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_TOR_SOCKS_ADDRESS
+uint16_t uniffi_wormhole_checksum_method_tor_socks_address(void
     
 );
 #endif

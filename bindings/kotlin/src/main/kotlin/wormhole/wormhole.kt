@@ -790,6 +790,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_wormhole_checksum_func_validate_code(
     ): Int
+    external fun uniffi_wormhole_checksum_func_find_tor(
+    ): Int
     external fun uniffi_wormhole_checksum_method_transferdelegate_on_transfer(
     ): Int
     external fun uniffi_wormhole_checksum_method_wormholedelegate_on_welcome(
@@ -817,6 +819,10 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_wormhole_checksum_method_inputhelper_refresh_nameplates(
     ): Int
     external fun uniffi_wormhole_checksum_method_inputhelper_when_wordlist_is_available(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_tor_found(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_tor_socks_address(
     ): Int
     external fun uniffi_wormhole_checksum_method_incomingoffer_accept(
     ): Int
@@ -951,6 +957,14 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_wormhole_fn_method_inputhelper_when_wordlist_is_available(`ptr`: Long,
     ): Long
+    external fun uniffi_wormhole_fn_clone_tor(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_wormhole_fn_free_tor(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_wormhole_fn_method_tor_found(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_wormhole_fn_method_tor_socks_address(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_wormhole_fn_clone_incomingoffer(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_wormhole_fn_free_incomingoffer(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1037,6 +1051,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_wormhole_fn_func_validate_code(`code`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_wormhole_fn_func_find_tor(`settings`: RustBuffer.ByValue,
+    ): Long
     external fun ffi_wormhole_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun ffi_wormhole_rustbuffer_from_bytes(`bytes`: ForeignBytes.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1165,6 +1181,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_wormhole_checksum_func_validate_code() and 0xFFFF) != 18827) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_wormhole_checksum_func_find_tor() and 0xFFFF) != 17817) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_wormhole_checksum_method_transferdelegate_on_transfer() and 0xFFFF) != 28810) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1205,6 +1224,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_wormhole_checksum_method_inputhelper_when_wordlist_is_available() and 0xFFFF) != 58389) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_tor_found() and 0xFFFF) != 38015) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_tor_socks_address() and 0xFFFF) != 5063) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_wormhole_checksum_method_incomingoffer_accept() and 0xFFFF) != 11477) {
@@ -2457,6 +2482,296 @@ public object FfiConverterTypeInputHelper: FfiConverter<InputHelper, Long> {
     override fun allocationSize(value: InputHelper) = 8UL
 
     override fun write(value: InputHelper, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * A tor found or launched by [`find_tor`].
+ */
+public interface TorInterface {
+    
+    /**
+     * How it was found: `launched`, `control-port`, `default-control-port` or
+     * `socks-only`.
+     */
+    fun `found`(): kotlin.String
+    
+    /**
+     * The SOCKS port every connection goes through, `HOST:PORT`.
+     */
+    fun `socksAddress`(): kotlin.String
+    
+    companion object
+}
+
+/**
+ * A tor found or launched by [`find_tor`].
+ */
+open class Tor: Disposable, AutoCloseable, TorInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_wormhole_fn_free_tor(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_wormhole_fn_clone_tor(handle, status)
+        }
+    }
+
+    
+    /**
+     * How it was found: `launched`, `control-port`, `default-control-port` or
+     * `socks-only`.
+     */override fun `found`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_tor_found(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The SOCKS port every connection goes through, `HOST:PORT`.
+     */override fun `socksAddress`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_tor_socks_address(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTor: FfiConverter<Tor, Long> {
+    override fun lower(value: Tor): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): Tor {
+        return Tor(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): Tor {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: Tor) = 8UL
+
+    override fun write(value: Tor, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -4691,6 +5006,71 @@ public object FfiConverterTypeOutcome: FfiConverterRustBuffer<Outcome> {
 
 
 /**
+ * How [`find_tor`] finds a tor. Every field has a default.
+ */
+data class TorSettings (
+    /**
+     * The control port, `tcp:HOST:PORT` or `unix:PATH`; none: the usual places
+     * (`unix:/var/run/tor/control`, 127.0.0.1:9051, 9151), else SOCKS only (9050, 9150).
+     */
+    var `controlPort`: kotlin.String? = null 
+    , 
+    /**
+     * Start a private tor instead (it stops when the last handle to it is released).
+     */
+    var `launch`: kotlin.Boolean = false 
+    , 
+    /**
+     * The control port's password, if it wants one.
+     */
+    var `password`: kotlin.String? = null 
+    , 
+    /**
+     * Publish an onion service for each transfer (needs the control port), so that two
+     * Tor-mode peers connect without a relay.
+     */
+    var `onion`: kotlin.Boolean = false 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTorSettings: FfiConverterRustBuffer<TorSettings> {
+    override fun read(buf: ByteBuffer): TorSettings {
+        return TorSettings(
+            FfiConverterOptionalString.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: TorSettings) = (
+            FfiConverterOptionalString.allocationSize(value.`controlPort`) +
+            FfiConverterBoolean.allocationSize(value.`launch`) +
+            FfiConverterOptionalString.allocationSize(value.`password`) +
+            FfiConverterBoolean.allocationSize(value.`onion`)
+    )
+
+    override fun write(value: TorSettings, buf: ByteBuffer) {
+            FfiConverterOptionalString.write(value.`controlPort`, buf)
+            FfiConverterBoolean.write(value.`launch`, buf)
+            FfiConverterOptionalString.write(value.`password`, buf)
+            FfiConverterBoolean.write(value.`onion`, buf)
+    }
+}
+
+
+
+/**
  * How Transit connects, for sending and receiving.
  */
 data class TransferSettings (
@@ -4763,12 +5143,30 @@ data class WormholeOptions (
      * listens nor sends our addresses. None: connect directly.
      */
     var `socks5`: kotlin.String? = null 
+    , 
+    /**
+     * Tor mode: every connection through this tor (from `findTor`), with the reference's
+     * Tor rules; takes the place of `socks5`.
+     */
+    var `tor`: Tor? = null 
     
-){
+): Disposable{
     
 
     
 
+    
+    @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
+    override fun destroy() {
+        
+    Disposable.destroy(
+        this.`appVersionsJson`,
+        this.`connectTimeoutMs`,
+        this.`closeTimeoutMs`,
+        this.`socks5`,
+        this.`tor`
+    )
+    }
     
     companion object
 }
@@ -4783,6 +5181,7 @@ public object FfiConverterTypeWormholeOptions: FfiConverterRustBuffer<WormholeOp
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalTypeTor.read(buf),
         )
     }
 
@@ -4790,7 +5189,8 @@ public object FfiConverterTypeWormholeOptions: FfiConverterRustBuffer<WormholeOp
             FfiConverterOptionalString.allocationSize(value.`appVersionsJson`) +
             FfiConverterULong.allocationSize(value.`connectTimeoutMs`) +
             FfiConverterULong.allocationSize(value.`closeTimeoutMs`) +
-            FfiConverterOptionalString.allocationSize(value.`socks5`)
+            FfiConverterOptionalString.allocationSize(value.`socks5`) +
+            FfiConverterOptionalTypeTor.allocationSize(value.`tor`)
     )
 
     override fun write(value: WormholeOptions, buf: ByteBuffer) {
@@ -4798,6 +5198,7 @@ public object FfiConverterTypeWormholeOptions: FfiConverterRustBuffer<WormholeOp
             FfiConverterULong.write(value.`connectTimeoutMs`, buf)
             FfiConverterULong.write(value.`closeTimeoutMs`, buf)
             FfiConverterOptionalString.write(value.`socks5`, buf)
+            FfiConverterOptionalTypeTor.write(value.`tor`, buf)
     }
 }
 
@@ -5644,6 +6045,38 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeTor: FfiConverterRustBuffer<Tor?> {
+    override fun read(buf: ByteBuffer): Tor? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeTor.read(buf)
+    }
+
+    override fun allocationSize(value: Tor?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeTor.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Tor?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeTor.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeTransferDelegate: FfiConverterRustBuffer<TransferDelegate?> {
     override fun read(buf: ByteBuffer): TransferDelegate? {
         if (buf.get().toInt() == 0) {
@@ -5810,5 +6243,26 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
 }
     
     
+
+        /**
+         * Find (or launch) a tor as `settings` say. Runs on a thread of its own (the control-port
+         * exchange, and for a launch the bootstrap, block); fails with `InvalidArgument` when no
+         * tor can be used.
+         */
+    @Throws(WormholeException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+     suspend fun `findTor`(`settings`: TorSettings) : Tor {
+        return uniffiRustCallAsync(
+        UniffiLib.uniffi_wormhole_fn_func_find_tor(
+        FfiConverterTypeTorSettings.lower(`settings`),),
+        { future, callback, continuation -> UniffiLib.ffi_wormhole_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_wormhole_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_wormhole_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterTypeTor.lift(it) },
+        // Error FFI converter
+        WormholeException.ErrorHandler,
+    )
+    }
 
 

@@ -126,6 +126,60 @@ class WormholeTest {
         Unit
     }
 
+    /** A free TCP port on 127.0.0.1. */
+    private fun freePort(): Int = java.net.ServerSocket(0).use { it.localPort }
+
+    @Test
+    fun `findTor reads a real tor's control port, and a wormhole goes through it`(): Unit = runBlocking {
+        // A real tor (Debian's) with its network disabled: its control port works, and
+        // connections to its SOCKS port fail, naming it.
+        val dir = kotlin.io.path.createTempDirectory("kotlin-tor").toFile()
+        val (socks, control) = freePort() to freePort()
+        val torrc = File(dir, "torrc")
+        torrc.writeText(
+            "DataDirectory ${dir.path}/data\nDisableNetwork 1\nSocksPort 127.0.0.1:$socks\n" +
+                "ControlPort 127.0.0.1:$control\nCookieAuthentication 1\n"
+        )
+        val bin = listOf("/usr/bin/tor", "/usr/sbin/tor").firstOrNull { File(it).exists() }
+            ?: error("tor is not installed (scripts/setup-peers.sh installs it)")
+        val tor = ProcessBuilder(bin, "-f", torrc.path)
+            .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+            .redirectError(ProcessBuilder.Redirect.DISCARD)
+            .start()
+        try {
+            withTimeout(limit) {
+                var handle: Tor? = null
+                while (handle == null) {
+                    handle = try {
+                        findTor(TorSettings(controlPort = "tcp:127.0.0.1:$control"))
+                    } catch (e: WormholeException.InvalidArgument) {
+                        delay(100) // not listening yet
+                        null
+                    }
+                }
+                assertEquals("127.0.0.1:$socks", handle.socksAddress())
+                assertEquals("control-port", handle.found())
+                Wormhole(
+                    appid,
+                    "ws://mailbox.example.org:4000/v1",
+                    WormholeOptions(connectTimeoutMs = 5000u, tor = handle),
+                ).use { w ->
+                    val e = assertThrows<WormholeException.ServerConnection> { runBlocking { w.getWelcome() } }
+                    assertTrue(e.message!!.contains("SOCKS5 proxy 127.0.0.1:$socks"), e.message)
+                }
+                // A numeric mailbox host is refused, like the reference.
+                assertThrows<WormholeException.InvalidArgument> {
+                    Wormhole(appid, url, WormholeOptions(tor = handle))
+                }
+            }
+        } finally {
+            tor.destroy()
+            tor.waitFor(10, TimeUnit.SECONDS)
+            dir.deleteRecursively()
+        }
+        Unit
+    }
+
     @Test
     fun `wrong code gives WrongPassword`(): Unit = runBlocking {
         withTimeout(limit) {
