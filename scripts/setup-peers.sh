@@ -51,6 +51,9 @@ MICROSOCKS_DEB_VERSION="1.0.3-2"
 # in a container, and the tests run their own tor with its network disabled).
 TOR_DEB_VERSION="0.4.9.11-0+deb12u1"
 [ -x /usr/bin/tor ] || [ -x /usr/sbin/tor ] || apt_install "tor=$TOR_DEB_VERSION"
+# strace for the proxy leak tests (every connect() of our CLI goes to the proxy).
+STRACE_DEB_VERSION="6.1-0.1"
+command -v strace >/dev/null 2>&1 || apt_install "strace=$STRACE_DEB_VERSION"
 command -v ip >/dev/null 2>&1 || die "'ip' is still missing after installing iproute2"
 command -v unshare >/dev/null 2>&1 || die "'unshare' is still missing after installing util-linux"
 

@@ -8,7 +8,8 @@
 #   scripts/tor-testnet.sh stop DIR             # kill every node
 #
 # Ports: PORTBASE+0..9 for the relays' ORPorts and DirPorts; client N (0, 1) has its SOCKS
-# port at PORTBASE+20+2N and its control port (cookie auth) at PORTBASE+21+2N. The clients
+# port at PORTBASE+20+2N and its control port (cookie auth) at PORTBASE+21+2N; client2 has
+# only a SOCKS port, the default 127.0.0.1:9050 (for SOCKS-only mode). The clients
 # map the names mailbox.tor.test and relay.tor.test to 127.0.0.1 (MapAddress), so servers
 # on loopback are reachable through the exit.
 #
@@ -148,13 +149,16 @@ until [ "$(consensus_relays)" -ge 6 ]; do
     sleep 1
 done
 
-for i in 0 1; do
+for i in 0 1 2; do
     n="client$i"
     mkdir -p "$DIR/$n"
+    if [ "$i" = 2 ]; then
+        ports="SocksPort 127.0.0.1:9050"
+    else
+        ports="SocksPort 127.0.0.1:$((BASE + 20 + 2 * i))"$'\n'"ControlPort 127.0.0.1:$((BASE + 21 + 2 * i))"$'\n'"CookieAuthentication 1"
+    fi
     { common "$n"; cat <<EOF
-SocksPort 127.0.0.1:$((BASE + 20 + 2 * i))
-ControlPort 127.0.0.1:$((BASE + 21 + 2 * i))
-CookieAuthentication 1
+$ports
 MapAddress mailbox.tor.test 127.0.0.1
 MapAddress relay.tor.test 127.0.0.1
 EOF
@@ -163,7 +167,17 @@ EOF
 done
 
 deadline=$((SECONDS + 120))
-for i in 0 1; do
+# The torrc lines a tor launched elsewhere (--launch-tor, WORMHOLE_TOR_LAUNCH_CONFIG) needs
+# to join this network.
+{
+    echo "TestingTorNetwork 1"
+    echo "ClientUseIPv6 0"
+    printf '%s' "$DIRAUTH"
+    echo "MapAddress mailbox.tor.test 127.0.0.1"
+    echo "MapAddress relay.tor.test 127.0.0.1"
+} >"$DIR/client.conf"
+
+for i in 0 1 2; do
     until grep -q 'Bootstrapped 100%' "$DIR/client$i/notice.log" 2>/dev/null; do
         if [ $SECONDS -gt $deadline ]; then
             echo "tor-testnet: client$i did not bootstrap within 120 s" >&2

@@ -1006,3 +1006,50 @@ pub fn wormhole_william_bin() -> Option<PathBuf> {
     };
     bin.is_file().then_some(bin)
 }
+
+/// `cmd` run under `strace -f -e trace=connect`, its log written to `log` (same program,
+/// arguments, environment and directory). Read the log with [`inet_connects`].
+pub fn under_strace(cmd: &Command, log: &Path) -> Command {
+    let std = cmd.as_std();
+    let mut c = Command::new("strace");
+    c.args(["-f", "-qq", "-e", "trace=connect", "-o"])
+        .arg(log)
+        .arg(std.get_program())
+        .args(std.get_args());
+    for (k, v) in std.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    if let Some(d) = std.get_current_dir() {
+        c.current_dir(d);
+    }
+    c
+}
+
+/// Every IPv4 or IPv6 `connect()` in a [`under_strace`] log, as `(address, port)`
+/// (DNS lookups included: they connect UDP sockets to port 53).
+pub fn inet_connects(log: &Path) -> Vec<(String, u16)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| l.contains("connect(")) {
+        if !(line.contains("AF_INET") || line.contains("AF_INET6")) {
+            continue;
+        }
+        let port = line
+            .split("htons(")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let addr = ["inet_addr(\"", "inet_pton(AF_INET6, \""]
+            .iter()
+            .find_map(|k| line.split(k).nth(1))
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("?")
+            .to_owned();
+        out.push((addr, port));
+    }
+    out
+}

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 use wormhole_tests::{
-    CliOutput, OurServer, RunningCli, TempDir, assert_loopback_only, free_port, our_cli, ref_cli,
-    run_cli,
+    CliOutput, OurServer, RunningCli, TempDir, assert_loopback_only, free_port, inet_connects,
+    our_cli, ref_cli, run_cli, under_strace,
 };
 
 const MAILBOX_NAME: &str = "mailbox.proxied.test";
@@ -215,7 +215,9 @@ async fn both_sides_through_the_proxy() {
 
 /// Our side through the proxy, the reference CLI 0.24.0 without it, both directions: the
 /// reference's direct hints are dialled through the proxy (its log shows them), and a
-/// transfer completes one way or the other.
+/// transfer completes one way or the other. The leak test: our side runs under
+/// `strace -e trace=connect`, and its only IPv4/IPv6 connections go to the proxy (no
+/// direct dial, no DNS lookup).
 #[tokio::test]
 async fn mixed_with_the_reference() {
     let net = net().await;
@@ -238,8 +240,10 @@ async fn mixed_with_the_reference() {
             a.extend_from_slice(args);
             ref_cli(&net.url, &a)
         };
+        let trace = src.path().join("strace.log");
         let mut s = if ours_sends {
-            RunningCli::spawn("our send --socks5", ours_via(&net, &proxy, &send_args))
+            let cmd = under_strace(&ours_via(&net, &proxy, &send_args), &trace);
+            RunningCli::spawn("our send --socks5", cmd)
         } else {
             RunningCli::spawn("reference send", reference(&send_args))
         };
@@ -247,7 +251,7 @@ async fn mixed_with_the_reference() {
         let mut recv = if ours_sends {
             reference(&recv_args)
         } else {
-            ours_via(&net, &proxy, &recv_args)
+            under_strace(&ours_via(&net, &proxy, &recv_args), &trace)
         };
         recv.current_dir(dst.path());
         let r = run_cli("receiver", recv).await;
@@ -262,12 +266,21 @@ async fn mixed_with_the_reference() {
         );
         // The reference listens: its direct hints were dialled, through the proxy.
         assert!(log.contains("connected to 127.0.0.1:"), "{log}\n{s}\n{r}");
+        let connects = inet_connects(&trace);
+        let proxy_port = proxy.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        assert!(!connects.is_empty(), "strace saw no connection");
+        assert!(
+            connects
+                .iter()
+                .all(|(a, p)| a == "127.0.0.1" && *p == proxy_port),
+            "a connection did not go to the proxy: {connects:?}"
+        );
     }
 }
 
 /// A proxy that wants a user name and password: the right ones work (also from
-/// `WORMHOLE_SOCKS5`); a wrong password fails at once with one clear line that does not
-/// show the password; a malformed proxy is a usage error.
+/// `WORMHOLE_SOCKS5`); a wrong password, or a proxy that is not there, fails at once with
+/// one clear line that does not show the password; a malformed proxy is a usage error.
 #[tokio::test]
 async fn password_authentication_and_errors() {
     let net = net().await;
@@ -299,6 +312,15 @@ async fn password_authentication_and_errors() {
     o.assert_code(1);
     assert!(o.stderr.contains("SOCKS5 proxy"), "{o}");
     assert!(!o.stderr.contains("wrong-password"), "{o}");
+
+    // A proxy that is not there: one clear line naming it.
+    let o = run_cli(
+        "our send, dead proxy",
+        ours_via(&net, "127.0.0.1:1", &["send", "--no-qr", "--text", "x"]),
+    )
+    .await;
+    o.assert_code(1);
+    assert!(o.stderr.contains("SOCKS5 proxy 127.0.0.1:1"), "{o}");
 
     for malformed in ["nohost", "http://127.0.0.1:8080", "127.0.0.1:0"] {
         let o = run_cli(

@@ -14,7 +14,8 @@ use std::process::Command as StdCommand;
 
 use tokio::process::Command;
 use wormhole_tests::{
-    CliOutput, OurServer, RunningCli, TempDir, assert_loopback_only, our_cli, ref_cli, run_cli,
+    CliOutput, OurServer, RunningCli, TempDir, assert_loopback_only, inet_connects, our_cli,
+    ref_cli, run_cli, under_strace,
 };
 
 /// The network, stopped on drop. One at a time: the lock is held while it runs.
@@ -80,7 +81,8 @@ enum Cli {
 }
 
 /// The command for `cli` in Tor mode through client `n` (`n = None`: without Tor, by
-/// address).
+/// address; `Some(SOCKS_ONLY)`: `--tor` alone, which finds no control port and uses the
+/// SOCKS port 9050 of client 2).
 fn cli(who: Cli, net: &TorNet, server: &OurServer, n: Option<u16>, args: &[&str]) -> Command {
     let port = |s: String| {
         s.rsplit(':')
@@ -98,8 +100,10 @@ fn cli(who: Cli, net: &TorNet, server: &OurServer, n: Option<u16>, args: &[&str]
     };
     let mut a: Vec<String> = vec!["--transit-helper".into(), relay];
     a.push(args[0].into());
-    if let Some(n) = n {
-        a.extend(["--tor".into(), "--tor-control-port".into(), net.control(n)]);
+    match n {
+        Some(SOCKS_ONLY) => a.push("--tor".into()),
+        Some(n) => a.extend(["--tor".into(), "--tor-control-port".into(), net.control(n)]),
+        None => {}
     }
     a.extend(args[1..].iter().map(|s| s.to_string()));
     match who {
@@ -108,12 +112,22 @@ fn cli(who: Cli, net: &TorNet, server: &OurServer, n: Option<u16>, args: &[&str]
     }
 }
 
+/// The client with no control port (its SOCKS port is the default 9050).
+const SOCKS_ONLY: u16 = 2;
+
+/// A side of a transfer: which CLI, through which Tor client (None: no Tor).
+type Side = (Cli, Option<u16>);
+
+/// Move a file (or, with `text`, a text) from `sender` to `receiver`. Our Tor side runs
+/// under strace when `trace` is given (the log goes there).
 async fn transfer(
     net: &TorNet,
     server: &OurServer,
-    (sender, s_tor): (Cli, Option<u16>),
-    (receiver, r_tor): (Cli, Option<u16>),
+    (sender, s_tor): Side,
+    (receiver, r_tor): Side,
     code: &str,
+    text: bool,
+    trace: Option<&Path>,
 ) -> (CliOutput, CliOutput) {
     let src = TempDir::new("tor-src");
     let dst = TempDir::new("tor-dst");
@@ -121,24 +135,41 @@ async fn transfer(
     let file = src.path().join("through-tor.bin");
     std::fs::write(&file, &data).unwrap();
     let f = file.to_string_lossy().into_owned();
-    let send = ["send", "--no-qr", "--hide-progress", "--code", code, &f];
+    let what: &[&str] = if text {
+        &["--text", "a text through Tor"]
+    } else {
+        &[&f]
+    };
+    let send = [
+        &["send", "--no-qr", "--hide-progress", "--code", code][..],
+        what,
+    ]
+    .concat();
+    let traced = |c: Command, who: Cli, tor: Option<u16>| match (trace, who, tor) {
+        (Some(log), Cli::Ours, Some(_)) => under_strace(&c, log),
+        _ => c,
+    };
     let mut s = RunningCli::spawn(
         &format!("{sender:?} send (tor {s_tor:?})"),
-        cli(sender, net, server, s_tor, &send),
+        traced(cli(sender, net, server, s_tor, &send), sender, s_tor),
     );
     s.wait_for_code().await;
     let recv = ["receive", "--accept-file", "--hide-progress", code];
-    let mut r = cli(receiver, net, server, r_tor, &recv);
+    let mut r = traced(cli(receiver, net, server, r_tor, &recv), receiver, r_tor);
     r.current_dir(dst.path());
     let r = run_cli(&format!("{receiver:?} receive (tor {r_tor:?})"), r).await;
     let s = s.finish().await;
     s.assert_success();
     r.assert_success();
-    assert_eq!(
-        std::fs::read(dst.path().join("through-tor.bin")).unwrap(),
-        data,
-        "{s}\n{r}"
-    );
+    if text {
+        assert_eq!(r.stdout.trim_end(), "a text through Tor", "{s}\n{r}");
+    } else {
+        assert_eq!(
+            std::fs::read(dst.path().join("through-tor.bin")).unwrap(),
+            data,
+            "{s}\n{r}"
+        );
+    }
     (s, r)
 }
 
@@ -224,29 +255,158 @@ async fn onion_services_without_a_relay() {
     }
 }
 
-/// Ours with ours, ours with the reference both ways, and a Tor side with a side without
-/// Tor: every transfer completes, through the relay, and our Tor side says how it found
-/// tor and that it goes through Tor.
+/// Ours with ours; ours with the reference both ways, a text and a file; a Tor side with a
+/// side without Tor both ways; both sides in SOCKS-only mode (no control port). Every
+/// transfer completes, through the relay, and our Tor side says how it found tor and that
+/// it goes through Tor. The leak test: in the mixed pair our side runs under strace, and
+/// its only IPv4/IPv6 connections go to its tor client (SOCKS and control port).
 #[tokio::test]
 async fn transfers_through_a_private_tor_network() {
     let net = TorNet::start().await;
     let server = OurServer::start().await;
-    let cases = [
-        ((Cli::Ours, Some(0)), (Cli::Ours, Some(1))),
-        ((Cli::Reference, Some(0)), (Cli::Ours, Some(1))),
-        ((Cli::Ours, Some(0)), (Cli::Reference, Some(1))),
-        ((Cli::Ours, Some(0)), (Cli::Reference, None)),
-        ((Cli::Reference, None), (Cli::Ours, Some(1))),
+    let logs = TempDir::new("tor-strace");
+    let cases: [(Side, Side, bool); 9] = [
+        ((Cli::Ours, Some(0)), (Cli::Ours, Some(1)), false),
+        ((Cli::Reference, Some(0)), (Cli::Ours, Some(1)), false),
+        ((Cli::Ours, Some(0)), (Cli::Reference, Some(1)), false),
+        ((Cli::Reference, Some(0)), (Cli::Ours, Some(1)), true),
+        ((Cli::Ours, Some(0)), (Cli::Reference, Some(1)), true),
+        ((Cli::Ours, Some(0)), (Cli::Reference, None), false),
+        ((Cli::Reference, None), (Cli::Ours, Some(1)), false),
+        (
+            (Cli::Ours, Some(SOCKS_ONLY)),
+            (Cli::Reference, Some(SOCKS_ONLY)),
+            false,
+        ),
+        (
+            (Cli::Reference, Some(SOCKS_ONLY)),
+            (Cli::Ours, Some(SOCKS_ONLY)),
+            true,
+        ),
     ];
-    for (i, (s, r)) in cases.into_iter().enumerate() {
+    for (i, (s, r, text)) in cases.into_iter().enumerate() {
         let code = format!("{}-tor-words", 20 + i);
-        let (so, ro) = transfer(&net, &server, s, r, &code).await;
+        let mixed = s.1.is_none() || r.1.is_none();
+        let log = logs.path().join(format!("strace-{i}.log"));
+        let trace = mixed.then_some(log.as_path());
+        let (so, ro) = transfer(&net, &server, s, r, &code, text, trace).await;
         for (o, (who, tor)) in [(&so, s), (&ro, r)] {
-            if let (Cli::Ours, Some(n)) = (who, tor) {
-                let found = format!(" using Tor via control port at {}", net.control(n));
-                assert!(o.stderr.contains(&found), "{o}");
+            let (Cli::Ours, Some(n)) = (who, tor) else {
+                continue;
+            };
+            let found = if n == SOCKS_ONLY {
+                " unable to find default Tor control port, using SOCKS".to_owned()
+            } else {
+                format!(" using Tor via control port at {}", net.control(n))
+            };
+            assert!(o.stderr.contains(&found), "{o}");
+            if !text {
                 assert!(o.stderr.contains("tor->relay:tcp:relay.tor.test:"), "{o}");
+            }
+            if mixed {
+                let allowed = [net.base + 20 + 2 * n, net.base + 21 + 2 * n];
+                let connects = inet_connects(&log);
+                assert!(!connects.is_empty(), "strace saw no connection");
+                assert!(
+                    connects
+                        .iter()
+                        .all(|(a, p)| a == "127.0.0.1" && allowed.contains(p)),
+                    "a connection did not go to tor: {connects:?}"
+                );
             }
         }
     }
+}
+
+/// `--launch-tor`: our CLI starts its own tor (joining the private network through
+/// `WORMHOLE_TOR_LAUNCH_CONFIG`), sends a file through it to a receiver on client 1, and
+/// stops it: no tor of ours is left running afterwards.
+#[tokio::test]
+async fn launch_tor_joins_the_network() {
+    let net = TorNet::start().await;
+    let server = OurServer::start().await;
+    let config = std::fs::read_to_string(net.dir.path().join("client.conf")).unwrap();
+    let mut send = cli(
+        Cli::Ours,
+        &net,
+        &server,
+        Some(0),
+        &[
+            "send",
+            "--no-qr",
+            "--hide-progress",
+            "--code",
+            "60-launched-words",
+            "--text",
+            "hi",
+        ],
+    );
+    // The same command, but with --launch-tor instead of the control port.
+    let args: Vec<String> = send
+        .as_std()
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut launched = Command::new(send.as_std().get_program());
+    let mut skip = false;
+    for a in &args {
+        if skip {
+            skip = false;
+            continue;
+        }
+        match a.as_str() {
+            "--tor-control-port" => skip = true,
+            "--tor" => {
+                launched.arg("--launch-tor");
+            }
+            _ => {
+                launched.arg(a);
+            }
+        }
+    }
+    launched.env("WORMHOLE_TOR_LAUNCH_CONFIG", config);
+    send = launched;
+    let mut s = RunningCli::spawn("our send --launch-tor", send);
+    s.wait_for_code().await;
+    let recv = ["receive", "--hide-progress", "60-launched-words"];
+    let r = run_cli(
+        "our receive (client 1)",
+        cli(Cli::Ours, &net, &server, Some(1), &recv),
+    )
+    .await;
+    let s = s.finish().await;
+    s.assert_success();
+    r.assert_success();
+    assert_eq!(r.stdout.trim_end(), "hi");
+    assert!(
+        s.stderr
+            .contains(" launching a new Tor process, this may take a while.."),
+        "{s}"
+    );
+    // Its tor exits with it (it took ownership through its control connection), within
+    // moments, and its data directory is gone.
+    let mut left = String::new();
+    for _ in 0..100 {
+        let ps = StdCommand::new("ps")
+            .args(["-eo", "stat,args"])
+            .output()
+            .unwrap();
+        left = String::from_utf8_lossy(&ps.stdout)
+            .lines()
+            .filter(|l| l.contains("wormhole-tor-") && !l.starts_with('Z'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(left.is_empty(), "a launched tor is still running: {left}");
+    let dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("wormhole-tor-"))
+        .map(|e| e.path())
+        .collect();
+    assert!(dirs.is_empty(), "launched tor directories left: {dirs:?}");
 }

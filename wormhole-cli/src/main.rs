@@ -115,6 +115,11 @@ fn main() {
             1
         }
     };
+    // A tor we launched stops now, and its directory goes (the tor alone would also stop
+    // when this process exits: it took ownership through its control connection).
+    if let Some(tor) = &server.tor {
+        tor.stop();
+    }
     let _ = std::io::stdout().flush();
     // Don't wait for a thread still blocked reading the terminal (after Ctrl-C).
     runtime.shutdown_background();

@@ -60,7 +60,8 @@ pub struct Tor {
     /// The control port and its password, to publish onion services.
     control: Option<(Endpoint, Option<String>)>,
     onion: bool,
-    _launched: Option<Launched>,
+    /// A tor we started (taken by [`Tor::stop`]).
+    launched: std::sync::Mutex<Option<Launched>>,
 }
 
 /// How a [`Tor`] was found.
@@ -105,7 +106,7 @@ impl Tor {
                 found: Found::ControlPort(c.clone()),
                 control: Some((endpoint, password)),
                 onion: false,
-                _launched: None,
+                launched: std::sync::Mutex::new(None),
             });
         }
         let mut failures = Vec::new();
@@ -127,7 +128,7 @@ impl Tor {
                         found: Found::DefaultControlPort,
                         control: Some((endpoint, password)),
                         onion: false,
-                        _launched: None,
+                        launched: std::sync::Mutex::new(None),
                     });
                 }
                 Err(e) => failures.push(format!("{c}: {e}")),
@@ -145,7 +146,7 @@ impl Tor {
                     found: Found::SocksOnly,
                     control: None,
                     onion: false,
-                    _launched: None,
+                    launched: std::sync::Mutex::new(None),
                 });
             }
         }
@@ -164,7 +165,7 @@ impl Tor {
             found: Found::SocksOnly,
             control: None,
             onion: false,
-            _launched: None,
+            launched: std::sync::Mutex::new(None),
         })
     }
 
@@ -214,6 +215,19 @@ impl Tor {
     /// How it was found.
     pub fn found(&self) -> &Found {
         &self.found
+    }
+
+    /// Stop a tor that [`Tor::connect`] launched, and remove its data directory, now,
+    /// whoever still holds this `Tor` (their connections through it fail from then on).
+    /// An application about to exit calls it; otherwise that happens when the last handle
+    /// is dropped. Does nothing for a tor that was found rather than launched.
+    pub fn stop(&self) {
+        let launched = self
+            .launched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(launched);
     }
 
     /// The SOCKS proxy every connection goes through.
@@ -563,15 +577,27 @@ fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// A tor this process started: killed and its data directory removed on drop.
-#[derive(Debug)]
+/// A tor this process started: killed and its data directory removed on drop. It also
+/// owns a control connection that sent `TAKEOWNERSHIP`, so tor exits as soon as this
+/// process does, however it ends (a `kill -9` or `exit` runs no destructor).
 struct Launched {
     child: std::process::Child,
     dir: PathBuf,
+    owner: Option<std::sync::Mutex<Control>>,
+}
+
+impl std::fmt::Debug for Launched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launched")
+            .field("pid", &self.child.id())
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Launched {
     fn drop(&mut self) {
+        self.owner = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -621,7 +647,11 @@ fn launch(opts: &TorOptions) -> Result<Tor> {
             return Err(failed("cannot run `tor`", &e));
         }
     };
-    let mut launched = Launched { child, dir };
+    let mut launched = Launched {
+        child,
+        dir,
+        owner: None,
+    };
     let limit = if opts.launch_timeout.is_zero() {
         Duration::from_secs(120)
     } else {
@@ -645,6 +675,7 @@ fn launch(opts: &TorOptions) -> Result<Tor> {
     };
     let mut ctl = Control::open(&endpoint)?;
     ctl.authenticate(None)?;
+    ctl.command("TAKEOWNERSHIP")?;
     while ctl.bootstrap_progress()? < 100 {
         if Instant::now() > deadline {
             return Err(failed("bootstrap", &"timed out"));
@@ -652,13 +683,14 @@ fn launch(opts: &TorOptions) -> Result<Tor> {
         std::thread::sleep(Duration::from_millis(200));
     }
     let socks = ctl.socks_listener()?;
+    launched.owner = Some(std::sync::Mutex::new(ctl));
     Ok(Tor {
         socks,
         controlled: true,
         found: Found::Launched,
         control: Some((endpoint, None)),
         onion: false,
-        _launched: Some(launched),
+        launched: std::sync::Mutex::new(Some(launched)),
     })
 }
 
@@ -705,7 +737,7 @@ mod tests {
             found: Found::DefaultControlPort,
             control: None,
             onion: false,
-            _launched: None,
+            launched: std::sync::Mutex::new(None),
         };
         for ok in [
             "ws://relay.magic-wormhole.io:4000/v1",
@@ -871,7 +903,7 @@ mod tests {
             found: Found::DefaultControlPort,
             control: Some((Endpoint::Tcp(addr), None)),
             onion: true,
-            _launched: None,
+            launched: std::sync::Mutex::new(None),
         };
         let onion = tor.add_onion(4321).unwrap();
         assert_eq!(onion.host, format!("{id}.onion"));

@@ -25,6 +25,11 @@ impl Tor {
         self.inner.socks().server.clone()
     }
 
+    /// Stop a launched tor now and remove its directory (nothing for a found one).
+    fn stop(&self) {
+        self.inner.stop();
+    }
+
     /// How it was found: `launched`, `control-port`, `default-control-port` or
     /// `socks-only`.
     #[getter]

@@ -64,6 +64,19 @@ async def test_get_tor_and_create(appid, offline_tor):
     # A numeric mailbox host is refused at once, like the reference.
     with pytest.raises(ValueError, match="isn't going to work over Tor"):
         wormhole.create(appid, "ws://127.0.0.1:4000/v1", tor=tor)
+    # stop() leaves a tor it did not launch alone.
+    tor.stop()
+    again = await asyncio.wait_for(get_tor(None, tor_control_port=control, stderr=said), T)
+    assert again.socks_address == tor.socks_address
+
+
+@pytest.mark.asyncio
+async def test_launch_that_cannot_bootstrap():
+    with pytest.raises(NoTorError, match="bootstrap"):
+        await asyncio.wait_for(
+            get_tor(None, launch_tor=True, launch_config=["DisableNetwork 1"], launch_timeout=3),
+            T,
+        )
 
 
 @pytest.mark.asyncio

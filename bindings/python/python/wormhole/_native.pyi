@@ -133,6 +133,8 @@ class Tor:
     def socks(self) -> str: ...
     @property
     def found(self) -> str: ...
+    def stop(self) -> None:
+        """Stop a launched tor now (nothing for a found one)."""
 
 def find_tor(
     control: Optional[str] = None,

@@ -40,6 +40,13 @@ class TorManager:
         """``launched``, ``control-port``, ``default-control-port`` or ``socks-only``."""
         return self._native_tor.found
 
+    def stop(self) -> None:
+        """Stop a tor that ``get_tor(launch_tor=True)`` started, now, and remove its data
+        directory (wormholes still using it lose their connections). Nothing for a tor
+        that was found. Without it, the tor stops when this object and every wormhole
+        using it are gone, or when the process exits."""
+        self._native_tor.stop()
+
     def __repr__(self) -> str:
         return "<TorManager %s via %s>" % (self.found, self.socks_address)
 
