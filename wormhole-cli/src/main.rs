@@ -5,10 +5,15 @@
 //!
 //! ```text
 //! wormhole [--relay-url URL] [--transit-helper tcp:HOST:PORT] [--appid ID] [--dump-timing F]
+//!          [--socks5 [USER:PASSWORD@]HOST:PORT]
 //!   send [--text TEXT | PATH...] [--code CODE | -0] [--code-length N] [--verify]
 //!        [--no-listen] [--hide-progress] [--qr/--no-qr] [--ignore-unsendable-files]
+//!        [--debug-state [MACHINES]] [TOR]
 //!   receive [--only-text] [--accept-file] [-o FILE|DIR] [--verify] [--no-listen]
-//!        [--hide-progress] [CODE | --allocate [--code-length N] | -0]
+//!        [--hide-progress] [--no-resume] [--debug-state [MACHINES]] [TOR]
+//!        [CODE | --allocate [--code-length N] | -0]
+//!   (TOR: --tor, --launch-tor, --tor-control-port ENDPOINT, --tor-onion; also on
+//!   send-many and ssh)
 //!   send-many [-n TRIES] [--timeout MINUTES] [--code CODE] PATH...
 //!   ssh invite [-c N] [-u USER] | ssh accept CODE [-F KEYFILE] [-y]
 //!   completion SHELL
