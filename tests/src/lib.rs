@@ -950,21 +950,11 @@ impl RefRelay {
                 .kill_on_drop(true)
                 .spawn()
                 .expect("run twist transitrelay");
-            let deadline = Instant::now() + SERVER_START_TIMEOUT;
-            while Instant::now() < deadline {
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-                {
-                    return RefRelay {
-                        port,
-                        _child: child,
-                    };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            if wait_for_port(port, &mut child).await {
+                return RefRelay {
+                    port,
+                    _child: child,
+                };
             }
             let _ = child.kill().await;
         }
@@ -1007,25 +997,65 @@ pub fn wormhole_william_bin() -> Option<PathBuf> {
     bin.is_file().then_some(bin)
 }
 
-/// `cmd` run under `strace -f -e trace=connect`, its log written to `log` (same program,
-/// arguments, environment and directory). Read the log with [`inet_connects`].
-pub fn under_strace(cmd: &Command, log: &Path) -> Command {
+/// Wait (at most [`SERVER_START_TIMEOUT`]) until something accepts connections on
+/// 127.0.0.1:`port`; `false` if `child` exits first or the time runs out.
+pub async fn wait_for_port(port: u16, child: &mut Child) -> bool {
+    let deadline = Instant::now() + SERVER_START_TIMEOUT;
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// `wrapper` (a command with its own arguments) running `cmd`: the same program,
+/// arguments, environment and directory, appended to the wrapper's arguments.
+pub fn wrapped(mut wrapper: Command, cmd: &Command) -> Command {
     let std = cmd.as_std();
-    let mut c = Command::new("strace");
-    c.args(["-f", "-qq", "-e", "trace=connect", "-o"])
-        .arg(log)
-        .arg(std.get_program())
-        .args(std.get_args());
+    wrapper.arg(std.get_program()).args(std.get_args());
     for (k, v) in std.get_envs() {
         match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
+            Some(v) => wrapper.env(k, v),
+            None => wrapper.env_remove(k),
         };
     }
     if let Some(d) = std.get_current_dir() {
-        c.current_dir(d);
+        wrapper.current_dir(d);
     }
+    wrapper
+}
+
+/// `unshare -m -- sh -c 'mount --bind HOSTS /etc/hosts && exec "$@"' HOSTS`: add the
+/// program to run (and its arguments); it sees `hosts` as its `/etc/hosts`.
+pub fn with_etc_hosts(hosts: &Path) -> Command {
+    let mut c = Command::new("unshare");
+    c.args([
+        "-m",
+        "--",
+        "sh",
+        "-c",
+        r#"mount --bind "$0" /etc/hosts && exec "$@""#,
+    ])
+    .arg(hosts);
     c
+}
+
+/// `cmd` run under `strace -f -e trace=connect`, its log written to `log`. Read the log
+/// with [`inet_connects`].
+pub fn under_strace(cmd: &Command, log: &Path) -> Command {
+    let mut strace = Command::new("strace");
+    strace
+        .args(["-f", "-qq", "-e", "trace=connect", "-o"])
+        .arg(log);
+    wrapped(strace, cmd)
 }
 
 /// Every IPv4 or IPv6 `connect()` in a [`under_strace`] log, as `(address, port)`

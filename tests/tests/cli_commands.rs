@@ -9,6 +9,7 @@ use std::path::Path;
 use tokio::process::Command;
 use wormhole_tests::{
     CliOutput, MailboxServer, RunningCli, TempDir, assert_loopback_only, our_cli, ref_cli, run_cli,
+    wrapped,
 };
 
 /// `receive --allocate`: the receiver makes the code and the sender types it, both ways.
@@ -119,19 +120,9 @@ fn authorized_keys(home: &Path) -> String {
 /// `cmd` with its stdout sent to stderr, so [`RunningCli::wait_for_stderr`] sees what it
 /// prints on stdout while it runs (`ssh invite` prints the code there).
 fn stdout_to_stderr(cmd: Command) -> Command {
-    let std = cmd.as_std();
-    let mut c = Command::new("sh");
-    c.arg("-c")
-        .arg(r#"exec "$0" "$@" 1>&2"#)
-        .arg(std.get_program())
-        .args(std.get_args());
-    for (k, v) in std.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    c
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg(r#"exec "$0" "$@" 1>&2"#);
+    wrapped(sh, &cmd)
 }
 
 /// `ssh invite` (ours and the reference's) takes the key `ssh accept` (the other's) sends

@@ -11,12 +11,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 use tokio::process::{Child, Command};
 use wormhole_tests::{
     CliOutput, OurServer, RunningCli, TempDir, assert_loopback_only, free_port, inet_connects,
-    our_cli, ref_cli, run_cli, under_strace,
+    our_cli, ref_cli, run_cli, under_strace, wait_for_port, with_etc_hosts,
 };
 
 const MAILBOX_NAME: &str = "mailbox.proxied.test";
@@ -44,42 +43,33 @@ impl Socks {
         )
         .unwrap();
         let port = free_port();
-        let mut c = Command::new("unshare");
+        let mut c = with_etc_hosts(&file);
         // Its log (on stderr) line-buffered, so it is complete while it runs.
-        c.args([
-            "-m",
-            "--",
-            "sh",
-            "-c",
-            r#"mount --bind "$0" /etc/hosts && exec stdbuf -eL "$@""#,
-        ])
-        .arg(&file)
-        .arg(microsocks)
-        .args(["-i", "127.0.0.1", "-p", &port.to_string()]);
+        c.args(["stdbuf", "-eL"]).arg(microsocks).args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ]);
         if let Some((user, pass)) = auth {
             c.args(["-u", user, "-P", pass]);
         }
-        let child = c
+        let mut child = c
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(hosts.path().join("log")).unwrap())
             .kill_on_drop(true)
             .spawn()
             .expect("start microsocks");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Socks {
-                    port,
-                    _child: child,
-                    _hosts: hosts,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            wait_for_port(port, &mut child).await,
+            "microsocks did not start on port {port}"
+        );
+        Socks {
+            port,
+            _child: child,
+            _hosts: hosts,
         }
-        panic!("microsocks did not start on port {port}");
     }
 
     fn addr(&self) -> String {

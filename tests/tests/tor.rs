@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 use wormhole_core::tor::{Found, Tor, TorOptions};
-use wormhole_tests::{TempDir, assert_loopback_only, free_port, our_cli, run_cli};
+use wormhole_tests::{TempDir, assert_loopback_only, free_port, our_cli, run_cli, wait_for_port};
 
 fn tor_bin() -> PathBuf {
     ["/usr/bin/tor", "/usr/sbin/tor", "/usr/local/bin/tor"]
@@ -48,7 +48,7 @@ impl OfflineTor {
         rc.extend_from_slice(extra);
         let torrc = dir.path().join("torrc");
         std::fs::write(&torrc, rc.join("\n") + "\n").unwrap();
-        let child = Command::new(tor_bin())
+        let mut child = Command::new(tor_bin())
             .arg("-f")
             .arg(&torrc)
             .stdin(Stdio::null())
@@ -57,21 +57,16 @@ impl OfflineTor {
             .kill_on_drop(true)
             .spawn()
             .expect("start tor");
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", control))
-                .await
-                .is_ok()
-            {
-                return OfflineTor {
-                    socks,
-                    control,
-                    _dir: dir,
-                    _child: child,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            wait_for_port(control, &mut child).await,
+            "tor did not open its control port"
+        );
+        OfflineTor {
+            socks,
+            control,
+            _dir: dir,
+            _child: child,
         }
-        panic!("tor did not open its control port");
     }
 
     fn control(&self) -> String {

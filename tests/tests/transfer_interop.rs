@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::process::Command;
 use wormhole_tests::{
     CliOutput, MailboxServer, OurServer, RefRelay, RunningCli, TempDir, assert_loopback_only,
-    our_cli, ref_cli, wormhole_rs_bin, wormhole_william_bin,
+    our_cli, ref_cli, with_etc_hosts, wormhole_rs_bin, wormhole_william_bin,
 };
 
 const CODE: &str = "7-guitarist-revenge";
@@ -447,16 +447,8 @@ fn william_command(net: &Net) -> Command {
         .expect("a william_net")
         .path()
         .join("hosts");
-    let mut c = Command::new("unshare");
-    c.args([
-        "-m",
-        "--",
-        "sh",
-        "-c",
-        r#"mount --bind "$0" /etc/hosts && exec "$@""#,
-    ])
-    .arg(hosts)
-    .arg(wormhole_william_bin().expect("wormhole-william"));
+    let mut c = with_etc_hosts(&hosts);
+    c.arg(wormhole_william_bin().expect("wormhole-william"));
     c
 }
 

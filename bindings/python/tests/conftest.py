@@ -51,18 +51,13 @@ def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30.0) ->
 
 
 @contextlib.contextmanager
-def twist_server(ref_venv: Path, plugin: str, *args: str) -> Iterator[int]:
-    """Run ``twist PLUGIN --port=tcp:PORT:interface=127.0.0.1 ARGS…`` from the reference
-    venv on a free port; yields the port once it accepts connections, stops it after."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(ref_venv / "bin" / "twist"), plugin, "--port=tcp:%d:interface=127.0.0.1" % port, *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def listening_process(argv, port: int, stderr=subprocess.DEVNULL) -> Iterator[None]:
+    """Run ``argv`` until it accepts connections on 127.0.0.1:``port``, then yield; stop
+    it after (SIGTERM, then SIGKILL after 10 s)."""
+    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         _wait_listening(port, proc)
-        yield port
+        yield
     finally:
         proc.terminate()
         try:
@@ -70,6 +65,16 @@ def twist_server(ref_venv: Path, plugin: str, *args: str) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def twist_server(ref_venv: Path, plugin: str, *args: str) -> Iterator[int]:
+    """Run ``twist PLUGIN --port=tcp:PORT:interface=127.0.0.1 ARGS…`` from the reference
+    venv on a free port; yields the port once it accepts connections, stops it after."""
+    port = _free_port()
+    argv = [ref_venv / "bin" / "twist", plugin, "--port=tcp:%d:interface=127.0.0.1" % port, *args]
+    with listening_process(argv, port):
+        yield port
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import wormhole
 from wormhole.errors import ServerConnectionError
 
-from conftest import _free_port, _wait_listening
+from conftest import _free_port, listening_process
 
 T = 20
 
@@ -29,18 +28,10 @@ def socks5():
     port = _free_port()
     with tempfile.TemporaryDirectory() as d:
         log = Path(d) / "socks.log"
-        with open(log, "wb") as f:
-            proc = subprocess.Popen(
-                [exe, "-i", "127.0.0.1", "-p", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=f,
-            )
-        try:
-            _wait_listening(port, proc)
+        with open(log, "wb") as f, listening_process(
+            [exe, "-i", "127.0.0.1", "-p", port], port, stderr=f
+        ):
             yield "127.0.0.1:%d" % port, log
-        finally:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.asyncio

@@ -8,7 +8,6 @@ import asyncio
 import io
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import wormhole
 from wormhole.errors import NoTorError, ServerConnectionError
 from wormhole.tor_manager import TorManager, get_tor
 
-from conftest import _free_port, _wait_listening
+from conftest import _free_port, listening_process
 
 T = 20
 
@@ -36,15 +35,8 @@ def offline_tor():
             "DataDirectory %s/data\nDisableNetwork 1\nSocksPort 127.0.0.1:%d\n"
             "ControlPort 127.0.0.1:%d\nCookieAuthentication 1\n" % (d, socks, control)
         )
-        proc = subprocess.Popen(
-            [exe, "-f", str(rc)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            _wait_listening(control, proc)
+        with listening_process([exe, "-f", rc], control):
             yield "tcp:127.0.0.1:%d" % control, socks
-        finally:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.asyncio
