@@ -246,17 +246,14 @@ impl Tor {
         if !self.controlled {
             return Ok(());
         }
-        let host = url
-            .split_once("://")
-            .map_or(url, |(_, rest)| rest)
-            .split(['/', '?'])
-            .next()
-            .unwrap_or("");
-        let host = match host.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => host,
-        };
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let uri: tokio_tungstenite::tungstenite::http::Uri = url
+            .parse()
+            .map_err(|e| Error::InvalidArgument(format!("invalid relay URL: {e}")))?;
+        let bare = uri
+            .host()
+            .unwrap_or("")
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         if bare.parse::<IpAddr>().is_ok() && !allows(bare) {
             return Err(Error::InvalidArgument(format!(
                 "'{bare}' isn't going to work over Tor"
@@ -460,8 +457,15 @@ impl Control {
         } else if let (Some(p), true) = (password, methods.contains(&"HASHEDPASSWORD")) {
             format!("AUTHENTICATE {}", quote(p))
         } else if let (Some(f), true) = (&cookie_file, methods.contains(&"COOKIE")) {
-            let cookie = std::fs::read(f)
+            // The path comes from the control port: read a bounded amount, never a whole
+            // file (or device) it names.
+            let mut cookie = Vec::with_capacity(33);
+            std::fs::File::open(f)
+                .and_then(|file| file.take(33).read_to_end(&mut cookie))
                 .map_err(|e| tor_err(format!("cannot read the cookie file {f}: {e}")))?;
+            if cookie.len() != 32 {
+                return Err(tor_err(format!("the cookie file {f} is not 32 bytes")));
+            }
             format!("AUTHENTICATE {}", hex::encode(cookie))
         } else if methods.contains(&"HASHEDPASSWORD") {
             return Err(tor_err("it wants a password"));
@@ -840,6 +844,19 @@ mod tests {
         assert_eq!(seen[1], format!("AUTHENTICATE {}", "ab".repeat(32)));
         assert_eq!(seen[2], "GETINFO net/listeners/socks");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_cookie_file_that_is_not_a_cookie_is_refused() {
+        let (addr, _h) = fake_control(vec![
+            "250-PROTOCOLINFO 1\r\n250-AUTH METHODS=COOKIE COOKIEFILE=\"/dev/zero\"\r\n250 OK\r\n",
+        ]);
+        let e = Tor::connect(&TorOptions {
+            control: Some(addr),
+            ..TorOptions::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("is not 32 bytes"), "{e}");
     }
 
     #[test]
