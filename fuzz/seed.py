@@ -71,6 +71,10 @@ for k in ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGl0c19hX3Rlc3Rfa2V5X25vdF9hX3JlY
           "ssh-rsa AAAAB3NzaC1yc2EAAAADAQAB a\nssh-rsa AAAAB3NzaC1yc2EAAAADAQAB b", ""]:
     put("ssh_key", k)
 
+for p in ["127.0.0.1:1080", "socks5://proxy.example:1080", "socks5h://[::1]:9050/",
+          "socks5://user:secret@h:1", "a:b:c@h:2", "u@h:1", "http://h:1", "h:0", "h :1", ""]:
+    put("socks5_proxy", p)
+
 put("transit_handshake", bytes([0x11]) + b"transit receiver 9d6a95c299fcedc91c5aa88d38237d932189f5c3e7ec4916cf2ca7d3badf5bbc ready\n\n")
 put("transit_handshake", bytes([0x13]) + b"ok\ntransit sender b831c9a4530c2ad29ebec202ce9e053088998d2d98234a29b830ff06dfc5f851 ready\n\ngo\n")
 put("transit_handshake", bytes([0x06]) + b"bad handshake\n")

@@ -46,6 +46,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("zip_extract", zip_extract),
     ("relay_handshake", relay_handshake),
     ("ssh_key", ssh_key),
+    ("socks5_proxy", socks5_proxy),
 ];
 
 /// Split `data` at `0xff` bytes (never valid UTF-8) into at most `max` pieces.
@@ -761,6 +762,44 @@ pub fn ssh_key(data: &[u8]) {
     );
     let again = wormhole_core::ssh::SshPublicKey::parse(line).expect("its own line parses");
     assert_eq!(again, key);
+}
+
+// ---------------------------------------------------------------------------------------
+// Proxies
+// ---------------------------------------------------------------------------------------
+
+/// The `--socks5` / `WORMHOLE_SOCKS5` parser. What it accepts is `HOST:PORT` with a port
+/// of 1-65535 and credentials of 1-255 and 0-255 bytes; it parses again to itself when
+/// written back; and its `Debug` form does not depend on the password.
+pub fn socks5_proxy(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Ok(p) = wormhole_core::proxy::Socks5::parse(&text) else {
+        return;
+    };
+    let (host, port) = p.server.rsplit_once(':').expect("HOST:PORT");
+    assert!(
+        !host.is_empty() && port.parse::<u16>().is_ok_and(|n| n > 0),
+        "{p:?}"
+    );
+    let written = match &p.auth {
+        None => p.server.clone(),
+        Some((user, pass)) => {
+            assert!(
+                (1..=255).contains(&user.len()) && pass.len() <= 255,
+                "{p:?}"
+            );
+            // The Debug form does not depend on the password at all.
+            let other = wormhole_core::proxy::Socks5 {
+                server: p.server.clone(),
+                auth: Some((user.clone(), format!("{pass}x"))),
+            };
+            assert_eq!(format!("{p:?}"), format!("{other:?}"), "the password shows");
+            format!("{user}:{pass}@{}", p.server)
+        }
+    };
+    let again = wormhole_core::proxy::Socks5::parse(&written)
+        .unwrap_or_else(|e| panic!("{written:?} does not parse again: {e}"));
+    assert_eq!(again, p);
 }
 
 #[cfg(test)]
