@@ -19,5 +19,7 @@
 pub mod mailbox;
 pub mod relay;
 
-pub use mailbox::{Database, Limits, MailboxConfig, MailboxHandle, MailboxServer};
+pub use mailbox::{
+    Database, Health, Limits, MailboxConfig, MailboxHandle, MailboxServer, serve_health,
+};
 pub use relay::{RelayConfig, RelayHandle, RelayServer};

@@ -1,7 +1,7 @@
 //! `wormhole-server`: run a Magic Wormhole mailbox server, a transit relay, or both.
 //!
 //! ```text
-//! wormhole-server mailbox --listen HOST:PORT [--db FILE | --db :memory:] [--motd TEXT] [--signal-error TEXT] [limits…]
+//! wormhole-server mailbox --listen HOST:PORT [--db FILE | --db :memory: | --db postgres://…] [--health-listen HOST:PORT] [--motd TEXT] [--signal-error TEXT] [limits…]
 //! wormhole-server relay --listen HOST:PORT [--websocket-listen HOST:PORT]
 //! wormhole-server all --mailbox-listen HOST:PORT --relay-listen HOST:PORT [mailbox and relay flags…]
 //! ```
@@ -21,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use wormhole_server::{
     Database, Limits, MailboxConfig, MailboxHandle, MailboxServer, RelayConfig, RelayHandle,
-    RelayServer,
+    RelayServer, serve_health,
 };
 
 /// Command-line arguments.
@@ -74,9 +74,15 @@ enum Command {
 /// Mailbox server options.
 #[derive(Debug, Args)]
 struct MailboxArgs {
-    /// SQLite file holding the channels (created if missing), or `:memory:`.
-    #[arg(long, value_name = "FILE", default_value = "mailbox.sqlite")]
+    /// Where the channels are kept: an SQLite file (created if missing), `:memory:`, or a
+    /// PostgreSQL URL (`postgres://USER@HOST:PORT/DBNAME`), which several server
+    /// processes may share behind a TCP load balancer.
+    #[arg(long, value_name = "FILE|URL", default_value = "mailbox.sqlite")]
     db: String,
+    /// Answer HTTP health checks on this address: `GET /health` is 200 while the server
+    /// can serve (its database answers), 503 otherwise. For a load balancer.
+    #[arg(long, value_name = "HOST:PORT")]
+    health_listen: Option<String>,
     /// Message of the day, shown by clients.
     #[arg(long, value_name = "TEXT")]
     motd: Option<String>,
@@ -149,6 +155,8 @@ impl MailboxArgs {
     fn config(&self) -> MailboxConfig {
         let database = if self.db == ":memory:" {
             Database::Memory
+        } else if is_postgres_url(&self.db) {
+            Database::Postgres(self.db.clone())
         } else {
             Database::File(PathBuf::from(&self.db))
         };
@@ -207,16 +215,64 @@ impl RelayArgs {
     }
 }
 
+/// Whether `--db` names a PostgreSQL database rather than an SQLite file.
+fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// How the log names the database: a PostgreSQL URL without its password.
+fn describe_db(db: &str) -> String {
+    if db == ":memory:" {
+        return "in memory".to_owned();
+    }
+    if !is_postgres_url(db) {
+        return format!("database {db}");
+    }
+    match db.parse::<tokio_postgres::Config>() {
+        Ok(c) => {
+            let hosts: Vec<String> = c
+                .get_hosts()
+                .iter()
+                .zip(c.get_ports().iter().chain(std::iter::repeat(&5432)))
+                .map(|(h, p)| match h {
+                    tokio_postgres::config::Host::Tcp(h) => format!("{h}:{p}"),
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect();
+            format!(
+                "PostgreSQL {} database {}",
+                hosts.join(","),
+                c.get_dbname().unwrap_or("(default)")
+            )
+        }
+        Err(_) => "PostgreSQL".to_owned(),
+    }
+}
+
 async fn start_mailbox(listen: &str, args: &MailboxArgs) -> Result<MailboxHandle, String> {
+    let health = match &args.health_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen for health checks on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let server = MailboxServer::bind(listen, args.config())
         .await
         .map_err(|e| format!("cannot start the mailbox server on {listen}: {e}"))?;
     let handle = server.spawn();
-    let db = match &args.db[..] {
-        ":memory:" => "in memory".to_owned(),
-        file => format!("database {file}"),
-    };
-    eprintln!("wormhole-server: mailbox ready: {} ({db})", handle.url());
+    eprintln!(
+        "wormhole-server: mailbox ready: {} ({})",
+        handle.url(),
+        describe_db(&args.db)
+    );
+    if let Some(listener) = health {
+        if let Ok(addr) = listener.local_addr() {
+            eprintln!("wormhole-server: health checks on http://{addr}/health");
+        }
+        tokio::spawn(serve_health(listener, handle.health()));
+    }
     Ok(handle)
 }
 
@@ -356,5 +412,14 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn postgres_urls_are_logged_without_their_password() {
+        let d = super::describe_db("postgres://wormhole:secret@127.0.0.1:5544/mailbox");
+        assert_eq!(d, "PostgreSQL 127.0.0.1:5544 database mailbox");
+        assert_eq!(super::describe_db(":memory:"), "in memory");
+        assert_eq!(super::describe_db("x.sqlite"), "database x.sqlite");
+        assert!(!super::describe_db("postgresql://u:pw@h/db").contains("pw"));
     }
 }

@@ -13,6 +13,11 @@ pub enum Database {
     /// An SQLite file (created if missing, WAL mode): channels survive a restart, even
     /// after the process is killed.
     File(PathBuf),
+    /// A PostgreSQL database, by its connection URL (`postgres://user@host:port/dbname`,
+    /// anything `tokio-postgres` accepts). Several server processes may share it, behind
+    /// a TCP load balancer: a message added through one reaches subscribers connected to
+    /// another. The tables are created if missing.
+    Postgres(String),
 }
 
 /// Protective limits. Every limit answers the client with an `error` frame; none crashes
@@ -44,6 +49,8 @@ pub struct Limits {
     /// `max_page_count`). A request that would need more room, like any request while the
     /// disk is full, is answered `server storage is full` and not stored; the server
     /// goes on, and serves again once mailboxes are closed or pruned (or space freed).
+    /// SQLite only: on PostgreSQL, limit the database with the server's own means (a
+    /// tablespace on a volume of that size); a full disk is answered the same way.
     pub max_database_bytes: Option<u64>,
     /// Most simultaneous client connections (`server is full`, then closed). Lowered
     /// when the server starts to fit the process's file-descriptor limit

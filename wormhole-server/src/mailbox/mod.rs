@@ -12,7 +12,12 @@
 //! - `request`: what connections and the store hand each other (requests, refusals, the
 //!   broadcast queue);
 //! - `store`: one thread owning the SQLite database, fed by a channel; it commits before
-//!   any reply or broadcast leaves, so a crash never loses an acknowledged message.
+//!   any reply or broadcast leaves, so a crash never loses an acknowledged message;
+//! - `pg`: the same for PostgreSQL, as a task, for several processes sharing the database
+//!   (advisory locks per app id, LISTEN/NOTIFY for broadcasts between processes).
+//!
+//! Both stores sit behind one interface: the [`Request`]s of `request`, sent over a
+//! channel, each answered after the commit. Connections do not know which one serves them.
 //!
 //! Call order: [`MailboxServer::bind`], then [`MailboxServer::spawn`] on a tokio runtime,
 //! then [`MailboxHandle::shutdown`]. Dropping the handle instead stops everything at once
@@ -21,6 +26,7 @@
 mod client;
 mod config;
 mod conn;
+mod pg;
 mod request;
 mod stall;
 mod store;
@@ -46,7 +52,13 @@ pub struct MailboxServer {
     listener: TcpListener,
     local_addr: SocketAddr,
     config: MailboxConfig,
-    db: rusqlite::Connection,
+    db: Backend,
+}
+
+/// An open database.
+enum Backend {
+    Sqlite(rusqlite::Connection),
+    Postgres(String, tokio_postgres::Client),
 }
 
 /// A running mailbox server. Drop it to stop abruptly, or call [`MailboxHandle::shutdown`].
@@ -56,6 +68,7 @@ pub struct MailboxHandle {
     shutdown: watch::Sender<bool>,
     accept: Option<tokio::task::JoinHandle<()>>,
     store: mpsc::UnboundedSender<Request>,
+    healthy: watch::Receiver<bool>,
 }
 
 impl MailboxServer {
@@ -65,11 +78,23 @@ impl MailboxServer {
         addr: impl ToSocketAddrs,
         config: MailboxConfig,
     ) -> std::io::Result<MailboxServer> {
-        let database = config.database.clone();
-        let db = tokio::task::spawn_blocking(move || store::open(&database))
-            .await
-            .map_err(std::io::Error::other)?
-            .map_err(std::io::Error::other)?;
+        let db = match config.database.clone() {
+            Database::Postgres(url) => {
+                let client = pg::open(&url).await.map_err(std::io::Error::other)?;
+                Backend::Postgres(url, client)
+            }
+            database => {
+                let path = match database {
+                    Database::File(path) => Some(path),
+                    _ => None,
+                };
+                let db = tokio::task::spawn_blocking(move || store::open(path.as_deref()))
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .map_err(std::io::Error::other)?;
+                Backend::Sqlite(db)
+            }
+        };
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         Ok(MailboxServer {
@@ -106,17 +131,24 @@ impl MailboxServer {
             max_database_bytes: config.limits.max_database_bytes,
         };
         let (store_tx, store_rx) = mpsc::unbounded_channel();
-        match store::Store::new(db, limits) {
-            Ok(store) => {
-                std::thread::Builder::new()
-                    .name("wormhole-mailbox-db".into())
-                    .spawn(move || store.run(store_rx))
-                    .expect("cannot start the mailbox database thread");
-            }
-            Err(e) => {
-                // The receiver is dropped: every connection that needs the database is
-                // closed, and the rest of the server keeps running.
-                tracing::error!("mailbox database unusable: {e}");
+        let (healthy_tx, healthy) = watch::channel(true);
+        match db {
+            Backend::Sqlite(db) => match store::Store::new(db, limits) {
+                Ok(store) => {
+                    std::thread::Builder::new()
+                        .name("wormhole-mailbox-db".into())
+                        .spawn(move || store.run(store_rx))
+                        .expect("cannot start the mailbox database thread");
+                }
+                Err(e) => {
+                    // The receiver is dropped: every connection that needs the database
+                    // is closed, and the rest of the server keeps running.
+                    tracing::error!("mailbox database unusable: {e}");
+                }
+            },
+            Backend::Postgres(url, client) => {
+                let store = pg::PgStore::new(url, client, limits, healthy_tx);
+                tokio::spawn(store.run(store_rx));
             }
         }
         let mut ws_config = WebSocketConfig::default();
@@ -192,6 +224,7 @@ impl MailboxServer {
             shutdown: shutdown_tx,
             accept: Some(accept),
             store: store_tx,
+            healthy,
         }
     }
 }
@@ -420,6 +453,21 @@ impl MailboxHandle {
         &self.limits
     }
 
+    /// Whether the server can serve: its store is running and (PostgreSQL) the database
+    /// answered its last check, made at least every second. What `/health` reports (see
+    /// [`serve_health`]).
+    pub fn healthy(&self) -> bool {
+        !self.store.is_closed() && *self.healthy.borrow()
+    }
+
+    /// A receiver of [`MailboxHandle::healthy`]'s database part, for [`serve_health`].
+    pub fn health(&self) -> Health {
+        Health {
+            store: self.store.clone(),
+            healthy: self.healthy.clone(),
+        }
+    }
+
     /// The client URL, `ws://{addr}/v1`.
     pub fn url(&self) -> String {
         format!("ws://{}/v1", self.local_addr)
@@ -437,6 +485,68 @@ impl MailboxHandle {
             let _ = done_rx.await;
         }
         tracing::info!("mailbox server on {} stopped", self.local_addr);
+    }
+}
+
+/// What a health check reads: see [`MailboxHandle::health`].
+#[derive(Clone)]
+pub struct Health {
+    store: mpsc::UnboundedSender<Request>,
+    healthy: watch::Receiver<bool>,
+}
+
+impl Health {
+    /// Whether the server can serve (see [`MailboxHandle::healthy`]).
+    pub fn ok(&self) -> bool {
+        !self.store.is_closed() && *self.healthy.borrow()
+    }
+}
+
+/// Answers HTTP health checks on `listener` until the task is dropped: `GET /health` is
+/// `200 OK` while [`Health::ok`], `503 Service Unavailable` otherwise; other paths are
+/// `404`. Meant for a load balancer (HAProxy's `option httpchk GET /health`), on a port of
+/// its own so that it never competes with clients.
+pub async fn serve_health(listener: TcpListener, health: Health) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let health = health.clone();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 1024];
+            let mut len = 0;
+            // The request line is enough; give up on a client that sends nothing.
+            let read = tokio::time::timeout(Duration::from_secs(2), async {
+                while len < buf.len() && !buf[..len].contains(&b'\n') {
+                    match stream.read(&mut buf[len..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => len += n,
+                    }
+                }
+            })
+            .await;
+            if read.is_err() {
+                return;
+            }
+            let line = String::from_utf8_lossy(&buf[..len]);
+            let path = line.split_whitespace().nth(1).unwrap_or("");
+            let (status, body) = if path != "/health" {
+                ("404 Not Found", "not found\n")
+            } else if health.ok() {
+                ("200 OK", "ok\n")
+            } else {
+                ("503 Service Unavailable", "database unreachable\n")
+            };
+            let response = format!(
+                "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
     }
 }
 

@@ -35,7 +35,6 @@ use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::config::Database;
 use super::request::{Frame, Outlet, Refusal, Request, py_float};
 
 /// Most requests run in one transaction.
@@ -45,11 +44,11 @@ const BATCH: usize = 512;
 /// least recently used one was evicted and parsed again on nearly every query).
 const STATEMENT_CACHE: usize = 64;
 
-/// Opens (or creates) the database and its tables.
-pub(crate) fn open(database: &Database) -> rusqlite::Result<Connection> {
-    let db = match database {
-        Database::Memory => Connection::open_in_memory()?,
-        Database::File(path) => {
+/// Opens (or creates) the database and its tables: in memory, or in the file `path`.
+pub(crate) fn open(path: Option<&std::path::Path>) -> rusqlite::Result<Connection> {
+    let db = match path {
+        None => Connection::open_in_memory()?,
+        Some(path) => {
             let db = Connection::open(path)?;
             // WAL survives a killed process without fsync per commit; NORMAL keeps
             // commits cheap (only a power loss can lose the last transactions).
@@ -1068,7 +1067,7 @@ const MESSAGE_OVERHEAD: u64 = 64;
 /// The bytes a stored message is accounted for: its strings (app id and mailbox id twice,
 /// as the index repeats them) plus [`MESSAGE_OVERHEAD`]. `load_stored` computes the same
 /// in SQL.
-fn message_cost(app: &str, mailbox: &str, side: &str, phase: &str, body: &str, id: &str) -> u64 {
+pub(crate) fn message_cost(app: &str, mailbox: &str, side: &str, phase: &str, body: &str, id: &str) -> u64 {
     let strings =
         2 * (app.len() + mailbox.len()) + side.len() + phase.len() + body.len() + id.len();
     u64::try_from(strings)
@@ -1077,7 +1076,7 @@ fn message_cost(app: &str, mailbox: &str, side: &str, phase: &str, body: &str, i
 }
 
 /// The numeric value of a nameplate written without leading zeros, for allocation.
-fn canonical_number(name: &str) -> Option<i64> {
+pub(crate) fn canonical_number(name: &str) -> Option<i64> {
     if name.starts_with('0') {
         return None;
     }
@@ -1085,7 +1084,7 @@ fn canonical_number(name: &str) -> Option<i64> {
 }
 
 /// A `message` frame (without `server_tx`); `phase`, `body` and `id` are JSON text.
-fn message_frame(side: &str, phase: &str, body: &str, server_rx: f64, id: &str) -> Frame {
+pub(crate) fn message_frame(side: &str, phase: &str, body: &str, server_rx: f64, id: &str) -> Frame {
     let side = serde_json::to_string(side).unwrap_or_else(|_| "null".to_owned());
     format!(
         "{{\"side\": {side}, \"phase\": {phase}, \"body\": {body}, \"server_rx\": {}, \"id\": {id}, \"type\": \"message\"",
@@ -1168,7 +1167,7 @@ mod tests {
     #[test]
     fn a_failed_batch_is_refused_and_undone() {
         let mut store = Store::new(
-            open(&Database::Memory).unwrap(),
+            open(None).unwrap(),
             StoreLimits {
                 max_database_bytes: Some(256 << 10),
                 ..limits()
@@ -1289,7 +1288,7 @@ mod tests {
     /// for it after a restart.
     #[test]
     fn stored_bytes_are_the_same_counted_or_reloaded() {
-        let mut store = Store::new(open(&Database::Memory).unwrap(), limits()).unwrap();
+        let mut store = Store::new(open(None).unwrap(), limits()).unwrap();
         let mailbox = store.claim("app", "sidé", "1", 1.0).unwrap().unwrap();
         for (i, body) in ["\"00\"", "{\"ü\": [1, 2]}", "null"].iter().enumerate() {
             let message = NewMessage {
@@ -1327,8 +1326,8 @@ mod tests {
             std::thread::current().id()
         ));
         let _ = std::fs::remove_file(&path);
-        let db = Database::File(path.clone());
-        let mut store = Store::new(open(&db).unwrap(), limits()).unwrap();
+        let db = Some(path.as_path());
+        let mut store = Store::new(open(db).unwrap(), limits()).unwrap();
         assert_eq!(allocate(&mut store, "a"), "1");
         assert_eq!(allocate(&mut store, "b"), "2");
         // A claimed non-canonical nameplate does not take a number.
@@ -1342,7 +1341,7 @@ mod tests {
         store.delete_mailbox("app", &mailbox).unwrap();
         drop(store);
 
-        let mut store = Store::new(open(&db).unwrap(), limits()).unwrap();
+        let mut store = Store::new(open(db).unwrap(), limits()).unwrap();
         assert_eq!(allocate(&mut store, "f"), "2");
         assert_eq!(allocate(&mut store, "g"), "4");
         drop(store);

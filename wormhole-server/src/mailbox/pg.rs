@@ -1,0 +1,1618 @@
+//! The channel store on PostgreSQL, for several server processes sharing one database.
+//!
+//! It answers the same [`Request`]s as the SQLite store (`store`), with the same
+//! refusals, and keeps its promise: nothing is answered or broadcast before it is
+//! committed. What differs is where state lives. Another process may change any row at any
+//! time, so nothing the database holds is mirrored in memory: only the subscribed
+//! connections of this process, and the bytes each client address added through it.
+//!
+//! - **Batches.** One task owns one database connection. It takes every request waiting
+//!   (up to [`BATCH`]) and runs them in one transaction, which first takes a
+//!   transaction-level advisory lock per app id of the batch, in a fixed order. Requests on
+//!   one app id are thereby serialized across processes, exactly as the single SQLite
+//!   thread serializes them: a nameplate is never allocated twice, the smallest free
+//!   number is still preferred, a third side is refused, and the limits hold. The locks
+//!   go with the transaction, so a process that dies holds nothing.
+//! - **Broadcasts.** An `add` sends a `NOTIFY` with the message's sequence number (a global
+//!   `bigserial`, increasing in commit order within an app id, because of the lock) and,
+//!   when it fits in a notification, the frame. PostgreSQL delivers notifications after
+//!   the commit, in commit order, to every process, this one included: each process
+//!   delivers to its own subscribers whatever is newer than what they have seen (the
+//!   replay of an `open` counts as seen). A notification too large to carry its frame is
+//!   completed from the table.
+//! - **Outages.** When the connection fails, the batch waits: the store reconnects with
+//!   backoff and runs it again, for at most [`OUTAGE_WAIT`]; then its requests are refused
+//!   (`database error`). Whether a batch whose `COMMIT` was cut off did commit is read back
+//!   from a row the batch wrote (`committed_batches`), so it is never run twice. The
+//!   listening connection reconnects the same way, then every subscriber is brought up to
+//!   date from the table, so nothing notified during the outage is missed.
+//! - **Pruning.** Every process keeps the mailboxes its connections are subscribed to
+//!   touched; one process at a time (a transaction-level advisory lock, tried, not waited
+//!   for) deletes the stale ones.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rand::RngCore;
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, Client, NoTls, Statement};
+
+use super::request::{Frame, Outlet, Refusal, Request};
+use super::store::{StoreLimits, canonical_number, message_cost, message_frame};
+
+/// Most requests run in one transaction.
+const BATCH: usize = 256;
+
+/// How long a batch waits for an unreachable database before its requests are refused.
+const OUTAGE_WAIT: Duration = Duration::from_secs(30);
+
+/// Pauses between reconnection attempts: the first, and the longest.
+const RECONNECT_PAUSE: (Duration, Duration) =
+    (Duration::from_millis(50), Duration::from_millis(1000));
+
+/// How often an idle store checks that the database still answers (so an outage is
+/// reported, and the health check fails, even when no client asks anything).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The notification channel.
+const CHANNEL: &str = "wormhole_mailbox";
+
+/// Largest notification payload PostgreSQL accepts is 8000 bytes; a frame is sent along
+/// only when the payload stays below this.
+const MAX_PAYLOAD: usize = 7900;
+
+/// Advisory lock (two-key form, apart from the app-id locks) held while creating tables.
+const SCHEMA_LOCK: (i32, i32) = (0x776f_726d, 1);
+/// Advisory lock (two-key form) of the process that prunes.
+const PRUNE_LOCK: (i32, i32) = (0x776f_726d, 2);
+
+/// How long `committed_batches` rows are kept (they only answer "did my commit land?"
+/// right after a lost connection).
+const BATCH_RECORD_KEEP: f64 = 3600.0;
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS nameplates (
+        app_id TEXT NOT NULL, name TEXT NOT NULL, num BIGINT, mailbox_id TEXT NOT NULL,
+        PRIMARY KEY (app_id, name));
+    CREATE INDEX IF NOT EXISTS nameplates_by_num ON nameplates (app_id, num);
+    CREATE INDEX IF NOT EXISTS nameplates_by_mailbox ON nameplates (app_id, mailbox_id);
+    CREATE TABLE IF NOT EXISTS nameplate_sides (
+        app_id TEXT NOT NULL, name TEXT NOT NULL, side TEXT NOT NULL, claimed BOOLEAN NOT NULL,
+        PRIMARY KEY (app_id, name, side));
+    CREATE TABLE IF NOT EXISTS mailboxes (
+        app_id TEXT NOT NULL, id TEXT NOT NULL, updated DOUBLE PRECISION NOT NULL,
+        messages BIGINT NOT NULL DEFAULT 0, bytes BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (app_id, id));
+    CREATE INDEX IF NOT EXISTS mailboxes_by_updated ON mailboxes (updated);
+    CREATE TABLE IF NOT EXISTS mailbox_sides (
+        app_id TEXT NOT NULL, mailbox_id TEXT NOT NULL, side TEXT NOT NULL,
+        opened BOOLEAN NOT NULL, mood TEXT,
+        PRIMARY KEY (app_id, mailbox_id, side));
+    CREATE TABLE IF NOT EXISTS messages (
+        seq BIGSERIAL PRIMARY KEY, app_id TEXT NOT NULL, mailbox_id TEXT NOT NULL,
+        side TEXT NOT NULL, phase TEXT NOT NULL, body TEXT NOT NULL,
+        server_rx DOUBLE PRECISION NOT NULL, msg_id TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS messages_by_mailbox ON messages (app_id, mailbox_id, seq);
+    CREATE TABLE IF NOT EXISTS stored_bytes (
+        id INTEGER PRIMARY KEY CHECK (id = 1), bytes BIGINT NOT NULL);
+    INSERT INTO stored_bytes (id, bytes) VALUES (1, 0) ON CONFLICT DO NOTHING;
+    CREATE TABLE IF NOT EXISTS committed_batches (
+        token BIGINT PRIMARY KEY, at DOUBLE PRECISION NOT NULL);";
+
+/// Connects to `url` and creates the tables that are missing (several processes may do
+/// this at once). Errors are worded for the operator.
+pub(crate) async fn open(url: &str) -> Result<Client, String> {
+    let client = connect(url)
+        .await
+        .map_err(|e| format!("cannot connect to the mailbox database: {e}"))?;
+    let create = async {
+        client
+            .execute(
+                "SELECT pg_advisory_lock($1, $2)",
+                &[&SCHEMA_LOCK.0, &SCHEMA_LOCK.1],
+            )
+            .await?;
+        let created = client.batch_execute(SCHEMA).await;
+        client
+            .execute(
+                "SELECT pg_advisory_unlock($1, $2)",
+                &[&SCHEMA_LOCK.0, &SCHEMA_LOCK.1],
+            )
+            .await?;
+        created
+    };
+    create
+        .await
+        .map_err(|e| format!("cannot create the mailbox tables: {e}"))?;
+    Ok(client)
+}
+
+/// A new connection, its I/O driven by a task of its own.
+async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("mailbox database connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// What the listening task tells the store.
+enum Event {
+    /// LISTEN is (re)established: bring every subscriber up to date from the table.
+    Resync,
+    /// A message was committed (by any process).
+    Message {
+        seq: i64,
+        app: String,
+        mailbox: String,
+        frame: Option<Frame>,
+    },
+}
+
+/// A subscribed connection and the newest message it has.
+struct Subscriber {
+    conn: u64,
+    outlet: Outlet,
+    seen: i64,
+}
+
+type MailboxKey = (Arc<str>, String);
+
+/// A request's answer, before it is sent.
+enum Answer {
+    Names(Vec<String>),
+    Name(String),
+    Frames(Vec<Frame>),
+    Done,
+}
+
+/// Changes to the in-memory state, applied only once the batch has committed.
+enum Effect {
+    Subscribe {
+        key: MailboxKey,
+        conn: u64,
+        outlet: Outlet,
+        seen: i64,
+    },
+    Unsubscribe {
+        key: MailboxKey,
+        conn: u64,
+    },
+    Charge {
+        key: MailboxKey,
+        client: IpAddr,
+        cost: u64,
+    },
+    Deleted {
+        key: MailboxKey,
+    },
+}
+
+/// Why a transaction did not commit.
+enum Failed {
+    /// The connection is gone (or the server is shutting down): reconnect and retry.
+    Lost(tokio_postgres::Error),
+    /// Run it again on the same connection (deadlock or serialization failure).
+    Retry,
+    /// The statement failed: the batch is refused.
+    Refused(Refusal, tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for Failed {
+    fn from(e: tokio_postgres::Error) -> Failed {
+        let code = e.code().cloned();
+        match code {
+            None => Failed::Lost(e),
+            Some(c)
+                if c == SqlState::ADMIN_SHUTDOWN
+                    || c == SqlState::CRASH_SHUTDOWN
+                    || c == SqlState::CANNOT_CONNECT_NOW
+                    || c.code().starts_with("08") =>
+            {
+                Failed::Lost(e)
+            }
+            Some(c) if c == SqlState::T_R_DEADLOCK_DETECTED || c == SqlState::T_R_SERIALIZATION_FAILURE => {
+                Failed::Retry
+            }
+            Some(c) if c == SqlState::DISK_FULL || c.code().starts_with("53") => {
+                Failed::Refused(Refusal::StorageFull, e)
+            }
+            Some(_) => Failed::Refused(Refusal::DatabaseError, e),
+        }
+    }
+}
+
+type Pg<T> = Result<T, Failed>;
+
+/// The PostgreSQL store's task state.
+pub(crate) struct PgStore {
+    url: String,
+    client: Option<Client>,
+    statements: HashMap<&'static str, Statement>,
+    limits: StoreLimits,
+    subs: HashMap<MailboxKey, Vec<Subscriber>>,
+    /// Bytes of stored messages added through this process, per client address.
+    stored_by_client: HashMap<IpAddr, u64>,
+    /// The same, per mailbox (to release them when the mailbox goes).
+    charges: HashMap<MailboxKey, Vec<(IpAddr, u64)>>,
+    /// Effects of the transaction being run.
+    effects: Vec<Effect>,
+    /// Answers of the transaction being run, one per request handled so far.
+    answers: Vec<Result<Answer, Refusal>>,
+    /// When the database stopped answering, while it does not.
+    down_since: Option<Instant>,
+    /// Whether the database answers (for the health check).
+    healthy: watch::Sender<bool>,
+    /// Subscribers may have missed notifications: bring them up to date.
+    resync_pending: bool,
+}
+
+impl PgStore {
+    /// Wraps a connection [`open`] made.
+    pub(crate) fn new(
+        url: String,
+        client: Client,
+        limits: StoreLimits,
+        healthy: watch::Sender<bool>,
+    ) -> PgStore {
+        PgStore {
+            url,
+            client: Some(client),
+            statements: HashMap::new(),
+            limits,
+            subs: HashMap::new(),
+            stored_by_client: HashMap::new(),
+            charges: HashMap::new(),
+            effects: Vec::new(),
+            answers: Vec::new(),
+            down_since: None,
+            healthy,
+            resync_pending: false,
+        }
+    }
+
+    /// Serves requests until [`Request::Shutdown`] or until every sender is gone.
+    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let listener = tokio::spawn(listen(self.url.clone(), events_tx));
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_ok = Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                Some(event) = events.recv() => {
+                    self.event(event).await;
+                }
+                req = rx.recv() => {
+                    let Some(first) = req else { break };
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Some(done) = self.serve(batch).await {
+                        listener.abort();
+                        let _ = done.send(());
+                        return;
+                    }
+                    last_ok = Instant::now();
+                }
+                _ = heartbeat.tick() => {
+                    if self.resync_pending || last_ok.elapsed() >= HEARTBEAT {
+                        self.check().await;
+                        last_ok = Instant::now();
+                    }
+                }
+            }
+        }
+        listener.abort();
+    }
+
+    /// Pings the database (reconnecting if needed) and catches subscribers up if they
+    /// may have missed something.
+    async fn check(&mut self) {
+        if self.connected().await.is_err() {
+            return;
+        }
+        let ping = match &self.client {
+            Some(c) => c.simple_query("SELECT 1").await.map(|_| ()),
+            None => return,
+        };
+        match ping {
+            Ok(()) => self.up(),
+            Err(e) => self.lost(e),
+        }
+        if self.resync_pending && self.client.is_some() {
+            self.resync().await;
+        }
+    }
+
+    /// Runs a batch of requests; returns the shutdown acknowledgement if one came.
+    async fn serve(&mut self, batch: Vec<Request>) -> Option<tokio::sync::oneshot::Sender<()>> {
+        let mut work = Vec::with_capacity(batch.len());
+        let mut shutdown = None;
+        let mut prune = None;
+        for req in batch {
+            match req {
+                Request::Shutdown { done } => shutdown = Some(done),
+                Request::Unsubscribe { app, mailbox, conn } => {
+                    self.apply(Effect::Unsubscribe {
+                        key: (app, mailbox),
+                        conn,
+                    });
+                }
+                Request::Prune { now, expiry } => prune = Some((now, expiry)),
+                req if shutdown.is_none() => work.push(req),
+                _ => {}
+            }
+        }
+        if !work.is_empty() {
+            self.run_batch(work).await;
+        }
+        if let Some((now, expiry)) = prune {
+            self.prune(now, expiry).await;
+        }
+        shutdown
+    }
+
+    /// Marks the database reachable.
+    fn up(&mut self) {
+        if let Some(since) = self.down_since.take() {
+            tracing::warn!(
+                "mailbox database: reachable again after {:.1} s",
+                since.elapsed().as_secs_f64()
+            );
+        }
+        self.healthy.send_replace(true);
+    }
+
+    /// The connection failed: drop it (the next use reconnects).
+    fn lost(&mut self, e: tokio_postgres::Error) {
+        if self.down_since.is_none() {
+            tracing::error!(
+                "mailbox database unreachable: {e}; requests wait (at most {} s) while \
+                 the server reconnects",
+                OUTAGE_WAIT.as_secs()
+            );
+            self.down_since = Some(Instant::now());
+        }
+        self.healthy.send_replace(false);
+        self.client = None;
+        self.statements.clear();
+        self.resync_pending = true;
+    }
+
+    /// Makes sure there is a connection (one attempt).
+    async fn connected(&mut self) -> Result<(), ()> {
+        if self.client.as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(());
+        }
+        self.client = None;
+        self.statements.clear();
+        match connect(&self.url).await {
+            Ok(c) => {
+                self.client = Some(c);
+                Ok(())
+            }
+            Err(e) => {
+                if self.down_since.is_none() {
+                    self.lost(e);
+                } else {
+                    tracing::debug!("mailbox database: reconnecting failed: {e}");
+                }
+                Err(())
+            }
+        }
+    }
+
+    /// Runs `work` in one transaction until it commits, is refused, or the outage lasts
+    /// too long; then answers every request.
+    async fn run_batch(&mut self, work: Vec<Request>) {
+        let started = Instant::now();
+        let token = (rand::thread_rng().next_u64() >> 1) as i64;
+        let mut pause = RECONNECT_PAUSE.0;
+        let outcome = loop {
+            if self.connected().await.is_ok() {
+                self.effects.clear();
+                self.answers.clear();
+                match self.transaction(&work, token).await {
+                    Ok(()) => break Ok(std::mem::take(&mut self.answers)),
+                    Err(Failed::Refused(r, e)) => {
+                        self.rollback().await;
+                        tracing::error!("mailbox database: {e}; {} requests refused", work.len());
+                        break Err(r);
+                    }
+                    Err(Failed::Retry) => {
+                        self.rollback().await;
+                        continue;
+                    }
+                    Err(Failed::Lost(e)) => {
+                        self.lost(e);
+                        // Did the COMMIT land before the connection went?
+                        if self.committed_after_all(token, started).await {
+                            break Ok(std::mem::take(&mut self.answers));
+                        }
+                    }
+                }
+            }
+            if started.elapsed() >= OUTAGE_WAIT {
+                tracing::error!(
+                    "mailbox database: unreachable for {} s; {} requests refused",
+                    OUTAGE_WAIT.as_secs(),
+                    work.len()
+                );
+                break Err(Refusal::DatabaseError);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RECONNECT_PAUSE.1);
+        };
+        match outcome {
+            Ok(answers) => {
+                self.up();
+                for effect in std::mem::take(&mut self.effects) {
+                    self.apply(effect);
+                }
+                for (req, answer) in work.into_iter().zip(answers) {
+                    reply(req, answer);
+                }
+            }
+            Err(refusal) => {
+                self.effects.clear();
+                for req in work {
+                    reply(req, Err(refusal));
+                }
+            }
+        }
+    }
+
+    /// After a lost connection: reconnects (within the outage limit, counted from
+    /// `started`) and reads whether the batch `token` committed.
+    async fn committed_after_all(&mut self, token: i64, started: Instant) -> bool {
+        let mut pause = RECONNECT_PAUSE.0;
+        loop {
+            if self.connected().await.is_ok() {
+                let Some(client) = &self.client else {
+                    return false;
+                };
+                match client
+                    .query_opt("SELECT 1 FROM committed_batches WHERE token = $1", &[&token])
+                    .await
+                {
+                    Ok(found) => return found.is_some(),
+                    Err(e) => self.lost(e),
+                }
+            }
+            if started.elapsed() >= OUTAGE_WAIT {
+                return false;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RECONNECT_PAUSE.1);
+        }
+    }
+
+    async fn rollback(&mut self) {
+        if let Some(c) = &self.client {
+            if let Err(e) = c.batch_execute("ROLLBACK").await {
+                tracing::debug!("mailbox database: rollback failed: {e}");
+            }
+        }
+    }
+
+    /// One attempt at the batch: every answer goes to `self.answers`, every effect to
+    /// `self.effects`.
+    async fn transaction(&mut self, work: &[Request], token: i64) -> Pg<()> {
+        let Some(client) = self.client.take() else {
+            return Err(Failed::Retry);
+        };
+        let result = self.transaction_on(&client, work, token).await;
+        self.client = Some(client);
+        result
+    }
+
+    async fn transaction_on(&mut self, c: &Client, work: &[Request], token: i64) -> Pg<()> {
+        c.batch_execute("BEGIN").await?;
+        let mut apps: Vec<&str> = work.iter().filter_map(app_of).collect();
+        apps.sort_unstable();
+        apps.dedup();
+        self.x(c, LOCK_APPS, &[&apps]).await?;
+        for req in work {
+            let answer = self.handle(c, req).await?;
+            self.answers.push(answer);
+        }
+        self.x(
+            c,
+            "INSERT INTO committed_batches (token, at) VALUES ($1, $2)",
+            &[&token, &now()],
+        )
+        .await?;
+        c.batch_execute("COMMIT").await?;
+        Ok(())
+    }
+
+    /// A prepared statement (kept per connection).
+    async fn st(&mut self, c: &Client, sql: &'static str) -> Pg<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = c.prepare(sql).await?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    async fn q(
+        &mut self,
+        c: &Client,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Pg<Vec<tokio_postgres::Row>> {
+        let st = self.st(c, sql).await?;
+        Ok(c.query(&st, params).await?)
+    }
+
+    async fn q_opt(
+        &mut self,
+        c: &Client,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Pg<Option<tokio_postgres::Row>> {
+        let st = self.st(c, sql).await?;
+        Ok(c.query_opt(&st, params).await?)
+    }
+
+    async fn x(
+        &mut self,
+        c: &Client,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Pg<u64> {
+        let st = self.st(c, sql).await?;
+        Ok(c.execute(&st, params).await?)
+    }
+
+    async fn handle(&mut self, c: &Client, req: &Request) -> Pg<Result<Answer, Refusal>> {
+        Ok(match req {
+            Request::List { app, .. } => Ok(Answer::Names(self.list(c, app).await?)),
+            Request::Allocate { app, side, now, .. } => {
+                self.allocate(c, app, side, *now).await?.map(Answer::Name)
+            }
+            Request::Claim {
+                app,
+                side,
+                nameplate,
+                now,
+                ..
+            } => self
+                .claim(c, app, side, nameplate, *now)
+                .await?
+                .map(Answer::Name),
+            Request::Release {
+                app,
+                side,
+                nameplate,
+                ..
+            } => {
+                self.release(c, app, side, nameplate).await?;
+                Ok(Answer::Done)
+            }
+            Request::Open {
+                app,
+                side,
+                mailbox,
+                conn,
+                outlet,
+                now,
+                ..
+            } => self
+                .open(c, app, side, mailbox, *conn, outlet, *now)
+                .await?
+                .map(Answer::Frames),
+            Request::Add {
+                app,
+                side,
+                client,
+                mailbox,
+                phase,
+                body,
+                id,
+                now,
+                ..
+            } => {
+                let m = Message {
+                    side,
+                    client: *client,
+                    phase,
+                    body,
+                    id,
+                };
+                self.add(c, app, mailbox, m, *now).await?.map(|()| Answer::Done)
+            }
+            Request::Close {
+                app,
+                side,
+                mailbox,
+                mood,
+                conn,
+                now,
+                ..
+            } => self
+                .close_side(c, app, side, mailbox, mood.as_deref(), *conn, *now)
+                .await?
+                .map(|()| Answer::Done),
+            Request::Unsubscribe { .. } | Request::Prune { .. } | Request::Shutdown { .. } => {
+                Ok(Answer::Done)
+            }
+        })
+    }
+
+    async fn list(&mut self, c: &Client, app: &str) -> Pg<Vec<String>> {
+        let rows = self
+            .q(c, "SELECT name FROM nameplates WHERE app_id = $1", &[&app])
+            .await?;
+        let mut names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn allocate(
+        &mut self,
+        c: &Client,
+        app: &str,
+        side: &str,
+        now: f64,
+    ) -> Pg<Result<String, Refusal>> {
+        let row = self
+            .q_opt(
+                c,
+                "SELECT n FROM (SELECT 1::BIGINT AS n UNION ALL
+                    SELECT num + 1 FROM nameplates WHERE app_id = $1 AND num IS NOT NULL) AS c
+                 WHERE NOT EXISTS (SELECT 1 FROM nameplates p WHERE p.app_id = $1 AND p.num = c.n)
+                 ORDER BY n LIMIT 1",
+                &[&app],
+            )
+            .await?;
+        let Some(n) = row.map(|r| r.get::<_, i64>(0)) else {
+            return Ok(Err(Refusal::NoFreeNameplate));
+        };
+        let name = n.to_string();
+        Ok(self.claim(c, app, side, &name, now).await?.map(|_| name))
+    }
+
+    async fn at_mailbox_limit(&mut self, c: &Client, app: &str) -> Pg<bool> {
+        let n: i64 = self
+            .q(c, "SELECT COUNT(*) FROM mailboxes WHERE app_id = $1", &[&app])
+            .await?
+            .first()
+            .map_or(0, |r| r.get(0));
+        Ok(usize::try_from(n).unwrap_or(usize::MAX) >= self.limits.max_mailboxes_per_app)
+    }
+
+    async fn claim(
+        &mut self,
+        c: &Client,
+        app: &str,
+        side: &str,
+        name: &str,
+        now: f64,
+    ) -> Pg<Result<String, Refusal>> {
+        let existing = self
+            .q_opt(
+                c,
+                "SELECT mailbox_id FROM nameplates WHERE app_id = $1 AND name = $2",
+                &[&app, &name],
+            )
+            .await?
+            .map(|r| r.get::<_, String>(0));
+        let Some(mailbox) = existing else {
+            if self.at_mailbox_limit(c, app).await? {
+                return Ok(Err(Refusal::TooManyMailboxes));
+            }
+            let mailbox = self.create_mailbox(c, app, now).await?;
+            self.x(
+                c,
+                "INSERT INTO nameplates (app_id, name, num, mailbox_id) VALUES ($1, $2, $3, $4)",
+                &[&app, &name, &canonical_number(name), &mailbox],
+            )
+            .await?;
+            self.x(
+                c,
+                "INSERT INTO nameplate_sides (app_id, name, side, claimed) VALUES ($1, $2, $3, TRUE)",
+                &[&app, &name, &side],
+            )
+            .await?;
+            if let Err(r) = self.ensure_side(c, app, &mailbox, side, now, false).await? {
+                return Ok(Err(r));
+            }
+            return Ok(Ok(mailbox));
+        };
+        let claimed = self
+            .q_opt(
+                c,
+                "SELECT claimed FROM nameplate_sides WHERE app_id = $1 AND name = $2 AND side = $3",
+                &[&app, &name, &side],
+            )
+            .await?
+            .map(|r| r.get::<_, bool>(0));
+        match claimed {
+            Some(false) => return Ok(Err(Refusal::Reclaimed)),
+            Some(true) => {}
+            None => {
+                let others: i64 = self
+                    .q(
+                        c,
+                        "SELECT COUNT(*) FROM nameplate_sides WHERE app_id = $1 AND name = $2",
+                        &[&app, &name],
+                    )
+                    .await?
+                    .first()
+                    .map_or(0, |r| r.get(0));
+                if others >= 2 {
+                    return Ok(Err(Refusal::Crowded));
+                }
+            }
+        }
+        if let Err(r) = self.ensure_side(c, app, &mailbox, side, now, true).await? {
+            return Ok(Err(r));
+        }
+        if claimed.is_none() {
+            self.x(
+                c,
+                "INSERT INTO nameplate_sides (app_id, name, side, claimed) VALUES ($1, $2, $3, TRUE)",
+                &[&app, &name, &side],
+            )
+            .await?;
+        }
+        Ok(Ok(mailbox))
+    }
+
+    /// Creates a mailbox with a fresh random id.
+    async fn create_mailbox(&mut self, c: &Client, app: &str, now: f64) -> Pg<String> {
+        loop {
+            let mut bytes = [0u8; 8];
+            rand::thread_rng().fill_bytes(&mut bytes);
+            let id = data_encoding::BASE32_NOPAD
+                .encode(&bytes)
+                .to_ascii_lowercase();
+            let created = self
+                .x(
+                    c,
+                    "INSERT INTO mailboxes (app_id, id, updated) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                    &[&app, &id, &now],
+                )
+                .await?;
+            if created == 1 {
+                return Ok(id);
+            }
+        }
+    }
+
+    async fn release(&mut self, c: &Client, app: &str, side: &str, name: &str) -> Pg<()> {
+        let changed = self
+            .x(
+                c,
+                "UPDATE nameplate_sides SET claimed = FALSE WHERE app_id = $1 AND name = $2 AND side = $3",
+                &[&app, &name, &side],
+            )
+            .await?;
+        if changed == 0 {
+            return Ok(());
+        }
+        let still: i64 = self
+            .q(
+                c,
+                "SELECT COUNT(*) FROM nameplate_sides WHERE app_id = $1 AND name = $2 AND claimed",
+                &[&app, &name],
+            )
+            .await?
+            .first()
+            .map_or(0, |r| r.get(0));
+        if still == 0 {
+            self.x(
+                c,
+                "DELETE FROM nameplate_sides WHERE app_id = $1 AND name = $2",
+                &[&app, &name],
+            )
+            .await?;
+            self.x(
+                c,
+                "DELETE FROM nameplates WHERE app_id = $1 AND name = $2",
+                &[&app, &name],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn open(
+        &mut self,
+        c: &Client,
+        app: &Arc<str>,
+        side: &str,
+        mailbox: &str,
+        conn: u64,
+        outlet: &Outlet,
+        now: f64,
+    ) -> Pg<Result<Vec<Frame>, Refusal>> {
+        if let Err(r) = self.ensure_side(c, app, mailbox, side, now, true).await? {
+            return Ok(Err(r));
+        }
+        let rows = self
+            .q(
+                c,
+                "SELECT seq, side, phase, body, server_rx, msg_id FROM messages
+                 WHERE app_id = $1 AND mailbox_id = $2 ORDER BY seq",
+                &[&&**app, &mailbox],
+            )
+            .await?;
+        let mut seen = 0;
+        let frames = rows
+            .iter()
+            .map(|r| {
+                seen = r.get(0);
+                row_frame(r)
+            })
+            .collect();
+        self.effects.push(Effect::Subscribe {
+            key: (app.clone(), mailbox.to_owned()),
+            conn,
+            outlet: outlet.clone(),
+            seen,
+        });
+        Ok(Ok(frames))
+    }
+
+    async fn add(
+        &mut self,
+        c: &Client,
+        app: &Arc<str>,
+        mailbox: &str,
+        m: Message<'_>,
+        now: f64,
+    ) -> Pg<Result<(), Refusal>> {
+        let app_str: &str = app;
+        let count = self
+            .q_opt(
+                c,
+                "SELECT messages FROM mailboxes WHERE app_id = $1 AND id = $2",
+                &[&app_str, &mailbox],
+            )
+            .await?
+            .map(|r| r.get::<_, i64>(0));
+        // The mailbox was deleted under this connection: the message goes nowhere, as
+        // with the reference server.
+        let Some(count) = count else {
+            return Ok(Ok(()));
+        };
+        if usize::try_from(count).unwrap_or(usize::MAX) >= self.limits.max_messages_per_mailbox {
+            return Ok(Err(Refusal::TooManyMessages));
+        }
+        let cost = message_cost(app, mailbox, m.side, m.phase, m.body, m.id);
+        let pending: u64 = self
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Charge { client, cost, .. } if *client == m.client => Some(*cost),
+                _ => None,
+            })
+            .sum();
+        let from_client = self.stored_by_client.get(&m.client).copied().unwrap_or(0) + pending;
+        if from_client.saturating_add(cost) > self.limits.max_stored_bytes_per_ip {
+            return Ok(Err(Refusal::AddressStorageFull));
+        }
+        let cost_i = i64::try_from(cost).unwrap_or(i64::MAX);
+        let max_total = i64::try_from(self.limits.max_stored_bytes).unwrap_or(i64::MAX);
+        let room = self
+            .x(
+                c,
+                "UPDATE stored_bytes SET bytes = bytes + $1 WHERE id = 1 AND bytes + $1 <= $2",
+                &[&cost_i, &max_total],
+            )
+            .await?;
+        if room == 0 {
+            return Ok(Err(Refusal::StorageFull));
+        }
+        let seq: i64 = self
+            .q(
+                c,
+                "INSERT INTO messages (app_id, mailbox_id, side, phase, body, server_rx, msg_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+                &[&app_str, &mailbox, &m.side, &m.phase, &m.body, &now, &m.id],
+            )
+            .await?
+            .first()
+            .map_or(0, |r| r.get(0));
+        self.x(
+            c,
+            "UPDATE mailboxes SET messages = messages + 1, bytes = bytes + $3, updated = $4
+             WHERE app_id = $1 AND id = $2",
+            &[&app_str, &mailbox, &cost_i, &now],
+        )
+        .await?;
+        let frame = message_frame(m.side, m.phase, m.body, now, m.id);
+        let mut payload = serde_json::json!([seq, app_str, mailbox, &*frame]).to_string();
+        if payload.len() > MAX_PAYLOAD {
+            payload = serde_json::json!([seq, app_str, mailbox, null]).to_string();
+        }
+        self.x(c, "SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+            .await?;
+        self.effects.push(Effect::Charge {
+            key: (app.clone(), mailbox.to_owned()),
+            client: m.client,
+            cost,
+        });
+        Ok(Ok(()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn close_side(
+        &mut self,
+        c: &Client,
+        app: &Arc<str>,
+        side: &str,
+        mailbox: &str,
+        mood: Option<&str>,
+        conn: u64,
+        now: f64,
+    ) -> Pg<Result<(), Refusal>> {
+        if let Err(r) = self.ensure_side(c, app, mailbox, side, now, false).await? {
+            return Ok(Err(r));
+        }
+        let app_str: &str = app;
+        self.effects.push(Effect::Unsubscribe {
+            key: (app.clone(), mailbox.to_owned()),
+            conn,
+        });
+        self.x(
+            c,
+            "UPDATE mailbox_sides SET opened = FALSE, mood = $4
+             WHERE app_id = $1 AND mailbox_id = $2 AND side = $3",
+            &[&app_str, &mailbox, &side, &mood],
+        )
+        .await?;
+        let open: i64 = self
+            .q(
+                c,
+                "SELECT COUNT(*) FROM mailbox_sides WHERE app_id = $1 AND mailbox_id = $2 AND opened",
+                &[&app_str, &mailbox],
+            )
+            .await?
+            .first()
+            .map_or(0, |r| r.get(0));
+        if open == 0 {
+            self.delete_mailbox(c, app_str, mailbox).await?;
+        }
+        Ok(Ok(()))
+    }
+
+    /// Deletes a mailbox, its sides, its messages and any nameplate pointing at it.
+    async fn delete_mailbox(&mut self, c: &Client, app: &str, mailbox: &str) -> Pg<()> {
+        let bytes: i64 = self
+            .q(
+                c,
+                "DELETE FROM mailboxes WHERE app_id = $1 AND id = $2 RETURNING bytes",
+                &[&app, &mailbox],
+            )
+            .await?
+            .first()
+            .map_or(0, |r| r.get(0));
+        self.x(
+            c,
+            "DELETE FROM messages WHERE app_id = $1 AND mailbox_id = $2",
+            &[&app, &mailbox],
+        )
+        .await?;
+        self.x(
+            c,
+            "DELETE FROM mailbox_sides WHERE app_id = $1 AND mailbox_id = $2",
+            &[&app, &mailbox],
+        )
+        .await?;
+        self.x(
+            c,
+            "DELETE FROM nameplate_sides s USING nameplates n
+             WHERE n.app_id = $1 AND n.mailbox_id = $2 AND s.app_id = n.app_id AND s.name = n.name",
+            &[&app, &mailbox],
+        )
+        .await?;
+        self.x(
+            c,
+            "DELETE FROM nameplates WHERE app_id = $1 AND mailbox_id = $2",
+            &[&app, &mailbox],
+        )
+        .await?;
+        if bytes > 0 {
+            self.x(
+                c,
+                "UPDATE stored_bytes SET bytes = GREATEST(bytes - $1, 0) WHERE id = 1",
+                &[&bytes],
+            )
+            .await?;
+        }
+        self.effects.push(Effect::Deleted {
+            key: (Arc::from(app), mailbox.to_owned()),
+        });
+        Ok(())
+    }
+
+    /// Makes sure `mailbox` exists and `side` has opened it (a side that closed it stays
+    /// closed, like the reference), and touches it.
+    async fn ensure_side(
+        &mut self,
+        c: &Client,
+        app: &str,
+        mailbox: &str,
+        side: &str,
+        now: f64,
+        enforce_limit: bool,
+    ) -> Pg<Result<(), Refusal>> {
+        let exists = self
+            .x(
+                c,
+                "UPDATE mailboxes SET updated = $3 WHERE app_id = $1 AND id = $2",
+                &[&app, &mailbox, &now],
+            )
+            .await?
+            > 0;
+        if !exists {
+            if enforce_limit && self.at_mailbox_limit(c, app).await? {
+                return Ok(Err(Refusal::TooManyMailboxes));
+            }
+            self.x(
+                c,
+                "INSERT INTO mailboxes (app_id, id, updated) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&app, &mailbox, &now],
+            )
+            .await?;
+        }
+        let sides: Vec<String> = self
+            .q(
+                c,
+                "SELECT side FROM mailbox_sides WHERE app_id = $1 AND mailbox_id = $2",
+                &[&app, &mailbox],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !sides.iter().any(|s| s == side) {
+            if sides.len() >= 2 {
+                return Ok(Err(Refusal::Crowded));
+            }
+            self.x(
+                c,
+                "INSERT INTO mailbox_sides (app_id, mailbox_id, side, opened) VALUES ($1, $2, $3, TRUE)",
+                &[&app, &mailbox, &side],
+            )
+            .await?;
+        }
+        Ok(Ok(()))
+    }
+
+    /// Touches the mailboxes this process's connections are subscribed to and, if no
+    /// other process is pruning, deletes the stale ones.
+    async fn prune(&mut self, now: f64, expiry: f64) {
+        self.subs.retain(|_, subs| {
+            subs.retain(|s| !s.outlet.is_closed());
+            !subs.is_empty()
+        });
+        if self.connected().await.is_err() {
+            return;
+        }
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        self.effects.clear();
+        let result = self.prune_on(&client, now, expiry).await;
+        let result = match result {
+            Ok(n) => self.reconcile_charges(&client).await.map(|()| n),
+            Err(e) => Err(e),
+        };
+        self.client = Some(client);
+        match result {
+            Ok(n) => {
+                for effect in std::mem::take(&mut self.effects) {
+                    self.apply(effect);
+                }
+                if n > 0 {
+                    tracing::info!("mailbox: pruned {n} stale mailboxes");
+                }
+            }
+            Err(failed) => {
+                self.effects.clear();
+                self.rollback().await;
+                match failed {
+                    Failed::Lost(e) => self.lost(e),
+                    Failed::Refused(_, e) => tracing::warn!("mailbox: pruning failed: {e}"),
+                    Failed::Retry => {}
+                }
+            }
+        }
+    }
+
+    async fn prune_on(&mut self, c: &Client, now: f64, expiry: f64) -> Pg<usize> {
+        c.batch_execute("BEGIN").await?;
+        let (apps, ids): (Vec<&str>, Vec<&str>) = self
+            .subs
+            .keys()
+            .map(|(a, m)| (&**a, m.as_str()))
+            .unzip();
+        let apps: Vec<String> = apps.into_iter().map(str::to_owned).collect();
+        let ids: Vec<String> = ids.into_iter().map(str::to_owned).collect();
+        self.x(
+            c,
+            "UPDATE mailboxes SET updated = $3 WHERE (app_id, id) IN
+             (SELECT * FROM unnest($1::TEXT[], $2::TEXT[]))",
+            &[&apps, &ids, &now],
+        )
+        .await?;
+        let mine: bool = self
+            .q(
+                c,
+                "SELECT pg_try_advisory_xact_lock($1, $2)",
+                &[&PRUNE_LOCK.0, &PRUNE_LOCK.1],
+            )
+            .await?
+            .first()
+            .is_some_and(|r| r.get(0));
+        let mut pruned = 0;
+        if mine {
+            let cutoff = now - expiry;
+            let stale: Vec<(String, String)> = self
+                .q(
+                    c,
+                    "SELECT app_id, id FROM mailboxes WHERE updated < $1",
+                    &[&cutoff],
+                )
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            if !stale.is_empty() {
+                let mut stale_apps: Vec<&str> = stale.iter().map(|(a, _)| a.as_str()).collect();
+                stale_apps.sort_unstable();
+                stale_apps.dedup();
+                self.x(c, LOCK_APPS, &[&stale_apps]).await?;
+                for (app, mailbox) in &stale {
+                    // Touched since (under the app's lock now)?
+                    let still = self
+                        .q_opt(
+                            c,
+                            "SELECT 1 FROM mailboxes WHERE app_id = $1 AND id = $2 AND updated < $3",
+                            &[app, mailbox, &cutoff],
+                        )
+                        .await?
+                        .is_some();
+                    if still {
+                        self.delete_mailbox(c, app, mailbox).await?;
+                        pruned += 1;
+                    }
+                }
+            }
+            self.x(
+                c,
+                "DELETE FROM nameplate_sides s WHERE NOT EXISTS (SELECT 1 FROM nameplates n
+                   WHERE n.app_id = s.app_id AND n.name = s.name)",
+                &[],
+            )
+            .await?;
+            self.x(
+                c,
+                "DELETE FROM committed_batches WHERE at < $1",
+                &[&(now - BATCH_RECORD_KEEP)],
+            )
+            .await?;
+        }
+        c.batch_execute("COMMIT").await?;
+        Ok(pruned)
+    }
+
+    /// Forgets the bytes charged to client addresses for mailboxes that no longer exist
+    /// (deleted by another process).
+    async fn reconcile_charges(&mut self, c: &Client) -> Pg<()> {
+        if self.charges.is_empty() {
+            return Ok(());
+        }
+        let (apps, ids): (Vec<String>, Vec<String>) = self
+            .charges
+            .keys()
+            .map(|(a, m)| (a.to_string(), m.clone()))
+            .unzip();
+        let live: std::collections::HashSet<(String, String)> = self
+            .q(
+                c,
+                "SELECT app_id, id FROM mailboxes WHERE (app_id, id) IN
+                 (SELECT * FROM unnest($1::TEXT[], $2::TEXT[]))",
+                &[&apps, &ids],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let gone: Vec<MailboxKey> = self
+            .charges
+            .keys()
+            .filter(|(a, m)| !live.contains(&(a.to_string(), m.clone())))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.release_charges(&key);
+        }
+        Ok(())
+    }
+
+    fn release_charges(&mut self, key: &MailboxKey) {
+        for (client, cost) in self.charges.remove(key).unwrap_or_default() {
+            if let Some(n) = self.stored_by_client.get_mut(&client) {
+                *n = n.saturating_sub(cost);
+                if *n == 0 {
+                    self.stored_by_client.remove(&client);
+                }
+            }
+        }
+    }
+
+    /// Applies a committed change to the in-memory state.
+    fn apply(&mut self, effect: Effect) {
+        match effect {
+            Effect::Subscribe {
+                key,
+                conn,
+                outlet,
+                seen,
+            } => {
+                let subs = self.subs.entry(key).or_default();
+                subs.retain(|s| s.conn != conn && !s.outlet.is_closed());
+                subs.push(Subscriber { conn, outlet, seen });
+            }
+            Effect::Unsubscribe { key, conn } => {
+                if let Some(subs) = self.subs.get_mut(&key) {
+                    subs.retain(|s| s.conn != conn);
+                    if subs.is_empty() {
+                        self.subs.remove(&key);
+                    }
+                }
+            }
+            Effect::Charge { key, client, cost } => {
+                *self.stored_by_client.entry(client).or_insert(0) += cost;
+                let charges = self.charges.entry(key).or_default();
+                match charges.iter_mut().find(|(c, _)| *c == client) {
+                    Some((_, n)) => *n += cost,
+                    None => charges.push((client, cost)),
+                }
+            }
+            Effect::Deleted { key } => {
+                // Subscribers of a deleted mailbox hear nothing more (as with the
+                // reference, and the SQLite store).
+                self.subs.remove(&key);
+                self.release_charges(&key);
+            }
+        }
+    }
+
+    /// A notification or a resync request from the listening task.
+    async fn event(&mut self, event: Event) {
+        match event {
+            Event::Resync => {
+                self.resync_pending = true;
+                if self.connected().await.is_ok() {
+                    self.resync().await;
+                }
+            }
+            Event::Message {
+                seq,
+                app,
+                mailbox,
+                frame,
+            } => {
+                // While subscribers may have missed something, the table (not the
+                // notifications) is the source: a resync delivers this one too.
+                if self.resync_pending {
+                    return;
+                }
+                let key: MailboxKey = (Arc::from(app), mailbox);
+                let Some(subs) = self.subs.get(&key) else {
+                    return;
+                };
+                if subs.iter().all(|s| s.seen >= seq) {
+                    return;
+                }
+                let frame = match frame {
+                    Some(f) => f,
+                    None => match self.fetch(seq).await {
+                        Ok(Some(f)) => f,
+                        Ok(None) => return,
+                        Err(()) => {
+                            self.resync_pending = true;
+                            return;
+                        }
+                    },
+                };
+                self.deliver(&key, seq, &frame);
+            }
+        }
+    }
+
+    /// Pushes `frame` (message `seq`) to the subscribers of `key` that do not have it.
+    fn deliver(&mut self, key: &MailboxKey, seq: i64, frame: &Frame) {
+        if let Some(subs) = self.subs.get_mut(key) {
+            for s in subs.iter_mut().filter(|s| s.seen < seq) {
+                s.outlet.push(frame);
+                s.seen = seq;
+            }
+        }
+    }
+
+    /// Reads the frame of message `seq` (`None`: deleted since).
+    async fn fetch(&mut self, seq: i64) -> Result<Option<Frame>, ()> {
+        if self.connected().await.is_err() {
+            return Err(());
+        }
+        let Some(client) = self.client.take() else {
+            return Err(());
+        };
+        let row = self
+            .q_opt(
+                &client,
+                "SELECT seq, side, phase, body, server_rx, msg_id FROM messages WHERE seq = $1",
+                &[&seq],
+            )
+            .await;
+        self.client = Some(client);
+        match row {
+            Ok(row) => Ok(row.as_ref().map(row_frame)),
+            Err(Failed::Lost(e)) => {
+                self.lost(e);
+                Err(())
+            }
+            Err(_) => Err(()),
+        }
+    }
+
+    /// Delivers to every subscriber what the table holds beyond what it has seen.
+    async fn resync(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        let keys: Vec<(MailboxKey, i64)> = self
+            .subs
+            .iter()
+            .map(|(k, subs)| (k.clone(), subs.iter().map(|s| s.seen).min().unwrap_or(0)))
+            .collect();
+        let mut result = Ok(());
+        for (key, seen) in keys {
+            let app: &str = &key.0;
+            let rows = self
+                .q(
+                    &client,
+                    "SELECT seq, side, phase, body, server_rx, msg_id FROM messages
+                     WHERE app_id = $1 AND mailbox_id = $2 AND seq > $3 ORDER BY seq",
+                    &[&app, &key.1, &seen],
+                )
+                .await;
+            match rows {
+                Ok(rows) => {
+                    for r in &rows {
+                        self.deliver(&key, r.get(0), &row_frame(r));
+                    }
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.client = Some(client);
+        match result {
+            Ok(()) => self.resync_pending = false,
+            Err(Failed::Lost(e)) => self.lost(e),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Locks the app ids of an array, in one fixed order (so that two transactions never
+/// wait for each other's locks).
+const LOCK_APPS: &str = "SELECT pg_advisory_xact_lock(k) FROM
+    (SELECT DISTINCT hashtextextended(a, 0) AS k FROM unnest($1::TEXT[]) AS a ORDER BY k OFFSET 0) AS s";
+
+/// The fields of an `add` besides its mailbox (JSON text for `phase`, `body` and `id`).
+struct Message<'a> {
+    side: &'a str,
+    client: IpAddr,
+    phase: &'a str,
+    body: &'a str,
+    id: &'a str,
+}
+
+/// The app id a request works on.
+fn app_of(req: &Request) -> Option<&str> {
+    match req {
+        Request::List { app, .. }
+        | Request::Allocate { app, .. }
+        | Request::Claim { app, .. }
+        | Request::Release { app, .. }
+        | Request::Open { app, .. }
+        | Request::Add { app, .. }
+        | Request::Close { app, .. } => Some(app),
+        _ => None,
+    }
+}
+
+/// A `message` frame from a `messages` row (seq, side, phase, body, server_rx, msg_id).
+fn row_frame(r: &tokio_postgres::Row) -> Frame {
+    message_frame(
+        r.get::<_, &str>(1),
+        r.get::<_, &str>(2),
+        r.get::<_, &str>(3),
+        r.get(4),
+        r.get::<_, &str>(5),
+    )
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Sends a request its answer.
+fn reply(req: Request, answer: Result<Answer, Refusal>) {
+    fn names(a: Answer) -> Result<Vec<String>, Refusal> {
+        match a {
+            Answer::Names(n) => Ok(n),
+            _ => Err(Refusal::DatabaseError),
+        }
+    }
+    fn name(a: Answer) -> Result<String, Refusal> {
+        match a {
+            Answer::Name(n) => Ok(n),
+            _ => Err(Refusal::DatabaseError),
+        }
+    }
+    fn frames(a: Answer) -> Result<Vec<Frame>, Refusal> {
+        match a {
+            Answer::Frames(f) => Ok(f),
+            _ => Err(Refusal::DatabaseError),
+        }
+    }
+    match req {
+        Request::List { reply, .. } => {
+            let _ = reply.send(answer.and_then(names));
+        }
+        Request::Allocate { reply, .. } | Request::Claim { reply, .. } => {
+            let _ = reply.send(answer.and_then(name));
+        }
+        Request::Open { reply, .. } => {
+            let _ = reply.send(answer.and_then(frames));
+        }
+        Request::Release { reply, .. }
+        | Request::Add { reply, .. }
+        | Request::Close { reply, .. } => {
+            let _ = reply.send(answer.map(|_| ()));
+        }
+        Request::Unsubscribe { .. } | Request::Prune { .. } | Request::Shutdown { .. } => {}
+    }
+}
+
+/// Keeps a connection listening for notifications, reconnecting when it fails, and
+/// passes them to the store (after a [`Event::Resync`] each time LISTEN is in place).
+async fn listen(url: String, events: mpsc::UnboundedSender<Event>) {
+    let mut pause = RECONNECT_PAUSE.0;
+    loop {
+        match listen_once(&url, &events).await {
+            Ok(()) => pause = RECONNECT_PAUSE.0,
+            Err(e) => tracing::debug!("mailbox database: listening failed: {e}"),
+        }
+        if events.is_closed() {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RECONNECT_PAUSE.1);
+    }
+}
+
+/// One listening connection, until it fails.
+async fn listen_once(
+    url: &str,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!("mailbox database: listening connection ended: {e}");
+                    break;
+                }
+            }
+        }
+    });
+    let listening = client.batch_execute(&format!("LISTEN {CHANNEL}")).await;
+    if let Err(e) = listening {
+        driver.abort();
+        return Err(e);
+    }
+    if events.send(Event::Resync).is_err() {
+        driver.abort();
+        return Ok(());
+    }
+    while let Some(n) = rx.recv().await {
+        match parse_payload(n.payload()) {
+            Some(event) => {
+                if events.send(event).is_err() {
+                    break;
+                }
+            }
+            None => tracing::warn!("mailbox database: ignoring a malformed notification"),
+        }
+    }
+    driver.abort();
+    drop(client);
+    Ok(())
+}
+
+/// Reads a notification's payload: `[seq, app id, mailbox id, frame or null]`.
+fn parse_payload(payload: &str) -> Option<Event> {
+    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let a = v.as_array().filter(|a| a.len() == 4)?;
+    Some(Event::Message {
+        seq: a[0].as_i64()?,
+        app: a[1].as_str()?.to_owned(),
+        mailbox: a[2].as_str()?.to_owned(),
+        frame: match &a[3] {
+            serde_json::Value::String(s) => Some(Frame::from(s.as_str())),
+            serde_json::Value::Null => None,
+            _ => return None,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_are_read_back() {
+        let frame = message_frame("s", "\"0\"", "\"b\"", 1.5, "null");
+        let payload = serde_json::json!([7, "app", "mb", &*frame]).to_string();
+        match parse_payload(&payload) {
+            Some(Event::Message {
+                seq,
+                app,
+                mailbox,
+                frame: Some(f),
+            }) => {
+                assert_eq!((seq, app.as_str(), mailbox.as_str()), (7, "app", "mb"));
+                assert_eq!(f, frame);
+            }
+            _ => panic!("not read back"),
+        }
+        assert!(matches!(
+            parse_payload("[8, \"a\", \"m\", null]"),
+            Some(Event::Message { frame: None, .. })
+        ));
+        for bad in ["", "[]", "[1, 2, 3, 4]", "{\"a\": 1}", "[1, \"a\", \"m\", 5]"] {
+            assert!(parse_payload(bad).is_none(), "{bad}");
+        }
+    }
+}
