@@ -8,8 +8,9 @@
 #  * ./.tools/wormhole-william: the Go CLI wormhole-william v1.0.8 (Go module proxy, with
 #    gospake2 from Debian's package; see below).
 #  * `ip` (Debian iproute2) and `unshare` (util-linux), needed to run the tests inside a
-#    loopback-only network namespace, and the SOCKS5 proxy `microsocks`. Installed with
-#    apt-get only when missing.
+#    loopback-only network namespace, the SOCKS5 proxy `microsocks`, tor, strace, and
+#    PostgreSQL 15 and HAProxy (multi-process server tests). Installed with apt-get only
+#    when missing.
 #
 # Works on a fresh Debian machine as root with only the PyPI, crates.io, Go proxy and Debian registries
 # reachable.
@@ -54,6 +55,20 @@ TOR_DEB_VERSION="0.4.9.11-0+deb12u1"
 # strace for the proxy leak tests (every connect() of our CLI goes to the proxy).
 STRACE_DEB_VERSION="6.1-0.1"
 command -v strace >/dev/null 2>&1 || apt_install "strace=$STRACE_DEB_VERSION"
+# PostgreSQL 15 and HAProxy for the multi-process mailbox server tests (Debian's packages,
+# pinned; tests/src/postgres.rs runs its own throwaway cluster and haproxy on free loopback
+# ports). The packages' own services are not wanted: in a container policy-rc.d refuses to
+# start them; elsewhere they are stopped right after the install.
+POSTGRESQL_DEB_VERSION="15.18-0+deb12u1"
+if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+    apt_install "postgresql-15=$POSTGRESQL_DEB_VERSION"
+    invoke-rc.d postgresql stop >/dev/null 2>&1 || true
+fi
+HAPROXY_DEB_VERSION="2.6.12-1+deb12u4"
+if [ ! -x /usr/sbin/haproxy ] && ! command -v haproxy >/dev/null 2>&1; then
+    apt_install "haproxy=$HAPROXY_DEB_VERSION"
+    invoke-rc.d haproxy stop >/dev/null 2>&1 || true
+fi
 command -v ip >/dev/null 2>&1 || die "'ip' is still missing after installing iproute2"
 command -v unshare >/dev/null 2>&1 || die "'unshare' is still missing after installing util-linux"
 

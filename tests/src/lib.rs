@@ -34,6 +34,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+pub mod postgres;
+
 /// The default bound for any single wait in a test (a peer's answer, a process's exit).
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -744,6 +746,8 @@ pub struct OurServer {
     log: Option<String>,
     /// More command-line options.
     extra: Vec<String>,
+    /// Lines of stderr not yet read by [`OurServer::wait_for_log`].
+    lines: Option<mpsc::UnboundedReceiver<String>>,
 }
 
 impl OurServer {
@@ -772,8 +776,8 @@ impl OurServer {
         Self::start_on(&db.to_string_lossy(), "127.0.0.1:0", "127.0.0.1:0").await
     }
 
-    /// Start with the database file `db` on free ports and extra mailbox options (kept
-    /// across restarts).
+    /// Start with the database `db` (a file, or a `postgres://` URL) on free ports and
+    /// extra mailbox options (kept across restarts).
     pub async fn start_with_db_and(db: &Path, extra: &[&str]) -> OurServer {
         let mut s = Self::unstarted(&db.to_string_lossy(), "127.0.0.1:0", "127.0.0.1:0");
         s.extra = extra.iter().map(|a| a.to_string()).collect();
@@ -797,6 +801,7 @@ impl OurServer {
             stderr: None,
             log: None,
             extra: Vec::new(),
+            lines: None,
         }
     }
 
@@ -852,6 +857,44 @@ impl OurServer {
         }
         self.mailbox_addr = mailbox.unwrap_or_default();
         self.relay_addr = relay.unwrap_or_default();
+        self.lines = Some(rx);
+    }
+
+    /// Waits (at most [`TIMEOUT`]) for a line of the server's stderr, written since it
+    /// started or since the last line this returned, that satisfies `pred`; returns it.
+    pub async fn wait_for_log(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let rx = self.lines.as_mut().expect("the server is running");
+        within(TIMEOUT, what, async {
+            loop {
+                match rx.recv().await {
+                    Some(line) if pred(&line) => return line,
+                    Some(_) => {}
+                    None => panic!("the server exited while waiting for {what}"),
+                }
+            }
+        })
+        .await
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Whether the process still runs (has not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The mailbox's port.
+    pub fn mailbox_port(&self) -> u16 {
+        self.mailbox_addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the mailbox address has a port")
     }
 
     async fn stderr_so_far(&mut self) -> String {

@@ -218,7 +218,10 @@ impl From<tokio_postgres::Error> for Failed {
             {
                 Failed::Lost(e)
             }
-            Some(c) if c == SqlState::T_R_DEADLOCK_DETECTED || c == SqlState::T_R_SERIALIZATION_FAILURE => {
+            Some(c)
+                if c == SqlState::T_R_DEADLOCK_DETECTED
+                    || c == SqlState::T_R_SERIALIZATION_FAILURE =>
+            {
                 Failed::Retry
             }
             Some(c) if c == SqlState::DISK_FULL || c.code().starts_with("53") => {
@@ -485,7 +488,10 @@ impl PgStore {
                     return false;
                 };
                 match client
-                    .query_opt("SELECT 1 FROM committed_batches WHERE token = $1", &[&token])
+                    .query_opt(
+                        "SELECT 1 FROM committed_batches WHERE token = $1",
+                        &[&token],
+                    )
                     .await
                 {
                     Ok(found) => return found.is_some(),
@@ -634,7 +640,9 @@ impl PgStore {
                     body,
                     id,
                 };
-                self.add(c, app, mailbox, m, *now).await?.map(|()| Answer::Done)
+                self.add(c, app, mailbox, m, *now)
+                    .await?
+                    .map(|()| Answer::Done)
             }
             Request::Close {
                 app,
@@ -689,7 +697,11 @@ impl PgStore {
 
     async fn at_mailbox_limit(&mut self, c: &Client, app: &str) -> Pg<bool> {
         let n: i64 = self
-            .q(c, "SELECT COUNT(*) FROM mailboxes WHERE app_id = $1", &[&app])
+            .q(
+                c,
+                "SELECT COUNT(*) FROM mailboxes WHERE app_id = $1",
+                &[&app],
+            )
             .await?
             .first()
             .map_or(0, |r| r.get(0));
@@ -1142,11 +1154,8 @@ impl PgStore {
 
     async fn prune_on(&mut self, c: &Client, now: f64, expiry: f64) -> Pg<usize> {
         c.batch_execute("BEGIN").await?;
-        let (apps, ids): (Vec<&str>, Vec<&str>) = self
-            .subs
-            .keys()
-            .map(|(a, m)| (&**a, m.as_str()))
-            .unzip();
+        let (apps, ids): (Vec<&str>, Vec<&str>) =
+            self.subs.keys().map(|(a, m)| (&**a, m.as_str())).unzip();
         let apps: Vec<String> = apps.into_iter().map(str::to_owned).collect();
         let ids: Vec<String> = ids.into_iter().map(str::to_owned).collect();
         self.x(
@@ -1611,7 +1620,13 @@ mod tests {
             parse_payload("[8, \"a\", \"m\", null]"),
             Some(Event::Message { frame: None, .. })
         ));
-        for bad in ["", "[]", "[1, 2, 3, 4]", "{\"a\": 1}", "[1, \"a\", \"m\", 5]"] {
+        for bad in [
+            "",
+            "[]",
+            "[1, 2, 3, 4]",
+            "{\"a\": 1}",
+            "[1, \"a\", \"m\", 5]",
+        ] {
             assert!(parse_payload(bad).is_none(), "{bad}");
         }
     }

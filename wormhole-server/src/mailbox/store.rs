@@ -1067,7 +1067,14 @@ const MESSAGE_OVERHEAD: u64 = 64;
 /// The bytes a stored message is accounted for: its strings (app id and mailbox id twice,
 /// as the index repeats them) plus [`MESSAGE_OVERHEAD`]. `load_stored` computes the same
 /// in SQL.
-pub(crate) fn message_cost(app: &str, mailbox: &str, side: &str, phase: &str, body: &str, id: &str) -> u64 {
+pub(crate) fn message_cost(
+    app: &str,
+    mailbox: &str,
+    side: &str,
+    phase: &str,
+    body: &str,
+    id: &str,
+) -> u64 {
     let strings =
         2 * (app.len() + mailbox.len()) + side.len() + phase.len() + body.len() + id.len();
     u64::try_from(strings)
@@ -1084,7 +1091,13 @@ pub(crate) fn canonical_number(name: &str) -> Option<i64> {
 }
 
 /// A `message` frame (without `server_tx`); `phase`, `body` and `id` are JSON text.
-pub(crate) fn message_frame(side: &str, phase: &str, body: &str, server_rx: f64, id: &str) -> Frame {
+pub(crate) fn message_frame(
+    side: &str,
+    phase: &str,
+    body: &str,
+    server_rx: f64,
+    id: &str,
+) -> Frame {
     let side = serde_json::to_string(side).unwrap_or_else(|_| "null".to_owned());
     format!(
         "{{\"side\": {side}, \"phase\": {phase}, \"body\": {body}, \"server_rx\": {}, \"id\": {id}, \"type\": \"message\"",

@@ -1,0 +1,291 @@
+//! Several `wormhole-server` processes as one mailbox service: a real PostgreSQL (Debian's
+//! package) holds the channels, a real HAProxy (Debian's package) spreads clients over
+//! the processes, and each process answers HAProxy's health checks (`--health-listen`).
+//! See `tests/src/postgres.rs` for how both are started on loopback.
+//!
+//! - a pair whose sides are on different processes completes, with our CLI and with the
+//!   reference CLI 0.24.0;
+//! - 1000 pairs at once through the balancer complete;
+//! - `kill -9` of one process mid-exchange: its clients reconnect through the balancer to
+//!   another process and finish, every message delivered once and in order;
+//! - PostgreSQL stopped mid-run: the servers report the outage (log, health check),
+//!   requests wait, and once it is back everything completes, without a server restart.
+//!
+//! Run them with `scripts/test.sh` (inside a loopback-only network namespace).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Barrier, watch};
+use wormhole_core::{Options, Wormhole};
+use wormhole_tests::postgres::{Backend, Haproxy, Postgres};
+use wormhole_tests::{
+    OurServer, RunningCli, TIMEOUT, assert_loopback_only, free_port, our_cli, ref_cli,
+    reference_text_stdout, run_cli, test_appid, within,
+};
+
+/// PostgreSQL, `n` server processes on it, and HAProxy in front of them.
+struct Cluster {
+    pg: Postgres,
+    servers: Vec<OurServer>,
+    proxy: Haproxy,
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Cluster {
+        assert_loopback_only();
+        let pg = Postgres::start().await;
+        let db = pg.create_database("mailbox").await;
+        let mut servers = Vec::new();
+        let mut backends = Vec::new();
+        for _ in 0..n {
+            let health = free_port();
+            let health_addr = format!("127.0.0.1:{health}");
+            let server =
+                OurServer::start_with_db_and(Path::new(&db), &["--health-listen", &health_addr])
+                    .await;
+            backends.push(Backend {
+                port: server.mailbox_port(),
+                health_port: health,
+            });
+            servers.push(server);
+        }
+        let proxy = Haproxy::start(&backends).await;
+        proxy.wait_up(n, TIMEOUT).await;
+        Cluster { pg, servers, proxy }
+    }
+
+    /// Rows of a table of the shared database.
+    async fn count(&self, table: &str) -> i64 {
+        let n = self
+            .pg
+            .psql("mailbox", &format!("SELECT COUNT(*) FROM {table}"))
+            .await;
+        n.parse()
+            .unwrap_or_else(|_| panic!("count of {table}: {n}"))
+    }
+}
+
+/// A text sent through one process is received through another, with our CLI and with
+/// the reference CLI, each way round; and once more through the balancer.
+#[tokio::test]
+async fn a_pair_split_over_two_processes_completes() {
+    let cluster = Cluster::start(2).await;
+    let (one, two) = (cluster.servers[0].url(), cluster.servers[1].url());
+    let proxied = cluster.proxy.url();
+    let cases = [
+        ("ours", &one, "ours", &two, "7-adroitness-vagabond"),
+        ("reference", &two, "reference", &one, "8-aftermath-barbecue"),
+        ("ours", &one, "reference", &two, "9-aimless-belowground"),
+        ("reference", &proxied, "ours", &proxied, "10-allow-bifocals"),
+    ];
+    for (sender, send_url, receiver, receive_url, code) in cases {
+        let text = format!("from {sender} to {receiver} across processes ({code})");
+        let send_args = ["send", "--code", code, "--text", &text];
+        let send = match sender {
+            "ours" => our_cli(send_url, &send_args),
+            _ => ref_cli(send_url, &send_args),
+        };
+        let receive = match receiver {
+            "ours" => our_cli(receive_url, &["receive", code]),
+            _ => ref_cli(receive_url, &["receive", code]),
+        };
+        let s = RunningCli::spawn("send", send);
+        let r = run_cli("receive", receive).await;
+        let s = s.finish().await;
+        s.assert_success();
+        r.assert_success();
+        let expected = match receiver {
+            "ours" => format!("{text}\n"),
+            _ => reference_text_stdout(&text).await,
+        };
+        assert_eq!(r.stdout, expected, "{code}\n{s}\n{r}");
+    }
+    // Both sides closed: nothing is left in the shared database.
+    assert_eq!(cluster.count("mailboxes").await, 0);
+    assert_eq!(cluster.count("nameplates").await, 0);
+}
+
+/// 1000 pairs at once through the balancer in front of three processes: every exchange
+/// completes (the sides of a pair land on different processes most of the time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_pairs_through_the_balancer() {
+    const PAIRS: usize = 1000;
+    let cluster = Cluster::start(3).await;
+    let url = cluster.proxy.url();
+    let appid = test_appid("cluster-thousand");
+    let start = Instant::now();
+    let connecting = Arc::new(tokio::sync::Semaphore::new(100));
+    let all_connected = Arc::new(Barrier::new(PAIRS));
+    let mut tasks: tokio::task::JoinSet<wormhole_core::Result<()>> = tokio::task::JoinSet::new();
+    for i in 0..PAIRS {
+        let (url, appid) = (url.clone(), appid.clone());
+        let (connecting, all_connected) = (connecting.clone(), all_connected.clone());
+        tasks.spawn(async move {
+            let permit = connecting.acquire_owned().await.expect("semaphore");
+            let a = Wormhole::create(&appid, &url, options())?;
+            a.allocate_code(2)?;
+            let code = a.get_code().await?;
+            let b = Wormhole::create(&appid, &url, options())?;
+            b.set_code(&code)?;
+            b.get_welcome().await?;
+            drop(permit);
+            all_connected.wait().await;
+            a.send_message(format!("a{i}").into_bytes())?;
+            b.send_message(format!("b{i}").into_bytes())?;
+            let (ma, mb) = tokio::try_join!(a.get_message(), b.get_message())?;
+            assert_eq!(
+                (ma, mb),
+                (format!("b{i}").into_bytes(), format!("a{i}").into_bytes())
+            );
+            tokio::try_join!(a.close(), b.close())?;
+            Ok(())
+        });
+    }
+    let mut done = 0;
+    while let Some(r) = within(Duration::from_secs(600), "1000 pairs", tasks.join_next()).await {
+        r.expect("task").expect("exchange");
+        done += 1;
+    }
+    assert_eq!(done, PAIRS);
+    eprintln!("{PAIRS} pairs through 3 processes in {:?}", start.elapsed());
+    assert_eq!(cluster.count("mailboxes").await, 0);
+}
+
+fn options() -> Options {
+    Options {
+        connect_timeout: Duration::from_secs(120),
+        ..Options::default()
+    }
+}
+
+/// `pairs` pairs through `url`, each exchanging `rounds` messages each way in turn: the
+/// first `before` rounds, then a wait at `gate` (the caller cuts something), then the
+/// rest. Every message must arrive once and in order. `ready` counts pairs at the gate.
+async fn exchanges(
+    url: String,
+    appid: String,
+    pairs: usize,
+    (before, rounds): (usize, usize),
+    ready: Arc<Barrier>,
+    gate: watch::Receiver<bool>,
+) -> tokio::task::JoinSet<wormhole_core::Result<()>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..pairs {
+        let (url, appid, ready, mut gate) =
+            (url.clone(), appid.clone(), ready.clone(), gate.clone());
+        tasks.spawn(async move {
+            let a = Wormhole::create(&appid, &url, options())?;
+            a.allocate_code(2)?;
+            let code = a.get_code().await?;
+            let b = Wormhole::create(&appid, &url, options())?;
+            b.set_code(&code)?;
+            for round in 0..rounds {
+                if round == before {
+                    ready.wait().await;
+                    let _ = gate.wait_for(|open| *open).await;
+                }
+                let to_b = format!("pair {i} round {round} a->b").into_bytes();
+                a.send_message(to_b.clone())?;
+                assert_eq!(b.get_message().await?, to_b);
+                let to_a = format!("pair {i} round {round} b->a").into_bytes();
+                b.send_message(to_a.clone())?;
+                assert_eq!(a.get_message().await?, to_a);
+            }
+            tokio::try_join!(a.close(), b.close())?;
+            Ok(())
+        });
+    }
+    tasks
+}
+
+async fn all_complete(mut tasks: tokio::task::JoinSet<wormhole_core::Result<()>>, what: &str) {
+    while let Some(r) = within(Duration::from_secs(300), what, tasks.join_next()).await {
+        r.expect("task").unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+}
+
+/// `kill -9` of one of three processes while 30 pairs are mid-exchange: the clients it
+/// served reconnect through the balancer to the others and every exchange completes, no
+/// message lost, repeated or reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_one_process_mid_exchange() {
+    const PAIRS: usize = 30;
+    let mut cluster = Cluster::start(3).await;
+    let ready = Arc::new(Barrier::new(PAIRS + 1));
+    let (open, gate) = watch::channel(false);
+    let tasks = exchanges(
+        cluster.proxy.url(),
+        test_appid("cluster-kill9"),
+        PAIRS,
+        (3, 8),
+        ready.clone(),
+        gate,
+    )
+    .await;
+    within(TIMEOUT, "pairs at the gate", ready.wait()).await;
+    // Messages of the first rounds are stored; the victim holds about a third of the
+    // connections.
+    assert!(cluster.count("messages").await > 0);
+    cluster.servers[1].kill9().await;
+    open.send_replace(true);
+    let started = Instant::now();
+    all_complete(tasks, "exchanges after kill -9").await;
+    eprintln!("completed {:?} after the kill", started.elapsed());
+    cluster.proxy.wait_up(2, TIMEOUT).await;
+    assert!(cluster.servers[0].is_running() && cluster.servers[2].is_running());
+    assert_eq!(cluster.count("mailboxes").await, 0);
+}
+
+/// PostgreSQL stopped while 20 pairs are mid-exchange through two processes: the servers
+/// log the outage and fail their health checks, the pairs' messages wait, and once
+/// PostgreSQL is back the servers (never restarted) log the recovery and every exchange
+/// completes with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_mid_run() {
+    const PAIRS: usize = 20;
+    let mut cluster = Cluster::start(2).await;
+    let pids: Vec<Option<u32>> = cluster.servers.iter().map(OurServer::pid).collect();
+    let ready = Arc::new(Barrier::new(PAIRS + 1));
+    let (open, gate) = watch::channel(false);
+    let tasks = exchanges(
+        cluster.proxy.url(),
+        test_appid("cluster-pg-restart"),
+        PAIRS,
+        (2, 6),
+        ready.clone(),
+        gate,
+    )
+    .await;
+    within(TIMEOUT, "pairs at the gate", ready.wait()).await;
+    cluster.pg.stop().await;
+    for server in &mut cluster.servers {
+        server
+            .wait_for_log("the outage reported", |l| {
+                l.contains("mailbox database unreachable")
+            })
+            .await;
+    }
+    // Both fail their health checks: the balancer marks them down.
+    cluster.proxy.wait_up(0, TIMEOUT).await;
+    // The pairs go on: their messages wait for the database.
+    open.send_replace(true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.pg.start_again().await;
+    for server in &mut cluster.servers {
+        server
+            .wait_for_log("the recovery reported", |l| {
+                l.contains("mailbox database: reachable again")
+            })
+            .await;
+    }
+    all_complete(tasks, "exchanges after the PostgreSQL restart").await;
+    cluster.proxy.wait_up(2, TIMEOUT).await;
+    let after: Vec<Option<u32>> = cluster.servers.iter().map(OurServer::pid).collect();
+    assert_eq!(pids, after, "a server was restarted");
+    for server in &mut cluster.servers {
+        assert!(server.is_running());
+    }
+    assert_eq!(cluster.count("mailboxes").await, 0);
+}
