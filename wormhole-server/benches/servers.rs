@@ -8,10 +8,18 @@
 //!   two fresh connections) at 1, 100 and 1000 concurrent pairs;
 //! - the server's resident memory holding 10,000 idle WebSocket connections;
 //! - relay throughput for 1 and 16 pairs, with the relay's CPU seconds per GiB, next to a
-//!   direct loopback connection (no relay) as the ceiling.
+//!   direct loopback connection (no relay) as the ceiling;
+//! - then a second table, the mailbox on each backend at 100 concurrent pairs: SQLite in
+//!   memory, SQLite in a file, PostgreSQL with one, two and three server processes, and the
+//!   reference server with its file database, with sessions per second and the CPU
+//!   milliseconds per session of the server processes and of PostgreSQL. With several
+//!   processes the two sides of every session connect to different ones (directly, no
+//!   balancer in between), so every message crosses from one process to the other.
+//!   PostgreSQL is Debian's, started on loopback by `tests/src/postgres.rs` (fsync and
+//!   synchronous commits off, as the SQLite file runs without a sync per commit).
 //!
-//! `--quick` shortens every measurement (for a smoke test); `--only sessions|memory|relay`
-//! runs one group; `--pairs 1,100` chooses the session concurrencies, `--secs S` the
+//! `--quick` shortens every measurement (for a smoke test); `--only
+//! sessions|memory|relay|backends` runs one group; `--pairs 1,100` chooses the session concurrencies, `--secs S` the
 //! length of each session measurement, `--server ours|reference` one server only. Session
 //! rows also give the CPU milliseconds per session, user/system, of the server and of this
 //! benchmark client.
@@ -27,6 +35,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
+
+#[path = "../../tests/src/postgres.rs"]
+mod postgres;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 type Res<T> = Result<T, String>;
@@ -222,10 +233,15 @@ impl Drop for Proc {
 }
 
 fn our_mailbox(bin: &Path) -> Res<Proc> {
+    our_mailbox_on(bin, ":memory:")
+}
+
+/// Our mailbox server on the database `db` (`:memory:`, a file, a `postgres://` URL).
+fn our_mailbox_on(bin: &Path, db: &str) -> Res<Proc> {
     let port = free_port()?;
     let mut cmd = Command::new(bin);
     cmd.args(["mailbox", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--db", ":memory:"])
+        .args(["--db", db])
         .args(["--max-connections", "100000"])
         .args(["--max-connections-per-ip", "100000"])
         .args(["--max-mailboxes-per-app", "100000"]);
@@ -233,12 +249,94 @@ fn our_mailbox(bin: &Path) -> Res<Proc> {
 }
 
 fn ref_mailbox(venv: &Path) -> Res<Proc> {
+    ref_mailbox_on(venv, ":memory:")
+}
+
+/// The reference mailbox server on the channel database `db` (`:memory:` or a file).
+fn ref_mailbox_on(venv: &Path, db: &str) -> Res<Proc> {
     let port = free_port()?;
     let mut cmd = Command::new(venv.join("bin/twist"));
     cmd.arg("wormhole-mailbox")
         .arg(format!("--port=tcp:{port}:interface=127.0.0.1"))
-        .arg("--channel-db=:memory:");
+        .arg(format!("--channel-db={db}"));
     Proc::start(cmd, port)
+}
+
+/// CPU seconds of a process and its live children (PostgreSQL's postmaster and its
+/// backends).
+fn tree_cpu(pid: u32) -> f64 {
+    let mut total = Cpu::of(&format!("/proc/{pid}/stat")).total();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let name = e.file_name();
+            let Some(child) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let rest = stat.rsplit(')').next().unwrap_or("");
+            // The parent pid is the second field after the command name.
+            if rest.split_whitespace().nth(1) == Some(&pid.to_string()) {
+                total += Cpu::of(&format!("/proc/{child}/stat")).total();
+            }
+        }
+    }
+    total
+}
+
+/// The backend comparison: sessions per second at `pairs` pairs on each backend.
+async fn backends(s: &Settings, bin: &Path, venv: &Path, pairs: usize) -> Res<Vec<[String; 4]>> {
+    let scratch = std::env::temp_dir().join(format!("wormhole-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    let pg = postgres::Postgres::start().await;
+    let pg_pid = pg.pid().ok_or("PostgreSQL is not running")?;
+    let configs: [(&str, usize); 6] = [
+        ("ours, SQLite in memory", 1),
+        ("ours, SQLite file", 1),
+        ("ours, PostgreSQL, 1 process", 1),
+        ("ours, PostgreSQL, 2 processes", 2),
+        ("ours, PostgreSQL, 3 processes", 3),
+        ("reference 0.8.0, SQLite file", 1),
+    ];
+    for (i, (name, processes)) in configs.into_iter().enumerate() {
+        let file = scratch.join(format!("bench-{i}.sqlite"));
+        let file = file.to_string_lossy().into_owned();
+        let url = match i {
+            2..=4 => Some(pg.create_database(&format!("bench{i}")).await),
+            _ => None,
+        };
+        let mut procs = Vec::new();
+        for _ in 0..processes {
+            procs.push(match i {
+                0 => our_mailbox(bin)?,
+                1 => our_mailbox_on(bin, &file)?,
+                5 => ref_mailbox_on(venv, &file)?,
+                _ => our_mailbox_on(bin, url.as_deref().unwrap_or_default())?,
+            });
+        }
+        let ports: Vec<u16> = procs.iter().map(|p| p.port).collect();
+        let cpu = |procs: &[Proc]| procs.iter().map(Proc::cpu_secs).sum::<f64>();
+        let (server0, pg0) = (cpu(&procs), tree_cpu(pg_pid));
+        let (rate, count) = sessions_per_sec(&ports, pairs, s.session_secs)
+            .await
+            .map_err(|e| format!("{name}, {pairs} pairs: {e}"))?;
+        let (server1, pg1) = (cpu(&procs), tree_cpu(pg_pid));
+        let per = |a: f64, b: f64| format!("{:.2}", (b - a) * 1000.0 / count.max(1) as f64);
+        eprintln!("{name}: {rate:.0} sessions/s ({count} sessions)");
+        rows.push([
+            name.to_owned(),
+            format!("{rate:.0}"),
+            per(server0, server1),
+            if url.is_some() {
+                per(pg0, pg1)
+            } else {
+                "-".to_owned()
+            },
+        ]);
+    }
+    drop(pg);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(rows)
 }
 
 fn our_relay(bin: &Path) -> Res<Proc> {
@@ -382,8 +480,9 @@ async fn finish(ws: &mut Ws, nameplate: &str, mailbox: &str) -> Res<()> {
     Ok(())
 }
 
-/// One session: two fresh connections through allocate/claim/open/add/add/release/close.
-async fn session(port: u16, n: u64) -> Res<()> {
+/// One session: two fresh connections (side A to `port`, side B to `port_b`) through
+/// allocate/claim/open/add/add/release/close.
+async fn session(port: u16, port_b: u16, n: u64) -> Res<()> {
     let (side_a, side_b) = (format!("a{n:x}"), format!("b{n:x}"));
     let bind = |side: &str| {
         format!(
@@ -397,7 +496,7 @@ async fn session(port: u16, n: u64) -> Res<()> {
     send(&mut a, r#"{"type": "allocate"}"#.to_owned()).await?;
     let nameplate = expect(&mut a, "allocated").await?.ok_or("no nameplate")?;
     let mailbox = join_and_add(&mut a, &side_a, &nameplate).await?;
-    let mut b = connect(port).await?;
+    let mut b = connect(port_b).await?;
     send(&mut b, bind(&side_b)).await?;
     join_and_add(&mut b, &side_b, &nameplate).await?;
     let (ra, rb) = tokio::join!(
@@ -408,7 +507,9 @@ async fn session(port: u16, n: u64) -> Res<()> {
 }
 
 /// Sessions per second with `pairs` pairs looping for `secs`, and the sessions counted.
-async fn sessions_per_sec(port: u16, pairs: usize, secs: f64) -> Res<(f64, u64)> {
+/// With several `ports` (server processes on one database), session `n` has its sides on
+/// `ports[n % len]` and the next one.
+async fn sessions_per_sec(ports: &[u16], pairs: usize, secs: f64) -> Res<(f64, u64)> {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let counter = Arc::new(AtomicU64::new(0));
@@ -416,11 +517,14 @@ async fn sessions_per_sec(port: u16, pairs: usize, secs: f64) -> Res<(f64, u64)>
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..pairs {
         let (stop, done, counter) = (stop.clone(), done.clone(), counter.clone());
+        let ports = ports.to_vec();
         tasks.spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
+                let i = n as usize % ports.len();
+                let (port, port_b) = (ports[i], ports[(i + 1) % ports.len()]);
                 // One timer per session rather than one per awaited frame.
-                tokio::time::timeout(Duration::from_secs(60), session(port, n))
+                tokio::time::timeout(Duration::from_secs(60), session(port, port_b, n))
                     .await
                     .map_err(|_| format!("session {n} timed out"))??;
                 done.fetch_add(1, Ordering::Relaxed);
@@ -565,7 +669,7 @@ async fn run(s: &Settings) -> Res<()> {
         // client, user/system apart.
         let measure = |p: Proc, name: &'static str| async move {
             let (server0, client0) = (p.cpu(), Cpu::own());
-            let (rate, count) = sessions_per_sec(p.port, pairs, s.session_secs)
+            let (rate, count) = sessions_per_sec(&[p.port], pairs, s.session_secs)
                 .await
                 .map_err(|e| format!("{name} server, {pairs} pairs: {e}"))?;
             let (server1, client1) = (p.cpu(), Cpu::own());
@@ -652,6 +756,12 @@ async fn run(s: &Settings) -> Res<()> {
         }
     }
 
+    let backend_rows = if wanted("backends") {
+        backends(s, &bin, &venv, 100).await?
+    } else {
+        Vec::new()
+    };
+
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(4);
     let w2 = rows.iter().map(|r| r.2.len()).max().unwrap_or(0).max(9);
@@ -670,6 +780,14 @@ async fn run(s: &Settings) -> Res<()> {
     );
     for (a, b, c) in rows {
         println!("| {a:w0$} | {b:w1$} | {c:w2$} |");
+    }
+    if !backend_rows.is_empty() {
+        println!("\nmailbox backends, 100 concurrent pairs, {} s each, one run\n", s.session_secs);
+        println!("| server and database | sessions/s | server CPU ms/session | PostgreSQL CPU ms/session |");
+        println!("|---|---|---|---|");
+        for [a, b, c, d] in backend_rows {
+            println!("| {a} | {b} | {c} | {d} |");
+        }
     }
     Ok(())
 }
