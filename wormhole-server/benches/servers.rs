@@ -782,8 +782,13 @@ async fn run(s: &Settings) -> Res<()> {
         println!("| {a:w0$} | {b:w1$} | {c:w2$} |");
     }
     if !backend_rows.is_empty() {
-        println!("\nmailbox backends, 100 concurrent pairs, {} s each, one run\n", s.session_secs);
-        println!("| server and database | sessions/s | server CPU ms/session | PostgreSQL CPU ms/session |");
+        println!(
+            "\nmailbox backends, 100 concurrent pairs, {} s each, one run\n",
+            s.session_secs
+        );
+        println!(
+            "| server and database | sessions/s | server CPU ms/session | PostgreSQL CPU ms/session |"
+        );
         println!("|---|---|---|---|");
         for [a, b, c, d] in backend_rows {
             println!("| {a} | {b} | {c} | {d} |");

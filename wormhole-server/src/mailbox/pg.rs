@@ -62,10 +62,6 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 /// The notification channel.
 const CHANNEL: &str = "wormhole_mailbox";
 
-/// Largest notification payload PostgreSQL accepts is 8000 bytes; a frame is sent along
-/// only when the payload stays below this.
-const MAX_PAYLOAD: usize = 7900;
-
 /// Advisory lock (two-key form, apart from the app-id locks) held while creating tables.
 const SCHEMA_LOCK: (i32, i32) = (0x776f_726d, 1);
 /// Advisory lock (two-key form) of the process that prunes.
@@ -102,7 +98,198 @@ const SCHEMA: &str = "
         id INTEGER PRIMARY KEY CHECK (id = 1), bytes BIGINT NOT NULL);
     INSERT INTO stored_bytes (id, bytes) VALUES (1, 0) ON CONFLICT DO NOTHING;
     CREATE TABLE IF NOT EXISTS committed_batches (
-        token BIGINT PRIMARY KEY, at DOUBLE PRECISION NOT NULL);";
+        token BIGINT PRIMARY KEY, at DOUBLE PRECISION NOT NULL);
+";
+
+/// One function per request, so that a request is one round trip. A refusal comes back as
+/// its [`refusal`] code (`NULL`: none). They run inside the batch's transaction, under the
+/// app id's lock, exactly like the SQLite store's methods of the same names.
+const FUNCTIONS: &str = r#"
+-- Makes sure the mailbox exists (refusing a new one over max_mailboxes, unless that is
+-- NULL) and that the side has opened it (a third side is refused); touches it.
+CREATE OR REPLACE FUNCTION wh_ensure_side(p_app TEXT, p_mailbox TEXT, p_side TEXT,
+    p_now DOUBLE PRECISION, p_max_mailboxes BIGINT) RETURNS TEXT
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE mailboxes SET updated = p_now WHERE app_id = p_app AND id = p_mailbox;
+    IF NOT FOUND THEN
+        IF p_max_mailboxes IS NOT NULL
+           AND (SELECT COUNT(*) FROM mailboxes WHERE app_id = p_app) >= p_max_mailboxes THEN
+            RETURN 'too_many_mailboxes';
+        END IF;
+        INSERT INTO mailboxes (app_id, id, updated) VALUES (p_app, p_mailbox, p_now)
+            ON CONFLICT DO NOTHING;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM mailbox_sides
+                   WHERE app_id = p_app AND mailbox_id = p_mailbox AND side = p_side) THEN
+        IF (SELECT COUNT(*) FROM mailbox_sides
+            WHERE app_id = p_app AND mailbox_id = p_mailbox) >= 2 THEN
+            RETURN 'crowded';
+        END IF;
+        INSERT INTO mailbox_sides (app_id, mailbox_id, side, opened)
+            VALUES (p_app, p_mailbox, p_side, TRUE);
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- Claims a nameplate (creating it and its mailbox, with the id p_fresh_id, if missing).
+CREATE OR REPLACE FUNCTION wh_claim(p_app TEXT, p_side TEXT, p_name TEXT, p_num BIGINT,
+    p_fresh_id TEXT, p_now DOUBLE PRECISION, p_max_mailboxes BIGINT,
+    OUT mailbox TEXT, OUT refusal TEXT)
+LANGUAGE plpgsql AS $$
+DECLARE
+    was_claimed BOOLEAN;
+BEGIN
+    SELECT mailbox_id INTO mailbox FROM nameplates WHERE app_id = p_app AND name = p_name;
+    IF NOT FOUND THEN
+        IF (SELECT COUNT(*) FROM mailboxes WHERE app_id = p_app) >= p_max_mailboxes THEN
+            refusal := 'too_many_mailboxes';
+            RETURN;
+        END IF;
+        mailbox := p_fresh_id;
+        INSERT INTO mailboxes (app_id, id, updated) VALUES (p_app, mailbox, p_now)
+            ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'mailbox id % is taken', mailbox;
+        END IF;
+        INSERT INTO nameplates (app_id, name, num, mailbox_id)
+            VALUES (p_app, p_name, p_num, mailbox);
+        INSERT INTO nameplate_sides (app_id, name, side, claimed)
+            VALUES (p_app, p_name, p_side, TRUE);
+        refusal := wh_ensure_side(p_app, mailbox, p_side, p_now, NULL);
+        RETURN;
+    END IF;
+    SELECT claimed INTO was_claimed FROM nameplate_sides
+        WHERE app_id = p_app AND name = p_name AND side = p_side;
+    IF was_claimed IS NOT NULL AND NOT was_claimed THEN
+        refusal := 'reclaimed';
+        RETURN;
+    END IF;
+    IF was_claimed IS NULL AND (SELECT COUNT(*) FROM nameplate_sides
+                                WHERE app_id = p_app AND name = p_name) >= 2 THEN
+        refusal := 'crowded';
+        RETURN;
+    END IF;
+    refusal := wh_ensure_side(p_app, mailbox, p_side, p_now, p_max_mailboxes);
+    IF refusal IS NULL AND was_claimed IS NULL THEN
+        INSERT INTO nameplate_sides (app_id, name, side, claimed)
+            VALUES (p_app, p_name, p_side, TRUE);
+    END IF;
+END $$;
+
+-- Claims the smallest free numeric nameplate.
+CREATE OR REPLACE FUNCTION wh_allocate(p_app TEXT, p_side TEXT, p_fresh_id TEXT,
+    p_now DOUBLE PRECISION, p_max_mailboxes BIGINT, OUT name TEXT, OUT refusal TEXT)
+LANGUAGE plpgsql AS $$
+DECLARE
+    n BIGINT;
+    unused TEXT;
+BEGIN
+    SELECT c.n INTO n FROM (SELECT 1::BIGINT AS n UNION ALL
+            SELECT num + 1 FROM nameplates WHERE app_id = p_app AND num IS NOT NULL) AS c
+        WHERE NOT EXISTS (SELECT 1 FROM nameplates p WHERE p.app_id = p_app AND p.num = c.n)
+        ORDER BY c.n LIMIT 1;
+    IF n IS NULL THEN
+        refusal := 'no_free_nameplate';
+        RETURN;
+    END IF;
+    name := n::TEXT;
+    SELECT w.mailbox, w.refusal INTO unused, refusal
+        FROM wh_claim(p_app, p_side, name, n, p_fresh_id, p_now, p_max_mailboxes) AS w;
+END $$;
+
+-- Releases a side's claim; the nameplate goes when no side claims it any more.
+CREATE OR REPLACE FUNCTION wh_release(p_app TEXT, p_side TEXT, p_name TEXT) RETURNS VOID
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE nameplate_sides SET claimed = FALSE
+        WHERE app_id = p_app AND name = p_name AND side = p_side;
+    IF FOUND AND NOT EXISTS (SELECT 1 FROM nameplate_sides
+                             WHERE app_id = p_app AND name = p_name AND claimed) THEN
+        DELETE FROM nameplate_sides WHERE app_id = p_app AND name = p_name;
+        DELETE FROM nameplates WHERE app_id = p_app AND name = p_name;
+    END IF;
+END $$;
+
+-- Deletes a mailbox, its sides, its messages (giving their bytes back) and any
+-- nameplate pointing at it.
+CREATE OR REPLACE FUNCTION wh_delete_mailbox(p_app TEXT, p_mailbox TEXT) RETURNS VOID
+LANGUAGE plpgsql AS $$
+DECLARE
+    freed BIGINT;
+BEGIN
+    DELETE FROM mailboxes WHERE app_id = p_app AND id = p_mailbox RETURNING bytes INTO freed;
+    DELETE FROM messages WHERE app_id = p_app AND mailbox_id = p_mailbox;
+    DELETE FROM mailbox_sides WHERE app_id = p_app AND mailbox_id = p_mailbox;
+    DELETE FROM nameplate_sides s USING nameplates n
+        WHERE n.app_id = p_app AND n.mailbox_id = p_mailbox
+          AND s.app_id = n.app_id AND s.name = n.name;
+    DELETE FROM nameplates WHERE app_id = p_app AND mailbox_id = p_mailbox;
+    IF freed > 0 THEN
+        UPDATE stored_bytes SET bytes = GREATEST(bytes - freed, 0) WHERE id = 1;
+    END IF;
+END $$;
+
+-- Stores a message (cost: its accounted bytes) and notifies every process:
+-- [seq, app id, mailbox id, frame], the frame left out (null) when too large.
+-- stored is false when the mailbox is gone (the message goes nowhere).
+CREATE OR REPLACE FUNCTION wh_add(p_app TEXT, p_mailbox TEXT, p_side TEXT, p_phase TEXT,
+    p_body TEXT, p_now DOUBLE PRECISION, p_msg_id TEXT, p_cost BIGINT,
+    p_max_messages BIGINT, p_max_bytes BIGINT, p_frame TEXT,
+    OUT stored BOOLEAN, OUT refusal TEXT)
+LANGUAGE plpgsql AS $$
+DECLARE
+    count BIGINT;
+    new_seq BIGINT;
+    payload TEXT;
+BEGIN
+    stored := FALSE;
+    SELECT messages INTO count FROM mailboxes WHERE app_id = p_app AND id = p_mailbox;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF count >= p_max_messages THEN
+        refusal := 'too_many_messages';
+        RETURN;
+    END IF;
+    UPDATE stored_bytes SET bytes = bytes + p_cost WHERE id = 1 AND bytes + p_cost <= p_max_bytes;
+    IF NOT FOUND THEN
+        refusal := 'storage_full';
+        RETURN;
+    END IF;
+    INSERT INTO messages (app_id, mailbox_id, side, phase, body, server_rx, msg_id)
+        VALUES (p_app, p_mailbox, p_side, p_phase, p_body, p_now, p_msg_id)
+        RETURNING seq INTO new_seq;
+    UPDATE mailboxes SET messages = messages + 1, bytes = bytes + p_cost, updated = p_now
+        WHERE app_id = p_app AND id = p_mailbox;
+    payload := json_build_array(new_seq, p_app, p_mailbox, p_frame)::TEXT;
+    IF octet_length(payload) > 7900 THEN
+        payload := json_build_array(new_seq, p_app, p_mailbox, NULL)::TEXT;
+    END IF;
+    PERFORM pg_notify('wormhole_mailbox', payload);
+    stored := TRUE;
+END $$;
+
+-- Closes a side of a mailbox (opening it first if needed); the mailbox goes when no side
+-- has it open.
+CREATE OR REPLACE FUNCTION wh_close(p_app TEXT, p_side TEXT, p_mailbox TEXT, p_mood TEXT,
+    p_now DOUBLE PRECISION, OUT deleted BOOLEAN, OUT refusal TEXT)
+LANGUAGE plpgsql AS $$
+BEGIN
+    deleted := FALSE;
+    refusal := wh_ensure_side(p_app, p_mailbox, p_side, p_now, NULL);
+    IF refusal IS NOT NULL THEN
+        RETURN;
+    END IF;
+    UPDATE mailbox_sides SET opened = FALSE, mood = p_mood
+        WHERE app_id = p_app AND mailbox_id = p_mailbox AND side = p_side;
+    IF NOT EXISTS (SELECT 1 FROM mailbox_sides
+                   WHERE app_id = p_app AND mailbox_id = p_mailbox AND opened) THEN
+        PERFORM wh_delete_mailbox(p_app, p_mailbox);
+        deleted := TRUE;
+    END IF;
+END $$;
+"#;
 
 /// Connects to `url` and creates the tables that are missing (several processes may do
 /// this at once). Errors are worded for the operator.
@@ -117,7 +304,10 @@ pub(crate) async fn open(url: &str) -> Result<Client, String> {
                 &[&SCHEMA_LOCK.0, &SCHEMA_LOCK.1],
             )
             .await?;
-        let created = client.batch_execute(SCHEMA).await;
+        let mut created = client.batch_execute(SCHEMA).await;
+        if created.is_ok() {
+            created = client.batch_execute(FUNCTIONS).await;
+        }
         client
             .execute(
                 "SELECT pg_advisory_unlock($1, $2)",
@@ -526,22 +716,72 @@ impl PgStore {
     }
 
     async fn transaction_on(&mut self, c: &Client, work: &[Request], token: i64) -> Pg<()> {
-        c.batch_execute("BEGIN").await?;
         let mut apps: Vec<&str> = work.iter().filter_map(app_of).collect();
         apps.sort_unstable();
         apps.dedup();
-        self.x(c, LOCK_APPS, &[&apps]).await?;
+        // Each pair of statements goes in one round trip (pipelined): the transaction
+        // starts and takes its locks, and later records itself and commits. A COMMIT
+        // after a failed statement only rolls back, and the error is the statement's.
+        let lock = self.st(c, LOCK_APPS).await?;
+        let record = self
+            .st(
+                c,
+                "INSERT INTO committed_batches (token, at) VALUES ($1, $2)",
+            )
+            .await?;
+        let (begun, locked) =
+            futures_util::future::join(c.batch_execute("BEGIN"), c.execute(&lock, &[&apps])).await;
+        begun?;
+        locked?;
+        // Every request's statements, pipelined in order: one round trip for the batch.
+        // They run one after the other in the transaction, as if awaited one by one; after
+        // a failed one the rest fail too, and the batch with them.
+        let mut pending = HashMap::new();
+        let mut plans = Vec::with_capacity(work.len());
         for req in work {
-            let answer = self.handle(c, req).await?;
+            plans.push(self.plan(c, req, &mut pending).await?);
+        }
+        let params: Vec<Vec<Vec<&(dyn ToSql + Sync)>>> = plans
+            .iter()
+            .map(|plan| match plan {
+                Ok(calls) => calls
+                    .iter()
+                    .map(|call| call.params.iter().map(|p| &**p as _).collect())
+                    .collect(),
+                Err(_) => Vec::new(),
+            })
+            .collect();
+        let queries = plans.iter().zip(&params).flat_map(|(plan, params)| {
+            let calls: &[Call] = plan.as_deref().unwrap_or_default();
+            calls
+                .iter()
+                .zip(params)
+                .map(|(call, p)| c.query(&call.st, p))
+        });
+        let mut results = futures_util::future::join_all(queries).await.into_iter();
+        for (req, plan) in work.iter().zip(&plans) {
+            let answer = match plan {
+                Err(r) => Err(*r),
+                Ok(calls) => {
+                    let mut rows = Vec::with_capacity(calls.len());
+                    for _ in calls {
+                        match results.next() {
+                            Some(r) => rows.push(r?),
+                            None => return Err(Failed::Retry),
+                        }
+                    }
+                    self.answer(req, rows)
+                }
+            };
             self.answers.push(answer);
         }
-        self.x(
-            c,
-            "INSERT INTO committed_batches (token, at) VALUES ($1, $2)",
-            &[&token, &now()],
+        let (recorded, committed) = futures_util::future::join(
+            c.execute(&record, &[&token, &now()]),
+            c.batch_execute("COMMIT"),
         )
-        .await?;
-        c.batch_execute("COMMIT").await?;
+        .await;
+        recorded?;
+        committed?;
         Ok(())
     }
 
@@ -585,43 +825,102 @@ impl PgStore {
         Ok(c.execute(&st, params).await?)
     }
 
-    async fn handle(&mut self, c: &Client, req: &Request) -> Pg<Result<Answer, Refusal>> {
-        Ok(match req {
-            Request::List { app, .. } => Ok(Answer::Names(self.list(c, app).await?)),
-            Request::Allocate { app, side, now, .. } => {
-                self.allocate(c, app, side, *now).await?.map(Answer::Name)
-            }
+    /// The statements that carry out `req` (one function call, two for `open`), or the
+    /// refusal it gets without asking the database. `pending` is the bytes this batch's
+    /// earlier adds charge to each client address.
+    async fn plan(
+        &mut self,
+        c: &Client,
+        req: &Request,
+        pending: &mut HashMap<IpAddr, u64>,
+    ) -> Pg<Result<Vec<Call>, Refusal>> {
+        let max_mailboxes = i64::try_from(self.limits.max_mailboxes_per_app).unwrap_or(i64::MAX);
+        let text = |s: &str| -> Param { Box::new(s.to_owned()) };
+        Ok(Ok(match req {
+            Request::List { app, .. } => vec![Call {
+                st: self
+                    .st(c, "SELECT name FROM nameplates WHERE app_id = $1")
+                    .await?,
+                params: vec![text(app)],
+            }],
+            Request::Allocate { app, side, now, .. } => vec![Call {
+                st: self
+                    .st(
+                        c,
+                        "SELECT name, refusal FROM wh_allocate($1, $2, $3, $4, $5)",
+                    )
+                    .await?,
+                params: vec![
+                    text(app),
+                    text(side),
+                    Box::new(fresh_mailbox_id()),
+                    Box::new(*now),
+                    Box::new(max_mailboxes),
+                ],
+            }],
             Request::Claim {
                 app,
                 side,
                 nameplate,
                 now,
                 ..
-            } => self
-                .claim(c, app, side, nameplate, *now)
-                .await?
-                .map(Answer::Name),
+            } => vec![Call {
+                st: self
+                    .st(
+                        c,
+                        "SELECT mailbox, refusal FROM wh_claim($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .await?,
+                params: vec![
+                    text(app),
+                    text(side),
+                    text(nameplate),
+                    Box::new(canonical_number(nameplate)),
+                    Box::new(fresh_mailbox_id()),
+                    Box::new(*now),
+                    Box::new(max_mailboxes),
+                ],
+            }],
             Request::Release {
                 app,
                 side,
                 nameplate,
                 ..
-            } => {
-                self.release(c, app, side, nameplate).await?;
-                Ok(Answer::Done)
-            }
+            } => vec![Call {
+                st: self.st(c, "SELECT wh_release($1, $2, $3)").await?,
+                params: vec![text(app), text(side), text(nameplate)],
+            }],
             Request::Open {
                 app,
                 side,
                 mailbox,
-                conn,
-                outlet,
                 now,
                 ..
-            } => self
-                .open(c, app, side, mailbox, *conn, outlet, *now)
-                .await?
-                .map(Answer::Frames),
+            } => vec![
+                Call {
+                    st: self
+                        .st(c, "SELECT wh_ensure_side($1, $2, $3, $4, $5)")
+                        .await?,
+                    params: vec![
+                        text(app),
+                        text(mailbox),
+                        text(side),
+                        Box::new(*now),
+                        Box::new(max_mailboxes),
+                    ],
+                },
+                // The replay, thrown away if the side was refused.
+                Call {
+                    st: self
+                        .st(
+                            c,
+                            "SELECT seq, side, phase, body, server_rx, msg_id FROM messages
+                             WHERE app_id = $1 AND mailbox_id = $2 ORDER BY seq",
+                        )
+                        .await?,
+                    params: vec![text(app), text(mailbox)],
+                },
+            ],
             Request::Add {
                 app,
                 side,
@@ -633,482 +932,149 @@ impl PgStore {
                 now,
                 ..
             } => {
-                let m = Message {
-                    side,
-                    client: *client,
-                    phase,
-                    body,
-                    id,
-                };
-                self.add(c, app, mailbox, m, *now)
-                    .await?
-                    .map(|()| Answer::Done)
+                let cost = message_cost(app, mailbox, side, phase, body, id);
+                // This process's share of the address's bytes, with the batch's earlier
+                // adds (counted even if one of them finds its mailbox gone).
+                let from_client = self.stored_by_client.get(client).copied().unwrap_or(0)
+                    + pending.get(client).copied().unwrap_or(0);
+                if from_client.saturating_add(cost) > self.limits.max_stored_bytes_per_ip {
+                    return Ok(Err(Refusal::AddressStorageFull));
+                }
+                *pending.entry(*client).or_insert(0) += cost;
+                let int = |n: u64| -> Param { Box::new(i64::try_from(n).unwrap_or(i64::MAX)) };
+                vec![Call {
+                    st: self
+                        .st(
+                            c,
+                            "SELECT stored, refusal
+                             FROM wh_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                        )
+                        .await?,
+                    params: vec![
+                        text(app),
+                        text(mailbox),
+                        text(side),
+                        text(phase),
+                        text(body),
+                        Box::new(*now),
+                        text(id),
+                        int(cost),
+                        int(self.limits.max_messages_per_mailbox as u64),
+                        int(self.limits.max_stored_bytes),
+                        text(&message_frame(side, phase, body, *now, id)),
+                    ],
+                }]
             }
             Request::Close {
                 app,
                 side,
                 mailbox,
                 mood,
-                conn,
                 now,
                 ..
-            } => self
-                .close_side(c, app, side, mailbox, mood.as_deref(), *conn, *now)
-                .await?
-                .map(|()| Answer::Done),
+            } => vec![Call {
+                st: self
+                    .st(
+                        c,
+                        "SELECT deleted, refusal FROM wh_close($1, $2, $3, $4, $5)",
+                    )
+                    .await?,
+                params: vec![
+                    text(app),
+                    text(side),
+                    text(mailbox),
+                    Box::new(mood.clone()),
+                    Box::new(*now),
+                ],
+            }],
+            Request::Unsubscribe { .. } | Request::Prune { .. } | Request::Shutdown { .. } => {
+                Vec::new()
+            }
+        }))
+    }
+
+    /// The answer to `req` from the rows of its [`plan`](Self::plan)'s statements; records
+    /// the request's effects.
+    fn answer(
+        &mut self,
+        req: &Request,
+        rows: Vec<Vec<tokio_postgres::Row>>,
+    ) -> Result<Answer, Refusal> {
+        let first = rows.first().and_then(|r| r.first());
+        // A function call returns one row; its last column is the refusal, if any.
+        let one = || first.ok_or(Refusal::DatabaseError);
+        match req {
+            Request::List { .. } => {
+                let mut names: Vec<String> = rows
+                    .first()
+                    .map(|r| r.iter().map(|r| r.get(0)).collect())
+                    .unwrap_or_default();
+                names.sort();
+                Ok(Answer::Names(names))
+            }
+            Request::Allocate { .. } | Request::Claim { .. } => {
+                let row = one()?;
+                refusal(row.get(1))?;
+                Ok(Answer::Name(row.get(0)))
+            }
+            Request::Release { .. } => Ok(Answer::Done),
+            Request::Open {
+                app,
+                mailbox,
+                conn,
+                outlet,
+                ..
+            } => {
+                refusal(one()?.get(0))?;
+                let replay = rows.get(1).ok_or(Refusal::DatabaseError)?;
+                self.effects.push(Effect::Subscribe {
+                    key: (app.clone(), mailbox.clone()),
+                    conn: *conn,
+                    outlet: outlet.clone(),
+                    seen: replay.last().map_or(0, |r| r.get(0)),
+                });
+                Ok(Answer::Frames(replay.iter().map(row_frame).collect()))
+            }
+            Request::Add {
+                app,
+                client,
+                mailbox,
+                side,
+                phase,
+                body,
+                id,
+                ..
+            } => {
+                let row = one()?;
+                refusal(row.get(1))?;
+                if row.get::<_, bool>(0) {
+                    self.effects.push(Effect::Charge {
+                        key: (app.clone(), mailbox.clone()),
+                        client: *client,
+                        cost: message_cost(app, mailbox, side, phase, body, id),
+                    });
+                }
+                Ok(Answer::Done)
+            }
+            Request::Close {
+                app, mailbox, conn, ..
+            } => {
+                let row = one()?;
+                refusal(row.get(1))?;
+                let key = (app.clone(), mailbox.clone());
+                self.effects.push(Effect::Unsubscribe {
+                    key: key.clone(),
+                    conn: *conn,
+                });
+                if row.get::<_, bool>(0) {
+                    self.effects.push(Effect::Deleted { key });
+                }
+                Ok(Answer::Done)
+            }
             Request::Unsubscribe { .. } | Request::Prune { .. } | Request::Shutdown { .. } => {
                 Ok(Answer::Done)
             }
-        })
-    }
-
-    async fn list(&mut self, c: &Client, app: &str) -> Pg<Vec<String>> {
-        let rows = self
-            .q(c, "SELECT name FROM nameplates WHERE app_id = $1", &[&app])
-            .await?;
-        let mut names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-        names.sort();
-        Ok(names)
-    }
-
-    async fn allocate(
-        &mut self,
-        c: &Client,
-        app: &str,
-        side: &str,
-        now: f64,
-    ) -> Pg<Result<String, Refusal>> {
-        let row = self
-            .q_opt(
-                c,
-                "SELECT n FROM (SELECT 1::BIGINT AS n UNION ALL
-                    SELECT num + 1 FROM nameplates WHERE app_id = $1 AND num IS NOT NULL) AS c
-                 WHERE NOT EXISTS (SELECT 1 FROM nameplates p WHERE p.app_id = $1 AND p.num = c.n)
-                 ORDER BY n LIMIT 1",
-                &[&app],
-            )
-            .await?;
-        let Some(n) = row.map(|r| r.get::<_, i64>(0)) else {
-            return Ok(Err(Refusal::NoFreeNameplate));
-        };
-        let name = n.to_string();
-        Ok(self.claim(c, app, side, &name, now).await?.map(|_| name))
-    }
-
-    async fn at_mailbox_limit(&mut self, c: &Client, app: &str) -> Pg<bool> {
-        let n: i64 = self
-            .q(
-                c,
-                "SELECT COUNT(*) FROM mailboxes WHERE app_id = $1",
-                &[&app],
-            )
-            .await?
-            .first()
-            .map_or(0, |r| r.get(0));
-        Ok(usize::try_from(n).unwrap_or(usize::MAX) >= self.limits.max_mailboxes_per_app)
-    }
-
-    async fn claim(
-        &mut self,
-        c: &Client,
-        app: &str,
-        side: &str,
-        name: &str,
-        now: f64,
-    ) -> Pg<Result<String, Refusal>> {
-        let existing = self
-            .q_opt(
-                c,
-                "SELECT mailbox_id FROM nameplates WHERE app_id = $1 AND name = $2",
-                &[&app, &name],
-            )
-            .await?
-            .map(|r| r.get::<_, String>(0));
-        let Some(mailbox) = existing else {
-            if self.at_mailbox_limit(c, app).await? {
-                return Ok(Err(Refusal::TooManyMailboxes));
-            }
-            let mailbox = self.create_mailbox(c, app, now).await?;
-            self.x(
-                c,
-                "INSERT INTO nameplates (app_id, name, num, mailbox_id) VALUES ($1, $2, $3, $4)",
-                &[&app, &name, &canonical_number(name), &mailbox],
-            )
-            .await?;
-            self.x(
-                c,
-                "INSERT INTO nameplate_sides (app_id, name, side, claimed) VALUES ($1, $2, $3, TRUE)",
-                &[&app, &name, &side],
-            )
-            .await?;
-            if let Err(r) = self.ensure_side(c, app, &mailbox, side, now, false).await? {
-                return Ok(Err(r));
-            }
-            return Ok(Ok(mailbox));
-        };
-        let claimed = self
-            .q_opt(
-                c,
-                "SELECT claimed FROM nameplate_sides WHERE app_id = $1 AND name = $2 AND side = $3",
-                &[&app, &name, &side],
-            )
-            .await?
-            .map(|r| r.get::<_, bool>(0));
-        match claimed {
-            Some(false) => return Ok(Err(Refusal::Reclaimed)),
-            Some(true) => {}
-            None => {
-                let others: i64 = self
-                    .q(
-                        c,
-                        "SELECT COUNT(*) FROM nameplate_sides WHERE app_id = $1 AND name = $2",
-                        &[&app, &name],
-                    )
-                    .await?
-                    .first()
-                    .map_or(0, |r| r.get(0));
-                if others >= 2 {
-                    return Ok(Err(Refusal::Crowded));
-                }
-            }
         }
-        if let Err(r) = self.ensure_side(c, app, &mailbox, side, now, true).await? {
-            return Ok(Err(r));
-        }
-        if claimed.is_none() {
-            self.x(
-                c,
-                "INSERT INTO nameplate_sides (app_id, name, side, claimed) VALUES ($1, $2, $3, TRUE)",
-                &[&app, &name, &side],
-            )
-            .await?;
-        }
-        Ok(Ok(mailbox))
-    }
-
-    /// Creates a mailbox with a fresh random id.
-    async fn create_mailbox(&mut self, c: &Client, app: &str, now: f64) -> Pg<String> {
-        loop {
-            let mut bytes = [0u8; 8];
-            rand::thread_rng().fill_bytes(&mut bytes);
-            let id = data_encoding::BASE32_NOPAD
-                .encode(&bytes)
-                .to_ascii_lowercase();
-            let created = self
-                .x(
-                    c,
-                    "INSERT INTO mailboxes (app_id, id, updated) VALUES ($1, $2, $3)
-                     ON CONFLICT DO NOTHING",
-                    &[&app, &id, &now],
-                )
-                .await?;
-            if created == 1 {
-                return Ok(id);
-            }
-        }
-    }
-
-    async fn release(&mut self, c: &Client, app: &str, side: &str, name: &str) -> Pg<()> {
-        let changed = self
-            .x(
-                c,
-                "UPDATE nameplate_sides SET claimed = FALSE WHERE app_id = $1 AND name = $2 AND side = $3",
-                &[&app, &name, &side],
-            )
-            .await?;
-        if changed == 0 {
-            return Ok(());
-        }
-        let still: i64 = self
-            .q(
-                c,
-                "SELECT COUNT(*) FROM nameplate_sides WHERE app_id = $1 AND name = $2 AND claimed",
-                &[&app, &name],
-            )
-            .await?
-            .first()
-            .map_or(0, |r| r.get(0));
-        if still == 0 {
-            self.x(
-                c,
-                "DELETE FROM nameplate_sides WHERE app_id = $1 AND name = $2",
-                &[&app, &name],
-            )
-            .await?;
-            self.x(
-                c,
-                "DELETE FROM nameplates WHERE app_id = $1 AND name = $2",
-                &[&app, &name],
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn open(
-        &mut self,
-        c: &Client,
-        app: &Arc<str>,
-        side: &str,
-        mailbox: &str,
-        conn: u64,
-        outlet: &Outlet,
-        now: f64,
-    ) -> Pg<Result<Vec<Frame>, Refusal>> {
-        if let Err(r) = self.ensure_side(c, app, mailbox, side, now, true).await? {
-            return Ok(Err(r));
-        }
-        let rows = self
-            .q(
-                c,
-                "SELECT seq, side, phase, body, server_rx, msg_id FROM messages
-                 WHERE app_id = $1 AND mailbox_id = $2 ORDER BY seq",
-                &[&&**app, &mailbox],
-            )
-            .await?;
-        let mut seen = 0;
-        let frames = rows
-            .iter()
-            .map(|r| {
-                seen = r.get(0);
-                row_frame(r)
-            })
-            .collect();
-        self.effects.push(Effect::Subscribe {
-            key: (app.clone(), mailbox.to_owned()),
-            conn,
-            outlet: outlet.clone(),
-            seen,
-        });
-        Ok(Ok(frames))
-    }
-
-    async fn add(
-        &mut self,
-        c: &Client,
-        app: &Arc<str>,
-        mailbox: &str,
-        m: Message<'_>,
-        now: f64,
-    ) -> Pg<Result<(), Refusal>> {
-        let app_str: &str = app;
-        let count = self
-            .q_opt(
-                c,
-                "SELECT messages FROM mailboxes WHERE app_id = $1 AND id = $2",
-                &[&app_str, &mailbox],
-            )
-            .await?
-            .map(|r| r.get::<_, i64>(0));
-        // The mailbox was deleted under this connection: the message goes nowhere, as
-        // with the reference server.
-        let Some(count) = count else {
-            return Ok(Ok(()));
-        };
-        if usize::try_from(count).unwrap_or(usize::MAX) >= self.limits.max_messages_per_mailbox {
-            return Ok(Err(Refusal::TooManyMessages));
-        }
-        let cost = message_cost(app, mailbox, m.side, m.phase, m.body, m.id);
-        let pending: u64 = self
-            .effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Charge { client, cost, .. } if *client == m.client => Some(*cost),
-                _ => None,
-            })
-            .sum();
-        let from_client = self.stored_by_client.get(&m.client).copied().unwrap_or(0) + pending;
-        if from_client.saturating_add(cost) > self.limits.max_stored_bytes_per_ip {
-            return Ok(Err(Refusal::AddressStorageFull));
-        }
-        let cost_i = i64::try_from(cost).unwrap_or(i64::MAX);
-        let max_total = i64::try_from(self.limits.max_stored_bytes).unwrap_or(i64::MAX);
-        let room = self
-            .x(
-                c,
-                "UPDATE stored_bytes SET bytes = bytes + $1 WHERE id = 1 AND bytes + $1 <= $2",
-                &[&cost_i, &max_total],
-            )
-            .await?;
-        if room == 0 {
-            return Ok(Err(Refusal::StorageFull));
-        }
-        let seq: i64 = self
-            .q(
-                c,
-                "INSERT INTO messages (app_id, mailbox_id, side, phase, body, server_rx, msg_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
-                &[&app_str, &mailbox, &m.side, &m.phase, &m.body, &now, &m.id],
-            )
-            .await?
-            .first()
-            .map_or(0, |r| r.get(0));
-        self.x(
-            c,
-            "UPDATE mailboxes SET messages = messages + 1, bytes = bytes + $3, updated = $4
-             WHERE app_id = $1 AND id = $2",
-            &[&app_str, &mailbox, &cost_i, &now],
-        )
-        .await?;
-        let frame = message_frame(m.side, m.phase, m.body, now, m.id);
-        let mut payload = serde_json::json!([seq, app_str, mailbox, &*frame]).to_string();
-        if payload.len() > MAX_PAYLOAD {
-            payload = serde_json::json!([seq, app_str, mailbox, null]).to_string();
-        }
-        self.x(c, "SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-            .await?;
-        self.effects.push(Effect::Charge {
-            key: (app.clone(), mailbox.to_owned()),
-            client: m.client,
-            cost,
-        });
-        Ok(Ok(()))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn close_side(
-        &mut self,
-        c: &Client,
-        app: &Arc<str>,
-        side: &str,
-        mailbox: &str,
-        mood: Option<&str>,
-        conn: u64,
-        now: f64,
-    ) -> Pg<Result<(), Refusal>> {
-        if let Err(r) = self.ensure_side(c, app, mailbox, side, now, false).await? {
-            return Ok(Err(r));
-        }
-        let app_str: &str = app;
-        self.effects.push(Effect::Unsubscribe {
-            key: (app.clone(), mailbox.to_owned()),
-            conn,
-        });
-        self.x(
-            c,
-            "UPDATE mailbox_sides SET opened = FALSE, mood = $4
-             WHERE app_id = $1 AND mailbox_id = $2 AND side = $3",
-            &[&app_str, &mailbox, &side, &mood],
-        )
-        .await?;
-        let open: i64 = self
-            .q(
-                c,
-                "SELECT COUNT(*) FROM mailbox_sides WHERE app_id = $1 AND mailbox_id = $2 AND opened",
-                &[&app_str, &mailbox],
-            )
-            .await?
-            .first()
-            .map_or(0, |r| r.get(0));
-        if open == 0 {
-            self.delete_mailbox(c, app_str, mailbox).await?;
-        }
-        Ok(Ok(()))
-    }
-
-    /// Deletes a mailbox, its sides, its messages and any nameplate pointing at it.
-    async fn delete_mailbox(&mut self, c: &Client, app: &str, mailbox: &str) -> Pg<()> {
-        let bytes: i64 = self
-            .q(
-                c,
-                "DELETE FROM mailboxes WHERE app_id = $1 AND id = $2 RETURNING bytes",
-                &[&app, &mailbox],
-            )
-            .await?
-            .first()
-            .map_or(0, |r| r.get(0));
-        self.x(
-            c,
-            "DELETE FROM messages WHERE app_id = $1 AND mailbox_id = $2",
-            &[&app, &mailbox],
-        )
-        .await?;
-        self.x(
-            c,
-            "DELETE FROM mailbox_sides WHERE app_id = $1 AND mailbox_id = $2",
-            &[&app, &mailbox],
-        )
-        .await?;
-        self.x(
-            c,
-            "DELETE FROM nameplate_sides s USING nameplates n
-             WHERE n.app_id = $1 AND n.mailbox_id = $2 AND s.app_id = n.app_id AND s.name = n.name",
-            &[&app, &mailbox],
-        )
-        .await?;
-        self.x(
-            c,
-            "DELETE FROM nameplates WHERE app_id = $1 AND mailbox_id = $2",
-            &[&app, &mailbox],
-        )
-        .await?;
-        if bytes > 0 {
-            self.x(
-                c,
-                "UPDATE stored_bytes SET bytes = GREATEST(bytes - $1, 0) WHERE id = 1",
-                &[&bytes],
-            )
-            .await?;
-        }
-        self.effects.push(Effect::Deleted {
-            key: (Arc::from(app), mailbox.to_owned()),
-        });
-        Ok(())
-    }
-
-    /// Makes sure `mailbox` exists and `side` has opened it (a side that closed it stays
-    /// closed, like the reference), and touches it.
-    async fn ensure_side(
-        &mut self,
-        c: &Client,
-        app: &str,
-        mailbox: &str,
-        side: &str,
-        now: f64,
-        enforce_limit: bool,
-    ) -> Pg<Result<(), Refusal>> {
-        let exists = self
-            .x(
-                c,
-                "UPDATE mailboxes SET updated = $3 WHERE app_id = $1 AND id = $2",
-                &[&app, &mailbox, &now],
-            )
-            .await?
-            > 0;
-        if !exists {
-            if enforce_limit && self.at_mailbox_limit(c, app).await? {
-                return Ok(Err(Refusal::TooManyMailboxes));
-            }
-            self.x(
-                c,
-                "INSERT INTO mailboxes (app_id, id, updated) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&app, &mailbox, &now],
-            )
-            .await?;
-        }
-        let sides: Vec<String> = self
-            .q(
-                c,
-                "SELECT side FROM mailbox_sides WHERE app_id = $1 AND mailbox_id = $2",
-                &[&app, &mailbox],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if !sides.iter().any(|s| s == side) {
-            if sides.len() >= 2 {
-                return Ok(Err(Refusal::Crowded));
-            }
-            self.x(
-                c,
-                "INSERT INTO mailbox_sides (app_id, mailbox_id, side, opened) VALUES ($1, $2, $3, TRUE)",
-                &[&app, &mailbox, &side],
-            )
-            .await?;
-        }
-        Ok(Ok(()))
     }
 
     /// Touches the mailboxes this process's connections are subscribed to and, if no
@@ -1203,7 +1169,11 @@ impl PgStore {
                         .await?
                         .is_some();
                     if still {
-                        self.delete_mailbox(c, app, mailbox).await?;
+                        self.x(c, "SELECT wh_delete_mailbox($1, $2)", &[app, mailbox])
+                            .await?;
+                        self.effects.push(Effect::Deleted {
+                            key: (Arc::from(app.as_str()), mailbox.clone()),
+                        });
                         pruned += 1;
                     }
                 }
@@ -1435,13 +1405,39 @@ impl PgStore {
 const LOCK_APPS: &str = "SELECT pg_advisory_xact_lock(k) FROM
     (SELECT DISTINCT hashtextextended(a, 0) AS k FROM unnest($1::TEXT[]) AS a ORDER BY k OFFSET 0) AS s";
 
-/// The fields of an `add` besides its mailbox (JSON text for `phase`, `body` and `id`).
-struct Message<'a> {
-    side: &'a str,
-    client: IpAddr,
-    phase: &'a str,
-    body: &'a str,
-    id: &'a str,
+/// A statement parameter.
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// A prepared statement and its parameters.
+struct Call {
+    st: Statement,
+    params: Vec<Param>,
+}
+
+/// A refusal code from one of the SQL functions (`None`: no refusal).
+fn refusal(code: Option<&str>) -> Result<(), Refusal> {
+    match code {
+        None => Ok(()),
+        Some("crowded") => Err(Refusal::Crowded),
+        Some("reclaimed") => Err(Refusal::Reclaimed),
+        Some("too_many_mailboxes") => Err(Refusal::TooManyMailboxes),
+        Some("too_many_messages") => Err(Refusal::TooManyMessages),
+        Some("no_free_nameplate") => Err(Refusal::NoFreeNameplate),
+        Some("storage_full") => Err(Refusal::StorageFull),
+        Some(other) => {
+            tracing::error!("mailbox database: unknown refusal {other:?}");
+            Err(Refusal::DatabaseError)
+        }
+    }
+}
+
+/// A new random mailbox id, like the SQLite store's (13 lowercase base32 characters).
+fn fresh_mailbox_id() -> String {
+    let mut bytes = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    data_encoding::BASE32_NOPAD
+        .encode(&bytes)
+        .to_ascii_lowercase()
 }
 
 /// The app id a request works on.
