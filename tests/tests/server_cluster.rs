@@ -289,3 +289,134 @@ async fn postgres_restart_mid_run() {
     }
     assert_eq!(cluster.count("mailboxes").await, 0);
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+async fn signal(pid: u32, signal: &str) {
+    let status = tokio::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .await
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// A process stopped (SIGSTOP) in the middle of a transaction does not block the others:
+/// PostgreSQL ends its idle transaction after 5 s, which releases its locks. Here process
+/// A is made to wait inside an `add` (the test holds a row lock the add needs), then
+/// stopped while its transaction holds the app id's lock. Process B still serves a claim
+/// on that app id while A is stopped; once A resumes it runs its `add` again and the pair
+/// completes.
+#[tokio::test]
+async fn a_stopped_process_does_not_block_the_others() {
+    let cluster = Cluster::start(2).await;
+    let appid = test_appid("cluster-sigstop");
+    let psql = |sql: &str| {
+        let (pg, sql) = (&cluster.pg, sql.to_owned());
+        async move { pg.psql("mailbox", &sql).await }
+    };
+    // A session of the test's own holds the row every `add` updates.
+    let mut holder = tokio::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.pg.port().to_string(),
+        ])
+        .args(["-U", "wormhole", "-d", "mailbox"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run psql");
+    let mut input = holder.stdin.take().expect("psql's stdin");
+    use tokio::io::AsyncWriteExt;
+    input
+        .write_all(b"BEGIN;\nUPDATE stored_bytes SET bytes = bytes WHERE id = 1;\n")
+        .await
+        .expect("write to psql");
+    input.flush().await.expect("flush");
+    wormhole_tests::poll_until(
+        TIMEOUT,
+        Duration::from_millis(100),
+        "the row lock taken",
+        || async {
+            let n = psql(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE state = 'idle in transaction' AND query LIKE 'UPDATE stored_bytes%'",
+            )
+            .await;
+            (n == "1").then_some(())
+        },
+    )
+    .await;
+
+    // A allocates (no add yet needs the row), then its PAKE add waits for the row lock.
+    let a = Wormhole::create(&appid, &cluster.servers[0].url(), options()).expect("create");
+    a.allocate_code(2).expect("allocate");
+    let code = within(TIMEOUT, "A's code", a.get_code())
+        .await
+        .expect("code");
+    wormhole_tests::poll_until(
+        TIMEOUT,
+        Duration::from_millis(100),
+        "A's add waiting for the lock",
+        || async {
+            let n = psql(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND datname = 'mailbox'",
+            )
+            .await;
+            (n == "1").then_some(())
+        },
+    )
+    .await;
+    let a_pid = cluster.servers[0].pid().expect("A runs");
+    signal(a_pid, "STOP").await;
+    input.write_all(b"COMMIT;\n").await.expect("write to psql");
+    drop(input);
+    within(TIMEOUT, "psql to finish", holder.wait())
+        .await
+        .expect("psql");
+
+    // A is stopped inside its transaction, holding the app id's lock. B claims on the
+    // same app id all the same, once PostgreSQL has ended A's idle transaction.
+    let stopped = Instant::now();
+    let b = Wormhole::create(&appid, &cluster.servers[1].url(), options()).expect("create");
+    b.set_code(&code).expect("set_code");
+    wormhole_tests::poll_until(
+        TIMEOUT,
+        Duration::from_millis(100),
+        "B's claim while A is stopped",
+        || async {
+            let n = psql("SELECT COUNT(*) FROM nameplate_sides WHERE claimed").await;
+            (n == "2").then_some(())
+        },
+    )
+    .await;
+    eprintln!("B served {:?} after A stopped", stopped.elapsed());
+    let log = cluster.pg.log_tail(200);
+    assert!(
+        log.contains("idle-in-transaction timeout"),
+        "PostgreSQL did not end A's transaction:\n{log}"
+    );
+    signal(a_pid, "CONT").await;
+
+    // A runs its add again on a new connection; the exchange completes.
+    a.send_message(b"after the stop".to_vec()).expect("send");
+    let got = within(TIMEOUT, "A's message at B", b.get_message())
+        .await
+        .expect("message");
+    assert_eq!(got, b"after the stop");
+    b.send_message(b"reply".to_vec()).expect("send");
+    let got = within(TIMEOUT, "B's reply at A", a.get_message())
+        .await
+        .expect("message");
+    assert_eq!(got, b"reply");
+    within(TIMEOUT, "close", async {
+        tokio::try_join!(a.close(), b.close())
+    })
+    .await
+    .expect("both close happy");
+}

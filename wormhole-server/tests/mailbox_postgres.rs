@@ -40,13 +40,55 @@ mod shared_database {
 
     /// Two servers on one fresh database, and that database's name.
     async fn two_servers() -> (MailboxHandle, MailboxHandle, String) {
+        two_servers_with(MailboxConfig::default()).await
+    }
+
+    /// Two servers with `config` on one fresh database, and that database's name.
+    async fn two_servers_with(config: MailboxConfig) -> (MailboxHandle, MailboxHandle, String) {
         let url = shared_cluster().fresh_database();
         let dbname = url.rsplit('/').next().expect("a database name").to_owned();
         let config = || MailboxConfig {
             database: Database::Postgres(url.clone()),
-            ..MailboxConfig::default()
+            ..config.clone()
         };
         (start(config()).await, start(config()).await, dbname)
+    }
+
+    /// Both servers prune (one at a time). A mailbox whose only subscriber is connected to
+    /// one server is kept alive by that server, whichever of the two prunes; an abandoned
+    /// one is deleted.
+    #[tokio::test]
+    async fn a_mailbox_subscribed_on_another_process_is_not_pruned() {
+        let (one, two, dbname) = two_servers_with(MailboxConfig {
+            prune_interval: std::time::Duration::from_millis(50),
+            channel_expiry: std::time::Duration::from_millis(300),
+            ..MailboxConfig::default()
+        })
+        .await;
+        let mut kept = Client::bound(&two.url(), "k").await;
+        let kept_np = kept.allocate().await;
+        let kept_mb = kept.claim_ok(&kept_np).await;
+        kept.open(&kept_mb).await;
+        let mut gone = Client::bound(&one.url(), "g").await;
+        let gone_np = gone.allocate().await;
+        gone.claim_ok(&gone_np).await;
+        drop(gone);
+        let mut lister = Client::bound(&one.url(), "l").await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while lister.list().await.contains(&gone_np) {
+            assert!(tokio::time::Instant::now() < deadline, "never pruned");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // Many expiry periods later, with both servers pruning all along.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        assert!(lister.list().await.contains(&kept_np));
+        assert_eq!(
+            sql(&dbname, "SELECT COUNT(*) FROM mailboxes"),
+            "1",
+            "only the subscribed mailbox is left"
+        );
+        one.shutdown().await;
+        two.shutdown().await;
     }
 
     fn sql(dbname: &str, query: &str) -> String {

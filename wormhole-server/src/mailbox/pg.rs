@@ -322,6 +322,14 @@ pub(crate) async fn open(url: &str) -> Result<Client, String> {
     Ok(client)
 }
 
+/// How long PostgreSQL lets a session of ours sit in an open transaction without a
+/// statement before it ends the session. A batch never waits between its statements, so
+/// only a process that stopped (SIGSTOP, a frozen VM, a lost network) hits this: its
+/// transaction is rolled back and its app-id locks released, instead of blocking every
+/// other process for as long as it is stopped. When it resumes it finds its connection
+/// gone and runs the batch again.
+const STALLED_TRANSACTION: &str = "5s";
+
 /// A new connection, its I/O driven by a task of its own.
 async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
@@ -330,6 +338,11 @@ async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
             tracing::debug!("mailbox database connection ended: {e}");
         }
     });
+    client
+        .batch_execute(&format!(
+            "SET idle_in_transaction_session_timeout = '{STALLED_TRANSACTION}'"
+        ))
+        .await?;
     Ok(client)
 }
 
@@ -397,6 +410,14 @@ enum Failed {
 
 impl From<tokio_postgres::Error> for Failed {
     fn from(e: tokio_postgres::Error) -> Failed {
+        // A FATAL error ends the session (the server shut down, or ended an idle
+        // transaction of a stopped process): like a closed connection.
+        let fatal = e
+            .as_db_error()
+            .is_some_and(|d| matches!(d.severity(), "FATAL" | "PANIC"));
+        if e.is_closed() || fatal {
+            return Failed::Lost(e);
+        }
         let code = e.code().cloned();
         match code {
             None => Failed::Lost(e),
