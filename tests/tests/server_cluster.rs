@@ -420,3 +420,28 @@ async fn a_stopped_process_does_not_block_the_others() {
     .await
     .expect("both close happy");
 }
+
+/// The example configuration in `wormhole-server/deploy/haproxy.cfg` is valid HAProxy
+/// (`haproxy -c`).
+#[tokio::test]
+async fn the_example_haproxy_configuration_is_valid() {
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wormhole-server/deploy/haproxy.cfg");
+    let bin = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or("haproxy");
+    let out = tokio::process::Command::new(bin)
+        .arg("-c")
+        .arg("-f")
+        .arg(&cfg)
+        .output()
+        .await
+        .expect("run haproxy -c");
+    assert!(
+        out.status.success(),
+        "haproxy -c {}: {}{}",
+        cfg.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

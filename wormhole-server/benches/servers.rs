@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
 
 #[path = "../../tests/src/postgres.rs"]
@@ -542,17 +543,39 @@ async fn sessions_per_sec(ports: &[u16], pairs: usize, secs: f64) -> Res<(f64, u
     Ok((counted as f64 / elapsed, counted))
 }
 
+/// A WebSocket connection from the loopback address `from`, past its welcome.
+async fn idle_connection(port: u16, from: std::net::Ipv4Addr) -> Res<Ws> {
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .bind((from, 0).into())
+        .map_err(|e| format!("bind {from}: {e}"))?;
+    let stream = socket
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let url = format!("ws://127.0.0.1:{port}/v1");
+    let (mut ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    expect(&mut ws, "welcome").await?;
+    Ok(ws)
+}
+
 /// The server's RSS (KiB) before and while holding `n` idle WebSocket connections.
 async fn idle_memory(server: &Proc, n: usize) -> Res<(u64, u64)> {
     let before = server.rss_kib();
     let port = server.port;
     let sem = Arc::new(tokio::sync::Semaphore::new(200));
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..n {
+    for i in 0..n {
         let sem = sem.clone();
         tasks.spawn(async move {
             let _permit = sem.acquire().await.map_err(|e| e.to_string())?;
-            connect(port).await
+            // From four loopback addresses: the server allows at most half of its
+            // descriptors to one address, and with a hard limit of 20,000 that is fewer
+            // than 10,000.
+            let from = std::net::Ipv4Addr::new(127, 0, 0, 1 + (i % 4) as u8);
+            idle_connection(port, from).await
         });
     }
     let mut conns = Vec::with_capacity(n);
