@@ -54,6 +54,69 @@ mod shared_database {
         (start(config()).await, start(config()).await, dbname)
     }
 
+    /// Requests PostgreSQL cannot store (an app id with a NUL character, which its text
+    /// cannot hold; an app id too long for an index entry) are each answered `server
+    /// database error`, and only they: the requests batched with them are served.
+    #[tokio::test]
+    async fn a_request_postgres_cannot_store_is_refused_alone() {
+        let (one, _two, _) = two_servers().await;
+        let url = one.url();
+        // 8000 characters that do not compress: too long for an index entry (2704 bytes).
+        let mut x: u32 = 0x9e37_79b9;
+        let long: String = (0..8000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                char::from(
+                    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+                        [(x % 64) as usize],
+                )
+            })
+            .collect();
+        let mut bad = Vec::new();
+        for (i, app) in ["bad\u{0}app", long.as_str()]
+            .iter()
+            .cycle()
+            .take(10)
+            .enumerate()
+        {
+            let (mut c, _) = Client::connect(&url).await;
+            c.send(json!({"type": "bind", "appid": app, "side": format!("bad{i}")}))
+                .await;
+            c.expect_ack().await;
+            bad.push(c);
+        }
+        let mut good = Vec::new();
+        for i in 0..10 {
+            good.push(Client::bound(&url, &format!("good{i}")).await);
+        }
+        let allocate = json!({"type": "allocate"});
+        let bad_answers = futures_util::future::join_all(bad.iter_mut().map(|c| {
+            let allocate = allocate.clone();
+            async move {
+                c.send(allocate).await;
+                c.expect_ack().await;
+                c.next().await
+            }
+        }));
+        let good_answers = futures_util::future::join_all(good.iter_mut().map(|c| c.allocate()));
+        let (bad_answers, good_answers) = tokio::join!(bad_answers, good_answers);
+        for e in bad_answers {
+            assert_eq!(e["type"], "error", "{e}");
+            assert_eq!(e["error"], "server database error", "{e}");
+        }
+        let numbers: BTreeSet<String> = good_answers.into_iter().collect();
+        assert_eq!(numbers.len(), 10, "{numbers:?}");
+        // The refused clients' connections still work.
+        for c in &mut bad {
+            c.send(json!({"type": "ping", "ping": 1})).await;
+            c.expect_ack().await;
+            assert_eq!(c.next().await["type"], "pong");
+        }
+        one.shutdown().await;
+    }
+
     /// Both servers prune (one at a time). A mailbox whose only subscriber is connected to
     /// one server is kept alive by that server, whichever of the two prunes; an abandoned
     /// one is deleted.

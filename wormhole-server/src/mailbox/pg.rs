@@ -406,6 +406,10 @@ enum Failed {
     Retry,
     /// The statement failed: the batch is refused.
     Refused(Refusal, tokio_postgres::Error),
+    /// The statements of request `.0` of the batch failed because of what it asked (such
+    /// as a NUL character, which PostgreSQL's text cannot hold): that request is refused,
+    /// the others run again without it.
+    Culprit(usize, tokio_postgres::Error),
 }
 
 impl From<tokio_postgres::Error> for Failed {
@@ -631,7 +635,7 @@ impl PgStore {
 
     /// Runs `work` in one transaction until it commits, is refused, or the outage lasts
     /// too long; then answers every request.
-    async fn run_batch(&mut self, work: Vec<Request>) {
+    async fn run_batch(&mut self, mut work: Vec<Request>) {
         let started = Instant::now();
         let token = (rand::thread_rng().next_u64() >> 1) as i64;
         let mut pause = RECONNECT_PAUSE.0;
@@ -648,6 +652,14 @@ impl PgStore {
                     }
                     Err(Failed::Retry) => {
                         self.rollback().await;
+                        continue;
+                    }
+                    Err(Failed::Culprit(i, e)) => {
+                        self.rollback().await;
+                        tracing::warn!("mailbox database: a request refused: {e}");
+                        if i < work.len() {
+                            reply(work.remove(i), Err(Refusal::DatabaseError));
+                        }
                         continue;
                     }
                     Err(Failed::Lost(e)) => {
@@ -737,9 +749,7 @@ impl PgStore {
     }
 
     async fn transaction_on(&mut self, c: &Client, work: &[Request], token: i64) -> Pg<()> {
-        let mut apps: Vec<&str> = work.iter().filter_map(app_of).collect();
-        apps.sort_unstable();
-        apps.dedup();
+        let apps = lock_keys(work.iter().filter_map(app_of));
         // Each pair of statements goes in one round trip (pipelined): the transaction
         // starts and takes its locks, and later records itself and commits. A COMMIT
         // after a failed statement only rolls back, and the error is the statement's.
@@ -780,14 +790,24 @@ impl PgStore {
                 .map(|(call, p)| c.query(&call.st, p))
         });
         let mut results = futures_util::future::join_all(queries).await.into_iter();
-        for (req, plan) in work.iter().zip(&plans) {
+        for (i, (req, plan)) in work.iter().zip(&plans).enumerate() {
             let answer = match plan {
                 Err(r) => Err(*r),
                 Ok(calls) => {
                     let mut rows = Vec::with_capacity(calls.len());
                     for _ in calls {
                         match results.next() {
-                            Some(r) => rows.push(r?),
+                            Some(Ok(r)) => rows.push(r),
+                            // The first error is this request's own, unless it is the
+                            // storage or the connection failing.
+                            Some(Err(e)) => {
+                                return Err(match Failed::from(e) {
+                                    Failed::Refused(Refusal::DatabaseError, e) => {
+                                        Failed::Culprit(i, e)
+                                    }
+                                    other => other,
+                                });
+                            }
                             None => return Err(Failed::Retry),
                         }
                     }
@@ -1132,7 +1152,9 @@ impl PgStore {
                 self.rollback().await;
                 match failed {
                     Failed::Lost(e) => self.lost(e),
-                    Failed::Refused(_, e) => tracing::warn!("mailbox: pruning failed: {e}"),
+                    Failed::Refused(_, e) | Failed::Culprit(_, e) => {
+                        tracing::warn!("mailbox: pruning failed: {e}")
+                    }
                     Failed::Retry => {}
                 }
             }
@@ -1175,10 +1197,8 @@ impl PgStore {
                 .map(|r| (r.get(0), r.get(1)))
                 .collect();
             if !stale.is_empty() {
-                let mut stale_apps: Vec<&str> = stale.iter().map(|(a, _)| a.as_str()).collect();
-                stale_apps.sort_unstable();
-                stale_apps.dedup();
-                self.x(c, LOCK_APPS, &[&stale_apps]).await?;
+                let keys = lock_keys(stale.iter().map(|(a, _)| a.as_str()));
+                self.x(c, LOCK_APPS, &[&keys]).await?;
                 for (app, mailbox) in &stale {
                     // Touched since (under the app's lock now)?
                     let still = self
@@ -1421,10 +1441,22 @@ impl PgStore {
     }
 }
 
-/// Locks the app ids of an array, in one fixed order (so that two transactions never
-/// wait for each other's locks).
-const LOCK_APPS: &str = "SELECT pg_advisory_xact_lock(k) FROM
-    (SELECT DISTINCT hashtextextended(a, 0) AS k FROM unnest($1::TEXT[]) AS a ORDER BY k OFFSET 0) AS s";
+/// Takes the advisory locks of an array of keys ([`lock_keys`]), in the array's order.
+const LOCK_APPS: &str = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::BIGINT[]) AS k";
+
+/// The advisory-lock keys of some app ids, sorted and without repeats, so that two
+/// transactions always take their locks in the same order and never wait for each other.
+/// A key is the CRC-32 of the app id: the same in every process and every version, and
+/// computed here rather than in SQL so that an app id PostgreSQL cannot hold (a NUL
+/// character) fails only its own request. Two app ids with one key only share a lock.
+fn lock_keys<'a>(apps: impl Iterator<Item = &'a str>) -> Vec<i64> {
+    let mut keys: Vec<i64> = apps
+        .map(|a| i64::from(crc32fast::hash(a.as_bytes())))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
 
 /// A statement parameter.
 type Param = Box<dyn ToSql + Sync + Send>;
