@@ -592,6 +592,12 @@ const char *wh_version(void);
 void wh_string_array_free(char **array);
 
 /**
+ * Free a string returned by the library (`wh_serialize`). NULL does nothing; freeing
+ * twice, or a string not made by the library, is undefined. Any thread.
+ */
+void wh_string_free(char *string);
+
+/**
  * The number of strings in a library string array (not counting the NULL terminator);
  * 0 for NULL. Read-only; thread-safe while nobody frees the array.
  */
@@ -944,6 +950,60 @@ wh_result wh_event_fd(const struct wh_wormhole *wormhole, int *fd_out);
 wh_result wh_next_event(const struct wh_wormhole *wormhole,
                         int32_t timeout_ms,
                         struct wh_event **event_out);
+
+/**
+ * Save this wormhole as a string, to continue it later with `wh_from_serialized` (in
+ * this process or another). The seed's `w.serialize()`.
+ *
+ * On success `*data_out` is a new NUL-terminated UTF-8 string (versioned JSON) that the
+ * caller owns and releases with `wh_string_free`. It includes the events not yet handed
+ * to the application (pulled with `wh_next_event` or called back): the restored wormhole
+ * delivers them first. **It holds secrets** (the session key, or the code and the seed of
+ * the SPAKE2 scalar): store it like a key, never log it.
+ *
+ * Errors: `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_ARGUMENT` (a transfer runs, the
+ * code is being typed, or the wormhole is closing), `WH_RESULT_CLOSED`.
+ * Blocking (a round trip to the wormhole's network task, no network I/O); may be called
+ * from a callback. Thread-safe.
+ */
+wh_result wh_serialize(const struct wh_wormhole *wormhole, char **data_out);
+
+/**
+ * Continue a wormhole saved with `wh_serialize` (the seed's `wormhole.from_serialized`):
+ * it reconnects to the same mailbox server and carries on; the peer sees nothing unusual.
+ *
+ * - `data`: the saved string, NUL-terminated, borrowed.
+ * - `options`, `delegate`, `wormhole_out`: as for `wh_create` (the app id, `app_versions`
+ *   and the server come from `data`).
+ *
+ * Errors: `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_UTF8`, `WH_RESULT_INVALID_ARGUMENT`
+ * (not a saved wormhole, of another version, or damaged). When it fails and `delegate` was
+ * not NULL, its `user_data_free` has run.
+ * Restoring one string twice gives two handles for one side: keep one.
+ */
+wh_result wh_from_serialized(const char *data,
+                             const struct wh_options *options,
+                             const struct wh_delegate *delegate,
+                             struct wh_wormhole **wormhole_out);
+
+/**
+ * Journaled mode: hold every frame this wormhole would send to the server (its
+ * messages, claims, releases, closes) until the matching `wh_release_outbound`. Holds
+ * nest. Handle an event inside a hold, send, save your state with `wh_serialize`, then
+ * release: the peer never sees what a crash made you forget.
+ *
+ * Errors: `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_CLOSED`. Non-blocking; thread-safe.
+ */
+wh_result wh_hold_outbound(const struct wh_wormhole *wormhole);
+
+/**
+ * Journaled mode: end the most recent `wh_hold_outbound`; the held frames leave when no
+ * hold is left. Without a hold: `WH_RESULT_INVALID_STATE`.
+ *
+ * Errors: `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_STATE`, `WH_RESULT_CLOSED`.
+ * Non-blocking; thread-safe.
+ */
+wh_result wh_release_outbound(const struct wh_wormhole *wormhole);
 
 /**
  * Check a complete code ("7-purple-sausages") without a wormhole: `WH_RESULT_OK` when

@@ -188,4 +188,38 @@ for i in 0 1 2; do
         sleep 0.5
     done
 done
+# Bootstrapped is not yet usable: the first exit circuit can still fail ("general SOCKS
+# server failure") while the exit's descriptor spreads. Wait until a stream through each
+# client's SOCKS port reaches a loopback listener (the probe's own) via the exit. (Not a
+# relay's port: exits refuse streams to known relays' addresses and ports.)
+probe_exit() { # probe_exit SOCKSPORT
+    python3 - "$1" <<'PY'
+import socket, sys
+try:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+    s.sendall(b"\x05\x01\x00")
+    if s.recv(2) != b"\x05\x00":
+        sys.exit(1)
+    host = b"mailbox.tor.test"
+    s.sendall(b"\x05\x01\x00\x03" + bytes([len(host)]) + host + port.to_bytes(2, "big"))
+    reply = s.recv(10)
+    sys.exit(0 if len(reply) >= 2 and reply[1] == 0 else 1)
+except OSError:
+    sys.exit(1)
+PY
+}
+for socks in $((BASE + 20)) $((BASE + 22)) 9050; do
+    until probe_exit "$socks"; do
+        if [ $SECONDS -gt $deadline ]; then
+            echo "tor-testnet: no exit stream through SOCKS port $socks within 120 s" >&2
+            stop
+            exit 1
+        fi
+        sleep 1
+    done
+done
 echo ready

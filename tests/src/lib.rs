@@ -673,6 +673,13 @@ impl RunningCli {
         code
     }
 
+    /// Kill the process with SIGKILL (no chance to clean up) and wait until it is gone.
+    pub async fn kill9(mut self) {
+        within(TIMEOUT, "the process to die", self.child.kill())
+            .await
+            .unwrap_or_else(|e| panic!("kill {}: {e}", self.name));
+    }
+
     /// Wait (at most [`TIMEOUT`]) for the process to exit and return its output. A process
     /// still running then is killed and the test fails with what it wrote so far.
     pub async fn finish(mut self) -> CliOutput {

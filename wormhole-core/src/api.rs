@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -137,25 +138,148 @@ pub enum Event {
 }
 
 /// The event stream of a delegated-mode wormhole. Ends after [`Event::Closed`].
+///
+/// An event counts as taken once one of these methods returned it: a
+/// [`Wormhole::serialize`] saves the events not taken yet, and the restored wormhole
+/// delivers them first.
 #[derive(Debug)]
 pub struct Events {
     rx: mpsc::UnboundedReceiver<Event>,
+    taken: Arc<AtomicU64>,
+    /// False once an adapter counts takes itself ([`Events::deferred_taking`]).
+    count_here: bool,
+}
+
+/// For an adapter that queues events between this stream and the application: it calls
+/// [`Taken::one`] each time it hands one event (in stream order) to the application.
+#[derive(Debug, Clone)]
+pub struct Taken(Arc<AtomicU64>);
+
+impl Taken {
+    /// The application now has the next event.
+    pub fn one(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl Events {
+    /// For adapters (C, Python, Kotlin) that take events from this stream into a queue of
+    /// their own: from now on an event counts as taken (for [`Wormhole::serialize`]) not
+    /// when it leaves this stream but when the adapter says so with the returned
+    /// [`Taken`], once the application has it.
+    pub fn deferred_taking(&mut self) -> Taken {
+        self.count_here = false;
+        Taken(self.taken.clone())
+    }
+
+    fn took(&self, ev: Option<Event>) -> Option<Event> {
+        if ev.is_some() && self.count_here {
+            self.taken.fetch_add(1, Ordering::SeqCst);
+        }
+        ev
+    }
+
     /// The next event, or `None` after `Closed`.
     pub async fn recv(&mut self) -> Option<Event> {
-        self.rx.recv().await
+        let ev = self.rx.recv().await;
+        self.took(ev)
     }
 
     /// The next event, blocking the thread. Must not be called inside an async runtime.
     pub fn blocking_recv(&mut self) -> Option<Event> {
-        self.rx.blocking_recv()
+        let ev = self.rx.blocking_recv();
+        self.took(ev)
     }
 
     /// The next event if one is waiting.
     pub fn try_recv(&mut self) -> Option<Event> {
-        self.rx.try_recv().ok()
+        let ev = self.rx.try_recv().ok();
+        self.took(ev)
+    }
+}
+
+/// The delegated-mode events delivered and not yet taken from [`Events`], numbered from 1
+/// in delivery order (the stream hands them out in that order, so the first `taken` are
+/// the ones taken).
+#[derive(Default)]
+struct Journal {
+    delivered: u64,
+    entries: VecDeque<(u64, Event)>,
+}
+
+/// What [`Wormhole::serialize`] writes: the session's snapshot and the events not taken.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Serialized {
+    /// Always [`SERIALIZED_FORMAT`].
+    format: String,
+    /// [`session::SNAPSHOT_VERSION`] when written.
+    version: u64,
+    relay_url: String,
+    session: Value,
+    events: Vec<SavedEvent>,
+}
+
+/// The `format` of a serialized wormhole.
+const SERIALIZED_FORMAT: &str = "magic-wormhole serialized wormhole";
+
+/// An [`Event`] saved with a serialized wormhole (bytes as hex).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
+enum SavedEvent {
+    Welcome { welcome: Map<String, Value> },
+    Code { code: String },
+    UnverifiedKey { key: Key },
+    Verifier { verifier: String },
+    Versions { versions: Value },
+    Message { message: String },
+    WordlistAvailable,
+}
+
+impl SavedEvent {
+    fn save(ev: &Event) -> Result<SavedEvent> {
+        Ok(match ev {
+            Event::Welcome(w) => SavedEvent::Welcome { welcome: w.clone() },
+            Event::Code(c) => SavedEvent::Code { code: c.clone() },
+            Event::UnverifiedKey(k) => SavedEvent::UnverifiedKey { key: k.clone() },
+            Event::Verifier(v) => SavedEvent::Verifier {
+                verifier: hex::encode(v),
+            },
+            Event::Versions(v) => SavedEvent::Versions {
+                versions: v.clone(),
+            },
+            Event::Message(m) => SavedEvent::Message {
+                message: hex::encode(m),
+            },
+            Event::WordlistAvailable => SavedEvent::WordlistAvailable,
+            Event::Transfer(_) | Event::Closed(_) => {
+                return Err(Error::InvalidArgument(
+                    "a wormhole cannot be serialized while a transfer or closing event \
+                     waits to be taken"
+                        .into(),
+                ));
+            }
+        })
+    }
+
+    fn restore(self) -> Result<Event> {
+        let damaged = || Error::InvalidArgument("the serialized wormhole is damaged: an event".into());
+        Ok(match self {
+            SavedEvent::Welcome { welcome } => Event::Welcome(welcome),
+            SavedEvent::Code { code } => Event::Code(code),
+            SavedEvent::UnverifiedKey { key } => Event::UnverifiedKey(key),
+            SavedEvent::Verifier { verifier } => Event::Verifier(
+                hex::decode(verifier)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(damaged)?,
+            ),
+            SavedEvent::Versions { versions } => Event::Versions(versions),
+            SavedEvent::Message { message } => {
+                Event::Message(hex::decode(message).map_err(|_| damaged())?)
+            }
+            SavedEvent::WordlistAvailable => Event::WordlistAvailable,
+        })
     }
 }
 
@@ -248,6 +372,10 @@ pub(crate) struct Shared {
     /// The delegated-mode stream; dropped after `Closed` so the stream ends.
     delegate: Mutex<Option<mpsc::UnboundedSender<Event>>>,
     delegated: bool,
+    /// Delegated mode: the events delivered and not taken yet (for `serialize`).
+    journal: Mutex<Journal>,
+    /// Delegated mode: how many events the application took from its [`Events`].
+    taken: Arc<AtomicU64>,
     welcome_handler: Option<WelcomeHandler>,
     /// Messages the transfer machine posts go to the driver like the application's.
     commands: mpsc::WeakUnboundedSender<Command>,
@@ -357,6 +485,14 @@ impl Shared {
         let mut delegate = self.delegate.lock().unwrap_or_else(|p| p.into_inner());
         let last = matches!(ev, Event::Closed(_));
         if let Some(tx) = delegate.as_ref() {
+            let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+            let taken = self.taken.load(Ordering::SeqCst);
+            while journal.entries.front().is_some_and(|(n, _)| *n <= taken) {
+                journal.entries.pop_front();
+            }
+            journal.delivered += 1;
+            let n = journal.delivered;
+            journal.entries.push_back((n, ev.clone()));
             let _ = tx.send(ev);
         }
         if last {
@@ -504,6 +640,17 @@ impl EventSink for Shared {
     fn finished(&self) {
         self.driver_finished();
     }
+
+    fn pending_events(&self) -> Vec<Event> {
+        let taken = self.taken.load(Ordering::SeqCst);
+        let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        journal
+            .entries
+            .iter()
+            .filter(|(n, _)| *n > taken)
+            .map(|(_, ev)| ev.clone())
+            .collect()
+    }
 }
 
 fn run_callbacks(callbacks: Vec<Callback>) {
@@ -519,6 +666,8 @@ struct Handle {
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
     delegated: bool,
+    /// The mailbox server's URL (saved by `serialize`).
+    relay_url: String,
 }
 
 /// A wormhole: one side of a secure, ordered record pipe to the peer holding the same code.
@@ -573,52 +722,225 @@ impl Wormhole {
         options: Options,
     ) -> Result<(Wormhole, Events)> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let w = Self::start(appid, relay_url, options, Some(tx))?;
-        Ok((w, Events { rx }))
+        let taken = Arc::new(AtomicU64::new(0));
+        let w = Self::start(appid, relay_url, options, Some((tx, taken.clone())))?;
+        Ok((
+            w,
+            Events {
+                rx,
+                taken,
+                count_here: true,
+            },
+        ))
+    }
+
+    /// Continue a wormhole saved by [`Wormhole::serialize`] (in this process or another):
+    /// a delegated-mode wormhole that connects to the same mailbox server, binds with the
+    /// same side and carries on. The events that were not taken when it was saved come
+    /// first on the new stream; the peer sees nothing unusual.
+    ///
+    /// `options` gives everything but what the wormhole was made with (`app_versions`,
+    /// `client_version` come from `data`). A `data` that is not a serialized wormhole, of
+    /// another version, or damaged is refused with [`Error::InvalidArgument`] saying why
+    /// (never quoting it: it holds secrets).
+    ///
+    /// Restoring the same data twice gives two wormholes with one side: the server and the
+    /// peer see one client that reconnected, and each message of ours reaches the peer
+    /// once, but the two copies share the peer's messages. Keep one.
+    pub fn from_serialized(data: &str, options: Options) -> Result<(Wormhole, Events)> {
+        let value: Value = serde_json::from_str(data).map_err(|_| {
+            Error::InvalidArgument("this is not a serialized wormhole (not JSON)".into())
+        })?;
+        if value.get("format").and_then(Value::as_str) != Some(SERIALIZED_FORMAT) {
+            return Err(Error::InvalidArgument(
+                "this is not a serialized wormhole".into(),
+            ));
+        }
+        let version = value.get("version").and_then(Value::as_u64);
+        if version != Some(session::SNAPSHOT_VERSION) {
+            return Err(Error::InvalidArgument(format!(
+                "the serialized wormhole is of version {}; this library reads version {}",
+                version.map_or_else(|| "(none)".to_owned(), |v| v.to_string()),
+                session::SNAPSHOT_VERSION
+            )));
+        }
+        let saved: Serialized = serde_json::from_value(value).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "the serialized wormhole is damaged: {}",
+                session::redacted(&e)
+            ))
+        })?;
+        validate_relay_url(&saved.relay_url)?;
+        let pending = saved
+            .events
+            .into_iter()
+            .map(SavedEvent::restore)
+            .collect::<Result<Vec<_>>>()?;
+        let mut options = options;
+        let rng = options
+            .rng
+            .take()
+            .unwrap_or_else(|| Box::new(rand::rngs::OsRng));
+        let session = Session::restore(saved.session, rng)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let taken = Arc::new(AtomicU64::new(0));
+        let w = Self::launch(
+            session,
+            &saved.relay_url,
+            options,
+            Some((tx, taken.clone())),
+            pending,
+        )?;
+        Ok((
+            w,
+            Events {
+                rx,
+                taken,
+                count_here: true,
+            },
+        ))
+    }
+
+    /// Journaled mode: hold every frame this wormhole would send to the server (our
+    /// messages, but also claims, releases, closes) until the returned guard is dropped
+    /// (or [`OutboundHold::release`]d). Holds nest.
+    ///
+    /// The seed's journal semantics: handle an event inside a hold, call
+    /// [`Wormhole::send_message`] as needed, save the application's state together with
+    /// [`Wormhole::serialize`], and only then release. If the process dies before the save,
+    /// nothing of the handling reached the peer (the event is delivered again after a
+    /// restore from the previous save); if it dies after, the restored wormhole sends what
+    /// the save holds. Either way the peer never sees something the application forgot.
+    pub fn hold_outbound(&self) -> OutboundHold {
+        self.send(Command::Hold);
+        OutboundHold {
+            w: Some(self.clone()),
+        }
+    }
+
+    /// Save this wormhole (delegated mode, no transfer running, not closing) as a string:
+    /// [`Wormhole::from_serialized`] continues it, in this process or another, after any
+    /// time. The string is versioned JSON.
+    ///
+    /// It holds the session's state as it is now, with the events delivered but not yet
+    /// taken from the [`Events`] stream, which the restored wormhole delivers again. Call
+    /// it when the application has handled the events it took (and save its own state
+    /// with it); events taken after the call may come again after a restore.
+    ///
+    /// **The string holds secrets**: the session key (or, before it, the code and the seed
+    /// of our SPAKE2 scalar). Anyone who reads it can read and forge this wormhole's
+    /// messages. Store it like a key, and never log it.
+    pub async fn serialize(&self) -> Result<String> {
+        if !self.h.delegated {
+            return Err(Error::InvalidArgument(
+                "only a delegated-mode wormhole can be serialized".into(),
+            ));
+        }
+        {
+            let st = self.lock();
+            if let Some(e) = st.closed_error() {
+                return Err(e);
+            }
+            if !st.transfers.is_idle() || st.io.is_some() {
+                return Err(Error::InvalidArgument(
+                    "a wormhole cannot be serialized while a transfer runs".into(),
+                ));
+            }
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Command::Serialize(tx));
+        let (session, pending) = rx.await.map_err(|_| Error::Closed)??;
+        let events = pending
+            .iter()
+            .map(SavedEvent::save)
+            .collect::<Result<Vec<_>>>()?;
+        let relay_url = self.h.relay_url.clone();
+        serde_json::to_string(&Serialized {
+            format: SERIALIZED_FORMAT.to_owned(),
+            version: session::SNAPSHOT_VERSION,
+            relay_url,
+            session,
+            events,
+        })
+        .map_err(|e| Error::Internal(format!("cannot write the serialized wormhole: {e}")))
     }
 
     fn start(
         appid: &str,
         relay_url: &str,
         options: Options,
-        delegate: Option<mpsc::UnboundedSender<Event>>,
+        delegate: Option<(mpsc::UnboundedSender<Event>, Arc<AtomicU64>)>,
     ) -> Result<Wormhole> {
         if appid.is_empty() {
             return Err(Error::InvalidArgument(
                 "the app id must not be empty".into(),
             ));
         }
+        if !options.app_versions.is_object() {
+            return Err(Error::InvalidArgument(
+                "app_versions must be a JSON object".into(),
+            ));
+        }
+        let mut options = options;
+        let rng = options
+            .rng
+            .take()
+            .unwrap_or_else(|| Box::new(rand::rngs::OsRng));
+        let session = Session::new(
+            SessionConfig {
+                appid: appid.to_owned(),
+                app_versions: std::mem::take(&mut options.app_versions),
+                client_version: options.client_version.clone(),
+            },
+            rng,
+        );
+        Self::launch(session, relay_url, options, delegate, Vec::new())
+    }
+
+    /// Starts the driver of `session` (new or restored); `pending` events are delivered
+    /// first.
+    fn launch(
+        session: Session,
+        relay_url: &str,
+        options: Options,
+        delegate: Option<(mpsc::UnboundedSender<Event>, Arc<AtomicU64>)>,
+        pending: Vec<Event>,
+    ) -> Result<Wormhole> {
         validate_relay_url(relay_url)?;
         let mut options = options;
         if let Some(tor) = &options.tor {
             tor.check_mailbox_url(relay_url)?;
             options.proxy = Some(tor.socks().clone());
         }
-        if !options.app_versions.is_object() {
-            return Err(Error::InvalidArgument(
-                "app_versions must be a JSON object".into(),
-            ));
-        }
         let engine = match options.engine {
             Some(e) => e,
             None => Engine::global()?,
         };
-        let rng = options.rng.unwrap_or_else(|| Box::new(rand::rngs::OsRng));
-        let session = Session::new(
-            SessionConfig {
-                appid: appid.to_owned(),
-                app_versions: options.app_versions,
-                client_version: options.client_version,
-            },
-            rng,
-        );
         let delegated = delegate.is_some();
+        let (delegate, taken) = match delegate {
+            Some((tx, taken)) => (Some(tx), taken),
+            None => (None, Arc::new(AtomicU64::new(0))),
+        };
+        // What a restored session already knows (for the code rule, `derive_key` and
+        // transfers).
+        let mut state = State {
+            code_chosen: session.code_chosen(),
+            code: session.code().map(str::to_owned),
+            key: session.key().cloned(),
+            ..State::default()
+        };
+        if session.is_verified() {
+            state.verifier = session.key().map(|k| key::derive_verifier(&k.0));
+        }
+        let verified = state.verifier.is_some();
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             changed: Notify::new(),
             delegate: Mutex::new(delegate),
             delegated,
+            journal: Mutex::new(Journal::default()),
+            taken,
             welcome_handler: options.welcome_handler,
             commands: tx.downgrade(),
             runtime: engine.handle(),
@@ -633,6 +955,15 @@ impl Wormhole {
             trace: options.state_trace,
             proxy: options.proxy,
         };
+        if verified {
+            let _ = shared.transfer_input(Input::Verified);
+        }
+        {
+            let mut st = shared.lock();
+            for ev in pending {
+                shared.deliver(&mut st, ev);
+            }
+        }
         // The engine stays alive while the driver runs: the task holds a clone.
         let engine2 = engine.clone();
         engine.handle().spawn({
@@ -647,6 +978,7 @@ impl Wormhole {
                 shared,
                 commands: tx,
                 delegated,
+                relay_url: relay_url.to_owned(),
             }),
         })
     }
@@ -997,6 +1329,38 @@ impl Wormhole {
                 }
             })
             .await
+    }
+}
+
+/// A hold on a wormhole's outbound frames (see [`Wormhole::hold_outbound`]); dropping it
+/// releases them.
+#[must_use = "the frames are released when the hold is dropped"]
+pub struct OutboundHold {
+    w: Option<Wormhole>,
+}
+
+impl OutboundHold {
+    /// Release the held frames now (the same as dropping the hold).
+    pub fn release(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        if let Some(w) = self.w.take() {
+            w.send(Command::Release);
+        }
+    }
+}
+
+impl Drop for OutboundHold {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+impl std::fmt::Debug for OutboundHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutboundHold(..)")
     }
 }
 

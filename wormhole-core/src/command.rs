@@ -1,6 +1,11 @@
 //! What handles ask of a wormhole's driver: one [`Command`] per call, applied to the
 //! session in call order.
 
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::api::Event;
+use crate::error::Result;
 use crate::proto::session::Session;
 
 /// Commands from handles to the driver.
@@ -14,6 +19,13 @@ pub(crate) enum Command {
     Send(Vec<u8>),
     Close,
     Cancel,
+    /// Journaled mode: hold every frame for the server until the matching `Release`.
+    Hold,
+    /// Journaled mode: the end of a `Hold`.
+    Release,
+    /// The session's snapshot and the events delivered but not yet taken, at one instant
+    /// (the driver answers it itself, see `driver::run`).
+    Serialize(oneshot::Sender<Result<(Value, Vec<Event>)>>),
 }
 
 impl Command {
@@ -29,6 +41,9 @@ impl Command {
             Command::Send(_) => "send",
             Command::Close => "close",
             Command::Cancel => "cancel",
+            Command::Serialize(_) => "serialize",
+            Command::Hold => "hold",
+            Command::Release => "release",
         }
     }
 
@@ -48,6 +63,14 @@ impl Command {
             }
             Command::Cancel => {
                 s.cancel();
+                Ok(())
+            }
+            // The driver keeps the count itself.
+            Command::Hold | Command::Release => Ok(()),
+            Command::Serialize(reply) => {
+                // Without the driver's event journal: only reached if the driver did not
+                // answer it (it always does).
+                let _ = reply.send(s.snapshot().map(|v| (v, Vec::new())));
                 Ok(())
             }
         };

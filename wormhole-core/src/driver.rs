@@ -34,6 +34,8 @@ pub(crate) trait EventSink: Send + Sync {
     fn dispatch(&self, ev: session::Event);
     /// The driver has ended.
     fn finished(&self);
+    /// The events dispatched that the application has not taken yet (delegated mode).
+    fn pending_events(&self) -> Vec<crate::api::Event>;
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -196,6 +198,8 @@ pub(crate) async fn run(
     let mut ws: Option<Link> = None;
     let mut connecting: Option<Connecting> = None;
     let mut commands_open = true;
+    // Journaled mode: while above 0, frames stay in the session until released.
+    let mut held: u32 = 0;
     let mut tracer = cfg.trace.clone().map(|t| Tracer::new(t, &session));
     // The input the session last took, for the trace.
     let mut input: std::borrow::Cow<'static, str> = "".into();
@@ -234,8 +238,8 @@ pub(crate) async fn run(
         if let Some(t) = &mut tracer {
             t.after(&session, &input);
         }
-        // Drain the session: frames out, events to the application.
-        while let Some(link) = ws.as_ref() {
+        // Drain the session: frames out (unless held), events to the application.
+        while let Some(link) = ws.as_ref().filter(|_| held == 0) {
             let Some(msg) = session.poll_transmit() else {
                 break;
             };
@@ -263,6 +267,14 @@ pub(crate) async fn run(
 
         tokio::select! {
             cmd = commands.recv(), if commands_open => match cmd {
+                Some(Command::Hold) => held += 1,
+                Some(Command::Release) => held = held.saturating_sub(1),
+                Some(Command::Serialize(reply)) => {
+                    // Every event of the session so far is dispatched (drained above), so
+                    // the snapshot and the pending events describe the same instant.
+                    let r = session.snapshot().map(|v| (v, sink.pending_events()));
+                    let _ = reply.send(r);
+                }
                 Some(cmd) => {
                     input = cmd.label().into();
                     cmd.apply(&mut session);

@@ -76,6 +76,24 @@ fn event_to_py(py: Python<'_>, ev: Event) -> Option<(&'static str, Py<PyAny>)> {
 #[pyclass(module = "wormhole._native", name = "Wormhole", frozen)]
 pub(crate) struct Wormhole {
     pub(crate) inner: wormhole_core::Wormhole,
+    /// Delegated mode: counts the events the Python side handed to the application.
+    taken: Option<wormhole_core::Taken>,
+}
+
+/// A hold on a wormhole's outbound frames (`Wormhole.hold_outbound()`), for the journal.
+#[pyclass(module = "wormhole._native", name = "OutboundHold")]
+pub(crate) struct OutboundHold {
+    inner: Option<wormhole_core::OutboundHold>,
+}
+
+#[pymethods]
+impl OutboundHold {
+    /// Release the held frames (once; later calls do nothing).
+    fn release(&mut self) {
+        if let Some(h) = self.inner.take() {
+            h.release();
+        }
+    }
 }
 
 impl Wormhole {
@@ -155,6 +173,32 @@ impl Wormhole {
         let fut = self.op(op, arg)?;
         let w = self.inner.clone();
         block_on(py, fut, timeout, move || w.cancel()).map(|o| o.into_py(py))
+    }
+
+    /// Delegated mode: the Python side handed the next event to the application (it
+    /// counts as taken for `serialize`).
+    fn took_event(&self) {
+        if let Some(t) = &self.taken {
+            t.one();
+        }
+    }
+
+    /// Save the wormhole as a JSON string (see `wormhole_core::Wormhole::serialize`):
+    /// blocking, without holding the interpreter. It holds secrets.
+    fn serialize(&self, py: Python<'_>) -> PyResult<String> {
+        let w = self.inner.clone();
+        let fut: BoxFut = Box::pin(async move { w.serialize().await.map(Out::Str) });
+        match block_on(py, fut, Some(std::time::Duration::from_secs(30)), || {})? {
+            Out::Str(s) => Ok(s),
+            _ => Err(PyValueError::new_err("serialize returned no string")),
+        }
+    }
+
+    /// Hold every outbound frame until the returned hold is released (journaled mode).
+    fn hold_outbound(&self) -> OutboundHold {
+        OutboundHold {
+            inner: Some(self.inner.hold_outbound()),
+        }
     }
 
     /// Allocate a nameplate and generate a code of `length` words.
@@ -332,35 +376,84 @@ fn create(
         None => {
             let inner =
                 wormhole_core::Wormhole::create(appid, relay_url, options).map_err(to_pyerr)?;
-            Ok(Wormhole { inner })
+            Ok(Wormhole { inner, taken: None })
         }
         Some(cb) => {
-            let (inner, mut events) =
-                wormhole_core::Wormhole::create_delegated(appid, relay_url, options)
-                    .map_err(to_pyerr)?;
-            // Shared by reference count so this engine task never attaches to Python.
-            let cb = Arc::new(cb);
-            engine()?.handle().spawn(async move {
-                while let Some(ev) = events.recv().await {
-                    let cb = cb.clone();
-                    dispatch(Box::new(move |py| {
-                        let Some((name, value)) = event_to_py(py, ev) else {
-                            return;
-                        };
-                        if let Err(e) = cb.call1(py, (name, value)) {
-                            e.write_unraisable(py, Some(cb.bind(py)));
-                        }
-                    }));
-                }
-            });
-            Ok(Wormhole { inner })
+            let started = wormhole_core::Wormhole::create_delegated(appid, relay_url, options);
+            delegated(started, cb)
         }
     }
+}
+
+/// A delegated wormhole whose events go to `cb(name, value)` on the dispatcher thread.
+/// An event counts as taken when the Python side says so (`took_event`), or at once if it
+/// is one Python does not deliver.
+fn delegated(
+    started: wormhole_core::Result<(wormhole_core::Wormhole, wormhole_core::Events)>,
+    cb: Py<PyAny>,
+) -> PyResult<Wormhole> {
+    let (inner, mut events) = started.map_err(to_pyerr)?;
+    let taken = events.deferred_taking();
+    // Shared by reference count so this engine task never attaches to Python.
+    let cb = Arc::new(cb);
+    let t = taken.clone();
+    engine()?.handle().spawn(async move {
+        while let Some(ev) = events.recv().await {
+            let (cb, t) = (cb.clone(), t.clone());
+            dispatch(Box::new(move |py| {
+                let Some((name, value)) = event_to_py(py, ev) else {
+                    t.one();
+                    return;
+                };
+                if let Err(e) = cb.call1(py, (name, value)) {
+                    e.write_unraisable(py, Some(cb.bind(py)));
+                }
+            }));
+        }
+    });
+    Ok(Wormhole {
+        inner,
+        taken: Some(taken),
+    })
+}
+
+/// Continue a wormhole saved with `Wormhole.serialize()`, delegated: events go to
+/// `on_event(name, value)` as with `create`. Options as for `create` (the app id,
+/// versions and server come from `data`).
+#[pyfunction]
+#[pyo3(signature = (data, on_event, connect_timeout=None, close_timeout=None, socks5=None, tor=None))]
+fn from_serialized(
+    data: &str,
+    on_event: Py<PyAny>,
+    connect_timeout: Option<f64>,
+    close_timeout: Option<f64>,
+    socks5: Option<&str>,
+    tor: Option<PyRef<'_, crate::tor::Tor>>,
+) -> PyResult<Wormhole> {
+    let mut options = Options {
+        tor: tor.map(|t| t.inner.clone()),
+        ..Options::default()
+    };
+    if let Some(p) = socks5 {
+        options.proxy = Some(wormhole_core::proxy::Socks5::parse(p).map_err(to_pyerr)?);
+    }
+    if let Some(t) = secs(connect_timeout, "connect_timeout")? {
+        options.connect_timeout = t;
+    }
+    if let Some(t) = secs(close_timeout, "close_timeout")? {
+        options.close_timeout = t;
+    }
+    delegated(
+        wormhole_core::Wormhole::from_serialized(data, options),
+        on_event,
+    )
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Wormhole>()?;
     m.add_class::<InputHelper>()?;
+    m.add_class::<OutboundHold>()?;
     m.add_function(wrap_pyfunction!(create, m)?)?;
+    m.add_function(wrap_pyfunction!(from_serialized, m)?)?;
     Ok(())
 }

@@ -8,7 +8,9 @@ use crypto_secretbox::aead::{Aead, KeyInit};
 use crypto_secretbox::{Nonce, XSalsa20Poly1305};
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use hkdf::Hkdf;
+use rand_chacha::rand_core::SeedableRng;
 use rand_core::CryptoRngCore;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 use unicode_normalization::UnicodeNormalization;
@@ -104,9 +106,64 @@ pub fn decrypt(key: &[u8; 32], body: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// One side's SPAKE2 state, between sending our message and receiving the peer's.
+///
+/// It is made from a 32-byte seed (the SPAKE2 scalar comes from a ChaCha20 generator
+/// seeded with it), so that it can be saved as the seed and the code and made again
+/// (see [`Pake::from_seed`]); the seed is as secret as the scalar.
 pub struct Pake {
     state: Spake2<Ed25519Group>,
     outbound: Vec<u8>,
+    code: String,
+    appid: String,
+    seed: [u8; 32],
+}
+
+/// What a [`Pake`] is saved as: the code, the app id and the seed (all secret).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedPake {
+    code: String,
+    appid: String,
+    seed: String,
+}
+
+impl Serialize for Pake {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        SavedPake {
+            code: self.code.clone(),
+            appid: self.appid.clone(),
+            seed: hex::encode(self.seed),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pake {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Pake, D::Error> {
+        let saved = SavedPake::deserialize(d)?;
+        let seed = hex::decode(&saved.seed)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| serde::de::Error::custom("the SPAKE2 seed is not 32 bytes of hex"))?;
+        Ok(Pake::from_seed(&saved.code, &saved.appid, seed))
+    }
+}
+
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Key, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(&text)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(Key)
+            .ok_or_else(|| serde::de::Error::custom("a key is not 32 bytes of hex"))
+    }
 }
 
 impl std::fmt::Debug for Pake {
@@ -129,12 +186,27 @@ pub enum PakeError {
 impl Pake {
     /// Start symmetric SPAKE2 with `password = UTF-8(NFC(code))`, `id = UTF-8(NFC(appid))`.
     pub fn start(code: &str, appid: &str, rng: &mut dyn CryptoRngCore) -> Pake {
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        Pake::from_seed(code, appid, seed)
+    }
+
+    /// [`Pake::start`] with the scalar drawn from a ChaCha20 generator seeded with `seed`:
+    /// the same arguments make the same state and message.
+    pub fn from_seed(code: &str, appid: &str, seed: [u8; 32]) -> Pake {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed(seed);
         let (state, outbound) = Spake2::<Ed25519Group>::start_symmetric_with_rng(
             &Password::new(to_bytes(code)),
             &Identity::new(&to_bytes(appid)),
-            rng,
+            &mut rng,
         );
-        Pake { state, outbound }
+        Pake {
+            state,
+            outbound,
+            code: code.to_owned(),
+            appid: appid.to_owned(),
+            seed,
+        }
     }
 
     /// Our 33-byte SPAKE2 message.

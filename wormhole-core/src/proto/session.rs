@@ -47,6 +47,7 @@ mod order;
 mod receive;
 mod rendezvous;
 mod send;
+mod snapshot;
 mod terminator;
 
 use allocator::{Allocated, Allocator};
@@ -61,6 +62,8 @@ use receive::{Output, Receive};
 use rendezvous::Link;
 use send::SendMachine;
 use terminator::Terminator;
+
+pub use snapshot::{SNAPSHOT_VERSION, redacted};
 
 /// Something the application should learn about. Emitted at most once each, except
 /// `Nameplates` and `Message`.
@@ -195,6 +198,21 @@ impl Session {
         self.receive.is_verified()
     }
 
+    /// Whether the code's source was chosen (`allocate_code`, `set_code`, `input_code`).
+    pub fn code_chosen(&self) -> bool {
+        self.code.chosen()
+    }
+
+    /// The code, once known.
+    pub fn code(&self) -> Option<&str> {
+        self.code.known()
+    }
+
+    /// The shared key, once SPAKE2 has finished.
+    pub fn key(&self) -> Option<&Key> {
+        self.receive.key()
+    }
+
     /// Each machine's letter (the reference's `--debug-state` names, see
     /// [`crate::trace`]) and the name of its current state.
     pub fn machine_states(&self) -> Vec<(&'static str, &'static str)> {
@@ -223,6 +241,98 @@ impl Session {
             ("A", self.allocator.state_name()),
             ("T", self.terminator.state_name()),
         ]
+    }
+
+    /// The session's state as versioned JSON, from which [`Session::restore`] continues it
+    /// (in this process or another). Call it between inputs, once the events are drained.
+    ///
+    /// Refused (with [`Error::InvalidArgument`]) once closing has started, and while the
+    /// code is being typed with the input helper. **The snapshot holds secrets** (the key, or
+    /// the code and the seed of our SPAKE2 scalar): store it as such, and never log it.
+    pub fn snapshot(&self) -> Result<Value> {
+        if self.is_closing() {
+            return Err(Error::InvalidArgument(
+                "a closing wormhole cannot be serialized".into(),
+            ));
+        }
+        if self.code.is_input() && self.code.state_name() != "S4_known" {
+            return Err(Error::InvalidArgument(
+                "a wormhole cannot be serialized while its code is being typed".into(),
+            ));
+        }
+        let snapshot = snapshot::SnapshotRef {
+            version: SNAPSHOT_VERSION,
+            appid: &self.cfg.appid,
+            app_versions: &self.cfg.app_versions,
+            client_version: &self.cfg.client_version,
+            side: &self.side,
+            welcome_seen: self.welcome_seen,
+            code: &self.code,
+            allocator: &self.allocator,
+            lister: &self.lister,
+            nameplate: &self.nameplate,
+            mailbox: &self.mailbox,
+            key: &self.key,
+            order: &self.order,
+            receive: &self.receive,
+            send: &self.send,
+        };
+        serde_json::to_value(snapshot)
+            .map_err(|e| Error::InvalidArgument(format!("cannot serialize the wormhole: {e}")))
+    }
+
+    /// A session continued from a [`Session::snapshot`], disconnected: on
+    /// [`Session::connected`] it binds with the same side and re-sends what it still owes
+    /// (claim, open, our unacknowledged messages), and the server's replay brings what the
+    /// peer sent meanwhile. New nonces come from `rng`.
+    ///
+    /// A snapshot of another version, or one that is not a snapshot (corrupt, altered) is
+    /// refused with [`Error::InvalidArgument`] saying why; nothing of it is logged.
+    pub fn restore(snapshot: Value, rng: Box<dyn CryptoRngCore + Send>) -> Result<Session> {
+        let version = snapshot.get("version").and_then(Value::as_u64);
+        if version != Some(SNAPSHOT_VERSION) {
+            return Err(Error::InvalidArgument(match version {
+                Some(v) => format!(
+                    "the serialized wormhole is of version {v}; this library reads version \
+                     {SNAPSHOT_VERSION}"
+                ),
+                None => "this is not a serialized wormhole (no version)".into(),
+            }));
+        }
+        let s: snapshot::Snapshot = serde_json::from_value(snapshot).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "the serialized wormhole is damaged: {}",
+                snapshot::redacted(&e)
+            ))
+        })?;
+        let valid_side = s.side.len() == 10 && s.side.bytes().all(|b| b.is_ascii_hexdigit());
+        if !valid_side || s.appid.is_empty() || !s.app_versions.is_object() {
+            return Err(Error::InvalidArgument(
+                "the serialized wormhole is damaged: bad side, app id or app_versions".into(),
+            ));
+        }
+        Ok(Session {
+            cfg: SessionConfig {
+                appid: s.appid,
+                app_versions: s.app_versions,
+                client_version: s.client_version,
+            },
+            side: s.side,
+            rng,
+            events: VecDeque::new(),
+            welcome_seen: s.welcome_seen,
+            link: Link::new(),
+            code: s.code,
+            allocator: s.allocator,
+            lister: s.lister,
+            nameplate: s.nameplate,
+            mailbox: s.mailbox,
+            key: s.key,
+            order: s.order,
+            receive: s.receive,
+            send: s.send,
+            terminator: Terminator::new(),
+        })
     }
 
     /// A random diagnostic frame id (4 hex chars).

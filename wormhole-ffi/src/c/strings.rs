@@ -1,4 +1,5 @@
-//! String arrays handed to C (input-helper completions) and their free function.
+//! Strings and string arrays handed to C (a serialized wormhole, input-helper
+//! completions) and their free functions.
 //!
 //! An array is a `char **` with the strings followed by one NULL entry. We allocate it as
 //! a boxed slice of `CString::into_raw` pointers; [`wh_string_array_free`] walks to the
@@ -38,6 +39,19 @@ pub extern "C" fn wh_string_array_free(array: *mut *mut c_char) {
             // SAFETY: each non-NULL entry came from `CString::into_raw` and is freed once.
             drop(unsafe { CString::from_raw(s) });
         }
+    }
+}
+
+/// Free a string returned by the library (`wh_serialize`). NULL does nothing; freeing
+/// twice, or a string not made by the library, is undefined. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_string_free(string: *mut c_char) {
+    ffi_boundary! {
+        if string.is_null() {
+            return;
+        }
+        // SAFETY: the string came from `CString::into_raw` and C gives it back once.
+        drop(unsafe { CString::from_raw(string) });
     }
 }
 

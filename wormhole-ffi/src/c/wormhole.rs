@@ -14,14 +14,16 @@
 //! running, and valgrind sees every allocation released.
 
 use std::cell::Cell;
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{CString, c_char, c_int, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use wormhole_core::{DEFAULT_CODE_LENGTH, Engine, Error, Events, InputHelper, Wormhole};
+use wormhole_core::{
+    DEFAULT_CODE_LENGTH, Engine, Error, Events, InputHelper, OutboundHold, Taken, Wormhole,
+};
 
 use super::cast::{
     Castable, OwnedArc, arc_clone, arc_from_raw, arc_into_raw, box_into_raw, bytes_arg, read_copy,
@@ -224,6 +226,8 @@ pub(crate) struct Core {
     pub(crate) wormhole: Wormhole,
     input: Option<InputHelper>,
     pub(crate) engine: Engine,
+    /// `wh_hold_outbound`s not yet released, innermost last.
+    holds: Vec<OutboundHold>,
 }
 
 /// What a `wh_wormhole *` points to.
@@ -235,6 +239,8 @@ pub struct Handle {
     dispatcher: Mutex<Option<JoinHandle<()>>>,
     /// `wh_free` was called on the dispatcher thread: it finishes the teardown.
     self_teardown: AtomicBool,
+    /// Counts the events the application got (pulled or called back), for `wh_serialize`.
+    taken: Taken,
 }
 
 thread_local! {
@@ -269,11 +275,13 @@ impl Handle {
             wormhole,
             input,
             engine,
+            holds,
         }) = core
         else {
             return;
         };
         wormhole.cancel();
+        drop(holds);
         drop(input);
         drop(wormhole);
         // The driver task holds its own clone of the engine until it returns. Waiting for
@@ -299,6 +307,9 @@ fn dispatch_loop(handle: Arc<Handle>, delegate: Delegate) {
                     break None;
                 }
                 if let Some(ev) = handle.queue.pop(&mut st) {
+                    // The callback is the application's: the event is taken (a
+                    // `wh_serialize` inside it saves what comes after).
+                    handle.taken.one();
                     break Some(ev);
                 }
                 st = handle.queue.wait(st, None).0;
@@ -320,11 +331,14 @@ fn dispatch_loop(handle: Arc<Handle>, delegate: Delegate) {
 /// The forwarder: each event of core's stream, converted, onto the queue. If the stream
 /// ends without `closed` (the driver stopped: a bug), `closed` is still queued, so no
 /// caller waits forever.
-async fn forward(mut events: Events, queue: Arc<Queue>) {
+async fn forward(mut events: Events, queue: Arc<Queue>, taken: Taken) {
     while let Some(ev) = events.recv().await {
         if let Some(data) = EventData::from_core(&ev) {
             let mut st = queue.lock();
             queue.push(&mut st, data);
+        } else {
+            // Never shown to the application: taken now.
+            taken.one();
         }
     }
     let mut st = queue.lock();
@@ -406,6 +420,16 @@ fn create(
         wormhole_core::Options::parse_app_versions(&str_arg(app_versions_json)?)
             .map_err(core_err)?
     };
+    let (opts, engine, close_timeout) = core_options(options, app_versions)?;
+    let started = Wormhole::create_delegated(&app_id, &relay_url, opts);
+    start(started, engine, close_timeout, delegate)
+}
+
+/// Core options from `wh_options` (NULL: defaults), with an engine of the handle's own.
+fn core_options(
+    options: *const wh_options,
+    app_versions: Value,
+) -> Result<(wormhole_core::Options, Engine, Duration), wh_result> {
     let o = read_copy(options).unwrap_or_default();
     let proxy = if o.socks5.is_null() {
         None
@@ -425,21 +449,36 @@ fn create(
         tor: super::tor::tor_of(o.tor)?,
         ..defaults
     };
+    Ok((opts, engine, close_timeout))
+}
+
+/// Wraps a started core wormhole (new or restored) in a handle: the forwarder, and in
+/// delegate mode the dispatcher thread.
+fn start(
+    started: wormhole_core::Result<(Wormhole, Events)>,
+    engine: Engine,
+    close_timeout: Duration,
+    delegate: Option<Delegate>,
+) -> Result<Arc<Handle>, wh_result> {
     let queue = Arc::new(Queue::new(delegate.is_none())?);
-    let (wormhole, events) =
-        Wormhole::create_delegated(&app_id, &relay_url, opts).map_err(|e| wh_result::from(&e))?;
-    engine.handle().spawn(forward(events, queue.clone()));
+    let (wormhole, mut events) = started.map_err(|e| wh_result::from(&e))?;
+    let taken = events.deferred_taking();
+    engine
+        .handle()
+        .spawn(forward(events, queue.clone(), taken.clone()));
     let handle = Arc::new(Handle {
         core: Mutex::new(Some(Core {
             wormhole,
             input: None,
             engine,
+            holds: Vec::new(),
         })),
         queue,
         pull: delegate.is_none(),
         close_timeout,
         dispatcher: Mutex::new(None),
         self_teardown: AtomicBool::new(false),
+        taken,
     });
     if let Some(delegate) = delegate {
         let h = handle.clone();
@@ -851,8 +890,117 @@ pub extern "C" fn wh_next_event(
                 return Err(wh_result::InvalidState);
             }
             let ev = h.queue.next(timeout_ms)?;
+            h.taken.one();
             write_out(event_out, box_into_raw::<wh_event>(ev));
             Ok(())
+        })
+    }
+}
+
+/// Save this wormhole as a string, to continue it later with `wh_from_serialized` (in
+/// this process or another). The seed's `w.serialize()`.
+///
+/// On success `*data_out` is a new NUL-terminated UTF-8 string (versioned JSON) that the
+/// caller owns and releases with `wh_string_free`. It includes the events not yet handed
+/// to the application (pulled with `wh_next_event` or called back): the restored wormhole
+/// delivers them first. **It holds secrets** (the session key, or the code and the seed of
+/// the SPAKE2 scalar): store it like a key, never log it.
+///
+/// Errors: `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_ARGUMENT` (a transfer runs, the
+/// code is being typed, or the wormhole is closing), `WH_RESULT_CLOSED`.
+/// Blocking (a round trip to the wormhole's network task, no network I/O); may be called
+/// from a callback. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_serialize(wormhole: *const wh_wormhole, data_out: *mut *mut c_char) -> wh_result {
+    ffi_boundary! {
+        with_handle(wormhole, |h| {
+            if data_out.is_null() {
+                return Err(wh_result::NullArgument);
+            }
+            let (w, engine) = h.core(|c| (c.wormhole.clone(), c.engine.clone()))?;
+            let data = engine
+                .block_on(w.serialize())
+                .map_err(core_err)?
+                .map_err(core_err)?;
+            let data = CString::new(data).map_err(|_| wh_result::Internal)?;
+            write_out(data_out, data.into_raw());
+            Ok(())
+        })
+    }
+}
+
+/// Continue a wormhole saved with `wh_serialize` (the seed's `wormhole.from_serialized`):
+/// it reconnects to the same mailbox server and carries on; the peer sees nothing unusual.
+///
+/// - `data`: the saved string, NUL-terminated, borrowed.
+/// - `options`, `delegate`, `wormhole_out`: as for `wh_create` (the app id, `app_versions`
+///   and the server come from `data`).
+///
+/// Errors: `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_UTF8`, `WH_RESULT_INVALID_ARGUMENT`
+/// (not a saved wormhole, of another version, or damaged). When it fails and `delegate` was
+/// not NULL, its `user_data_free` has run.
+/// Restoring one string twice gives two handles for one side: keep one.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_from_serialized(
+    data: *const c_char,
+    options: *const wh_options,
+    delegate: *const wh_delegate,
+    wormhole_out: *mut *mut wh_wormhole,
+) -> wh_result {
+    ffi_boundary! {
+        let delegate = read_copy(delegate).map(Delegate);
+        if wormhole_out.is_null() {
+            return wh_result::NullArgument;
+        }
+        let restored = str_arg(data).and_then(|data| {
+            let (opts, engine, close_timeout) = core_options(options, Value::Object(Map::new()))?;
+            let started = Wormhole::from_serialized(&data, opts);
+            start(started, engine, close_timeout, delegate)
+        });
+        match restored {
+            Ok(handle) => {
+                write_out(wormhole_out, arc_into_raw::<wh_wormhole>(handle));
+                wh_result::Ok
+            }
+            Err(r) => r,
+        }
+    }
+}
+
+/// Journaled mode: hold every frame this wormhole would send to the server (its
+/// messages, claims, releases, closes) until the matching `wh_release_outbound`. Holds
+/// nest. Handle an event inside a hold, send, save your state with `wh_serialize`, then
+/// release: the peer never sees what a crash made you forget.
+///
+/// Errors: `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_CLOSED`. Non-blocking; thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_hold_outbound(wormhole: *const wh_wormhole) -> wh_result {
+    ffi_boundary! {
+        with_handle(wormhole, |h| {
+            h.core(|c| {
+                c.holds.push(c.wormhole.hold_outbound());
+            })
+        })
+    }
+}
+
+/// Journaled mode: end the most recent `wh_hold_outbound`; the held frames leave when no
+/// hold is left. Without a hold: `WH_RESULT_INVALID_STATE`.
+///
+/// Errors: `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_STATE`, `WH_RESULT_CLOSED`.
+/// Non-blocking; thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_release_outbound(wormhole: *const wh_wormhole) -> wh_result {
+    ffi_boundary! {
+        with_handle(wormhole, |h| {
+            let hold = h.core(|c| c.holds.pop())?;
+            match hold {
+                Some(hold) => {
+                    hold.release();
+                    Ok(())
+                }
+                None => Err(wh_result::InvalidState),
+            }
         })
     }
 }

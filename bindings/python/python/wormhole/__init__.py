@@ -2,7 +2,9 @@
 
 ``wormhole.create(appid, relay_url, reactor)`` returns a wormhole whose events arrive
 as asyncio awaitables (``reactor=None``), Twisted Deferreds (a Twisted reactor), or
-delegate method calls (``delegate=``). :mod:`wormhole.transcribe` offers the older
+delegate method calls (``delegate=``). A delegated wormhole can be saved with
+``w.serialize()`` and continued with ``wormhole.from_serialized(data, reactor,
+delegate)``, optionally in journaled mode (:mod:`wormhole.journal`). :mod:`wormhole.transcribe` offers the older
 blocking ``Initiator`` / ``Receiver``. Files and directories travel with
 ``send_file()`` / ``receive_offer()`` (asynchronous) or :mod:`wormhole.transfer`
 (blocking). Errors live in :mod:`wormhole.errors`.
@@ -22,6 +24,7 @@ from wormhole._wormhole import (
     InputHelper,
     Wormhole,
     create,
+    from_serialized,
 )
 
 #: The version of the Rust core this module wraps.
@@ -46,6 +49,7 @@ __all__ = [
     "Wormhole",
     "create",
     "errors",
+    "from_serialized",
     "input_with_completion",
     "__version__",
 ]

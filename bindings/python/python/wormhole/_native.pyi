@@ -93,6 +93,19 @@ class Wormhole:
         """Reject the waiting offer."""
     def cancel_transfer(self) -> None:
         """Cancel the running transfer, if any."""
+    def took_event(self) -> None:
+        """Delegated mode: the next event was handed to the application."""
+    def serialize(self) -> str:
+        """Save the wormhole as JSON text (it holds secrets)."""
+    def hold_outbound(self) -> OutboundHold:
+        """Hold every outbound frame until the hold is released (journaled mode)."""
+
+@final
+class OutboundHold:
+    """A hold on a wormhole's outbound frames."""
+
+    def release(self) -> None:
+        """Release the held frames (once)."""
 
 @final
 class InputHelper:
@@ -124,6 +137,16 @@ def create(
     tor: Optional[Tor] = None,
 ) -> Wormhole:
     """Create a wormhole; with ``on_event`` it is delegated; ``socks5``: a proxy."""
+
+def from_serialized(
+    data: str,
+    on_event: Callable[[str, Any], None],
+    connect_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = None,
+    socks5: Optional[str] = None,
+    tor: Optional[Tor] = None,
+) -> Wormhole:
+    """Continue a wormhole saved with ``Wormhole.serialize()`` (delegated)."""
 
 @final
 class Tor:

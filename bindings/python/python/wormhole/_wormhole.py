@@ -311,6 +311,20 @@ class DelegatedWormhole(Wormhole):
         (``"happy"`` or an exception instance)."""
         self._native.begin_close()
 
+    def serialize(self) -> Dict[str, Any]:
+        """The wormhole's state as a JSON-encodable dict (the seed's ``w.serialize()``):
+        :func:`from_serialized` continues it, in this process or another, after any time.
+
+        It includes the events not yet delivered to the delegate (delivered first after a
+        restore): call it once the delegate has handled what it got, and save it with the
+        application's own state (or let a :class:`wormhole.journal.Journal` do both). Not
+        while a transfer runs, the code is being typed, or the wormhole is closing.
+
+        **The dict holds secrets** (the session key, or the code and the seed of the
+        SPAKE2 scalar): store it like a key, never log it."""
+        result: Dict[str, Any] = json.loads(self._native.serialize())
+        return result
+
     # Transfers (PROTOCOL §8): they return at once; their events go to the delegate, in
     # order with the others, each transfer ending before ``wormhole_closed``. One runs at
     # a time (``TransferInProgressError`` otherwise); while it runs, the peer's messages
@@ -361,14 +375,30 @@ class DelegatedWormhole(Wormhole):
 
 
 def _make_event_handler(
-    eventual: _Eventual, delegate: Any, welcome_handler: Any, owner: Callable[[], Any]
+    eventual: _Eventual,
+    delegate: Any,
+    welcome_handler: Any,
+    owner: Callable[[], Any],
+    journal: Any = None,
 ) -> Any:
     """The ``on_event(name, value)`` the native side calls on its dispatcher thread.
 
     Holds the wormhole only weakly, so an abandoned delegated wormhole can still be
-    garbage-collected (and so cancelled)."""
+    garbage-collected (and so cancelled). Each event counts as taken (for
+    ``serialize()``) just before its delegate method runs; with a journal, it runs inside
+    ``journal.process()``."""
 
     def deliver(name: str, value: Any) -> None:
+        w = owner()
+        if w is not None:
+            w._native.took_event()
+        if journal is not None:
+            with journal.process():
+                call(name, value)
+        else:
+            call(name, value)
+
+    def call(name: str, value: Any) -> None:
         if name in ("welcome", "versions"):
             value = json.loads(value)
         elif name == "offer":
@@ -427,16 +457,17 @@ def create(
     through that SOCKS5 proxy, which resolves the names; Transit then neither listens nor
     sends our addresses. ``tor`` (from :func:`wormhole.tor_manager.get_tor`) does the same
     through Tor, with the reference's Tor rules (see the README).
-    ``journal`` and ``dilation`` are not supported; ``timing`` and ``stderr``
-    are accepted and ignored.
+    ``journal`` (a :class:`wormhole.journal.Journal`, delegated mode only): journaled
+    mode, each event handled inside ``journal.process()``. ``dilation`` is not supported;
+    ``timing`` and ``stderr`` are accepted and ignored.
     """
     native_tor = None
     if tor is not None:
         native_tor = getattr(tor, "_native_tor", None)
         if native_tor is None:
             raise NoTorError("tor= must come from wormhole.tor_manager.get_tor()")
-    if journal is not None:
-        raise NotImplementedError("journaled mode is not supported")
+    if journal is not None and delegate is None:
+        raise ValueError("journaled mode needs delegated mode (a delegate)")
     if dilation:
         raise NotImplementedError("dilation is not supported")
     if not isinstance(appid, str) or not isinstance(relay_url, str):
@@ -451,7 +482,11 @@ def create(
         return DeferredWormhole(native, eventual, welcome_handler)
     holder: Dict[str, Any] = {}
     handler = _make_event_handler(
-        eventual, delegate, welcome_handler, lambda: holder.get("w") and holder["w"]()
+        eventual,
+        delegate,
+        welcome_handler,
+        lambda: holder.get("w") and holder["w"](),
+        journal,
     )
     native = _native.create(
         appid, relay_url, versions_json, handler, connect_timeout, close_timeout, socks5,
@@ -459,4 +494,53 @@ def create(
     )
     w = DelegatedWormhole(native, eventual)
     holder["w"] = weakref.ref(w)
+    if journal is not None:
+        journal._attach(w)
+    return w
+
+
+def from_serialized(
+    data: Any,
+    reactor: Any = None,
+    delegate: Any = None,
+    *,
+    welcome_handler: Any = None,
+    journal: Any = None,
+    tor: Any = None,
+    connect_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = None,
+    socks5: Optional[str] = None,
+) -> DelegatedWormhole:
+    """Continue a wormhole saved with :meth:`DelegatedWormhole.serialize` (the seed's
+    ``wormhole.from_serialized(data, reactor, delegate)``): it reconnects to the same
+    mailbox server and carries on, and the peer notices nothing. ``data`` is the dict (or
+    its JSON text). The events that were not delivered when it was saved come first.
+    Restoring the same data twice gives two copies of one side: keep one.
+
+    Raises :class:`ValueError` for data that is not a saved wormhole, of another
+    version, or damaged (the message never quotes it), and without a delegate."""
+    if delegate is None:
+        raise ValueError("from_serialized needs a delegate (serialization is delegated mode)")
+    native_tor = None
+    if tor is not None:
+        native_tor = getattr(tor, "_native_tor", None)
+        if native_tor is None:
+            raise NoTorError("tor= must come from wormhole.tor_manager.get_tor()")
+    text = data if isinstance(data, str) else json.dumps(data)
+    eventual = eventual_for(reactor)
+    holder: Dict[str, Any] = {}
+    handler = _make_event_handler(
+        eventual,
+        delegate,
+        welcome_handler,
+        lambda: holder.get("w") and holder["w"](),
+        journal,
+    )
+    native = _native.from_serialized(
+        text, handler, connect_timeout, close_timeout, socks5, native_tor
+    )
+    w = DelegatedWormhole(native, eventual)
+    holder["w"] = weakref.ref(w)
+    if journal is not None:
+        journal._attach(w)
     return w

@@ -1,13 +1,15 @@
 //! *Allocator*: asks the server for a free nameplate and makes the code from it.
 
 use rand_core::CryptoRngCore;
+use serde::{Deserialize, Serialize};
 
 use super::rendezvous::Link;
 use crate::proto::code::{generate_words, validate_nameplate};
 use crate::proto::wire::ClientMessage;
 
 /// States as in the reference's `_allocator.py` (its `A`/`B` halves are [`Link`]'s).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum State {
     /// `S0_idle`: nothing asked.
     Idle,
@@ -32,7 +34,8 @@ pub(super) enum Allocated {
     Invalid,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(transparent)]
 pub(super) struct Allocator {
     state: State,
 }

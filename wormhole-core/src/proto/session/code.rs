@@ -1,11 +1,14 @@
 //! *Code*: where the code comes from (allocated, set, or typed with the input helper),
 //! at most one source per session.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 use crate::proto::code::{validate_code, validate_nameplate};
 
 /// How the code was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(super) enum Source {
     Allocate,
     Set,
@@ -13,7 +16,8 @@ pub(super) enum Source {
 }
 
 /// States as in the reference's `_code.py`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum State {
     /// `S0_idle`: no source chosen.
     Idle,
@@ -27,7 +31,8 @@ enum State {
     Known { code: String, source: Source },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(transparent)]
 pub(super) struct Code {
     state: State,
 }
@@ -130,6 +135,19 @@ impl Code {
             source: Source::Allocate,
         };
         true
+    }
+
+    /// Whether a source was chosen (allocate, set, or input).
+    pub(super) fn chosen(&self) -> bool {
+        self.state != State::Idle
+    }
+
+    /// The code, once known.
+    pub(super) fn known(&self) -> Option<&str> {
+        match &self.state {
+            State::Known { code, .. } => Some(code),
+            _ => None,
+        }
     }
 
     /// Whether the code comes (or will come) from the input helper.

@@ -1,18 +1,22 @@
 //! *Key*: SPAKE2 from the code and the peer's `pake` message, whichever comes first.
 
 use rand_core::CryptoRngCore;
+use serde::{Deserialize, Serialize};
+
+use super::snapshot::hex_bytes;
 
 use crate::proto::key::{Key as SharedKey, Pake};
 
 /// States as in the reference's `_key.py`, whose outer machine (`S00`, `S01`, `S10`, `S11`)
 /// orders the code and the peer's message and whose inner one (`S0_know_nothing` …
 /// `S3_scared`) runs SPAKE2.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum State {
     /// `S00`: neither the code nor the peer's `pake`.
     KnowNothing,
     /// `S01`: the peer's `pake` came before the code; it waits here.
-    StashedPeerPake(Vec<u8>),
+    StashedPeerPake(#[serde(with = "hex_bytes")] Vec<u8>),
     /// `S10` / `S1_know_code`: our `pake` is posted; the peer's is awaited.
     KnowCode(Pake),
     /// `S11` / `S2_know_key`: the shared key exists (not yet confirmed by the peer).
@@ -34,7 +38,8 @@ pub(super) enum Outcome {
     Unexpected,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(transparent)]
 pub(super) struct KeyMachine {
     state: State,
 }

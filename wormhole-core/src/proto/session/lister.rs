@@ -1,10 +1,13 @@
 //! *Lister*: fetches the server's nameplate list for interactive code input.
 
+use serde::{Deserialize, Serialize};
+
 use super::rendezvous::Link;
 use crate::proto::wire::ClientMessage;
 
 /// States as in the reference's `_lister.py` (its `A`/`B` halves are [`Link`]'s).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum State {
     /// `S0_idle`: no list wanted.
     Idle,
@@ -13,7 +16,8 @@ enum State {
     Wanting,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(transparent)]
 pub(super) struct Lister {
     state: State,
 }

@@ -3,13 +3,17 @@
 
 use std::collections::HashSet;
 
+use serde::{Deserialize, Serialize};
+
 use super::rendezvous::Link;
+use super::snapshot::hex_pairs;
 use crate::proto::wire::{ClientMessage, HexBytes, MailboxMessage, Mood};
 
 /// States as in the reference's `_mailbox.py` (its `A`/`B` halves are [`Link`]'s). The
 /// reference's `S1` (known, never opened) does not occur: the mailbox is only learned from
 /// `claimed`, on a live connection, and is opened at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum State {
     /// `S0`: no mailbox yet; posted messages wait.
     Unknown,
@@ -33,10 +37,12 @@ pub(super) enum Received {
     Unexpected,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct Mailbox {
     state: State,
     /// Our messages whose echo has not been seen, in posting order.
+    #[serde(with = "hex_pairs")]
     unechoed: Vec<(String, Vec<u8>)>,
     /// Peer phases already passed on.
     processed: HashSet<String>,

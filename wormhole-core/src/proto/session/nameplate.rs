@@ -1,11 +1,14 @@
 //! *Nameplate*: claims the nameplate, and releases it once the peer is seen or the session
 //! closes.
 
+use serde::{Deserialize, Serialize};
+
 use super::rendezvous::Link;
 use crate::proto::wire::ClientMessage;
 
 /// States as in the reference's `_nameplate.py` (its `A`/`B` halves are [`Link`]'s).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum State {
     /// `S0`: no nameplate yet.
     KnowNothing,
@@ -32,7 +35,8 @@ pub(super) enum Claimed {
     Unexpected,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(transparent)]
 pub(super) struct Nameplate {
     state: State,
 }

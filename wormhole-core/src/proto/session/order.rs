@@ -1,5 +1,7 @@
 //! *Order*: holds the peer's messages that arrive before the key exists.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Error;
 use crate::proto::wire::MailboxMessage;
 
@@ -12,7 +14,8 @@ pub const MAX_QUEUED_PEER_BYTES: usize = 32 * 1024 * 1024;
 
 /// States as in the reference's `_order.py`, which waits for the peer's `pake`; here the
 /// wait lasts until the key exists, which also covers a `pake` that came before the code.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum State {
     /// `S0_no_pake`: non-`pake` messages are queued (bounded).
     NoKey {
@@ -23,7 +26,8 @@ enum State {
     YesKey,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(transparent)]
 pub(super) struct Order {
     state: State,
 }

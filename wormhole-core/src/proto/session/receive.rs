@@ -3,14 +3,18 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use super::snapshot::hex_map;
 
 use crate::error::Error;
 use crate::proto::key::{self as keys, Key};
 use crate::proto::wire::{MailboxMessage, Mood};
 
 /// States as in the reference's `_receive.py`.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum State {
     /// `S0_unknown_key`: nothing can be decrypted (the order machine holds messages).
     UnknownKey,
@@ -33,10 +37,12 @@ pub(super) enum Output {
     Message(Vec<u8>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct Receive {
     state: State,
     /// Numbered phases that came early, by number.
+    #[serde(with = "hex_map")]
     reorder: BTreeMap<u64, Vec<u8>>,
     next_deliver: u64,
 }
@@ -53,6 +59,14 @@ impl Receive {
     pub(super) fn got_key(&mut self, key: Key) {
         if let State::UnknownKey = self.state {
             self.state = State::UnverifiedKey(key);
+        }
+    }
+
+    /// The key, once it exists.
+    pub(super) fn key(&self) -> Option<&Key> {
+        match &self.state {
+            State::UnverifiedKey(k) | State::VerifiedKey(k) => Some(k),
+            State::UnknownKey | State::Scared => None,
         }
     }
 

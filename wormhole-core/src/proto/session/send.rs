@@ -4,19 +4,24 @@
 use std::collections::VecDeque;
 
 use rand_core::CryptoRngCore;
+use serde::{Deserialize, Serialize};
+
+use super::snapshot::hex_pairs;
 
 use crate::proto::key::{self as keys, Key};
 
 /// States as in the reference's `_send.py`.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum State {
     /// `S0_no_key`: messages wait, already numbered.
-    NoKey(VecDeque<(String, Vec<u8>)>),
+    NoKey(#[serde(with = "hex_pairs")] VecDeque<(String, Vec<u8>)>),
     /// `S1_verified_key`: messages are encrypted at once.
     VerifiedKey(Key),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct SendMachine {
     state: State,
     next_phase: u64,

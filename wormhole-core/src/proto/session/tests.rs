@@ -1020,3 +1020,156 @@ fn released_is_expected_once_after_the_peer_is_seen() {
         other => panic!("closed with {other:?}"),
     }
 }
+
+/// Replaces peer `i` by a session restored from its snapshot (through JSON text, as an
+/// application would store it), as if its process had died and a new one started.
+fn reborn(net: &mut Net, i: usize, seed: u64) {
+    if net.connected[i] {
+        net.disconnect(i);
+    }
+    let text = serde_json::to_string(&net.peers[i].snapshot().unwrap()).unwrap();
+    let value: Value = serde_json::from_str(&text).unwrap();
+    net.peers[i] = Session::restore(value, Box::new(StdRng::seed_from_u64(seed))).unwrap();
+}
+
+fn code_of(evs: &[Event]) -> Option<String> {
+    evs.iter().find_map(|e| match e {
+        Event::Code(c) => Some(c.clone()),
+        _ => None,
+    })
+}
+
+/// A side saved and restored before its code (allocation outstanding), after its code
+/// (our `pake` posted), after the key, and in the middle of the exchange (a message of
+/// ours not yet echoed, one of the peer's sent while we were gone): each time the restored
+/// session carries on, and both sides get every message once, in order, and close happy.
+#[test]
+fn a_restored_session_continues_at_every_point() {
+    let mut net = Net::new(vec![session(1), session(2)]);
+    // Before the code: allocation asked for while disconnected.
+    net.peers[0].allocate_code(2).unwrap();
+    net.peers[0].send_message(b"a0".to_vec()).unwrap();
+    reborn(&mut net, 0, 11);
+    net.connect(0);
+    net.run();
+    let code = code_of(&net.take_events(0)).expect("A's code");
+
+    // After the code: A's pake is in the mailbox, B is not there yet.
+    reborn(&mut net, 0, 12);
+    net.connect(0);
+    net.run();
+    assert!(code_of(&net.take_events(0)).is_none(), "the code is not reported again");
+
+    net.peers[1].set_code(&code).unwrap();
+    net.connect(1);
+    net.run();
+    let b = net.take_events(1);
+    assert_eq!(messages(&b), vec![b"a0".to_vec()]);
+    let verified = verifier(&b).expect("B verified");
+
+    // After the key (both verified).
+    reborn(&mut net, 0, 13);
+    net.connect(0);
+    net.run();
+    let a = net.take_events(0);
+    assert_eq!(verifier(&a), Some(verified));
+
+    // Mid-exchange: A posts while disconnected, B posts while A is away.
+    net.disconnect(0);
+    net.peers[0].send_message(b"a1".to_vec()).unwrap();
+    net.peers[1].send_message(b"b0".to_vec()).unwrap();
+    net.run();
+    reborn(&mut net, 0, 14);
+    net.connect(0);
+    net.run();
+    net.peers[1].send_message(b"b1".to_vec()).unwrap();
+    net.peers[0].send_message(b"a2".to_vec()).unwrap();
+    net.run();
+    assert_eq!(messages(&net.take_events(0)), vec![b"b0".to_vec(), b"b1".to_vec()]);
+    assert_eq!(messages(&net.take_events(1)), vec![b"a1".to_vec(), b"a2".to_vec()]);
+
+    net.peers[0].close();
+    net.peers[1].close();
+    net.run();
+    assert_eq!(closed(&net.take_events(0)), Some(Ok(())));
+    assert_eq!(closed(&net.take_events(1)), Some(Ok(())));
+    assert!(net.server.closes.iter().all(|(_, m)| *m == Mood::Happy));
+}
+
+/// A peer whose `pake` arrives after we were restored (our SPAKE2 state made again from
+/// its seed) gets the same key as before: the saved seed gives the same scalar.
+#[test]
+fn a_restored_spake2_state_finishes_with_the_peer() {
+    let mut net = Net::new(vec![session(5), session(6)]);
+    net.peers[0].set_code("4-purple-sausages").unwrap();
+    net.connect(0);
+    net.run();
+    reborn(&mut net, 0, 7);
+    reborn(&mut net, 0, 8); // twice: still the same state
+    net.peers[1].set_code("4-purple-sausages").unwrap();
+    net.connect(1);
+    net.connect(0);
+    net.run();
+    let (a, b) = (net.take_events(0), net.take_events(1));
+    assert!(verifier(&a).is_some());
+    assert_eq!(verifier(&a), verifier(&b));
+}
+
+#[test]
+fn damaged_foreign_and_closing_snapshots_are_refused() {
+    let mut s = session(1);
+    s.set_code("7-guitarist-revenge").unwrap();
+    let good = s.snapshot().unwrap();
+    let restore = |v: Value| Session::restore(v, Box::new(StdRng::seed_from_u64(1)));
+    assert!(restore(good.clone()).is_ok());
+    let mut cases: Vec<(Value, &str)> = vec![
+        (json!("text"), "no version"),
+        (json!({}), "no version"),
+    ];
+    let mut v2 = good.clone();
+    v2["version"] = json!(2);
+    cases.push((v2, "version 2"));
+    let mut no_side = good.clone();
+    no_side.as_object_mut().unwrap().remove("side");
+    cases.push((no_side, "damaged"));
+    let mut bad_side = good.clone();
+    bad_side["side"] = json!("side!");
+    cases.push((bad_side, "damaged"));
+    let mut bad_seed = good.clone();
+    bad_seed["key"]["know_code"]["seed"] = json!("zz");
+    cases.push((bad_seed, "damaged"));
+    let mut extra = good.clone();
+    extra["mailbox"]["surprise"] = json!(1);
+    cases.push((extra, "damaged"));
+    for (v, why) in cases {
+        match restore(v.clone()) {
+            Err(Error::InvalidArgument(text)) => assert!(text.contains(why), "{text} ({v})"),
+            other => panic!("{v}: {other:?}"),
+        }
+    }
+    // Nothing secret in the error texts.
+    for (field, value) in [
+        ("seed", json!("secret-seed-text")),
+        ("code", json!(12345678)),
+        ("appid", json!(["secret-in-an-array"])),
+    ] {
+        let mut leaky = good.clone();
+        leaky["key"]["know_code"][field] = value.clone();
+        let Err(e) = restore(leaky) else {
+            panic!("accepted {field}")
+        };
+        let text = e.to_string();
+        assert!(text.contains("damaged"), "{text}");
+        assert!(
+            !text.contains("secret-seed-text") && !text.contains("secret-in-an-array"),
+            "{text}"
+        );
+    }
+    let mut typed = good.clone();
+    typed["side"] = json!(["secret-side"]);
+    let text = restore(typed).unwrap_err().to_string();
+    assert!(!text.contains("secret-side"), "{text}");
+
+    s.close();
+    assert!(matches!(s.snapshot(), Err(Error::InvalidArgument(_))));
+}
