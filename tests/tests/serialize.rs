@@ -33,7 +33,9 @@ fn journaled_peer(
 }
 
 async fn code_of(p: &mut RunningCli) -> String {
-    let line = p.wait_for_stderr("its code", |l| l.starts_with("CODE ")).await;
+    let line = p
+        .wait_for_stderr("its code", |l| l.starts_with("CODE "))
+        .await;
     line["CODE ".len()..].trim().to_owned()
 }
 
@@ -51,7 +53,9 @@ async fn killed_at(step: &str, url: &str) {
     };
     let receiver = match step {
         "allocated" => {
-            first.wait_for_stderr("the checkpoint", |l| l.starts_with("CHECKPOINT")).await;
+            first
+                .wait_for_stderr("the checkpoint", |l| l.starts_with("CHECKPOINT"))
+                .await;
             first.kill9().await;
             let mut second = peer(&state, url, &text, None);
             let code = code_of(&mut second).await;
@@ -63,7 +67,9 @@ async fn killed_at(step: &str, url: &str) {
         }
         "code" => {
             let code = code_of(&mut first).await;
-            first.wait_for_stderr("the checkpoint", |l| l.starts_with("CHECKPOINT")).await;
+            first
+                .wait_for_stderr("the checkpoint", |l| l.starts_with("CHECKPOINT"))
+                .await;
             first.kill9().await;
             // The peer arrives while we are dead.
             let receiver = receive(&code);
@@ -75,7 +81,9 @@ async fn killed_at(step: &str, url: &str) {
         _ => {
             let code = code_of(&mut first).await;
             let receiver = receive(&code);
-            first.wait_for_stderr("the checkpoint", |l| l.starts_with("CHECKPOINT")).await;
+            first
+                .wait_for_stderr("the checkpoint", |l| l.starts_with("CHECKPOINT"))
+                .await;
             first.kill9().await;
             let out = peer(&state, url, &text, None).finish().await;
             out.assert_success();
@@ -150,11 +158,17 @@ async fn never_online_together(url: &str) {
     // B: A's version and hello; its reply posted; closes.
     let b2 = run(&b_state, "b", None).await;
     b2.assert_success();
-    assert!(b2.stderr.contains("GOT hello from a") && b2.stderr.contains("DONE"), "{b2}");
+    assert!(
+        b2.stderr.contains("GOT hello from a") && b2.stderr.contains("DONE"),
+        "{b2}"
+    );
     // A: the reply.
     let a3 = run(&a_state, "a", None).await;
     a3.assert_success();
-    assert!(a3.stderr.contains("GOT reply from b") && a3.stderr.contains("DONE"), "{a3}");
+    assert!(
+        a3.stderr.contains("GOT reply from b") && a3.stderr.contains("DONE"),
+        "{a3}"
+    );
 }
 
 #[tokio::test]
@@ -264,4 +278,81 @@ async fn journaled_sends_are_released_only_after_the_save() {
             "{stop}: {r}\n{second}"
         );
     }
+}
+
+/// `suspend()` in one process: the suspended wormhole stops without releasing anything
+/// (its stream ends without `Closed`, its calls fail), the peer (the reference library
+/// through the reference server) waits, and the restored copy finishes the exchange,
+/// sending the message the suspended one had not sent yet.
+#[tokio::test]
+async fn suspended_then_restored_in_the_same_process() {
+    use std::time::Duration;
+    use wormhole_core::{ErrorKind, Event, Options, Wormhole};
+    assert_loopback_only();
+    let server = MailboxServer::start(&[]).await;
+    let url = server.url();
+    let (w, mut events) = Wormhole::create_delegated(
+        "lothar.com/wormhole/text-or-file-xfer",
+        &url,
+        Options::default(),
+    )
+    .expect("create");
+    w.allocate_code(2).expect("allocate");
+    let code = loop {
+        match events.recv().await.expect("events") {
+            Event::Code(c) => break c,
+            _ => continue,
+        }
+    };
+    let receiver = RunningCli::spawn(
+        "reference receive",
+        ref_cli(&url, &["receive", "--hide-progress", &code]),
+    );
+    // Suspended before the offer is sent: the restored copy must send it.
+    let saved = w.suspend().await.expect("suspend");
+    let offer = serde_json::json!({"offer": {"message": "sent after a suspend"}}).to_string();
+    assert_eq!(
+        w.send_message(offer.clone()).unwrap_err().kind(),
+        ErrorKind::Closed
+    );
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(30), events.recv())
+        .await
+        .expect("the stream of a suspended wormhole ends")
+    {
+        assert!(
+            !matches!(ev, Event::Closed(_)),
+            "a suspended wormhole is not closed: {ev:?}"
+        );
+    }
+    // The receiver waits meanwhile (it has only seen our PAKE message or nothing).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (w2, mut events2) = Wormhole::from_serialized(&saved, Options::default()).expect("restore");
+    w2.send_message(offer).expect("send");
+    let mut answer = None;
+    let outcome = loop {
+        match tokio::time::timeout(Duration::from_secs(60), events2.recv())
+            .await
+            .expect("events of the restored wormhole")
+        {
+            Some(Event::Message(m)) => {
+                answer = Some(String::from_utf8(m).expect("utf-8"));
+                w2.begin_close();
+            }
+            Some(Event::Closed(r)) => break r,
+            Some(_) => {}
+            None => panic!("the stream ended without Closed"),
+        }
+    };
+    assert!(
+        answer.as_deref().unwrap_or("").contains("message_ack"),
+        "{answer:?}"
+    );
+    outcome.expect("closed happily");
+    let r = receiver.finish().await;
+    r.assert_success();
+    assert_eq!(
+        r.stdout,
+        reference_text_stdout("sent after a suspend").await,
+        "{r}"
+    );
 }

@@ -263,7 +263,8 @@ impl SavedEvent {
     }
 
     fn restore(self) -> Result<Event> {
-        let damaged = || Error::InvalidArgument("the serialized wormhole is damaged: an event".into());
+        let damaged =
+            || Error::InvalidArgument("the serialized wormhole is damaged: an event".into());
         Ok(match self {
             SavedEvent::Welcome { welcome } => Event::Welcome(welcome),
             SavedEvent::Code { code } => Event::Code(code),
@@ -603,10 +604,13 @@ impl Shared {
         }
     }
 
-    fn driver_finished(&self) {
+    fn driver_finished(&self, suspended: bool) {
         {
             let mut st = self.lock();
             st.driver_finished = true;
+            if suspended && st.closed.is_none() {
+                st.closed = Some(Err(Error::Closed));
+            }
             // A transfer still stopping delivers `Closed` (and ends the stream) itself.
             if st.pending_closed.is_none() {
                 *self.delegate.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -637,8 +641,8 @@ impl EventSink for Shared {
         self.dispatch_event(ev);
     }
 
-    fn finished(&self) {
-        self.driver_finished();
+    fn finished(&self, suspended: bool) {
+        self.driver_finished(suspended);
     }
 
     fn pending_events(&self) -> Vec<Event> {
@@ -831,6 +835,30 @@ impl Wormhole {
     /// of our SPAKE2 scalar). Anyone who reads it can read and forge this wormhole's
     /// messages. Store it like a key, and never log it.
     pub async fn serialize(&self) -> Result<String> {
+        self.save(Command::Serialize).await
+    }
+
+    /// [`Wormhole::serialize`], then stop this wormhole without a word to the server, as
+    /// if the process had ended: the nameplate and mailbox stay claimed, and the peer
+    /// keeps waiting. Continue it with [`Wormhole::from_serialized`] (here or in another
+    /// process); nothing this wormhole would still have sent is lost, the restored one
+    /// sends it. Afterwards its calls fail with [`Error::Closed`], and its [`Events`]
+    /// stream ends without [`Event::Closed`] (the restored wormhole delivers that).
+    ///
+    /// For an application the system suspends without ending it, and for one that keeps
+    /// several saved wormholes without a connection each. (Dropping a wormhole instead
+    /// cancels it: the peer learns it is gone.) If it fails, the wormhole runs on.
+    pub async fn suspend(&self) -> Result<String> {
+        let saved = self.save(Command::Suspend).await?;
+        // Return once it has stopped, so that no later call of ours can still act.
+        self.h
+            .shared
+            .wait(|st| st.driver_finished.then_some(Ok(())))
+            .await?;
+        Ok(saved)
+    }
+
+    async fn save(&self, command: fn(crate::command::SnapshotReply) -> Command) -> Result<String> {
         if !self.h.delegated {
             return Err(Error::InvalidArgument(
                 "only a delegated-mode wormhole can be serialized".into(),
@@ -848,7 +876,7 @@ impl Wormhole {
             }
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(Command::Serialize(tx));
+        self.send(command(tx));
         let (session, pending) = rx.await.map_err(|_| Error::Closed)??;
         let events = pending
             .iter()

@@ -8,6 +8,10 @@ use crate::api::Event;
 use crate::error::Result;
 use crate::proto::session::Session;
 
+/// Where the driver answers a `Serialize` or `Suspend`: the session's snapshot and the
+/// events delivered but not yet taken.
+pub(crate) type SnapshotReply = oneshot::Sender<Result<(Value, Vec<Event>)>>;
+
 /// Commands from handles to the driver.
 pub(crate) enum Command {
     Allocate(usize),
@@ -25,7 +29,9 @@ pub(crate) enum Command {
     Release,
     /// The session's snapshot and the events delivered but not yet taken, at one instant
     /// (the driver answers it itself, see `driver::run`).
-    Serialize(oneshot::Sender<Result<(Value, Vec<Event>)>>),
+    Serialize(SnapshotReply),
+    /// `Serialize`, then stop without a word to the server (see `Wormhole::suspend`).
+    Suspend(SnapshotReply),
 }
 
 impl Command {
@@ -42,6 +48,7 @@ impl Command {
             Command::Close => "close",
             Command::Cancel => "cancel",
             Command::Serialize(_) => "serialize",
+            Command::Suspend(_) => "suspend",
             Command::Hold => "hold",
             Command::Release => "release",
         }
@@ -67,7 +74,7 @@ impl Command {
             }
             // The driver keeps the count itself.
             Command::Hold | Command::Release => Ok(()),
-            Command::Serialize(reply) => {
+            Command::Serialize(reply) | Command::Suspend(reply) => {
                 // Without the driver's event journal: only reached if the driver did not
                 // answer it (it always does).
                 let _ = reply.send(s.snapshot().map(|v| (v, Vec::new())));

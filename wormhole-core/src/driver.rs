@@ -32,8 +32,9 @@ use crate::trace::Tracer;
 pub(crate) trait EventSink: Send + Sync {
     /// One session event.
     fn dispatch(&self, ev: session::Event);
-    /// The driver has ended.
-    fn finished(&self);
+    /// The driver has ended: with the session done, or `suspended` (stopped with the
+    /// session left as it was on the server, to be continued from a snapshot).
+    fn finished(&self, suspended: bool);
     /// The events dispatched that the application has not taken yet (delegated mode).
     fn pending_events(&self) -> Vec<crate::api::Event>;
 }
@@ -203,8 +204,18 @@ pub(crate) async fn run(
     let mut tracer = cfg.trace.clone().map(|t| Tracer::new(t, &session));
     // The input the session last took, for the trace.
     let mut input: std::borrow::Cow<'static, str> = "".into();
+    let mut suspended = false;
 
     loop {
+        if suspended {
+            // Nothing more goes out: what the session still holds is in the snapshot,
+            // and the restored copy sends it.
+            connector.stop();
+            if let Some(link) = ws.take() {
+                link.close(Duration::from_secs(2)).await;
+            }
+            break;
+        }
         // Perform what the connector asks.
         while let Some(action) = connector.poll_action() {
             match action {
@@ -273,6 +284,18 @@ pub(crate) async fn run(
                     // Every event of the session so far is dispatched (drained above), so
                     // the snapshot and the pending events describe the same instant.
                     let r = session.snapshot().map(|v| (v, sink.pending_events()));
+                    let _ = reply.send(r);
+                }
+                Some(Command::Suspend(reply)) => {
+                    let r = session.snapshot().map(|v| (v, sink.pending_events()));
+                    // Only stop once the snapshot exists and its events can be saved (see
+                    // `SavedEvent`): a suspend that fails leaves it running.
+                    suspended = r.as_ref().is_ok_and(|(_, events)| {
+                        !events.iter().any(|e| {
+                            matches!(e, crate::api::Event::Transfer(_) | crate::api::Event::Closed(_))
+                        })
+                    });
+                    input = "suspend".into();
                     let _ = reply.send(r);
                 }
                 Some(cmd) => {
@@ -354,5 +377,5 @@ pub(crate) async fn run(
             },
         }
     }
-    sink.finished();
+    sink.finished(suspended);
 }

@@ -34,9 +34,7 @@ pub mod trace;
 pub mod transfer;
 pub mod transit;
 
-pub use api::{
-    Event, Events, InputHelper, Options, OutboundHold, Taken, WelcomeHandler, Wormhole,
-};
+pub use api::{Event, Events, InputHelper, Options, OutboundHold, Taken, WelcomeHandler, Wormhole};
 pub use consts::{PUBLIC_RELAY_URL, TRANSFER_APPID, VERSION};
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};

@@ -93,7 +93,9 @@ async fn main() {
     {
         Ok(saved) => {
             let saved: Value = serde_json::from_str(&saved).unwrap_or_else(|e| fail(e));
-            let blob = saved["wormhole"].as_str().unwrap_or_else(|| fail("no wormhole"));
+            let blob = saved["wormhole"]
+                .as_str()
+                .unwrap_or_else(|| fail("no wormhole"));
             let (w, ev) =
                 Wormhole::from_serialized(blob, Options::default()).unwrap_or_else(|e| fail(e));
             let step = saved["step"].as_str().unwrap_or_default().to_owned();

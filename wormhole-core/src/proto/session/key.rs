@@ -18,7 +18,7 @@ enum State {
     /// `S01`: the peer's `pake` came before the code; it waits here.
     StashedPeerPake(#[serde(with = "hex_bytes")] Vec<u8>),
     /// `S10` / `S1_know_code`: our `pake` is posted; the peer's is awaited.
-    KnowCode(Pake),
+    KnowCode(Box<Pake>),
     /// `S11` / `S2_know_key`: the shared key exists (not yet confirmed by the peer).
     KnowKey,
     /// `S3_scared`: the peer's `pake` was unusable.
@@ -69,7 +69,7 @@ impl KeyMachine {
         };
         let pake = Pake::start(code, appid, rng);
         let ours = pake.body();
-        self.state = State::KnowCode(pake);
+        self.state = State::KnowCode(Box::new(pake));
         let outcome = match stashed {
             Some(body) => self.got_pake(body),
             None => Outcome::Waiting,

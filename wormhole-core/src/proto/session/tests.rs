@@ -1058,7 +1058,10 @@ fn a_restored_session_continues_at_every_point() {
     reborn(&mut net, 0, 12);
     net.connect(0);
     net.run();
-    assert!(code_of(&net.take_events(0)).is_none(), "the code is not reported again");
+    assert!(
+        code_of(&net.take_events(0)).is_none(),
+        "the code is not reported again"
+    );
 
     net.peers[1].set_code(&code).unwrap();
     net.connect(1);
@@ -1085,8 +1088,14 @@ fn a_restored_session_continues_at_every_point() {
     net.peers[1].send_message(b"b1".to_vec()).unwrap();
     net.peers[0].send_message(b"a2".to_vec()).unwrap();
     net.run();
-    assert_eq!(messages(&net.take_events(0)), vec![b"b0".to_vec(), b"b1".to_vec()]);
-    assert_eq!(messages(&net.take_events(1)), vec![b"a1".to_vec(), b"a2".to_vec()]);
+    assert_eq!(
+        messages(&net.take_events(0)),
+        vec![b"b0".to_vec(), b"b1".to_vec()]
+    );
+    assert_eq!(
+        messages(&net.take_events(1)),
+        vec![b"a1".to_vec(), b"a2".to_vec()]
+    );
 
     net.peers[0].close();
     net.peers[1].close();
@@ -1122,10 +1131,8 @@ fn damaged_foreign_and_closing_snapshots_are_refused() {
     let good = s.snapshot().unwrap();
     let restore = |v: Value| Session::restore(v, Box::new(StdRng::seed_from_u64(1)));
     assert!(restore(good.clone()).is_ok());
-    let mut cases: Vec<(Value, &str)> = vec![
-        (json!("text"), "no version"),
-        (json!({}), "no version"),
-    ];
+    let mut cases: Vec<(Value, &str)> =
+        vec![(json!("text"), "no version"), (json!({}), "no version")];
     let mut v2 = good.clone();
     v2["version"] = json!(2);
     cases.push((v2, "version 2"));
