@@ -969,6 +969,22 @@ wh_result wh_next_event(const struct wh_wormhole *wormhole,
 wh_result wh_serialize(const struct wh_wormhole *wormhole, char **data_out);
 
 /**
+ * `wh_serialize`, then stop the wormhole without a word to the server, as if the process
+ * had ended: the nameplate and mailbox stay claimed and the peer keeps waiting, until
+ * `wh_from_serialized` continues it (the restored wormhole sends whatever this one had not
+ * sent yet). Freeing a handle instead cancels the wormhole, and the peer learns it is gone.
+ *
+ * `*data_out` as for `wh_serialize` (release it with `wh_string_free`; it holds secrets).
+ * Afterwards the handle's calls fail with `WH_RESULT_CLOSED`, and its last event is
+ * `closed` with `WH_RESULT_CLOSED` ("suspended"): it is not the wormhole's end, which the
+ * restored handle reports. Release the handle with `wh_free` as usual.
+ *
+ * Errors: as for `wh_serialize`; when it fails, the wormhole runs on. Blocking (a round
+ * trip to the wormhole's network task); may be called from a callback. Thread-safe.
+ */
+wh_result wh_suspend(const struct wh_wormhole *wormhole, char **data_out);
+
+/**
  * Continue a wormhole saved with `wh_serialize` (the seed's `wormhole.from_serialized`):
  * it reconnects to the same mailbox server and carries on; the peer sees nothing unusual.
  *

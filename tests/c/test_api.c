@@ -527,6 +527,50 @@ static void test_serialize(const char *relay) {
     wh_free(a);
 }
 
+/* wh_suspend: the handle stops without releasing anything (its last event is closed with
+ * WH_RESULT_CLOSED, its calls fail), and wh_free of it does not cancel the wormhole: the
+ * restored handle finishes the exchange with a peer that saw nothing unusual. */
+static void test_suspend(const char *relay) {
+    char *data = NULL;
+    CHECK_RC(wh_suspend(NULL, &data), WH_RESULT_NULL_ARGUMENT);
+    char code[64];
+    h_code(code, sizeof code, 6, "suspended-sausages");
+    wh_wormhole *a = h_create(relay, APPID);
+    CHECK_RC(wh_set_code(a, code), WH_RESULT_OK);
+    CHECK_RC(wh_suspend(a, NULL), WH_RESULT_NULL_ARGUMENT);
+    CHECK_RC(wh_suspend(a, &data), WH_RESULT_OK);
+    CHECK(data && strstr(data, "magic-wormhole serialized wormhole") != NULL);
+    CHECK_RC(wh_send(a, (const uint8_t *)"late", 4), WH_RESULT_CLOSED);
+    wh_event *ev = h_wait_for(a, WH_EVENT_KIND_CLOSED, 20000);
+    CHECK(ev && wh_event_result(ev) == WH_RESULT_CLOSED);
+    wh_event_free(ev);
+    wh_free(a);
+
+    wh_wormhole *b = h_create(relay, APPID);
+    CHECK_RC(wh_set_code(b, code), WH_RESULT_OK);
+    CHECK_RC(wh_send(b, (const uint8_t *)"hi", 2), WH_RESULT_OK);
+    wh_wormhole *a2 = NULL;
+    CHECK_RC(wh_from_serialized(data, NULL, NULL, &a2), WH_RESULT_OK);
+    wh_string_free(data);
+    CHECK_RC(wh_send(a2, (const uint8_t *)"after", 5), WH_RESULT_OK);
+    ev = h_wait_for(b, WH_EVENT_KIND_MESSAGE, 20000);
+    CHECK(ev && wh_event_len(ev) == 5 && memcmp(wh_event_data(ev), "after", 5) == 0);
+    wh_event_free(ev);
+    ev = h_wait_for(a2, WH_EVENT_KIND_MESSAGE, 20000);
+    CHECK(ev && wh_event_len(ev) == 2 && memcmp(wh_event_data(ev), "hi", 2) == 0);
+    wh_event_free(ev);
+    CHECK_RC(wh_close(a2), WH_RESULT_OK);
+    CHECK_RC(wh_close(b), WH_RESULT_OK);
+    ev = h_wait_for(a2, WH_EVENT_KIND_CLOSED, 20000);
+    CHECK(ev && wh_event_result(ev) == WH_RESULT_OK);
+    wh_event_free(ev);
+    ev = h_wait_for(b, WH_EVENT_KIND_CLOSED, 20000);
+    CHECK(ev && wh_event_result(ev) == WH_RESULT_OK);
+    wh_event_free(ev);
+    wh_free(a2);
+    wh_free(b);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s RELAY_URL\n", argv[0]);
@@ -539,5 +583,6 @@ int main(int argc, char **argv) {
     test_allocate_and_input(argv[1]);
     test_cancel_and_unreachable(argv[1]);
     test_serialize(argv[1]);
+    test_suspend(argv[1]);
     return h_finish("test_api");
 }

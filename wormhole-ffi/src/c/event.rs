@@ -229,6 +229,8 @@ pub(crate) struct QueueState {
     pub(crate) closed_taken: bool,
     /// `wh_free` started: the dispatcher stops.
     pub(crate) freed: bool,
+    /// `wh_suspend` is stopping the wormhole: its stream ends without `closed`.
+    pub(crate) suspending: bool,
 }
 
 /// A non-blocking pipe whose read end is the handle's event fd (pull mode, Unix).

@@ -47,9 +47,13 @@ pub extern "C" fn wh_string_array_free(array: *mut *mut c_char) {
 #[unsafe(no_mangle)]
 pub extern "C" fn wh_string_free(string: *mut c_char) {
     ffi_boundary! {
-        if string.is_null() {
-            return;
-        }
+        free_string(string);
+    }
+}
+
+/// Frees a string of `CString::into_raw`; NULL does nothing.
+fn free_string(string: *mut c_char) {
+    if !string.is_null() {
         // SAFETY: the string came from `CString::into_raw` and C gives it back once.
         drop(unsafe { CString::from_raw(string) });
     }

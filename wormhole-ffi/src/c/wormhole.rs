@@ -329,8 +329,8 @@ fn dispatch_loop(handle: Arc<Handle>, delegate: Delegate) {
 }
 
 /// The forwarder: each event of core's stream, converted, onto the queue. If the stream
-/// ends without `closed` (the driver stopped: a bug), `closed` is still queued, so no
-/// caller waits forever.
+/// ends without `closed` (after `wh_suspend`, or the driver stopped: a bug), `closed` is
+/// still queued, so no caller waits forever.
 async fn forward(mut events: Events, queue: Arc<Queue>, taken: Taken) {
     while let Some(ev) = events.recv().await {
         if let Some(data) = EventData::from_core(&ev) {
@@ -342,11 +342,19 @@ async fn forward(mut events: Events, queue: Arc<Queue>, taken: Taken) {
         }
     }
     let mut st = queue.lock();
-    let ev = EventData::text(
-        wh_event_kind::Closed,
-        wh_result::Internal,
-        "the driver stopped",
-    );
+    let ev = if st.suspending {
+        EventData::text(
+            wh_event_kind::Closed,
+            wh_result::Closed,
+            "suspended: continue it with wh_from_serialized",
+        )
+    } else {
+        EventData::text(
+            wh_event_kind::Closed,
+            wh_result::Internal,
+            "the driver stopped",
+        )
+    };
     queue.push(&mut st, ev);
 }
 
@@ -911,7 +919,10 @@ pub extern "C" fn wh_next_event(
 /// Blocking (a round trip to the wormhole's network task, no network I/O); may be called
 /// from a callback. Thread-safe.
 #[unsafe(no_mangle)]
-pub extern "C" fn wh_serialize(wormhole: *const wh_wormhole, data_out: *mut *mut c_char) -> wh_result {
+pub extern "C" fn wh_serialize(
+    wormhole: *const wh_wormhole,
+    data_out: *mut *mut c_char,
+) -> wh_result {
     ffi_boundary! {
         with_handle(wormhole, |h| {
             if data_out.is_null() {
@@ -922,6 +933,45 @@ pub extern "C" fn wh_serialize(wormhole: *const wh_wormhole, data_out: *mut *mut
                 .block_on(w.serialize())
                 .map_err(core_err)?
                 .map_err(core_err)?;
+            let data = CString::new(data).map_err(|_| wh_result::Internal)?;
+            write_out(data_out, data.into_raw());
+            Ok(())
+        })
+    }
+}
+
+/// `wh_serialize`, then stop the wormhole without a word to the server, as if the process
+/// had ended: the nameplate and mailbox stay claimed and the peer keeps waiting, until
+/// `wh_from_serialized` continues it (the restored wormhole sends whatever this one had not
+/// sent yet). Freeing a handle instead cancels the wormhole, and the peer learns it is gone.
+///
+/// `*data_out` as for `wh_serialize` (release it with `wh_string_free`; it holds secrets).
+/// Afterwards the handle's calls fail with `WH_RESULT_CLOSED`, and its last event is
+/// `closed` with `WH_RESULT_CLOSED` ("suspended"): it is not the wormhole's end, which the
+/// restored handle reports. Release the handle with `wh_free` as usual.
+///
+/// Errors: as for `wh_serialize`; when it fails, the wormhole runs on. Blocking (a round
+/// trip to the wormhole's network task); may be called from a callback. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_suspend(
+    wormhole: *const wh_wormhole,
+    data_out: *mut *mut c_char,
+) -> wh_result {
+    ffi_boundary! {
+        with_handle(wormhole, |h| {
+            if data_out.is_null() {
+                return Err(wh_result::NullArgument);
+            }
+            let (w, engine) = h.core(|c| (c.wormhole.clone(), c.engine.clone()))?;
+            h.queue.lock().suspending = true;
+            let r = engine.block_on(w.suspend()).map_err(core_err).and_then(|r| r.map_err(core_err));
+            let data = match r {
+                Ok(data) => data,
+                Err(e) => {
+                    h.queue.lock().suspending = false;
+                    return Err(e);
+                }
+            };
             let data = CString::new(data).map_err(|_| wh_result::Internal)?;
             write_out(data_out, data.into_raw());
             Ok(())
