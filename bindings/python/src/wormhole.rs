@@ -194,6 +194,17 @@ impl Wormhole {
         }
     }
 
+    /// `serialize`, then stop without a word to the server (see
+    /// `wormhole_core::Wormhole::suspend`): blocking, without holding the interpreter.
+    fn suspend(&self, py: Python<'_>) -> PyResult<String> {
+        let w = self.inner.clone();
+        let fut: BoxFut = Box::pin(async move { w.suspend().await.map(Out::Str) });
+        match block_on(py, fut, Some(std::time::Duration::from_secs(30)), || {})? {
+            Out::Str(s) => Ok(s),
+            _ => Err(PyValueError::new_err("suspend returned no string")),
+        }
+    }
+
     /// Hold every outbound frame until the returned hold is released (journaled mode).
     fn hold_outbound(&self) -> OutboundHold {
         OutboundHold {

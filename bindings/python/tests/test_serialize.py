@@ -133,3 +133,80 @@ def test_journal_rules():
         pass
     with pytest.raises(ValueError):
         wormhole.create("a", "ws://127.0.0.1:1/v1", journal=j)
+
+
+def test_suspend_then_restore_in_one_process(ref_venv, relay_url):
+    """``w.suspend()``: the wormhole stops without a word to the server (no
+    ``wormhole_closed``, calls raise), the reference library waits, and the wormhole
+    restored from the returned dict sends what the suspended one never sent."""
+    import asyncio
+
+    from wormhole.errors import WormholeClosed
+
+    class Delegate:
+        def __init__(self, loop):
+            self.events = asyncio.Queue()
+            self.loop = loop
+
+        def _put(self, *ev):
+            self.events.put_nowait(ev)
+
+        def wormhole_got_welcome(self, welcome):
+            pass
+
+        def wormhole_got_code(self, code):
+            self._put("code", code)
+
+        def wormhole_got_unverified_key(self, key):
+            pass
+
+        def wormhole_got_verifier(self, verifier):
+            pass
+
+        def wormhole_got_versions(self, versions):
+            pass
+
+        def wormhole_got_message(self, msg):
+            self._put("message", msg)
+
+        def wormhole_closed(self, result):
+            self._put("closed", result)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        first = Delegate(loop)
+        w = wormhole.create(
+            "wormhole-rs.example/tests/python-serialize", relay_url, None, delegate=first
+        )
+        w.allocate_code()
+        kind, code = await asyncio.wait_for(first.events.get(), T)
+        assert kind == "code"
+        ref = subprocess.Popen(
+            [str(ref_venv / "bin" / "python"), "-c", REFERENCE_PEER, relay_url, code],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            saved = w.suspend()
+            assert saved["format"] == "magic-wormhole serialized wormhole"
+            with pytest.raises(WormholeClosed):
+                w.send_message(b"too late")
+            await asyncio.sleep(1.0)
+            assert first.events.empty(), "a suspended wormhole reports nothing more"
+            second = Delegate(loop)
+            w2 = wormhole.from_serialized(json.loads(json.dumps(saved)), None, second)
+            w2.send_message(b"sent after a suspend")
+            kind, msg = await asyncio.wait_for(second.events.get(), T)
+            assert (kind, msg) == ("message", b"reply from the reference")
+            w2.close()
+            kind, result = await asyncio.wait_for(second.events.get(), T)
+            assert (kind, result) == ("closed", "happy")
+            out, err = ref.communicate(timeout=T)
+            assert ref.returncode == 0, out + err
+            assert "REFERENCE GOT sent after a suspend" in out, out + err
+            assert first.events.empty()
+        finally:
+            ref.kill()
+
+    asyncio.run(run())

@@ -97,6 +97,8 @@ class Wormhole:
         """Delegated mode: the next event was handed to the application."""
     def serialize(self) -> str:
         """Save the wormhole as JSON text (it holds secrets)."""
+    def suspend(self) -> str:
+        """Save the wormhole as JSON text, then stop it without a word to the server."""
     def hold_outbound(self) -> OutboundHold:
         """Hold every outbound frame until the hold is released (journaled mode)."""
 

@@ -325,6 +325,17 @@ class DelegatedWormhole(Wormhole):
         result: Dict[str, Any] = json.loads(self._native.serialize())
         return result
 
+    def suspend(self) -> Dict[str, Any]:
+        """:meth:`serialize`, then stop this wormhole without a word to the server, as if
+        the process had ended: the nameplate and mailbox stay claimed and the peer keeps
+        waiting until :func:`from_serialized` continues it (the restored wormhole sends
+        whatever this one had not sent yet). Afterwards its calls raise
+        ``WormholeClosed`` and the delegate gets no ``wormhole_closed``: the restored
+        wormhole delivers that. (Dropping a wormhole instead cancels it: the peer learns
+        it is gone.) If it raises, the wormhole runs on. The dict holds secrets."""
+        result: Dict[str, Any] = json.loads(self._native.suspend())
+        return result
+
     # Transfers (PROTOCOL §8): they return at once; their events go to the delegate, in
     # order with the others, each transfer ending before ``wormhole_closed``. One runs at
     # a time (``TransferInProgressError`` otherwise); while it runs, the peer's messages
