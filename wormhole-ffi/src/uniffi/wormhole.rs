@@ -107,19 +107,51 @@ impl Wormhole {
         delegate: Arc<dyn WormholeDelegate>,
         transfer_delegate: Option<Arc<dyn TransferDelegate>>,
     ) -> Result<Arc<Self>, WormholeError> {
-        let (inner, mut events) =
+        let (inner, events) =
             wormhole_core::Wormhole::create_delegated(&appid, &relay_url, options.to_core()?)?;
-        std::thread::Builder::new()
-            .name("wormhole-delegate".into())
-            .spawn(move || {
-                while let Some(event) = events.blocking_recv() {
-                    deliver(delegate.as_ref(), transfer_delegate.as_deref(), event);
-                }
-            })
-            .map_err(|e| {
-                WormholeError::Internal(format!("cannot start the delegate thread: {e}"))
-            })?;
+        start_delegate_thread(events, delegate, transfer_delegate)?;
         Ok(Wormhole::wrap(inner))
+    }
+
+    /// Continues a wormhole saved with [`Wormhole::serialize`], in this process or a new
+    /// one: it reconnects to the same mailbox server and carries on where it was, and the
+    /// peer notices nothing. The events that had not reached the delegate when it was
+    /// saved come first. Fails with `InvalidArgument` for data that is not a saved
+    /// wormhole, of another version, or damaged (the message never quotes it).
+    ///
+    /// Restoring the same data twice gives two copies of one side: keep one.
+    #[uniffi::constructor(default(transfer_delegate = None))]
+    pub fn from_serialized(
+        data: String,
+        options: WormholeOptions,
+        delegate: Arc<dyn WormholeDelegate>,
+        transfer_delegate: Option<Arc<dyn TransferDelegate>>,
+    ) -> Result<Arc<Self>, WormholeError> {
+        let (inner, events) = wormhole_core::Wormhole::from_serialized(&data, options.to_core()?)?;
+        start_delegate_thread(events, delegate, transfer_delegate)?;
+        Ok(Wormhole::wrap(inner))
+    }
+
+    /// Saves this wormhole (made with `withDelegate` or `fromSerialized`, no transfer
+    /// running, not closing) as versioned JSON text, to keep in app storage and continue
+    /// later with `fromSerialized`, e.g. after the OS ended the app. Call it once the
+    /// delegate has handled the events it was given (from a delegate method is fine):
+    /// events not yet handed to the delegate are saved and delivered again after a restore.
+    ///
+    /// **The text holds secrets** (the session key, or the code before it): store it like
+    /// a key (encrypted app storage), and never log it.
+    pub async fn serialize(&self) -> Result<String, WormholeError> {
+        Ok(self.inner.serialize().await?)
+    }
+
+    /// `serialize`, then stop this wormhole without a word to the server, as if the app had
+    /// ended: the nameplate and mailbox stay claimed and the peer keeps waiting, until
+    /// `fromSerialized` continues it (the restored wormhole sends whatever this one had
+    /// not sent yet). Afterwards calls fail with `Closed` and the delegate gets no
+    /// `onClosed`: the restored wormhole delivers that. Releasing a wormhole instead
+    /// cancels it, and the peer learns it is gone. If it fails, the wormhole runs on.
+    pub async fn suspend(&self) -> Result<String, WormholeError> {
+        Ok(self.inner.suspend().await?)
     }
 
     /// Asks the server for a fresh nameplate and builds a code of `length` words.
@@ -205,6 +237,23 @@ impl Wormhole {
     pub fn cancel(&self) {
         self.inner.cancel();
     }
+}
+
+/// Delivers `events` to the delegates on a thread of their own, in order, until `Closed`.
+fn start_delegate_thread(
+    mut events: wormhole_core::Events,
+    delegate: Arc<dyn WormholeDelegate>,
+    transfer_delegate: Option<Arc<dyn TransferDelegate>>,
+) -> Result<(), WormholeError> {
+    std::thread::Builder::new()
+        .name("wormhole-delegate".into())
+        .spawn(move || {
+            while let Some(event) = events.blocking_recv() {
+                deliver(delegate.as_ref(), transfer_delegate.as_deref(), event);
+            }
+        })
+        .map(drop)
+        .map_err(|e| WormholeError::Internal(format!("cannot start the delegate thread: {e}")))
 }
 
 /// Hands one event to the delegate. A delegate that throws is logged; the next events are

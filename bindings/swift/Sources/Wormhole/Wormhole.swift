@@ -1759,6 +1759,18 @@ public protocol WormholeProtocol: AnyObject, Sendable {
     func sendText(text: String) async throws 
     
     /**
+     * Saves this wormhole (made with `withDelegate` or `fromSerialized`, no transfer
+     * running, not closing) as versioned JSON text, to keep in app storage and continue
+     * later with `fromSerialized`, e.g. after the OS ended the app. Call it once the
+     * delegate has handled the events it was given (from a delegate method is fine):
+     * events not yet handed to the delegate are saved and delivered again after a restore.
+     *
+     * **The text holds secrets** (the session key, or the code before it): store it like
+     * a key (encrypted app storage), and never log it.
+     */
+    func serialize() async throws  -> String
+    
+    /**
      * Uses a code agreed out of band (`4-purple-sausages`).
      */
     func setCode(code: String) throws 
@@ -1769,6 +1781,16 @@ public protocol WormholeProtocol: AnyObject, Sendable {
      * (Not named `close`, which Kotlin's `AutoCloseable` owns.)
      */
     func shutdown() async throws 
+    
+    /**
+     * `serialize`, then stop this wormhole without a word to the server, as if the app had
+     * ended: the nameplate and mailbox stay claimed and the peer keeps waiting, until
+     * `fromSerialized` continues it (the restored wormhole sends whatever this one had
+     * not sent yet). Afterwards calls fail with `Closed` and the delegate gets no
+     * `onClosed`: the restored wormhole delivers that. Releasing a wormhole instead
+     * cancels it, and the peer learns it is gone. If it fails, the wormhole runs on.
+     */
+    func suspend() async throws  -> String
     
 }
 /**
@@ -1845,6 +1867,27 @@ public convenience init(appid: String, relayUrl: String, options: WormholeOption
         try! rustCall { uniffi_wormhole_fn_free_wormhole(handle, $0) }
     }
 
+    
+    /**
+     * Continues a wormhole saved with [`Wormhole::serialize`], in this process or a new
+     * one: it reconnects to the same mailbox server and carries on where it was, and the
+     * peer notices nothing. The events that had not reached the delegate when it was
+     * saved come first. Fails with `InvalidArgument` for data that is not a saved
+     * wormhole, of another version, or damaged (the message never quotes it).
+     *
+     * Restoring the same data twice gives two copies of one side: keep one.
+     */
+public static func fromSerialized(data: String, options: WormholeOptions, delegate: WormholeDelegate, transferDelegate: TransferDelegate? = nil)throws  -> Wormhole  {
+    return try  FfiConverterTypeWormhole_lift(try rustCallWithError(FfiConverterTypeWormholeError_lift) {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_constructor_wormhole_from_serialized(
+        FfiConverterString.lower(data),
+        FfiConverterTypeWormholeOptions_lower(options),
+        FfiConverterTypeWormholeDelegate_lower(delegate),
+        FfiConverterOptionTypeTransferDelegate.lower(transferDelegate),uniffiCallStatus
+    )
+})
+}
     
     /**
      * Like the constructor, but every event goes to `delegate`, in order, on a thread of
@@ -2215,6 +2258,32 @@ open func sendText(text: String)async throws   {
 }
     
     /**
+     * Saves this wormhole (made with `withDelegate` or `fromSerialized`, no transfer
+     * running, not closing) as versioned JSON text, to keep in app storage and continue
+     * later with `fromSerialized`, e.g. after the OS ended the app. Call it once the
+     * delegate has handled the events it was given (from a delegate method is fine):
+     * events not yet handed to the delegate are saved and delivered again after a restore.
+     *
+     * **The text holds secrets** (the session key, or the code before it): store it like
+     * a key (encrypted app storage), and never log it.
+     */
+open func serialize()async throws  -> String  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_wormhole_fn_method_wormhole_serialize(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_wormhole_rust_future_poll_rust_buffer,
+            completeFunc: ffi_wormhole_rust_future_complete_rust_buffer,
+            freeFunc: ffi_wormhole_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterString.lift,
+            errorHandler: FfiConverterTypeWormholeError_lift
+        )
+}
+    
+    /**
      * Uses a code agreed out of band (`4-purple-sausages`).
      */
 open func setCode(code: String)throws   {try rustCallWithError(FfiConverterTypeWormholeError_lift) {
@@ -2243,6 +2312,30 @@ open func shutdown()async throws   {
             completeFunc: ffi_wormhole_rust_future_complete_void,
             freeFunc: ffi_wormhole_rust_future_free_void,
             liftFunc: { $0 },
+            errorHandler: FfiConverterTypeWormholeError_lift
+        )
+}
+    
+    /**
+     * `serialize`, then stop this wormhole without a word to the server, as if the app had
+     * ended: the nameplate and mailbox stay claimed and the peer keeps waiting, until
+     * `fromSerialized` continues it (the restored wormhole sends whatever this one had
+     * not sent yet). Afterwards calls fail with `Closed` and the delegate gets no
+     * `onClosed`: the restored wormhole delivers that. Releasing a wormhole instead
+     * cancels it, and the peer learns it is gone. If it fails, the wormhole runs on.
+     */
+open func suspend()async throws  -> String  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_wormhole_fn_method_wormhole_suspend(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_wormhole_rust_future_poll_rust_buffer,
+            completeFunc: ffi_wormhole_rust_future_complete_rust_buffer,
+            freeFunc: ffi_wormhole_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterString.lift,
             errorHandler: FfiConverterTypeWormholeError_lift
         )
 }
@@ -4407,10 +4500,19 @@ private let initializationResult: InitializationResult = {
     if (uniffi_wormhole_checksum_method_wormhole_send_text() != 20591) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_wormhole_checksum_method_wormhole_serialize() != 35702) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_wormhole_checksum_method_wormhole_set_code() != 29152) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_wormhole_checksum_method_wormhole_shutdown() != 34591) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_wormhole_suspend() != 46032) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_constructor_wormhole_from_serialized() != 49032) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_wormhole_checksum_constructor_wormhole_new() != 708) {

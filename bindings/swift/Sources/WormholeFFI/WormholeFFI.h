@@ -539,6 +539,11 @@ uint64_t uniffi_wormhole_fn_clone_wormhole(uint64_t handle, RustCallStatus *_Non
 void uniffi_wormhole_fn_free_wormhole(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CONSTRUCTOR_WORMHOLE_FROM_SERIALIZED
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CONSTRUCTOR_WORMHOLE_FROM_SERIALIZED
+uint64_t uniffi_wormhole_fn_constructor_wormhole_from_serialized(RustBuffer data, RustBuffer options, uint64_t delegate, RustBuffer transfer_delegate, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CONSTRUCTOR_WORMHOLE_NEW
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CONSTRUCTOR_WORMHOLE_NEW
 uint64_t uniffi_wormhole_fn_constructor_wormhole_new(RustBuffer appid, RustBuffer relay_url, RustBuffer options, RustCallStatus *_Nonnull out_status
@@ -659,6 +664,11 @@ void uniffi_wormhole_fn_method_wormhole_send_message(uint64_t ptr, RustBuffer me
 uint64_t uniffi_wormhole_fn_method_wormhole_send_text(uint64_t ptr, RustBuffer text
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_SERIALIZE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_SERIALIZE
+uint64_t uniffi_wormhole_fn_method_wormhole_serialize(uint64_t ptr
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_SET_CODE
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_SET_CODE
 void uniffi_wormhole_fn_method_wormhole_set_code(uint64_t ptr, RustBuffer code, RustCallStatus *_Nonnull out_status
@@ -667,6 +677,11 @@ void uniffi_wormhole_fn_method_wormhole_set_code(uint64_t ptr, RustBuffer code, 
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_SHUTDOWN
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_SHUTDOWN
 uint64_t uniffi_wormhole_fn_method_wormhole_shutdown(uint64_t ptr
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_SUSPEND
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_SUSPEND
+uint64_t uniffi_wormhole_fn_method_wormhole_suspend(uint64_t ptr
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FUNC_DEFAULT_CODE_LENGTH
@@ -1245,6 +1260,12 @@ uint16_t uniffi_wormhole_checksum_method_wormhole_send_text(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_SERIALIZE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_SERIALIZE
+uint16_t uniffi_wormhole_checksum_method_wormhole_serialize(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_SET_CODE
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_SET_CODE
 uint16_t uniffi_wormhole_checksum_method_wormhole_set_code(void
@@ -1254,6 +1275,18 @@ uint16_t uniffi_wormhole_checksum_method_wormhole_set_code(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_SHUTDOWN
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_SHUTDOWN
 uint16_t uniffi_wormhole_checksum_method_wormhole_shutdown(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_SUSPEND
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_SUSPEND
+uint16_t uniffi_wormhole_checksum_method_wormhole_suspend(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_CONSTRUCTOR_WORMHOLE_FROM_SERIALIZED
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_CONSTRUCTOR_WORMHOLE_FROM_SERIALIZED
+uint16_t uniffi_wormhole_checksum_constructor_wormhole_from_serialized(void
     
 );
 #endif

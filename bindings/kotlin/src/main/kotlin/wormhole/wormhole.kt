@@ -882,9 +882,15 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_wormhole_checksum_method_wormhole_send_text(
     ): Int
+    external fun uniffi_wormhole_checksum_method_wormhole_serialize(
+    ): Int
     external fun uniffi_wormhole_checksum_method_wormhole_set_code(
     ): Int
     external fun uniffi_wormhole_checksum_method_wormhole_shutdown(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_wormhole_suspend(
+    ): Int
+    external fun uniffi_wormhole_checksum_constructor_wormhole_from_serialized(
     ): Int
     external fun uniffi_wormhole_checksum_constructor_wormhole_new(
     ): Int
@@ -993,6 +999,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_wormhole_fn_free_wormhole(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_wormhole_fn_constructor_wormhole_from_serialized(`data`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,`delegate`: Long,`transferDelegate`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_wormhole_fn_constructor_wormhole_new(`appid`: RustBuffer.ByValue,`relayUrl`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_wormhole_fn_constructor_wormhole_with_delegate(`appid`: RustBuffer.ByValue,`relayUrl`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,`delegate`: Long,`transferDelegate`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1041,9 +1049,13 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_wormhole_fn_method_wormhole_send_text(`ptr`: Long,`text`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_wormhole_fn_method_wormhole_serialize(`ptr`: Long,
+    ): Long
     external fun uniffi_wormhole_fn_method_wormhole_set_code(`ptr`: Long,`code`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_wormhole_fn_method_wormhole_shutdown(`ptr`: Long,
+    ): Long
+    external fun uniffi_wormhole_fn_method_wormhole_suspend(`ptr`: Long,
     ): Long
     external fun uniffi_wormhole_fn_func_default_code_length(uniffi_out_err: UniffiRustCallStatus, 
     ): Int
@@ -1319,10 +1331,19 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_wormhole_checksum_method_wormhole_send_text() and 0xFFFF) != 20591) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_wormhole_checksum_method_wormhole_serialize() and 0xFFFF) != 35702) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_wormhole_checksum_method_wormhole_set_code() and 0xFFFF) != 29152) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_wormhole_checksum_method_wormhole_shutdown() and 0xFFFF) != 34591) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_wormhole_suspend() and 0xFFFF) != 46032) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_constructor_wormhole_from_serialized() and 0xFFFF) != 49032) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_wormhole_checksum_constructor_wormhole_new() and 0xFFFF) != 708) {
@@ -3673,6 +3694,18 @@ public interface WormholeInterface {
     suspend fun `sendText`(`text`: kotlin.String)
     
     /**
+     * Saves this wormhole (made with `withDelegate` or `fromSerialized`, no transfer
+     * running, not closing) as versioned JSON text, to keep in app storage and continue
+     * later with `fromSerialized`, e.g. after the OS ended the app. Call it once the
+     * delegate has handled the events it was given (from a delegate method is fine):
+     * events not yet handed to the delegate are saved and delivered again after a restore.
+     *
+     * **The text holds secrets** (the session key, or the code before it): store it like
+     * a key (encrypted app storage), and never log it.
+     */
+    suspend fun `serialize`(): kotlin.String
+    
+    /**
      * Uses a code agreed out of band (`4-purple-sausages`).
      */
     fun `setCode`(`code`: kotlin.String)
@@ -3683,6 +3716,16 @@ public interface WormholeInterface {
      * (Not named `close`, which Kotlin's `AutoCloseable` owns.)
      */
     suspend fun `shutdown`()
+    
+    /**
+     * `serialize`, then stop this wormhole without a word to the server, as if the app had
+     * ended: the nameplate and mailbox stay claimed and the peer keeps waiting, until
+     * `fromSerialized` continues it (the restored wormhole sends whatever this one had
+     * not sent yet). Afterwards calls fail with `Closed` and the delegate gets no
+     * `onClosed`: the restored wormhole delivers that. Releasing a wormhole instead
+     * cancels it, and the peer learns it is gone. If it fails, the wormhole runs on.
+     */
+    suspend fun `suspend`(): kotlin.String
     
     companion object
 }
@@ -4276,6 +4319,37 @@ open class Wormhole: Disposable, AutoCloseable, WormholeInterface
 
     
     /**
+     * Saves this wormhole (made with `withDelegate` or `fromSerialized`, no transfer
+     * running, not closing) as versioned JSON text, to keep in app storage and continue
+     * later with `fromSerialized`, e.g. after the OS ended the app. Call it once the
+     * delegate has handled the events it was given (from a delegate method is fine):
+     * events not yet handed to the delegate are saved and delivered again after a restore.
+     *
+     * **The text holds secrets** (the session key, or the code before it): store it like
+     * a key (encrypted app storage), and never log it.
+     */
+    @Throws(WormholeException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `serialize`() : kotlin.String {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_wormhole_fn_method_wormhole_serialize(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_wormhole_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_wormhole_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_wormhole_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterString.lift(it) },
+        // Error FFI converter
+        WormholeException.ErrorHandler,
+    )
+    }
+
+    
+    /**
      * Uses a code agreed out of band (`4-purple-sausages`).
      */
     @Throws(WormholeException::class)override fun `setCode`(`code`: kotlin.String)
@@ -4319,12 +4393,66 @@ open class Wormhole: Disposable, AutoCloseable, WormholeInterface
     }
 
     
+    /**
+     * `serialize`, then stop this wormhole without a word to the server, as if the app had
+     * ended: the nameplate and mailbox stay claimed and the peer keeps waiting, until
+     * `fromSerialized` continues it (the restored wormhole sends whatever this one had
+     * not sent yet). Afterwards calls fail with `Closed` and the delegate gets no
+     * `onClosed`: the restored wormhole delivers that. Releasing a wormhole instead
+     * cancels it, and the peer learns it is gone. If it fails, the wormhole runs on.
+     */
+    @Throws(WormholeException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `suspend`() : kotlin.String {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_wormhole_fn_method_wormhole_suspend(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_wormhole_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_wormhole_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_wormhole_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterString.lift(it) },
+        // Error FFI converter
+        WormholeException.ErrorHandler,
+    )
+    }
+
+    
 
     
 
 
     
     companion object {
+        
+    /**
+     * Continues a wormhole saved with [`Wormhole::serialize`], in this process or a new
+     * one: it reconnects to the same mailbox server and carries on where it was, and the
+     * peer notices nothing. The events that had not reached the delegate when it was
+     * saved come first. Fails with `InvalidArgument` for data that is not a saved
+     * wormhole, of another version, or damaged (the message never quotes it).
+     *
+     * Restoring the same data twice gives two copies of one side: keep one.
+     */
+    @Throws(WormholeException::class) fun `fromSerialized`(`data`: kotlin.String, `options`: WormholeOptions, `delegate`: WormholeDelegate, `transferDelegate`: TransferDelegate? = null): Wormhole {
+            return FfiConverterTypeWormhole.lift(
+    uniffiRustCallWithError(WormholeException) { _status ->
+    UniffiLib.uniffi_wormhole_fn_constructor_wormhole_from_serialized(
+    
+        
+        FfiConverterString.lower(`data`),
+        FfiConverterTypeWormholeOptions.lower(`options`),
+        FfiConverterTypeWormholeDelegate.lower(`delegate`),
+        FfiConverterOptionalTypeTransferDelegate.lower(`transferDelegate`),_status)
+}
+    )
+    }
+    
+
         
     /**
      * Like the constructor, but every event goes to `delegate`, in order, on a thread of

@@ -440,4 +440,46 @@ class WormholeTest {
             sender.destroyForcibly()
         }
     }
+
+    @Test
+    fun `a suspended wormhole goes on from its String, the reference CLI notices nothing`(): Unit = runBlocking {
+        val venv = System.getenv("WORMHOLE_REF_VENV") ?: error("WORMHOLE_REF_VENV is not set")
+        val first = Recorder()
+        val a = Wormhole.withDelegate(transferAppid(), url, WormholeOptions(), first)
+        a.allocateCode(2u)
+        val code = first.until("code").last().removePrefix("code ")
+        val receiver = ProcessBuilder("$venv/bin/wormhole", "--relay-url", url, "receive", "--only-text", code)
+            .redirectError(ProcessBuilder.Redirect.DISCARD).start()
+        try {
+            // As an app the OS sends to the background: save to a String and stop, without
+            // releasing anything on the server.
+            val saved: String = a.suspend()
+            assertTrue(saved.startsWith("{") && saved.contains("serialized wormhole"))
+            assertThrows<WormholeException.Closed> { a.sendMessage("too late".toByteArray()) }
+            a.close()
+            delay(1000)
+            assertTrue(first.events.none { it.startsWith("closed") }, "${first.events}")
+            // Back again (the String could have come from app storage in a new process).
+            val second = Recorder()
+            val b = Wormhole.fromSerialized(saved, WormholeOptions(), second)
+            b.sendMessage("""{"offer":{"message":"after a suspend"}}""".toByteArray())
+            val answer = second.until("message").last()
+            assertTrue(answer.contains("message_ack"), answer)
+            withTimeout(limit) { b.shutdown() }
+            assertEquals("closed true null", second.until("closed").last())
+            b.close()
+            val printed = receiver.inputStream.bufferedReader().readText()
+            assertTrue(receiver.waitFor(60, TimeUnit.SECONDS))
+            assertEquals("after a suspend\n", printed)
+            assertEquals(0, receiver.exitValue())
+            // Damaged or foreign data: a clear error, never a crash.
+            for (bad in listOf("", "not json", "{}", saved.replace("\"version\"", "\"versions\""))) {
+                assertThrows<WormholeException.InvalidArgument> {
+                    Wormhole.fromSerialized(bad, WormholeOptions(), Recorder())
+                }
+            }
+        } finally {
+            receiver.destroyForcibly()
+        }
+    }
 }
