@@ -4,9 +4,10 @@ Blocking: no event loop is needed; each call blocks the calling thread (without 
 the interpreter, so other Python threads keep running) until the exchange is done. Ctrl-C
 interrupts a call with ``KeyboardInterrupt`` and abandons the wormhole.
 
-Twisted-friendly: called in the thread of a running Twisted reactor (or with
-``reactor=`` given), ``start()`` and ``finish()`` return Deferreds instead of blocking,
-which would hang the reactor: ``Initiator(appid, blob).start()`` fires with the code,
+Twisted-friendly: with ``reactor=`` given, or when the Twisted reactor is imported and
+this is its thread (it runs here, or it has not started and this is the main thread),
+``start()`` and ``finish()`` return Deferreds instead of blocking, which would hang the
+reactor: ``Initiator(appid, blob).start()`` fires with the code,
 ``finish()`` with the peer's blob, and ``Receiver(appid, code, blob).finish()`` likewise.
 
 The default rendezvous server is ``$WORMHOLE_RELAY_URL`` when set, else the public one.
@@ -36,16 +37,22 @@ def _check_blob(data: Any) -> bytes:
 
 
 def _running_reactor() -> Any:
-    """The Twisted reactor when it runs and this is its thread, else ``None``. (Never
-    imports Twisted: a program that has not imported it has no reactor running.)"""
+    """The Twisted reactor if this thread is (or will be) its thread, else ``None``: the
+    reactor is installed and either runs in this thread, or does not run yet and this is
+    the main thread (code before ``reactor.run()``, or the ``main`` of ``task.react``,
+    which runs before the reactor starts). Never imports Twisted: a program that has not
+    imported the reactor has none."""
     if "twisted.internet.reactor" not in sys.modules:
         return None
+    import threading
+
     from twisted.internet import reactor
     from twisted.python import threadable
 
-    if getattr(reactor, "running", False) and threadable.isInIOThread():
-        return reactor
-    return None
+    if getattr(reactor, "running", False):
+        in_io_thread: bool = threadable.isInIOThread()  # type: ignore[no-untyped-call]
+        return reactor if in_io_thread else None
+    return reactor if threading.current_thread() is threading.main_thread() else None
 
 
 class _Common:
@@ -143,7 +150,7 @@ class Initiator(_Common):
         receiver gets; ``rendezvous`` is the mailbox server URL; ``timeout`` (seconds)
         bounds each call (default: no limit). ``reactor`` (a Twisted reactor) selects the
         Twisted flow; without it, the flow is Twisted when ``start()`` is called in the
-        thread of a running reactor, else blocking."""
+        reactor's thread (see the module's documentation), else blocking."""
         super().__init__(appid, data, rendezvous, timeout, reactor)
 
     def start(self) -> Any:
