@@ -36,6 +36,9 @@ async def main() -> None:
             time.sleep(3600)  # killed here
 
     class Delegate:
+        def wormhole_got_welcome(self, welcome):
+            box["last"] = "welcome"  # before the code: the allocation is still held
+
         def wormhole_got_code(self, code):
             box["last"] = "code"
             print("CODE", code, flush=True)

@@ -55,18 +55,25 @@ def read_until(p: subprocess.Popen, prefix: str) -> str:
     raise AssertionError("%s never came; stderr: %s" % (prefix, p.stderr.read() if p.stderr else ""))
 
 
-@pytest.mark.parametrize("stop", ["code", "verifier"])
+@pytest.mark.parametrize("stop", ["welcome", "code", "verifier"])
 def test_killed_after_a_checkpoint_then_restored(tmp_path, ref_venv, relay_url, stop):
+    """Killed after the checkpoint of: the welcome (before a code: the allocation was held
+    and never reached the server), the code, the verifier (mid-exchange: our message was
+    held until the save)."""
     state = tmp_path / "state.json"
     first = ours(state, relay_url, stop)
-    reference = None
+    reference = second = None
+
+    def start_reference(code):
+        return subprocess.Popen(
+            [str(ref_venv / "bin" / "python"), "-c", REFERENCE_PEER, relay_url, code],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
     try:
-        code = read_until(first, "CODE ")
+        code = None if stop == "welcome" else read_until(first, "CODE ")
         if stop == "verifier":
-            reference = subprocess.Popen(
-                [str(ref_venv / "bin" / "python"), "-c", REFERENCE_PEER, relay_url, code],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )
+            reference = start_reference(code)
         # One checkpoint per event handled; the process sleeps (to be killed) after STOP's.
         saved = [read_until(first, "SAVED ")]
         while saved[-1] != stop:
@@ -74,14 +81,21 @@ def test_killed_after_a_checkpoint_then_restored(tmp_path, ref_venv, relay_url, 
             saved.append(read_until(first, "SAVED "))
         first.kill()
         first.wait(T)
-        if reference is None:
-            # The peer arrives while we are dead.
-            reference = subprocess.Popen(
-                [str(ref_venv / "bin" / "python"), "-c", REFERENCE_PEER, relay_url, code],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )
         second = ours(state, relay_url, "never")
+        head = ""  # what the restored process printed before its code
+        if code is None:
+            assert second.stdout is not None
+            for line in second.stdout:
+                head += line
+                if line.startswith("CODE "):
+                    code = line[len("CODE "):].strip()
+                    break
+            assert code, head
+        if reference is None:
+            # The peer arrives while we are dead (or, at "welcome", once we have a code).
+            reference = start_reference(code)
         out, err = second.communicate(timeout=T)
+        out = head + out
         assert second.returncode == 0, err
         assert "RESTORED after %s" % stop in out, out
         assert "GOT reply from the reference" in out, out
@@ -92,7 +106,7 @@ def test_killed_after_a_checkpoint_then_restored(tmp_path, ref_venv, relay_url, 
         assert rout.count("REFERENCE GOT hello from python") == 1, rout
         assert "REFERENCE CLOSED happy" in rout, rout
     finally:
-        for p in (first, reference):
+        for p in (first, second, reference):
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
