@@ -25,6 +25,7 @@ use crate::command::Command;
 use crate::driver::{self, DriverConfig, EventSink};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::event::Event;
 use crate::proto::code::{self, nameplate_completions, validate_nameplate, word_completions};
 use crate::proto::key::{self, Key};
 use crate::proto::session::{self, Session, SessionConfig};
@@ -110,31 +111,6 @@ impl std::fmt::Debug for Options {
             .field("close_timeout", &self.close_timeout)
             .finish_non_exhaustive()
     }
-}
-
-/// An event of a delegated-mode wormhole, in the order they happen.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Event {
-    /// `wormhole_got_welcome`.
-    Welcome(Map<String, Value>),
-    /// `wormhole_got_code`.
-    Code(String),
-    /// `wormhole_got_unverified_key`.
-    UnverifiedKey(Key),
-    /// `wormhole_got_verifier`.
-    Verifier([u8; 32]),
-    /// `wormhole_got_versions`.
-    Versions(Value),
-    /// `wormhole_got_message`: a message while no transfer runs (a running transfer
-    /// consumes the peer's messages itself).
-    Message(Vec<u8>),
-    /// Input helper: the chosen nameplate is claimed and word completion works.
-    WordlistAvailable,
-    /// A text or file transfer event (see [`Wormhole::start_send_text`] and friends).
-    Transfer(TransferEvent),
-    /// `wormhole_closed`: `Ok` when happy. Always last.
-    Closed(Result<()>),
 }
 
 /// The event stream of a delegated-mode wormhole. Ends after [`Event::Closed`].

@@ -4,8 +4,8 @@
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::api::Event;
 use crate::error::Result;
+use crate::event::Event;
 use crate::proto::session::Session;
 
 /// Where the driver answers a `Serialize` or `Suspend`: the session's snapshot and the

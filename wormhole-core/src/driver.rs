@@ -36,7 +36,7 @@ pub(crate) trait EventSink: Send + Sync {
     /// session left as it was on the server, to be continued from a snapshot).
     fn finished(&self, suspended: bool);
     /// The events dispatched that the application has not taken yet (delegated mode).
-    fn pending_events(&self) -> Vec<crate::api::Event>;
+    fn pending_events(&self) -> Vec<crate::event::Event>;
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -292,7 +292,7 @@ pub(crate) async fn run(
                     // `SavedEvent`): a suspend that fails leaves it running.
                     suspended = r.as_ref().is_ok_and(|(_, events)| {
                         !events.iter().any(|e| {
-                            matches!(e, crate::api::Event::Transfer(_) | crate::api::Event::Closed(_))
+                            matches!(e, crate::event::Event::Transfer(_) | crate::event::Event::Closed(_))
                         })
                     });
                     input = "suspend".into();

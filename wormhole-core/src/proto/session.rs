@@ -39,6 +39,7 @@ use crate::error::{Error, Result};
 
 mod allocator;
 mod code;
+mod hex_serde;
 mod key;
 mod lister;
 mod mailbox;

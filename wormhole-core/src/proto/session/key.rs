@@ -3,7 +3,7 @@
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 
-use super::snapshot::hex_bytes;
+use super::hex_serde::hex_bytes;
 
 use crate::proto::key::{Key as SharedKey, Pake};
 

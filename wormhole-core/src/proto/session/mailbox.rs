@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::hex_serde::hex_pairs;
 use super::rendezvous::Link;
-use super::snapshot::hex_pairs;
 use crate::proto::wire::{ClientMessage, HexBytes, MailboxMessage, Mood};
 
 /// States as in the reference's `_mailbox.py` (its `A`/`B` halves are [`Link`]'s). The

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::snapshot::hex_map;
+use super::hex_serde::hex_map;
 
 use crate::error::Error;
 use crate::proto::key::{self as keys, Key};

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 
-use super::snapshot::hex_pairs;
+use super::hex_serde::hex_pairs;
 
 use crate::proto::key::{self as keys, Key};
 

@@ -7,7 +7,7 @@
 //! that the seed of our SPAKE2 scalar and the code; whoever reads it can read and forge the
 //! session's messages.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::allocator::Allocator;
@@ -84,83 +84,4 @@ pub fn redacted(e: &serde_json::Error) -> String {
         }
     }
     out
-}
-
-/// Serde for a byte string as lowercase hex.
-pub(super) mod hex_bytes {
-    use super::*;
-
-    pub(in crate::proto::session) fn serialize<S: Serializer>(
-        b: &[u8],
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(b))
-    }
-
-    pub(in crate::proto::session) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        hex::decode(s).map_err(|e| serde::de::Error::custom(format!("not hex: {e}")))
-    }
-}
-
-/// Serde for a sequence of `(phase, bytes)` pairs, the bytes as hex.
-pub(super) mod hex_pairs {
-    use super::*;
-
-    pub(in crate::proto::session) fn serialize<'a, S, I>(pairs: I, s: S) -> Result<S::Ok, S::Error>
-    where
-        S: Serializer,
-        I: IntoIterator<Item = &'a (String, Vec<u8>)>,
-    {
-        s.collect_seq(
-            pairs
-                .into_iter()
-                .map(|(phase, body)| (phase, hex::encode(body))),
-        )
-    }
-
-    pub(in crate::proto::session) fn deserialize<'de, D, C>(d: D) -> Result<C, D::Error>
-    where
-        D: Deserializer<'de>,
-        C: FromIterator<(String, Vec<u8>)>,
-    {
-        let pairs = Vec::<(String, String)>::deserialize(d)?;
-        pairs
-            .into_iter()
-            .map(|(phase, body)| {
-                hex::decode(body)
-                    .map(|b| (phase, b))
-                    .map_err(|e| serde::de::Error::custom(format!("not hex: {e}")))
-            })
-            .collect()
-    }
-}
-
-/// Serde for a map from phase numbers to bytes, the bytes as hex.
-pub(super) mod hex_map {
-    use std::collections::BTreeMap;
-
-    use super::*;
-
-    pub(in crate::proto::session) fn serialize<S: Serializer>(
-        map: &BTreeMap<u64, Vec<u8>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.collect_seq(map.iter().map(|(n, b)| (n, hex::encode(b))))
-    }
-
-    pub(in crate::proto::session) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<BTreeMap<u64, Vec<u8>>, D::Error> {
-        Vec::<(u64, String)>::deserialize(d)?
-            .into_iter()
-            .map(|(n, b)| {
-                hex::decode(b)
-                    .map(|b| (n, b))
-                    .map_err(|e| serde::de::Error::custom(format!("not hex: {e}")))
-            })
-            .collect()
-    }
 }
