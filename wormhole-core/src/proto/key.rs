@@ -107,16 +107,69 @@ pub fn decrypt(key: &[u8; 32], body: &[u8]) -> Option<Vec<u8>> {
 
 /// One side's SPAKE2 state, between sending our message and receiving the peer's.
 ///
-/// It is made from a 32-byte seed (the SPAKE2 scalar comes from a ChaCha20 generator
-/// seeded with it), so that it can be saved as the seed and the code and made again
-/// (see [`Pake::from_seed`]); the seed is as secret as the scalar.
+/// It is made from a 64-byte seed, the random bytes SPAKE2 draws for its scalar, so that it
+/// can be saved as the seed and the code and made again (see [`Pake::from_seed`]); the
+/// seed is as secret as the scalar.
 pub struct Pake {
     state: Spake2<Ed25519Group>,
     outbound: Vec<u8>,
     code: String,
     appid: String,
-    seed: [u8; 32],
+    seed: [u8; SEED_LEN],
 }
+
+/// The bytes SPAKE2 draws for its scalar (curve25519-dalek's `Scalar::random` reduces 64
+/// random bytes).
+const SEED_LEN: usize = 64;
+
+/// Hands out a saved seed, so that SPAKE2 draws exactly those bytes; past them (never with
+/// the SPAKE2 of this crate version), a ChaCha20 stream keyed by the seed, so that the
+/// result still depends only on the seed.
+struct SeedRng {
+    seed: [u8; SEED_LEN],
+    used: usize,
+    more: rand_chacha::ChaCha20Rng,
+}
+
+impl SeedRng {
+    fn new(seed: [u8; SEED_LEN]) -> SeedRng {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&Sha256::digest(seed));
+        SeedRng {
+            seed,
+            used: 0,
+            more: rand_chacha::ChaCha20Rng::from_seed(key),
+        }
+    }
+}
+
+impl rand_core::RngCore for SeedRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        let n = dest.len().min(SEED_LEN - self.used);
+        dest[..n].copy_from_slice(&self.seed[self.used..self.used + n]);
+        self.used += n;
+        self.more.fill_bytes(&mut dest[n..]);
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> std::result::Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for SeedRng {}
 
 /// What a [`Pake`] is saved as: the code, the app id and the seed (all secret).
 #[derive(Serialize, Deserialize)]
@@ -143,8 +196,8 @@ impl<'de> Deserialize<'de> for Pake {
         let saved = SavedPake::deserialize(d)?;
         let seed = hex::decode(&saved.seed)
             .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .ok_or_else(|| serde::de::Error::custom("the SPAKE2 seed is not 32 bytes of hex"))?;
+            .and_then(|b| <[u8; SEED_LEN]>::try_from(b).ok())
+            .ok_or_else(|| serde::de::Error::custom("the SPAKE2 seed is not 64 bytes of hex"))?;
         Ok(Pake::from_seed(&saved.code, &saved.appid, seed))
     }
 }
@@ -186,15 +239,16 @@ pub enum PakeError {
 impl Pake {
     /// Start symmetric SPAKE2 with `password = UTF-8(NFC(code))`, `id = UTF-8(NFC(appid))`.
     pub fn start(code: &str, appid: &str, rng: &mut dyn CryptoRngCore) -> Pake {
-        let mut seed = [0u8; 32];
+        let mut seed = [0u8; SEED_LEN];
         rng.fill_bytes(&mut seed);
         Pake::from_seed(code, appid, seed)
     }
 
-    /// [`Pake::start`] with the scalar drawn from a ChaCha20 generator seeded with `seed`:
-    /// the same arguments make the same state and message.
-    pub fn from_seed(code: &str, appid: &str, seed: [u8; 32]) -> Pake {
-        let mut rng = rand_chacha::ChaCha20Rng::from_seed(seed);
+    /// [`Pake::start`] with `seed` as the random bytes SPAKE2 draws: the same arguments
+    /// make the same state and message, and `start` with a generator that yields `seed`
+    /// makes this one.
+    pub fn from_seed(code: &str, appid: &str, seed: [u8; SEED_LEN]) -> Pake {
+        let mut rng = SeedRng::new(seed);
         let (state, outbound) = Spake2::<Ed25519Group>::start_symmetric_with_rng(
             &Password::new(to_bytes(code)),
             &Identity::new(&to_bytes(appid)),
