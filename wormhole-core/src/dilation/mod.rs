@@ -17,6 +17,7 @@
 //! Keepalive (§9.10) and generations (§9.11) are the driver's (manager's) business and
 //! are not modelled here yet.
 
+pub mod connection;
 pub mod keys;
 pub mod record;
 
