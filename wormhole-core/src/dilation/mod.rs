@@ -21,6 +21,7 @@ pub mod connection;
 pub mod keys;
 pub mod record;
 pub mod reliable;
+pub mod subchannel;
 
 /// Everything that can go wrong in the Dilation wire layer. Peer-caused errors (malformed
 /// input) drop the connection or the message; none of them panics.
