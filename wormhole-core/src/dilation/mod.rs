@@ -19,6 +19,7 @@
 
 pub mod connection;
 pub mod keys;
+pub mod messages;
 pub mod record;
 pub mod reliable;
 pub mod subchannel;
