@@ -99,3 +99,6 @@ impl From<DilationError> for crate::Error {
 
 /// Results of this module.
 pub type Result<T> = std::result::Result<T, DilationError>;
+
+#[cfg(test)]
+mod tests;
