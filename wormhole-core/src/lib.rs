@@ -14,6 +14,8 @@
 //! - [`text`]: the text part of the file-transfer protocol (`wormhole send --text`).
 //! - [`transit`]: Transit v1, the encrypted bulk pipe (usable on its own).
 //! - [`transfer`]: files and directories over Transit (`wormhole send FILE|DIR`).
+//! - [`dilation`]: the sans-IO wire layer of Dilation (keys, mailbox messages, the
+//!   per-connection handshake, records, reliable delivery, subchannels).
 //! - [`ssh`]: the public-key check of `wormhole ssh invite` / `ssh accept`.
 
 #![warn(missing_docs)]
@@ -22,6 +24,7 @@
 mod api;
 mod command;
 mod consts;
+pub mod dilation;
 mod driver;
 mod engine;
 mod error;

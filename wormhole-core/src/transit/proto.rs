@@ -61,7 +61,7 @@ impl TransitKeys {
         TransitKeys {
             sender_hs: hkdf32(transit_key, b"transit_sender"),
             receiver_hs: hkdf32(transit_key, b"transit_receiver"),
-            relay_token: hkdf32(transit_key, b"transit_relay_token"),
+            relay_token: relay_token(transit_key),
             s2r: hkdf32(transit_key, b"transit_record_sender_key"),
             r2s: hkdf32(transit_key, b"transit_record_receiver_key"),
         }
@@ -69,11 +69,7 @@ impl TransitKeys {
 
     /// `please relay <token> for side <side>\n` (104 bytes). `side` is 16 hex chars.
     pub fn relay_handshake(&self, side: &str) -> Vec<u8> {
-        format!(
-            "please relay {} for side {side}\n",
-            hex::encode(self.relay_token)
-        )
-        .into_bytes()
+        relay_handshake(&self.relay_token, side)
     }
 
     /// `transit sender <id> ready\n\n` (87 bytes).
@@ -105,6 +101,22 @@ impl TransitKeys {
             Role::Receiver => (Sealer::new(&self.r2s), Opener::new(&self.s2r)),
         }
     }
+}
+
+/// The relay token of a key: `HKDF(key, 32, "transit_relay_token")` (the transit key
+/// for Transit, PROTOCOL §7.1; the Dilation key for Dilation, §9.2).
+pub fn relay_token(key: &[u8]) -> [u8; 32] {
+    hkdf32(key, b"transit_relay_token")
+}
+
+/// `please relay <hex(token)> for side <side>\n` (104 bytes with a 16-hex-char side),
+/// the first line on a connection to a transit relay (PROTOCOL §7.4, §9.6).
+pub fn relay_handshake(relay_token: &[u8; 32], side: &str) -> Vec<u8> {
+    format!(
+        "please relay {} for side {side}\n",
+        hex::encode(relay_token)
+    )
+    .into_bytes()
 }
 
 fn counter_nonce(n: u64) -> [u8; NONCE_LEN] {
@@ -488,8 +500,10 @@ pub struct Hints {
 }
 
 impl Hints {
-    /// The `{"abilities-v1": …, "hints-v1": …}` object of a `transit` message.
-    pub fn to_transit_json(&self) -> Value {
+    /// The hint objects alone (direct, then Tor, then relay), as a JSON list: the
+    /// `hints-v1` of a `transit` message and the `hints` of a Dilation
+    /// `connection-hints` message (PROTOCOL §7.2, §9.3).
+    pub fn to_json_list(&self) -> Vec<Value> {
         let mut hints: Vec<Value> = self.direct.iter().map(DirectHint::to_json).collect();
         for t in &self.tor {
             let mut v = t.to_json();
@@ -500,16 +514,27 @@ impl Hints {
             hints.push(json!({"type": "relay-v1",
                 "hints": r.iter().map(DirectHint::to_json).collect::<Vec<_>>()}));
         }
+        hints
+    }
+
+    /// The `{"abilities-v1": …, "hints-v1": …}` object of a `transit` message.
+    pub fn to_transit_json(&self) -> Value {
         json!({"abilities-v1": [{"type": "direct-tcp-v1"}, {"type": "relay-v1"}],
-               "hints-v1": hints})
+               "hints-v1": self.to_json_list()})
     }
 
     /// Parse the content of a peer's `transit` message. Unknown and malformed hints are
     /// skipped, like the reference.
     pub fn from_transit_json(v: &Value) -> Hints {
-        let mut out = Hints::default();
         let list = v.get("hints-v1").and_then(Value::as_array);
-        for h in list.into_iter().flatten() {
+        Hints::from_json_list(list.map(Vec::as_slice).unwrap_or_default())
+    }
+
+    /// Parse a list of hint objects. Unknown and malformed hints are skipped, like the
+    /// reference.
+    pub fn from_json_list(list: &[Value]) -> Hints {
+        let mut out = Hints::default();
+        for h in list {
             match h.get("type").and_then(Value::as_str) {
                 Some("direct-tcp-v1") => out.direct.extend(DirectHint::from_json(h)),
                 Some("tor-tcp-v1") => out.tor.extend(DirectHint::from_json_of(h, "tor-tcp-v1")),
