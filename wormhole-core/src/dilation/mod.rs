@@ -13,12 +13,15 @@
 //! - [`reliable`] (L4): sequence numbers, acknowledgements, re-sending on a new
 //!   connection, inbound de-duplication (§9.8).
 //! - [`subchannel`] (L5): subchannel ids, OPEN/DATA/CLOSE state, listeners (§9.9).
+//! - [`manager`]: start-up and roles, generations of connection attempts, selection,
+//!   keepalive and reconnection (§9.4, §9.5, §9.10, §9.11), as a timer-driven machine.
 //!
-//! Keepalive (§9.10) and generations (§9.11) are the driver's (manager's) business and
-//! are not modelled here yet.
+//! The driver that owns the sockets, the mailbox and the L4/L5 state and performs the
+//! manager's actions is not written yet.
 
 pub mod connection;
 pub mod keys;
+pub mod manager;
 pub mod messages;
 pub mod record;
 pub mod reliable;
@@ -41,6 +44,13 @@ pub enum DilationError {
     /// A dilation side was not 16 lowercase hex digits.
     #[error("bad dilation side (want 16 lowercase hex digits)")]
     BadSide,
+    /// The peer's `can-dilate` list has none of our Dilation versions (the reference's
+    /// `OldPeerCannotDilateError`).
+    #[error("the peer cannot dilate: no common dilation version")]
+    NoCommonVersion,
+    /// A Dilation message that is not allowed in the current state (ignored).
+    #[error("unexpected dilation message: {0}")]
+    UnexpectedMessage(String),
     /// Both sides chose the same dilation side: we are talking to ourselves.
     #[error("the peer's dilation side equals ours (reflection)")]
     Reflection,
