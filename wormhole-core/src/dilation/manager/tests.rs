@@ -717,3 +717,377 @@ fn stop_drops_everything_and_ignores_later_input() {
     assert_eq!(events(&mut f), vec![]);
     assert_eq!(f.state(), State::Stopped);
 }
+
+// ---------------------------------------------------------------------------------------
+// Two managers wired together
+
+/// A simulated TCP link between the two peers: `ends[i]` is peer i's connection id.
+struct Link {
+    ends: [ConnId; 2],
+    alive: bool,
+}
+
+struct Peer {
+    m: Manager,
+    name: &'static str,
+    rng: ChaCha8Rng,
+    listener: Option<u32>,
+    /// Everything the manager asked for, in order.
+    log: Vec<Action>,
+    events: Vec<Event>,
+    /// Messages to the other peer, not delivered yet.
+    outbox: VecDeque<DilationMessage>,
+}
+
+struct Net {
+    p: [Peer; 2],
+    now: Instant,
+    links: Vec<Link>,
+    /// Links waiting for the Follower's KCM to reach the Leader.
+    handshakes: Vec<usize>,
+    next_id: u64,
+    /// PINGs are lost on the wire.
+    lose_pings: bool,
+    /// Dials fail (the peer's listener is unreachable).
+    refuse: bool,
+}
+
+impl Net {
+    fn new(t0: Instant) -> Net {
+        let peer = |name, seed| Peer {
+            m: Manager::new(),
+            name,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            listener: None,
+            log: Vec::new(),
+            events: Vec::new(),
+            outbox: VecDeque::new(),
+        };
+        Net {
+            p: [peer("peer-a", 11), peer("peer-b", 12)],
+            now: t0,
+            links: Vec::new(),
+            handshakes: Vec::new(),
+            next_id: 100,
+            lose_pings: false,
+            refuse: false,
+        }
+    }
+
+    fn leader(&self) -> usize {
+        if self.p[0].m.role() == Some(Role::Leader) {
+            0
+        } else {
+            1
+        }
+    }
+
+    fn id(&mut self) -> ConnId {
+        self.next_id += 1;
+        ConnId(self.next_id)
+    }
+
+    fn link_of(&self, who: usize, id: ConnId) -> Option<usize> {
+        self.links.iter().position(|l| l.ends[who] == id)
+    }
+
+    fn perform(&mut self, who: usize, a: Action) {
+        let now = self.now;
+        let other = 1 - who;
+        self.p[who].log.push(a.clone());
+        match a {
+            Action::Send(m) => self.p[who].outbox.push_back(m),
+            Action::Listen { generation } => {
+                self.p[who].listener = Some(generation);
+                let h = hints(&[(self.p[who].name, generation as u16)], &[]);
+                self.p[who].m.listening(now, generation, h);
+            }
+            Action::StopConnecting { generation } => {
+                if self.p[who].listener == Some(generation) {
+                    self.p[who].listener = None;
+                }
+            }
+            Action::ConnectDirect { generation, hint } => {
+                let theirs = self.p[other].listener;
+                let reachable = !self.refuse
+                    && hint.hostname == self.p[other].name
+                    && theirs == Some(u32::from(hint.port));
+                if let (true, Some(their_gen)) = (reachable, theirs) {
+                    let (mine, their) = (self.id(), self.id());
+                    let mut ends = [mine, mine];
+                    ends[other] = their;
+                    self.links.push(Link { ends, alive: true });
+                    self.handshakes.push(self.links.len() - 1);
+                    let out = Path {
+                        peer: Some(format!("{}:{}", hint.hostname, hint.port)),
+                        ..Path::default()
+                    };
+                    let inb = Path {
+                        inbound: true,
+                        ..Path::default()
+                    };
+                    self.p[who].m.connection_made(now, mine, generation, out);
+                    self.p[other].m.connection_made(now, their, their_gen, inb);
+                }
+            }
+            Action::ConnectRelay { .. } | Action::Deselect { .. } => {}
+            Action::Select { id } => {
+                // The Leader's KCM reaches the Follower.
+                if who == self.leader() {
+                    if let Some(l) = self.link_of(who, id).filter(|l| self.links[*l].alive) {
+                        let their = self.links[l].ends[other];
+                        self.p[other].m.connection_confirmed(now, their);
+                    }
+                }
+            }
+            Action::DropConnection { id } => {
+                if let Some(l) = self.link_of(who, id).filter(|l| self.links[*l].alive) {
+                    self.links[l].alive = false;
+                    let their = self.links[l].ends[other];
+                    self.p[other].m.connection_lost(now, their);
+                }
+            }
+            Action::SendPing { id, ping } => {
+                if let Some(l) = self.link_of(who, id).filter(|l| self.links[*l].alive) {
+                    if !self.lose_pings {
+                        let their = self.links[l].ends[other];
+                        self.p[other].m.ping_received(their, ping);
+                    }
+                }
+            }
+            Action::SendPong { id, ping } => {
+                if let Some(l) = self.link_of(who, id).filter(|l| self.links[*l].alive) {
+                    let their = self.links[l].ends[other];
+                    self.p[other].m.pong_received(now, their, ping);
+                }
+            }
+        }
+    }
+
+    /// Run both peers until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            for who in 0..2 {
+                while let Some(a) = self.p[who].m.poll_action() {
+                    moved = true;
+                    self.perform(who, a);
+                }
+                let ev: Vec<Event> = events(&mut self.p[who].m);
+                self.p[who].events.extend(ev);
+            }
+            for who in 0..2 {
+                if let Some(msg) = self.p[who].outbox.pop_front() {
+                    moved = true;
+                    let now = self.now;
+                    // Round-trip through the wire format, as the session will.
+                    self.p[1 - who].m.peer_body(now, &msg.to_bytes());
+                }
+            }
+            if let Some(l) = self.handshakes.pop() {
+                moved = true;
+                // The Follower's KCM reaches the Leader (if the link still stands).
+                if self.links[l].alive {
+                    let lead = self.leader();
+                    let id = self.links[l].ends[lead];
+                    self.p[lead].m.connection_confirmed(self.now, id);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the network did not settle");
+    }
+
+    /// Advance the virtual clock to `until`, firing every timer on the way.
+    fn advance_to(&mut self, until: Instant) {
+        loop {
+            let next = (0..2)
+                .filter_map(|w| self.p[w].m.poll_timeout().map(|t| (t, w)))
+                .min();
+            match next {
+                Some((t, w)) if t <= until => {
+                    self.now = self.now.max(t);
+                    let Peer { m, rng, .. } = &mut self.p[w];
+                    m.handle_timeout(t, rng);
+                    self.settle();
+                }
+                _ => break,
+            }
+        }
+        self.now = until;
+    }
+
+    fn start(&mut self, opts: DilateOptions) {
+        let now = self.now;
+        for p in &mut self.p {
+            p.m.dilate(now, opts.clone(), &mut p.rng).unwrap();
+            p.m.peer_version(now, &ged());
+        }
+        self.settle();
+    }
+
+    fn connected(&self) -> Vec<(u32, ConnId)> {
+        let mut v: Vec<(u32, ConnId)> = (0..2)
+            .filter_map(|w| {
+                self.p[w]
+                    .m
+                    .selected()
+                    .map(|s| (self.p[w].m.generation(), s))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Both peers have a selected connection, and it is the same link.
+    fn assert_linked(&self) {
+        let (a, b) = (self.p[0].m.selected(), self.p[1].m.selected());
+        let l = self
+            .links
+            .iter()
+            .find(|l| Some(l.ends[0]) == a && Some(l.ends[1]) == b)
+            .unwrap_or_else(|| panic!("not the same link: {a:?} {b:?}"));
+        assert!(l.alive);
+        assert_eq!(self.p[0].m.state(), State::Connected);
+        assert_eq!(self.p[1].m.state(), State::Connected);
+    }
+}
+
+fn count(log: &[Action], f: impl Fn(&Action) -> bool) -> usize {
+    log.iter().filter(|a| f(a)).count()
+}
+
+/// Two managers: please, roles, hints, two direct links (each dials the other), the
+/// Leader selects the first confirmed one, the Follower follows; one generation.
+#[test]
+fn two_managers_start_up_and_select_one_link() {
+    let t0 = Instant::now();
+    let mut net = Net::new(t0);
+    net.start(DilateOptions::default());
+    net.assert_linked();
+    let (l, f) = (net.leader(), 1 - net.leader());
+    assert_eq!(net.p[f].m.role(), Some(Role::Follower));
+    assert!(
+        net.p[l].m.side().unwrap().as_str() > net.p[f].m.side().unwrap().as_str(),
+        "the larger side leads"
+    );
+    for p in &net.p {
+        assert!(matches!(
+            p.log[0],
+            Action::Send(DilationMessage::Please { .. })
+        ));
+        assert_eq!(count(&p.log, |a| matches!(a, Action::Select { .. })), 1);
+        assert_eq!(
+            count(&p.log, |a| matches!(a, Action::StopConnecting { .. })),
+            1
+        );
+        assert_eq!(
+            p.events[0],
+            Event::Generation {
+                generation: 1,
+                role: p.m.role().unwrap()
+            }
+        );
+        assert!(matches!(
+            p.events[1],
+            Event::Connected { generation: 1, .. }
+        ));
+        assert_eq!(p.events.len(), 2);
+    }
+    assert_eq!(net.links.len(), 2, "each side dialled the other");
+    assert_eq!(
+        net.links.iter().filter(|l| l.alive).count(),
+        1,
+        "the losing link was dropped"
+    );
+    assert_eq!(net.p[f].m.poll_timeout(), None);
+
+    // Keepalive runs for a while without trouble: one PING per interval.
+    net.advance_to(t0 + PING * 5);
+    net.assert_linked();
+    assert_eq!(
+        count(&net.p[l].log, |a| matches!(a, Action::SendPing { .. })),
+        5
+    );
+    assert_eq!(
+        count(&net.p[f].log, |a| matches!(a, Action::SendPong { .. })),
+        5
+    );
+}
+
+/// The keepalive times out (PINGs are lost), the Leader drops the link and sends
+/// reconnect, the Follower answers, both start generation 2 and connect again.
+#[test]
+fn keepalive_timeout_leads_to_a_new_generation_on_both_sides() {
+    let t0 = Instant::now();
+    let mut net = Net::new(t0);
+    net.start(DilateOptions::default());
+    net.assert_linked();
+    let (l, f) = (net.leader(), 1 - net.leader());
+    let first = net.connected();
+    net.lose_pings = true;
+    net.advance_to(t0 + PING * 2 - secs(0.001));
+    net.assert_linked();
+    net.lose_pings = false;
+    net.advance_to(t0 + PING * 2);
+    net.assert_linked();
+    let second = net.connected();
+    assert_ne!(first, second, "a new link");
+    for p in &net.p {
+        assert_eq!(p.m.generation(), 2);
+        assert_eq!(
+            count(&p.log, |a| matches!(a, Action::Deselect { .. })),
+            1,
+            "one Deselect for the one lost selection"
+        );
+        assert_eq!(count(&p.log, |a| matches!(a, Action::Select { .. })), 2);
+    }
+    assert_eq!(
+        count(&net.p[l].log, |a| *a
+            == Action::Send(DilationMessage::Reconnect)),
+        1
+    );
+    assert_eq!(
+        count(&net.p[f].log, |a| *a
+            == Action::Send(DilationMessage::Reconnecting)),
+        1
+    );
+    let reconnecting = |p: &Peer| {
+        p.events
+            .iter()
+            .filter(|e| matches!(e, Event::Reconnecting { generation: 1 }))
+            .count()
+    };
+    assert_eq!(reconnecting(&net.p[l]), 1);
+    assert_eq!(reconnecting(&net.p[f]), 1);
+    assert!(
+        net.p[f]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Connected { generation: 2, .. }))
+    );
+    // And the new link is kept alive.
+    net.advance_to(t0 + PING * 6);
+    net.assert_linked();
+    assert_eq!(net.p[l].m.generation(), 2);
+}
+
+/// Nothing connects in generation 1 (the listeners are unreachable, like a relay that
+/// went away): the Leader gives the generation up after the timeout, both start
+/// generation 2, which connects.
+#[test]
+fn unreachable_generation_is_retried_on_both_sides() {
+    let t0 = Instant::now();
+    let mut net = Net::new(t0);
+    net.refuse = true;
+    net.start(DilateOptions::default());
+    assert_eq!(net.connected(), vec![]);
+    net.refuse = false;
+    net.advance_to(t0 + DEFAULT_GENERATION_TIMEOUT);
+    net.assert_linked();
+    for p in &net.p {
+        assert_eq!(p.m.generation(), 2);
+    }
+}
