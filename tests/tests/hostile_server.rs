@@ -679,7 +679,7 @@ async fn oversized_frame_makes_the_client_reconnect() {
     let mut conn2 = fake.accept().await;
     let waited = dropped.elapsed();
     assert!(
-        waited < Duration::from_secs(6),
+        waited < SLOW_MACHINE,
         "reconnected after {waited:?}"
     );
     conn2.welcome().await;
@@ -1165,6 +1165,11 @@ async fn refused_connection_is_server_connection_error() {
     drop(socket);
 }
 
+/// The upper bound of a real-time wait that is 1.5–2.5 s on an idle machine: generous, since
+/// tests must pass on a loaded 2-core machine (a run measured 5.5 s). The exact backoff is
+/// checked on a virtual clock in `proto/connector` tests; here it must only not be early.
+const SLOW_MACHINE: Duration = Duration::from_secs(20);
+
 /// PROTOCOL §3.8: the client reconnects after 1.5–2.5 s with the same side and re-sends
 /// exactly what is outstanding: first a pending claim, later the open and the unechoed pake.
 #[tokio::test]
@@ -1184,7 +1189,7 @@ async fn dropped_connections_are_resumed() {
     let mut c1 = fake.accept().await;
     let waited = dropped.elapsed();
     assert!(
-        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(5),
+        waited >= Duration::from_millis(1400) && waited < SLOW_MACHINE,
         "first reconnection after {waited:?}, expected 1.5–2.5 s"
     );
     c1.welcome().await;
@@ -1206,7 +1211,7 @@ async fn dropped_connections_are_resumed() {
     let mut c2 = fake.accept().await;
     let waited = dropped.elapsed();
     assert!(
-        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(5),
+        waited >= Duration::from_millis(1400) && waited < SLOW_MACHINE,
         "second reconnection after {waited:?}, expected 1.5–2.5 s"
     );
     c2.welcome().await;

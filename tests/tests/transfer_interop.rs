@@ -433,6 +433,16 @@ async fn william_net(ours: bool) -> Net {
         "127.0.0.1 localhost\n127.0.0.1 transit.magic-wormhole.io\n",
     )
     .unwrap();
+    // The previous william test's relay (killed on drop, asynchronously) may still hold
+    // the port for a moment: wait until it is free (the lock keeps everyone else away).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpListener::bind(("127.0.0.1", WILLIAM_RELAY_PORT)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "127.0.0.1:{WILLIAM_RELAY_PORT} stayed busy"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let mut net = net(ours, Some(WILLIAM_RELAY_PORT)).await;
     assert_eq!(net.relay, format!("tcp:127.0.0.1:{WILLIAM_RELAY_PORT}"));
     net.william_hosts = Some(hosts);
