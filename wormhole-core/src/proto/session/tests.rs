@@ -19,6 +19,7 @@ fn session(seed: u64) -> Session {
             appid: APPID.into(),
             app_versions: json!({}),
             client_version: ("rust".into(), "test".into()),
+            dilation: false,
         },
         Box::new(StdRng::seed_from_u64(seed)),
     )
