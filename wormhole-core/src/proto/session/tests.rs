@@ -1436,3 +1436,109 @@ fn dilate_gaps_are_bounded() {
         }
     )));
 }
+
+/// [`a_restored_session_continues_at_every_point`] with Dilation: a `dilate-N` of ours
+/// queued before the code, one posted while disconnected, and one of the peer's held for a
+/// gap all survive a restore; our counter continues where it was.
+#[test]
+fn a_restored_dilating_session_continues_at_every_point() {
+    let mut net = Net::new(vec![dilating(1), dilating(2)]);
+    // Before the code: a dilation message waits for the key.
+    net.peers[0].allocate_code(2).unwrap();
+    net.peers[0].send_dilation(b"a-d0".to_vec()).unwrap();
+    reborn(&mut net, 0, 11);
+    assert!(net.peers[0].cfg.dilation, "the setting is restored");
+    net.connect(0);
+    net.run();
+    let code = code_of(&net.take_events(0)).expect("A's code");
+    // After the code, still waiting.
+    reborn(&mut net, 0, 12);
+    net.connect(0);
+    net.run();
+
+    net.peers[1].set_code(&code).unwrap();
+    net.connect(1);
+    net.run();
+    assert_eq!(dilation_messages(&net.take_events(1)), [b"a-d0".to_vec()]);
+
+    // Mid-exchange: A posts while disconnected; B posts three while A is away, and A sees
+    // only the last before it is saved (held for the gap).
+    net.disconnect(0);
+    net.peers[0].send_dilation(b"a-d1".to_vec()).unwrap();
+    for m in ["b-d0", "b-d1", "b-d2"] {
+        net.peers[1].send_dilation(m.as_bytes().to_vec()).unwrap();
+    }
+    net.run();
+    let bside = net.peers[1].side().to_owned();
+    let last = net.server.messages[code_mailbox(&code).as_str()]
+        .iter()
+        .find(|m| m.side == bside && m.phase == "dilate-2")
+        .unwrap()
+        .clone();
+    net.peers[0].handle_server(ServerMessage::Message(last));
+    assert!(dilation_messages(&drain(&mut net.peers[0]).1).is_empty());
+    assert_eq!(net.peers[0].receive.dilation_held(), 1);
+    reborn(&mut net, 0, 14);
+    net.take_events(0);
+    net.connect(0);
+    net.run();
+    net.peers[0].send_dilation(b"a-d2".to_vec()).unwrap();
+    net.run();
+    assert_eq!(
+        dilation_messages(&net.take_events(0)),
+        [b"b-d0".to_vec(), b"b-d1".to_vec(), b"b-d2".to_vec()]
+    );
+    assert_eq!(
+        dilation_messages(&net.take_events(1)),
+        [b"a-d1".to_vec(), b"a-d2".to_vec()]
+    );
+    let a_phases: Vec<String> = posted_phases(&net, 0, &code_mailbox(&code))
+        .into_iter()
+        .filter(|p| p.starts_with("dilate-"))
+        .collect();
+    assert_eq!(a_phases, ["dilate-0", "dilate-1", "dilate-2"]);
+}
+
+/// The test server's mailbox name for a code (`mb<nameplate>`).
+fn code_mailbox(code: &str) -> String {
+    format!("mb{}", code.split('-').next().unwrap())
+}
+
+/// A snapshot written before Dilation existed (without its fields) still restores, with
+/// Dilation off, and carries on.
+#[test]
+fn a_snapshot_from_before_dilation_restores() {
+    let mut net = connected_pair(session(1), session(2));
+    net.peers[1].send_message(b"m0".to_vec()).unwrap();
+    net.run();
+    let mut old = net.peers[0].snapshot().unwrap();
+    assert_eq!(old["dilation"], json!(false));
+    old.as_object_mut().unwrap().remove("dilation").unwrap();
+    old["send"]
+        .as_object_mut()
+        .unwrap()
+        .remove("next_dilation")
+        .unwrap();
+    for field in ["dilation_reorder", "dilation_next"] {
+        old["receive"]
+            .as_object_mut()
+            .unwrap()
+            .remove(field)
+            .unwrap();
+    }
+    net.disconnect(0);
+    let mut a = Session::restore(old, Box::new(StdRng::seed_from_u64(9))).unwrap();
+    assert!(!a.cfg.dilation);
+    assert!(matches!(
+        a.send_dilation(b"x".to_vec()),
+        Err(Error::InvalidState(_))
+    ));
+    net.peers[0] = a;
+    net.take_events(0);
+    net.connect(0);
+    net.peers[1].send_message(b"m1".to_vec()).unwrap();
+    net.peers[0].send_message(b"a0".to_vec()).unwrap();
+    net.run();
+    assert_eq!(messages(&net.take_events(0)), [b"m1".to_vec()]);
+    assert_eq!(messages(&net.take_events(1)), [b"a0".to_vec()]);
+}
