@@ -1493,4 +1493,11 @@ mod tests {
         check::<Events>();
         check::<Engine>();
     }
+
+    /// Dilation is offered only when asked for: by default the `version` message stays
+    /// `{"app_versions": …}` (see the session's tests).
+    #[test]
+    fn dilation_is_off_by_default() {
+        assert!(!Options::default().dilation);
+    }
 }
