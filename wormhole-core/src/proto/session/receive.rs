@@ -59,11 +59,11 @@ pub(super) struct Receive {
     reorder: BTreeMap<u64, Vec<u8>>,
     next_deliver: u64,
     /// `dilate-N` phases that came early, by `N` (bounded, see the module docs). Absent
-    /// from snapshots written before Dilation existed.
-    #[serde(default, with = "hex_map")]
+    /// from snapshots written before Dilation existed; left out while empty.
+    #[serde(default, with = "hex_map", skip_serializing_if = "BTreeMap::is_empty")]
     dilation_reorder: BTreeMap<u64, Vec<u8>>,
-    /// The `N` of the next `dilate-N` phase to deliver.
-    #[serde(default)]
+    /// The `N` of the next `dilate-N` phase to deliver; left out while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
     dilation_next: u64,
 }
 
@@ -201,6 +201,10 @@ impl Receive {
     pub(super) fn dilation_held(&self) -> usize {
         self.dilation_reorder.len()
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The `can-dilate` list of a peer's versions dict: its string entries; empty when the

@@ -30,8 +30,8 @@ pub(super) struct SendMachine {
     state: State,
     next_phase: u64,
     /// The `N` of our next `dilate-N` phase. Absent from snapshots written before
-    /// Dilation existed (nothing was sent then, so 0).
-    #[serde(default)]
+    /// Dilation existed (nothing was sent then, so 0), and left out while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
     next_dilation: u64,
 }
 
@@ -116,6 +116,10 @@ pub(super) fn seal(
     let pk = keys::derive_phase_key(&key.0, side, &phase);
     let body = keys::encrypt(&pk, plaintext, rng);
     (phase, body)
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl SendMachine {

@@ -30,6 +30,9 @@ pub(super) struct SnapshotRef<'a> {
     pub(super) appid: &'a str,
     pub(super) app_versions: &'a Value,
     pub(super) client_version: &'a (String, String),
+    /// Left out when off, so that a session without Dilation writes what it wrote before
+    /// Dilation existed (and an older library can still read it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(super) dilation: bool,
     pub(super) side: &'a str,
     pub(super) welcome_seen: bool,
