@@ -207,6 +207,7 @@ fn schedule(data: &[u8]) -> usize {
                 appid: "example.com/fuzz".into(),
                 app_versions: json!({}),
                 client_version: ("rust".into(), "fuzz".into()),
+                dilation: false,
             },
             Box::new(StdRng::seed_from_u64(seed)),
         );

@@ -67,6 +67,11 @@ pub struct Options {
     /// reference's Tor rules for Transit hints and the mailbox URL. Takes the place of
     /// `proxy`. A launched tor lives as long as a handle to it.
     pub tor: Option<Arc<crate::tor::Tor>>,
+    /// Offer Dilation to the peer (PROTOCOL §9.1; default `false`): our `version` message
+    /// carries `can-dilate` and `dilation-abilities`. Nothing here performs Dilation yet
+    /// (there is no driver), so a peer that starts it gets no answer; leave it off. For a
+    /// restored wormhole the saved setting holds and this one is ignored.
+    pub dilation: bool,
 }
 
 impl Default for Options {
@@ -83,6 +88,7 @@ impl Default for Options {
             state_trace: None,
             proxy: None,
             tor: None,
+            dilation: false,
         }
     }
 }
@@ -109,6 +115,7 @@ impl std::fmt::Debug for Options {
             .field("app_versions", &self.app_versions)
             .field("connect_timeout", &self.connect_timeout)
             .field("close_timeout", &self.close_timeout)
+            .field("dilation", &self.dilation)
             .finish_non_exhaustive()
     }
 }
@@ -435,6 +442,8 @@ impl Shared {
                         None
                     }
                 }
+                // No Dilation driver yet: the public API reports nothing of it.
+                session::Event::PeerCanDilate(_) | session::Event::DilationMessage(_) => None,
                 session::Event::Closed(r) => {
                     // A running transfer ends first: `Closed` is always the last event,
                     // held back while a file transfer's I/O task is still stopping.
@@ -895,6 +904,7 @@ impl Wormhole {
                 appid: appid.to_owned(),
                 app_versions: std::mem::take(&mut options.app_versions),
                 client_version: options.client_version.clone(),
+                dilation: options.dilation,
             },
             rng,
         );
@@ -1482,5 +1492,12 @@ mod tests {
         check::<InputHelper>();
         check::<Events>();
         check::<Engine>();
+    }
+
+    /// Dilation is offered only when asked for: by default the `version` message stays
+    /// `{"app_versions": …}` (see the session's tests).
+    #[test]
+    fn dilation_is_off_by_default() {
+        assert!(!Options::default().dilation);
     }
 }

@@ -6,7 +6,8 @@
 //! - [`code`] and [`allocator`]: where the code comes from; [`lister`]: nameplate lists;
 //! - [`nameplate`]: claim and release; [`mailbox`]: open, post, echoes, re-sends, close;
 //! - [`key`]: SPAKE2; [`order`]: peer messages held until the key exists;
-//! - [`receive`]: decrypt, verify, deliver in order; [`send`]: number and encrypt ours;
+//! - [`receive`]: decrypt, verify, deliver in order (application and `dilate-N` phases);
+//!   [`send`]: number and encrypt ours;
 //! - [`terminator`]: release + close, then stop; [`rendezvous`]: the connection as the
 //!   machines see it (its timers are [`crate::proto::connector`]).
 //!
@@ -35,6 +36,7 @@ use serde_json::{Map, Value};
 use super::code::validate_code;
 use super::key::{self as keys, Key};
 use super::wire::{ClientMessage, MailboxMessage, Mood, ServerMessage};
+use crate::dilation::keys::DILATION_VERSIONS;
 use crate::error::{Error, Result};
 
 mod allocator;
@@ -86,6 +88,16 @@ pub enum Event {
     Versions(Value),
     /// One application message, in order.
     Message(Vec<u8>),
+    /// The peer's `can-dilate` list (its Dilation versions, e.g. `["ged"]`), emitted once,
+    /// right after [`Event::Versions`], and only when [`SessionConfig::dilation`] is on.
+    /// Empty when the peer's `version` message has no such list or it is not a JSON
+    /// array; entries that are not strings are skipped. Never an error: a peer that cannot
+    /// dilate is still a good peer.
+    PeerCanDilate(Vec<String>),
+    /// The decrypted body of one of the peer's `dilate-N` messages (PROTOCOL §9.3), for
+    /// the Dilation manager. Delivered strictly in `N` order from `dilate-0`, each once,
+    /// and only when [`SessionConfig::dilation`] is on.
+    DilationMessage(Vec<u8>),
     /// The session is finished: `Ok` if it closed happily. Always the last event.
     Closed(Result<()>),
 }
@@ -99,7 +111,17 @@ pub struct SessionConfig {
     pub app_versions: Value,
     /// `client_version` sent in `bind`.
     pub client_version: (String, String),
+    /// Offer Dilation (PROTOCOL §9.1): our `version` message then carries `can-dilate` and
+    /// `dilation-abilities` (§4.6), the session reports [`Event::PeerCanDilate`] and
+    /// [`Event::DilationMessage`], and [`Session::send_dilation`] is allowed. When off (the
+    /// default of the public API), the peer's `dilate-N` messages are decrypted and
+    /// ignored, and nothing about Dilation is sent or reported.
+    pub dilation: bool,
 }
+
+/// The `dilation-abilities` of our `version` message, in the reference's order: the
+/// connection types our Dilation offers (PROTOCOL §4.6).
+pub const DILATION_ABILITIES: &[&str] = &["direct-tcp-v1", "relay-v1"];
 
 /// The client protocol state machine. See the module docs for the calling contract.
 pub struct Session {
@@ -266,6 +288,7 @@ impl Session {
             appid: &self.cfg.appid,
             app_versions: &self.cfg.app_versions,
             client_version: &self.cfg.client_version,
+            dilation: self.cfg.dilation,
             side: &self.side,
             welcome_seen: self.welcome_seen,
             code: &self.code,
@@ -317,6 +340,7 @@ impl Session {
                 appid: s.appid,
                 app_versions: s.app_versions,
                 client_version: s.client_version,
+                dilation: s.dilation,
             },
             side: s.side,
             rng,
@@ -451,6 +475,25 @@ impl Session {
     pub fn send_message(&mut self, plaintext: Vec<u8>) -> Result<()> {
         self.check_open()?;
         if let Some((phase, body)) = self.send.send(plaintext, &self.side, &mut *self.rng) {
+            self.mailbox.add(&mut self.link, phase, body);
+        }
+        Ok(())
+    }
+
+    /// Queue a Dilation message (the JSON body of a `dilate-N` phase, PROTOCOL §9.3), as
+    /// the Dilation manager asks. Phases `dilate-0`, `dilate-1`, … are assigned now, with
+    /// their own counter; the message waits in the same queue as
+    /// [`Session::send_message`]'s, so nothing leaves before the peer is verified and
+    /// messages leave in call order. [`Error::InvalidState`] if the session was created
+    /// without [`SessionConfig::dilation`], [`Error::Closed`] once closing.
+    pub fn send_dilation(&mut self, body: Vec<u8>) -> Result<()> {
+        if !self.cfg.dilation {
+            return Err(Error::InvalidState(
+                "dilation messages need a wormhole created with dilation on".into(),
+            ));
+        }
+        self.check_open()?;
+        if let Some((phase, body)) = self.send.send_dilation(body, &self.side, &mut *self.rng) {
             self.mailbox.add(&mut self.link, phase, body);
         }
         Ok(())
@@ -658,8 +701,7 @@ impl Session {
     /// SPAKE2 finished: post our `version`, then decrypt what the order machine held.
     fn got_key(&mut self, k: Key) {
         self.events.push_back(Event::UnverifiedKey(k.clone()));
-        let versions = serde_json::json!({ "app_versions": self.cfg.app_versions });
-        let plaintext = serde_json::to_vec(&versions).unwrap_or_default();
+        let plaintext = self.versions_body();
         let pk = keys::derive_phase_key(&k.0, &self.side, "version");
         let body = keys::encrypt(&pk, &plaintext, &mut *self.rng);
         self.mailbox.add(&mut self.link, "version".into(), body);
@@ -672,9 +714,42 @@ impl Session {
         }
     }
 
+    /// The plaintext of our `version` message (PROTOCOL §4.6). Without Dilation it is
+    /// `{"app_versions":…}`, exactly as before Dilation existed; with it, the keys come in
+    /// the reference's order.
+    fn versions_body(&self) -> Vec<u8> {
+        // Serialising a JSON value (string keys) cannot fail.
+        if !self.cfg.dilation {
+            let versions = serde_json::json!({ "app_versions": self.cfg.app_versions });
+            return serde_json::to_vec(&versions).unwrap_or_default();
+        }
+        #[derive(serde::Serialize)]
+        struct Ability {
+            #[serde(rename = "type")]
+            kind: &'static str,
+        }
+        #[derive(serde::Serialize)]
+        struct Versions<'a> {
+            #[serde(rename = "can-dilate")]
+            can_dilate: &'static [&'static str],
+            #[serde(rename = "dilation-abilities")]
+            dilation_abilities: Vec<Ability>,
+            app_versions: &'a Value,
+        }
+        let versions = Versions {
+            can_dilate: DILATION_VERSIONS,
+            dilation_abilities: DILATION_ABILITIES
+                .iter()
+                .map(|&kind| Ability { kind })
+                .collect(),
+            app_versions: &self.cfg.app_versions,
+        };
+        serde_json::to_vec(&versions).unwrap_or_default()
+    }
+
     fn receive_one(&mut self, m: &MailboxMessage) {
         let mut out = Vec::new();
-        let result = self.receive.got_message(m, &mut out);
+        let result = self.receive.got_message(m, self.cfg.dilation, &mut out);
         for o in out {
             match o {
                 Output::Verified { key, verifier } => {
@@ -686,6 +761,8 @@ impl Session {
                 }
                 Output::Versions(v) => self.events.push_back(Event::Versions(v)),
                 Output::Message(pt) => self.events.push_back(Event::Message(pt)),
+                Output::CanDilate(list) => self.events.push_back(Event::PeerCanDilate(list)),
+                Output::Dilation(pt) => self.events.push_back(Event::DilationMessage(pt)),
             }
         }
         if let Err((err, mood)) = result {

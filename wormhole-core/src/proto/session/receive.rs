@@ -1,5 +1,12 @@
 //! *Receive*: decrypts the peer's messages, confirms the key with the first one, and
 //! delivers numbered phases in order.
+//!
+//! With Dilation on, it also reads the peer's `can-dilate` list from its `version`, and
+//! delivers `dilate-N` phases strictly in `N` order from 0 (PROTOCOL §9.3), holding early
+//! ones up to [`MAX_QUEUED_PEER_MESSAGES`] messages and [`MAX_QUEUED_PEER_BYTES`] bytes: a
+//! peer that leaves a gap wider than that fails the session (`errory`) rather than making
+//! us hold unbounded data. An honest peer never leaves a gap (the server delivers in
+//! order), so the bound only matters against a hostile one.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::hex_serde::hex_map;
+use super::order::{MAX_QUEUED_PEER_BYTES, MAX_QUEUED_PEER_MESSAGES};
 
+use crate::dilation::keys::parse_phase as parse_dilation_phase;
 use crate::error::Error;
 use crate::proto::key::{self as keys, Key};
 use crate::proto::wire::{MailboxMessage, Mood};
@@ -35,6 +44,10 @@ pub(super) enum Output {
     Versions(Value),
     /// An application message, in phase order.
     Message(Vec<u8>),
+    /// The peer's `can-dilate` list, right after `Versions` (Dilation on only).
+    CanDilate(Vec<String>),
+    /// A `dilate-N` body, in `N` order (Dilation on only).
+    Dilation(Vec<u8>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -45,6 +58,13 @@ pub(super) struct Receive {
     #[serde(with = "hex_map")]
     reorder: BTreeMap<u64, Vec<u8>>,
     next_deliver: u64,
+    /// `dilate-N` phases that came early, by `N` (bounded, see the module docs). Absent
+    /// from snapshots written before Dilation existed; left out while empty.
+    #[serde(default, with = "hex_map", skip_serializing_if = "BTreeMap::is_empty")]
+    dilation_reorder: BTreeMap<u64, Vec<u8>>,
+    /// The `N` of the next `dilate-N` phase to deliver; left out while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    dilation_next: u64,
 }
 
 impl Receive {
@@ -53,6 +73,8 @@ impl Receive {
             state: State::UnknownKey,
             reorder: BTreeMap::new(),
             next_deliver: 0,
+            dilation_reorder: BTreeMap::new(),
+            dilation_next: 0,
         }
     }
 
@@ -75,9 +97,12 @@ impl Receive {
     }
 
     /// One peer message (not `pake`). An error carries the mood to close with.
+    /// `dilation`: whether the session offers Dilation (else `dilate-N` phases are
+    /// decrypted and ignored, and `can-dilate` is not read).
     pub(super) fn got_message(
         &mut self,
         m: &MailboxMessage,
+        dilation: bool,
         out: &mut Vec<Output>,
     ) -> Result<(), (Error, Mood)> {
         let key = match &self.state {
@@ -114,6 +139,9 @@ impl Receive {
                 .cloned()
                 .unwrap_or(Value::Object(Map::new()));
             out.push(Output::Versions(app));
+            if dilation {
+                out.push(Output::CanDilate(can_dilate(&v)));
+            }
         } else if !m.phase.is_empty() && m.phase.bytes().all(|b| b.is_ascii_digit()) {
             // A phase number beyond u64 is one we will never reach: it is never delivered.
             if let Ok(n) = m.phase.parse::<u64>() {
@@ -125,10 +153,73 @@ impl Receive {
                     out.push(Output::Message(pt));
                 }
             }
+        } else if dilation {
+            // A non-numeric or overflowing `N` is an unknown phase: ignored below.
+            if let Ok(n) = parse_dilation_phase(&m.phase) {
+                return self.got_dilation(n, plaintext, out);
+            }
         }
-        // `dilate-N` and unknown phases: decrypted (a failure is scary), then ignored.
+        // Unknown phases (and `dilate-N` without Dilation): decrypted (a failure is
+        // scary), then ignored.
         Ok(())
     }
+
+    /// The `n` of a decrypted `dilate-N`: deliver it and what it unblocks, or hold it.
+    fn got_dilation(
+        &mut self,
+        n: u64,
+        plaintext: Vec<u8>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), (Error, Mood)> {
+        if n < self.dilation_next {
+            return Ok(()); // delivered already (`dilate-01` after `dilate-1`)
+        }
+        // The first copy of an `N` wins (`dilate-1` and `dilate-01` name the same one).
+        self.dilation_reorder.entry(n).or_insert(plaintext);
+        while let Some(pt) = self.dilation_reorder.remove(&self.dilation_next) {
+            self.dilation_next += 1;
+            out.push(Output::Dilation(pt));
+        }
+        let held = self.dilation_reorder.len();
+        let bytes: usize = self.dilation_reorder.values().map(Vec::len).sum();
+        if held > MAX_QUEUED_PEER_MESSAGES || bytes > MAX_QUEUED_PEER_BYTES {
+            self.dilation_reorder = BTreeMap::new();
+            return Err((
+                Error::Protocol(format!(
+                    "the peer left a gap in its dilation messages with more than \
+                     {MAX_QUEUED_PEER_MESSAGES} messages or {} MiB behind it",
+                    MAX_QUEUED_PEER_BYTES >> 20
+                )),
+                Mood::Errory,
+            ));
+        }
+        Ok(())
+    }
+
+    /// How many `dilate-N` messages are held for a gap (for tests of the bound).
+    #[cfg(test)]
+    pub(super) fn dilation_held(&self) -> usize {
+        self.dilation_reorder.len()
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The `can-dilate` list of a peer's versions dict: its string entries; empty when the
+/// key is absent or not an array.
+fn can_dilate(versions: &Map<String, Value>) -> Vec<String> {
+    versions
+        .get("can-dilate")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Receive {
@@ -140,5 +231,177 @@ impl Receive {
             State::VerifiedKey(_) => "S2_verified_key",
             State::Scared => "S3_scared",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use serde_json::json;
+
+    use super::*;
+    use crate::proto::wire::HexBytes;
+
+    const PEER: &str = "0123456789";
+
+    fn verified() -> Receive {
+        let mut r = Receive::new();
+        r.got_key(Key([9u8; 32]));
+        let mut out = Vec::new();
+        let v = sealed("version", br#"{"app_versions": {}}"#);
+        r.got_message(&v, true, &mut out).unwrap();
+        r
+    }
+
+    fn sealed(phase: &str, plaintext: &[u8]) -> MailboxMessage {
+        let pk = keys::derive_phase_key(&[9u8; 32], PEER, phase);
+        let mut rng = StdRng::seed_from_u64(phase.len() as u64);
+        MailboxMessage {
+            side: PEER.into(),
+            phase: phase.into(),
+            body: HexBytes(keys::encrypt(&pk, plaintext, &mut rng)),
+            server_rx: None,
+            id: None,
+        }
+    }
+
+    fn feed(r: &mut Receive, phase: &str, pt: &[u8], dilation: bool) -> Vec<Output> {
+        let mut out = Vec::new();
+        r.got_message(&sealed(phase, pt), dilation, &mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn can_dilate_is_read_leniently_and_only_with_dilation() {
+        let cases = [
+            (
+                json!({"can-dilate": ["ged"], "app_versions": {}}),
+                vec!["ged"],
+            ),
+            (
+                json!({"can-dilate": ["x", 5, null, "ged"]}),
+                vec!["x", "ged"],
+            ),
+            (json!({"can-dilate": "ged"}), vec![]),
+            (json!({"can-dilate": {"ged": true}}), vec![]),
+            (json!({"app_versions": {"a": 1}}), vec![]),
+        ];
+        for (versions, want) in cases {
+            let mut r = Receive::new();
+            r.got_key(Key([9u8; 32]));
+            let body = versions.to_string();
+            let out = feed(&mut r, "version", body.as_bytes(), true);
+            let want: Vec<String> = want.into_iter().map(String::from).collect();
+            let app = versions.get("app_versions").cloned().unwrap_or(json!({}));
+            assert_eq!(out[1..], [Output::Versions(app), Output::CanDilate(want)]);
+            // Without Dilation, the list is not reported.
+            let mut r = Receive::new();
+            r.got_key(Key([9u8; 32]));
+            let out = feed(&mut r, "version", body.as_bytes(), false);
+            assert!(!out.iter().any(|o| matches!(o, Output::CanDilate(_))));
+        }
+    }
+
+    #[test]
+    fn dilate_phases_in_n_order_with_gaps_duplicates_and_junk() {
+        let mut r = verified();
+        let d = |pt: &[u8]| Output::Dilation(pt.to_vec());
+        assert_eq!(feed(&mut r, "dilate-2", b"two", true), []);
+        assert_eq!(feed(&mut r, "dilate-1", b"one", true), []);
+        // A second spelling of a held N does not replace the first.
+        assert_eq!(feed(&mut r, "dilate-01", b"impostor", true), []);
+        assert_eq!(r.dilation_held(), 2);
+        assert_eq!(
+            feed(&mut r, "dilate-0", b"zero", true),
+            [d(b"zero"), d(b"one"), d(b"two")]
+        );
+        assert_eq!(r.dilation_held(), 0);
+        // Already delivered: ignored.
+        assert_eq!(feed(&mut r, "dilate-00", b"again", true), []);
+        // Not `dilate-N`, or an N beyond u64: ignored like any unknown phase.
+        for junk in [
+            "dilate-",
+            "dilate-x",
+            "dilate--1",
+            "dilate-+3",
+            "Dilate-3",
+            "dilate-18446744073709551616",
+        ] {
+            assert_eq!(feed(&mut r, junk, b"junk", true), [], "{junk}");
+        }
+        assert_eq!(r.dilation_held(), 0);
+        assert_eq!(feed(&mut r, "dilate-3", b"three", true), [d(b"three")]);
+        // Application phases keep their own order.
+        assert_eq!(
+            feed(&mut r, "0", b"app", true),
+            [Output::Message(b"app".to_vec())]
+        );
+    }
+
+    #[test]
+    fn dilate_phases_are_ignored_without_dilation_but_still_decrypted() {
+        let mut r = verified();
+        assert_eq!(feed(&mut r, "dilate-0", b"zero", false), []);
+        assert_eq!(feed(&mut r, "dilate-1", b"one", false), []);
+        assert_eq!(r.dilation_held(), 0);
+        let mut bad = sealed("dilate-2", b"x");
+        bad.body.0[30] ^= 1;
+        let mut out = Vec::new();
+        assert_eq!(
+            r.got_message(&bad, false, &mut out),
+            Err((Error::WrongPassword, Mood::Scary))
+        );
+    }
+
+    /// A peer that leaves `dilate-0` out cannot make us hold more than the bound: past it,
+    /// the held messages are dropped and the session fails `errory`.
+    #[test]
+    fn dilate_gaps_are_bounded_in_count_and_bytes() {
+        let errory = |r: &mut Receive, phase: &str, pt: &[u8]| {
+            let mut out = Vec::new();
+            match r.got_message(&sealed(phase, pt), true, &mut out) {
+                Err((Error::Protocol(_), Mood::Errory)) => true,
+                Ok(()) => false,
+                Err(other) => panic!("{other:?}"),
+            }
+        };
+        // By count.
+        let mut r = verified();
+        for n in 1..=MAX_QUEUED_PEER_MESSAGES {
+            assert!(
+                !errory(&mut r, &format!("dilate-{n}"), b"h"),
+                "early at {n}"
+            );
+        }
+        assert_eq!(r.dilation_held(), MAX_QUEUED_PEER_MESSAGES);
+        assert!(errory(&mut r, "dilate-999999", b"h"), "past the count cap");
+        assert_eq!(r.dilation_held(), 0, "the held messages were freed");
+
+        // By bytes.
+        let mut r = verified();
+        let per = 1 << 20;
+        let body = vec![b'x'; per];
+        for n in 1..=MAX_QUEUED_PEER_BYTES / per {
+            assert!(
+                !errory(&mut r, &format!("dilate-{n}"), &body),
+                "early at {n}"
+            );
+        }
+        assert!(
+            errory(&mut r, "dilate-1000", b"one byte more"),
+            "past the byte cap"
+        );
+        assert_eq!(r.dilation_held(), 0);
+
+        // Held messages that a late `dilate-0` releases no longer count.
+        let mut r = verified();
+        for n in 1..=MAX_QUEUED_PEER_MESSAGES {
+            assert!(!errory(&mut r, &format!("dilate-{n}"), b"h"));
+        }
+        assert!(!errory(&mut r, "dilate-0", b"h"));
+        assert_eq!(r.dilation_held(), 0);
+        assert!(!errory(&mut r, "dilate-2000", b"h"));
     }
 }

@@ -1,5 +1,8 @@
 //! *Send*: numbers application messages in call order and encrypts them once the key is
 //! verified.
+//!
+//! Dilation messages (`dilate-0`, `dilate-1`, …; PROTOCOL §9.3) have their own counter but
+//! share the queue, so every message leaves in call order and none before verification.
 
 use std::collections::VecDeque;
 
@@ -8,13 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use super::hex_serde::hex_pairs;
 
+use crate::dilation::keys::phase_name as dilation_phase;
 use crate::proto::key::{self as keys, Key};
 
 /// States as in the reference's `_send.py`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum State {
-    /// `S0_no_key`: messages wait, already numbered.
+    /// `S0_no_key`: messages (application and Dilation) wait, already numbered.
     NoKey(#[serde(with = "hex_pairs")] VecDeque<(String, Vec<u8>)>),
     /// `S1_verified_key`: messages are encrypted at once.
     VerifiedKey(Key),
@@ -25,6 +29,10 @@ enum State {
 pub(super) struct SendMachine {
     state: State,
     next_phase: u64,
+    /// The `N` of our next `dilate-N` phase. Absent from snapshots written before
+    /// Dilation existed (nothing was sent then, so 0), and left out while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    next_dilation: u64,
 }
 
 impl SendMachine {
@@ -32,6 +40,7 @@ impl SendMachine {
         SendMachine {
             state: State::NoKey(VecDeque::new()),
             next_phase: 0,
+            next_dilation: 0,
         }
     }
 
@@ -44,6 +53,29 @@ impl SendMachine {
     ) -> Option<(String, Vec<u8>)> {
         let phase = self.next_phase.to_string();
         self.next_phase += 1;
+        self.queue_or_seal(phase, plaintext, side, rng)
+    }
+
+    /// Number a Dilation message `dilate-N` (its own counter, from 0); returns
+    /// `(phase, body)` to post if the key is verified, else queues it behind what waits.
+    pub(super) fn send_dilation(
+        &mut self,
+        plaintext: Vec<u8>,
+        side: &str,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Option<(String, Vec<u8>)> {
+        let phase = dilation_phase(self.next_dilation);
+        self.next_dilation += 1;
+        self.queue_or_seal(phase, plaintext, side, rng)
+    }
+
+    fn queue_or_seal(
+        &mut self,
+        phase: String,
+        plaintext: Vec<u8>,
+        side: &str,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Option<(String, Vec<u8>)> {
         match &mut self.state {
             State::NoKey(queue) => {
                 queue.push_back((phase, plaintext));
@@ -84,6 +116,10 @@ pub(super) fn seal(
     let pk = keys::derive_phase_key(&key.0, side, &phase);
     let body = keys::encrypt(&pk, plaintext, rng);
     (phase, body)
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl SendMachine {

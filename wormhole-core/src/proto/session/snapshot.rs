@@ -30,6 +30,10 @@ pub(super) struct SnapshotRef<'a> {
     pub(super) appid: &'a str,
     pub(super) app_versions: &'a Value,
     pub(super) client_version: &'a (String, String),
+    /// Left out when off, so that a session without Dilation writes what it wrote before
+    /// Dilation existed (and an older library can still read it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(super) dilation: bool,
     pub(super) side: &'a str,
     pub(super) welcome_seen: bool,
     pub(super) code: &'a Code,
@@ -53,6 +57,10 @@ pub(super) struct Snapshot {
     pub(super) appid: String,
     pub(super) app_versions: Value,
     pub(super) client_version: (String, String),
+    /// [`SessionConfig::dilation`](super::SessionConfig::dilation); absent (off) in
+    /// snapshots written before Dilation existed.
+    #[serde(default)]
+    pub(super) dilation: bool,
     pub(super) side: String,
     pub(super) welcome_seen: bool,
     pub(super) code: Code,

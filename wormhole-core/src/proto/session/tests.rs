@@ -19,6 +19,7 @@ fn session(seed: u64) -> Session {
             appid: APPID.into(),
             app_versions: json!({}),
             client_version: ("rust".into(), "test".into()),
+            dilation: false,
         },
         Box::new(StdRng::seed_from_u64(seed)),
     )
@@ -1179,4 +1180,383 @@ fn damaged_foreign_and_closing_snapshots_are_refused() {
 
     s.close();
     assert!(matches!(s.snapshot(), Err(Error::InvalidArgument(_))));
+}
+
+// ----- Dilation L1 (PROTOCOL §4.6, §9.3) -----
+
+fn dilating(seed: u64) -> Session {
+    let mut s = session(seed);
+    s.cfg.dilation = true;
+    s
+}
+
+fn dilation_messages(evs: &[Event]) -> Vec<Vec<u8>> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::DilationMessage(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Peer `i`'s phases as stored by the server, in posting order.
+fn posted_phases(net: &Net, i: usize, mailbox: &str) -> Vec<String> {
+    let side = net.peers[i].side();
+    net.server.messages[mailbox]
+        .iter()
+        .filter(|m| m.side == side)
+        .map(|m| m.phase.clone())
+        .collect()
+}
+
+/// The plaintext of peer `i`'s stored `phase`, decrypted under its phase key.
+fn posted_plaintext(net: &Net, i: usize, mailbox: &str, phase: &str) -> Vec<u8> {
+    let side = net.peers[i].side();
+    let m = net.server.messages[mailbox]
+        .iter()
+        .find(|m| m.side == side && m.phase == phase)
+        .expect("posted");
+    let key = net.peers[i].key().expect("key");
+    let pk = keys::derive_phase_key(&key.0, side, phase);
+    keys::decrypt(&pk, &m.body.0).expect("decrypts under its phase key")
+}
+
+fn connected_pair(a: Session, b: Session) -> Net {
+    let mut net = Net::new(vec![a, b]);
+    net.peers[0].set_code("5-a-b").unwrap();
+    net.peers[1].set_code("5-a-b").unwrap();
+    net.connect(0);
+    net.connect(1);
+    net.run();
+    net
+}
+
+#[test]
+fn version_message_without_dilation_is_unchanged() {
+    let mut a = session(1);
+    a.cfg.app_versions = json!({"k": "v", "n": [1, 2]});
+    let net = connected_pair(a, session(2));
+    assert_eq!(
+        posted_plaintext(&net, 0, "mb5", "version"),
+        br#"{"app_versions":{"k":"v","n":[1,2]}}"#
+    );
+    assert_eq!(
+        posted_plaintext(&net, 1, "mb5", "version"),
+        br#"{"app_versions":{}}"#
+    );
+    // Nothing about Dilation is reported either.
+    for i in 0..2 {
+        assert!(
+            !net.events[i]
+                .iter()
+                .any(|e| matches!(e, Event::PeerCanDilate(_) | Event::DilationMessage(_)))
+        );
+    }
+}
+
+#[test]
+fn version_message_with_dilation_offers_ged_and_abilities() {
+    let mut a = dilating(1);
+    a.cfg.app_versions = json!({"k": "v"});
+    let net = connected_pair(a, session(2));
+    let pt = posted_plaintext(&net, 0, "mb5", "version");
+    assert_eq!(
+        pt,
+        br#"{"can-dilate":["ged"],"dilation-abilities":[{"type":"direct-tcp-v1"},{"type":"relay-v1"}],"app_versions":{"k":"v"}}"#,
+        "PROTOCOL §4.6, keys in the reference's order"
+    );
+    // The peer without Dilation still sees only its app_versions.
+    assert!(net.events[1].contains(&Event::Versions(json!({"k": "v"}))));
+}
+
+#[test]
+fn peer_can_dilate_follows_the_versions() {
+    let net = connected_pair(dilating(1), dilating(2));
+    for i in 0..2 {
+        let evs = &net.events[i];
+        let v = evs
+            .iter()
+            .position(|e| matches!(e, Event::Versions(_)))
+            .unwrap();
+        assert_eq!(evs[v + 1], Event::PeerCanDilate(vec!["ged".into()]), "{i}");
+        let count = evs
+            .iter()
+            .filter(|e| matches!(e, Event::PeerCanDilate(_)))
+            .count();
+        assert_eq!(count, 1);
+    }
+    // A peer that cannot dilate: an empty list, not an error.
+    let net = connected_pair(dilating(1), session(2));
+    let evs = &net.events[0];
+    let v = evs
+        .iter()
+        .position(|e| matches!(e, Event::Versions(_)))
+        .unwrap();
+    assert_eq!(evs[v + 1], Event::PeerCanDilate(vec![]));
+    assert!(closed(evs).is_none());
+    assert!(
+        !net.events[1]
+            .iter()
+            .any(|e| matches!(e, Event::PeerCanDilate(_)))
+    );
+}
+
+/// `dilate-N` phases have their own counter, wait with application messages for the
+/// verified key, leave in call order, and are encrypted under their own phase key.
+#[test]
+fn send_dilation_numbers_queues_until_verified_and_keeps_call_order() {
+    let mut net = Net::new(vec![dilating(1), dilating(2)]);
+    let a = &mut net.peers[0];
+    a.set_code("5-a-b").unwrap();
+    a.send_message(b"m0".to_vec()).unwrap();
+    a.send_dilation(b"d0".to_vec()).unwrap();
+    a.send_dilation(b"d1".to_vec()).unwrap();
+    a.send_message(b"m1".to_vec()).unwrap();
+    net.connect(0);
+    net.run();
+    // No peer yet: only our pake is posted.
+    assert_eq!(posted_phases(&net, 0, "mb5"), ["pake"]);
+
+    net.peers[1].set_code("5-a-b").unwrap();
+    net.connect(1);
+    net.run();
+    assert_eq!(
+        posted_phases(&net, 0, "mb5"),
+        ["pake", "version", "0", "dilate-0", "dilate-1", "1"]
+    );
+    assert_eq!(posted_plaintext(&net, 0, "mb5", "dilate-0"), b"d0");
+    assert_eq!(posted_plaintext(&net, 0, "mb5", "dilate-1"), b"d1");
+
+    // After verification, at once.
+    net.peers[0].send_dilation(b"d2".to_vec()).unwrap();
+    net.run();
+    assert_eq!(posted_phases(&net, 0, "mb5").last().unwrap(), "dilate-2");
+
+    let b = net.take_events(1);
+    assert_eq!(messages(&b), [b"m0".to_vec(), b"m1".to_vec()]);
+    assert_eq!(
+        dilation_messages(&b),
+        [b"d0".to_vec(), b"d1".to_vec(), b"d2".to_vec()]
+    );
+    // Reported after the versions (so a driver knows the peer's list first).
+    let v = b.iter().position(|e| matches!(e, Event::Versions(_)));
+    let d = b
+        .iter()
+        .position(|e| matches!(e, Event::DilationMessage(_)));
+    assert!(v < d);
+}
+
+#[test]
+fn send_dilation_needs_dilation_on_and_an_open_session() {
+    let mut s = session(1);
+    assert!(matches!(
+        s.send_dilation(b"x".to_vec()),
+        Err(Error::InvalidState(_))
+    ));
+    let mut s = dilating(1);
+    s.set_code("5-a-b").unwrap();
+    s.send_dilation(b"x".to_vec()).unwrap();
+    s.close();
+    assert!(matches!(s.send_dilation(b"y".to_vec()), Err(Error::Closed)));
+}
+
+/// Without Dilation, a peer's `dilate-N` messages are decrypted and ignored, as before.
+#[test]
+fn dilate_phases_from_the_peer_are_ignored_without_dilation() {
+    let mut net = connected_pair(session(1), dilating(2));
+    net.take_events(0);
+    net.peers[1].send_dilation(b"d0".to_vec()).unwrap();
+    net.peers[1].send_message(b"m0".to_vec()).unwrap();
+    net.run();
+    assert_eq!(net.take_events(0), [Event::Message(b"m0".to_vec())]);
+}
+
+/// The peer's `dilate-N` messages reach us in `N` order whatever order the server gives
+/// them in; replays are ignored.
+#[test]
+fn dilate_phases_are_delivered_in_order_without_gaps() {
+    let mut net = connected_pair(dilating(1), dilating(2));
+    net.take_events(0);
+    net.disconnect(0);
+    for m in ["zero", "one", "two"] {
+        net.peers[1].send_dilation(m.as_bytes().to_vec()).unwrap();
+    }
+    net.run();
+    let bside = net.peers[1].side().to_owned();
+    let stored: HashMap<String, MailboxMessage> = net.server.messages["mb5"]
+        .iter()
+        .filter(|m| m.side == bside)
+        .map(|m| (m.phase.clone(), m.clone()))
+        .collect();
+    let a = &mut net.peers[0];
+    let mut feed = |phase: &str| {
+        a.handle_server(ServerMessage::Message(stored[phase].clone()));
+        dilation_messages(&drain(a).1)
+    };
+    assert!(feed("dilate-2").is_empty());
+    assert!(feed("dilate-1").is_empty());
+    assert_eq!(
+        feed("dilate-0"),
+        [b"zero".to_vec(), b"one".to_vec(), b"two".to_vec()]
+    );
+    assert!(feed("dilate-1").is_empty());
+    assert!(!net.peers[0].is_closing());
+}
+
+/// A gap the peer never fills fails the session `errory` once the bound is crossed.
+#[test]
+fn dilate_gaps_are_bounded() {
+    let mut net = connected_pair(dilating(1), dilating(2));
+    let bside = net.peers[1].side().to_owned();
+    let key = net.peers[0].key().unwrap().clone();
+    let a = &mut net.peers[0];
+    drain(a);
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut out = Vec::new();
+    for n in 1..=MAX_QUEUED_PEER_MESSAGES + 1 {
+        let phase = format!("dilate-{n}");
+        let pk = keys::derive_phase_key(&key.0, &bside, &phase);
+        a.handle_server(ServerMessage::Message(MailboxMessage {
+            side: bside.clone(),
+            phase,
+            body: HexBytes(keys::encrypt(&pk, b"{}", &mut rng)),
+            server_rx: None,
+            id: None,
+        }));
+        out = drain(a).0;
+        if n <= MAX_QUEUED_PEER_MESSAGES {
+            assert!(!a.is_closing(), "failed early, at {n}");
+        }
+    }
+    assert!(out.iter().any(|m| matches!(
+        m,
+        ClientMessage::Close {
+            mood: Some(Mood::Errory),
+            ..
+        }
+    )));
+}
+
+/// [`a_restored_session_continues_at_every_point`] with Dilation: a `dilate-N` of ours
+/// queued before the code, one posted while disconnected, and one of the peer's held for a
+/// gap all survive a restore; our counter continues where it was.
+#[test]
+fn a_restored_dilating_session_continues_at_every_point() {
+    let mut net = Net::new(vec![dilating(1), dilating(2)]);
+    // Before the code: a dilation message waits for the key.
+    net.peers[0].allocate_code(2).unwrap();
+    net.peers[0].send_dilation(b"a-d0".to_vec()).unwrap();
+    reborn(&mut net, 0, 11);
+    assert!(net.peers[0].cfg.dilation, "the setting is restored");
+    net.connect(0);
+    net.run();
+    let code = code_of(&net.take_events(0)).expect("A's code");
+    // After the code, still waiting.
+    reborn(&mut net, 0, 12);
+    net.connect(0);
+    net.run();
+
+    net.peers[1].set_code(&code).unwrap();
+    net.connect(1);
+    net.run();
+    assert_eq!(dilation_messages(&net.take_events(1)), [b"a-d0".to_vec()]);
+
+    // Mid-exchange: A posts while disconnected; B posts three while A is away, and A sees
+    // only the last before it is saved (held for the gap).
+    net.disconnect(0);
+    net.peers[0].send_dilation(b"a-d1".to_vec()).unwrap();
+    for m in ["b-d0", "b-d1", "b-d2"] {
+        net.peers[1].send_dilation(m.as_bytes().to_vec()).unwrap();
+    }
+    net.run();
+    let bside = net.peers[1].side().to_owned();
+    let last = net.server.messages[code_mailbox(&code).as_str()]
+        .iter()
+        .find(|m| m.side == bside && m.phase == "dilate-2")
+        .unwrap()
+        .clone();
+    net.peers[0].handle_server(ServerMessage::Message(last));
+    assert!(dilation_messages(&drain(&mut net.peers[0]).1).is_empty());
+    assert_eq!(net.peers[0].receive.dilation_held(), 1);
+    reborn(&mut net, 0, 14);
+    net.take_events(0);
+    net.connect(0);
+    net.run();
+    net.peers[0].send_dilation(b"a-d2".to_vec()).unwrap();
+    net.run();
+    assert_eq!(
+        dilation_messages(&net.take_events(0)),
+        [b"b-d0".to_vec(), b"b-d1".to_vec(), b"b-d2".to_vec()]
+    );
+    assert_eq!(
+        dilation_messages(&net.take_events(1)),
+        [b"a-d1".to_vec(), b"a-d2".to_vec()]
+    );
+    let a_phases: Vec<String> = posted_phases(&net, 0, &code_mailbox(&code))
+        .into_iter()
+        .filter(|p| p.starts_with("dilate-"))
+        .collect();
+    assert_eq!(a_phases, ["dilate-0", "dilate-1", "dilate-2"]);
+}
+
+/// The test server's mailbox name for a code (`mb<nameplate>`).
+fn code_mailbox(code: &str) -> String {
+    format!("mb{}", code.split('-').next().unwrap())
+}
+
+/// A snapshot written before Dilation existed (without its fields) still restores, with
+/// Dilation off, and carries on. Without Dilation, a snapshot has none of those fields (an
+/// older library can read it); with it, they are there.
+#[test]
+fn a_snapshot_from_before_dilation_restores() {
+    let dilation_fields = |v: &Value| {
+        [
+            v.get("dilation"),
+            v["send"].get("next_dilation"),
+            v["receive"].get("dilation_reorder"),
+            v["receive"].get("dilation_next"),
+        ]
+        .iter()
+        .filter(|f| f.is_some())
+        .count()
+    };
+    let mut net = connected_pair(dilating(1), dilating(2));
+    net.peers[0].send_dilation(b"d0".to_vec()).unwrap();
+    net.disconnect(0);
+    net.peers[1].send_dilation(b"d0".to_vec()).unwrap();
+    net.peers[1].send_dilation(b"d1".to_vec()).unwrap();
+    net.run();
+    let bside = net.peers[1].side().to_owned();
+    let d1 = net.server.messages["mb5"]
+        .iter()
+        .find(|m| m.side == bside && m.phase == "dilate-1")
+        .unwrap()
+        .clone();
+    net.peers[0].handle_server(ServerMessage::Message(d1));
+    // `dilate-1` held, none delivered yet: `dilation_next` is still 0.
+    assert_eq!(dilation_fields(&net.peers[0].snapshot().unwrap()), 3);
+    net.connect(0);
+    net.run();
+    assert_eq!(dilation_fields(&net.peers[0].snapshot().unwrap()), 3);
+
+    let mut net = connected_pair(session(1), session(2));
+    net.peers[1].send_message(b"m0".to_vec()).unwrap();
+    net.run();
+    let old = net.peers[0].snapshot().unwrap();
+    assert_eq!(dilation_fields(&old), 0, "{old}");
+    net.disconnect(0);
+    let mut a = Session::restore(old, Box::new(StdRng::seed_from_u64(9))).unwrap();
+    assert!(!a.cfg.dilation);
+    assert!(matches!(
+        a.send_dilation(b"x".to_vec()),
+        Err(Error::InvalidState(_))
+    ));
+    net.peers[0] = a;
+    net.take_events(0);
+    net.connect(0);
+    net.peers[1].send_message(b"m1".to_vec()).unwrap();
+    net.peers[0].send_message(b"a0".to_vec()).unwrap();
+    net.run();
+    assert_eq!(messages(&net.take_events(0)), [b"m1".to_vec()]);
+    assert_eq!(messages(&net.take_events(1)), [b"a0".to_vec()]);
 }
