@@ -678,10 +678,7 @@ async fn oversized_frame_makes_the_client_reconnect() {
     // ... and comes back with the same side, re-opening the mailbox it knows.
     let mut conn2 = fake.accept().await;
     let waited = dropped.elapsed();
-    assert!(
-        waited < SLOW_MACHINE,
-        "reconnected after {waited:?}"
-    );
+    assert!(waited < SLOW_MACHINE, "reconnected after {waited:?}");
     conn2.welcome().await;
     conn2.expect("bind").await;
     assert_eq!(conn2.side.as_deref(), Some(client.side.as_str()));
