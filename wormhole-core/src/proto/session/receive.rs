@@ -2,11 +2,14 @@
 //! delivers numbered phases in order.
 //!
 //! With Dilation on, it also reads the peer's `can-dilate` list from its `version`, and
-//! delivers `dilate-N` phases strictly in `N` order from 0 (PROTOCOL §9.3), holding early
-//! ones up to [`MAX_QUEUED_PEER_MESSAGES`] messages and [`MAX_QUEUED_PEER_BYTES`] bytes: a
-//! peer that leaves a gap wider than that fails the session (`errory`) rather than making
-//! us hold unbounded data. An honest peer never leaves a gap (the server delivers in
-//! order), so the bound only matters against a hostile one.
+//! delivers `dilate-N` phases strictly in `N` order from 0 (PROTOCOL §9.3).
+//!
+//! Numbered phases and `dilate-N` phases that come early are held up to
+//! [`MAX_QUEUED_PEER_MESSAGES`] messages and [`MAX_QUEUED_PEER_BYTES`] bytes each: a peer
+//! that leaves a gap wider than that fails the session (`errory`) rather than making us
+//! hold unbounded data. An honest peer never leaves a gap (the server delivers in order),
+//! so the bound only matters against a hostile one. The first copy of a phase wins
+//! (`1` and `01` name the same one).
 
 use std::collections::BTreeMap;
 
@@ -145,12 +148,10 @@ impl Receive {
         } else if !m.phase.is_empty() && m.phase.bytes().all(|b| b.is_ascii_digit()) {
             // A phase number beyond u64 is one we will never reach: it is never delivered.
             if let Ok(n) = m.phase.parse::<u64>() {
-                if n >= self.next_deliver {
-                    self.reorder.insert(n, plaintext);
-                }
-                while let Some(pt) = self.reorder.remove(&self.next_deliver) {
-                    self.next_deliver += 1;
-                    out.push(Output::Message(pt));
+                let held = hold_in_order(&mut self.reorder, &mut self.next_deliver, n, plaintext);
+                out.extend(held.delivered.into_iter().map(Output::Message));
+                if held.overflow {
+                    return Err(gap_error("messages"));
                 }
             }
         } else if dilation {
@@ -171,27 +172,15 @@ impl Receive {
         plaintext: Vec<u8>,
         out: &mut Vec<Output>,
     ) -> Result<(), (Error, Mood)> {
-        if n < self.dilation_next {
-            return Ok(()); // delivered already (`dilate-01` after `dilate-1`)
-        }
-        // The first copy of an `N` wins (`dilate-1` and `dilate-01` name the same one).
-        self.dilation_reorder.entry(n).or_insert(plaintext);
-        while let Some(pt) = self.dilation_reorder.remove(&self.dilation_next) {
-            self.dilation_next += 1;
-            out.push(Output::Dilation(pt));
-        }
-        let held = self.dilation_reorder.len();
-        let bytes: usize = self.dilation_reorder.values().map(Vec::len).sum();
-        if held > MAX_QUEUED_PEER_MESSAGES || bytes > MAX_QUEUED_PEER_BYTES {
-            self.dilation_reorder = BTreeMap::new();
-            return Err((
-                Error::Protocol(format!(
-                    "the peer left a gap in its dilation messages with more than \
-                     {MAX_QUEUED_PEER_MESSAGES} messages or {} MiB behind it",
-                    MAX_QUEUED_PEER_BYTES >> 20
-                )),
-                Mood::Errory,
-            ));
+        let held = hold_in_order(
+            &mut self.dilation_reorder,
+            &mut self.dilation_next,
+            n,
+            plaintext,
+        );
+        out.extend(held.delivered.into_iter().map(Output::Dilation));
+        if held.overflow {
+            return Err(gap_error("dilation messages"));
         }
         Ok(())
     }
@@ -201,6 +190,55 @@ impl Receive {
     pub(super) fn dilation_held(&self) -> usize {
         self.dilation_reorder.len()
     }
+}
+
+/// What [`hold_in_order`] did with one message.
+struct Held {
+    /// The messages now deliverable, in order.
+    delivered: Vec<Vec<u8>>,
+    /// More than the bound is held: the held messages were dropped.
+    overflow: bool,
+}
+
+/// Message `n` of a numbered sequence whose next expected number is `*next`: deliver it and
+/// what it unblocks, or hold it in `held` (the first copy of a number wins; numbers already
+/// delivered are ignored). Past [`MAX_QUEUED_PEER_MESSAGES`] or [`MAX_QUEUED_PEER_BYTES`]
+/// held, everything held is dropped and `overflow` is set.
+fn hold_in_order(
+    held: &mut BTreeMap<u64, Vec<u8>>,
+    next: &mut u64,
+    n: u64,
+    plaintext: Vec<u8>,
+) -> Held {
+    let mut delivered = Vec::new();
+    if n >= *next {
+        held.entry(n).or_insert(plaintext);
+    }
+    while let Some(pt) = held.remove(next) {
+        *next += 1;
+        delivered.push(pt);
+    }
+    let bytes: usize = held.values().map(Vec::len).sum();
+    let overflow = held.len() > MAX_QUEUED_PEER_MESSAGES || bytes > MAX_QUEUED_PEER_BYTES;
+    if overflow {
+        held.clear();
+    }
+    Held {
+        delivered,
+        overflow,
+    }
+}
+
+/// The error of a peer that left a gap with too much behind it.
+fn gap_error(what: &str) -> (Error, Mood) {
+    (
+        Error::Protocol(format!(
+            "the peer left a gap in its {what} with more than {MAX_QUEUED_PEER_MESSAGES} \
+             messages or {} MiB behind it",
+            MAX_QUEUED_PEER_BYTES >> 20
+        )),
+        Mood::Errory,
+    )
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -357,6 +395,40 @@ mod tests {
 
     /// A peer that leaves `dilate-0` out cannot make us hold more than the bound: past it,
     /// the held messages are dropped and the session fails `errory`.
+    #[test]
+    fn numbered_gaps_are_bounded_and_the_first_copy_wins() {
+        let mut r = verified();
+        let run = |r: &mut Receive, phase: &str, pt: &[u8]| {
+            let mut out = Vec::new();
+            let res = r.got_message(&sealed(phase, pt), false, &mut out);
+            (res, out)
+        };
+        // The first copy of a number wins, and a late `0` releases the held ones in order.
+        assert_eq!(run(&mut r, "1", b"first").1, []);
+        assert_eq!(run(&mut r, "01", b"second copy").1, []);
+        let (res, out) = run(&mut r, "0", b"zero");
+        assert!(res.is_ok());
+        assert_eq!(
+            out,
+            [
+                Output::Message(b"zero".to_vec()),
+                Output::Message(b"first".to_vec())
+            ]
+        );
+        // Delivered numbers are ignored.
+        assert_eq!(run(&mut r, "1", b"again").1, []);
+        // A gap with more than the bound behind it fails the session.
+        for n in 3..3 + MAX_QUEUED_PEER_MESSAGES as u64 {
+            let (res, out) = run(&mut r, &n.to_string(), b"h");
+            assert!(res.is_ok() && out.is_empty(), "early at {n}");
+        }
+        match run(&mut r, "999999", b"h").0 {
+            Err((Error::Protocol(msg), Mood::Errory)) => assert!(msg.contains("gap"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(r.reorder.is_empty(), "the held messages were freed");
+    }
+
     #[test]
     fn dilate_gaps_are_bounded_in_count_and_bytes() {
         let errory = |r: &mut Receive, phase: &str, pt: &[u8]| {
