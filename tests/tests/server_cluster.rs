@@ -304,7 +304,8 @@ async fn signal(pid: u32, signal: &str) {
 /// PostgreSQL ends its idle transaction after 5 s, which releases its locks. Here process
 /// A is made to wait inside an `add` (the test holds a row lock the add needs), then
 /// stopped while its transaction holds the app id's lock. Process B still serves a claim
-/// on that app id while A is stopped; once A resumes it runs its `add` again and the pair
+/// on that app id while A is stopped (PostgreSQL ends A's idle transaction, or A's
+/// backend finishes the batch A had pipelined whole); once A resumes it runs its `add` again and the pair
 /// completes.
 #[tokio::test]
 async fn a_stopped_process_does_not_block_the_others() {
@@ -395,11 +396,15 @@ async fn a_stopped_process_does_not_block_the_others() {
         },
     )
     .await;
-    eprintln!("B served {:?} after A stopped", stopped.elapsed());
+    let waited = stopped.elapsed();
+    eprintln!("B served {waited:?} after A stopped");
+    // Either PostgreSQL ended A's idle transaction (after its 5 s timeout), or A's batch
+    // had gone out whole, COMMIT included (the store pipelines it), and A's backend
+    // finished it without A. Both leave B unblocked; nothing else may have.
     let log = cluster.pg.log_tail(200);
     assert!(
-        log.contains("idle-in-transaction timeout"),
-        "PostgreSQL did not end A's transaction:\n{log}"
+        log.contains("idle-in-transaction timeout") || waited < Duration::from_secs(5),
+        "B waited {waited:?} and PostgreSQL did not end A's transaction:\n{log}"
     );
     signal(a_pid, "CONT").await;
 
