@@ -682,21 +682,35 @@ impl RunningCli {
 
     /// Wait (at most [`TIMEOUT`]) for the process to exit and return its output. A process
     /// still running then is killed and the test fails with what it wrote so far.
-    pub async fn finish(mut self) -> CliOutput {
-        let status = match tokio::time::timeout(TIMEOUT, self.child.wait()).await {
-            Ok(s) => s.unwrap_or_else(|e| panic!("waiting for {}: {e}", self.name)),
+    pub async fn finish(self) -> CliOutput {
+        let name = self.name.clone();
+        match self.finish_within(TIMEOUT).await {
+            Ok(out) => out,
+            Err(out) => panic!(
+                "{name} hung for {TIMEOUT:?} and was killed\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                out.stdout, out.stderr
+            ),
+        }
+    }
+
+    /// Wait at most `limit` for the process to exit: `Ok` with its output, or `Err` with
+    /// what it wrote before it was killed (SIGKILL) at the limit.
+    pub async fn finish_within(mut self, limit: Duration) -> Result<CliOutput, CliOutput> {
+        let (status, exited) = match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(s) => (
+                s.unwrap_or_else(|e| panic!("waiting for {}: {e}", self.name)),
+                true,
+            ),
             Err(_) => {
                 let _ = self.child.kill().await;
-                let stdout = within(Duration::from_secs(5), "stdout", &mut self.stdout)
-                    .await
-                    .unwrap_or_default();
-                let stderr = within(Duration::from_secs(5), "stderr", &mut self.stderr)
-                    .await
-                    .unwrap_or_default();
-                panic!(
-                    "{} hung for {TIMEOUT:?} and was killed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-                    self.name
-                );
+                let s = within(
+                    Duration::from_secs(5),
+                    "the killed process",
+                    self.child.wait(),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("waiting for {}: {e}", self.name));
+                (s, false)
             }
         };
         let stdout = within(TIMEOUT, "the CLI's stdout to close", &mut self.stdout)
@@ -705,12 +719,13 @@ impl RunningCli {
         let stderr = within(TIMEOUT, "the CLI's stderr to close", &mut self.stderr)
             .await
             .unwrap_or_default();
-        CliOutput {
+        let out = CliOutput {
             name: self.name.clone(),
             status,
             stdout,
             stderr,
-        }
+        };
+        if exited { Ok(out) } else { Err(out) }
     }
 }
 
