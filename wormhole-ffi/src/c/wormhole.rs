@@ -924,19 +924,7 @@ pub extern "C" fn wh_serialize(
     data_out: *mut *mut c_char,
 ) -> wh_result {
     ffi_boundary! {
-        with_handle(wormhole, |h| {
-            if data_out.is_null() {
-                return Err(wh_result::NullArgument);
-            }
-            let (w, engine) = h.core(|c| (c.wormhole.clone(), c.engine.clone()))?;
-            let data = engine
-                .block_on(w.serialize())
-                .map_err(core_err)?
-                .map_err(core_err)?;
-            let data = CString::new(data).map_err(|_| wh_result::Internal)?;
-            write_out(data_out, data.into_raw());
-            Ok(())
-        })
+        with_handle(wormhole, |h| save(h, data_out, false))
     }
 }
 
@@ -958,25 +946,35 @@ pub extern "C" fn wh_suspend(
     data_out: *mut *mut c_char,
 ) -> wh_result {
     ffi_boundary! {
-        with_handle(wormhole, |h| {
-            if data_out.is_null() {
-                return Err(wh_result::NullArgument);
-            }
-            let (w, engine) = h.core(|c| (c.wormhole.clone(), c.engine.clone()))?;
-            h.queue.lock().suspending = true;
-            let r = engine.block_on(w.suspend()).map_err(core_err).and_then(|r| r.map_err(core_err));
-            let data = match r {
-                Ok(data) => data,
-                Err(e) => {
-                    h.queue.lock().suspending = false;
-                    return Err(e);
-                }
-            };
-            let data = CString::new(data).map_err(|_| wh_result::Internal)?;
-            write_out(data_out, data.into_raw());
-            Ok(())
-        })
+        with_handle(wormhole, |h| save(h, data_out, true))
     }
+}
+
+/// `wh_serialize` (`suspend` false) and `wh_suspend`: the saved string into `*data_out`.
+fn save(h: &Handle, data_out: *mut *mut c_char, suspend: bool) -> Result<(), wh_result> {
+    if data_out.is_null() {
+        return Err(wh_result::NullArgument);
+    }
+    let (w, engine) = h.core(|c| (c.wormhole.clone(), c.engine.clone()))?;
+    if suspend {
+        // The stream then ends without `closed`: the forwarder queues a "suspended" one.
+        h.queue.lock().suspending = true;
+    }
+    let saved = if suspend {
+        engine.block_on(w.suspend())
+    } else {
+        engine.block_on(w.serialize())
+    };
+    let data = match saved.map_err(core_err).and_then(|r| r.map_err(core_err)) {
+        Ok(data) => data,
+        Err(e) => {
+            h.queue.lock().suspending = false;
+            return Err(e);
+        }
+    };
+    let data = CString::new(data).map_err(|_| wh_result::Internal)?;
+    write_out(data_out, data.into_raw());
+    Ok(())
 }
 
 /// Continue a wormhole saved with `wh_serialize` (the seed's `wormhole.from_serialized`):
