@@ -479,13 +479,55 @@ async fn wormhole_william(ours: bool) {
     }
 }
 
-async fn transfer_with_william(net: &Net, payload: Payload, ours_sends: bool, no_listen: bool) {
-    // A fresh nameplate for each exchange: wormhole-william may exit before the server has
-    // processed its `release`, and a next exchange on the same nameplate would then join
-    // the previous mailbox.
+/// A fresh nameplate for each exchange with wormhole-william: it may exit before the server
+/// has processed its `release`, and a next exchange on the same nameplate would then join
+/// the previous mailbox.
+fn next_william_code(net: &Net) {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(20);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     *net.code.lock().unwrap() = format!("{n}-guitarist-revenge");
+}
+
+/// Whether a failed exchange with wormhole-william is its SPAKE2 bug rather than ours.
+///
+/// wormhole-william v1.0.8's SPAKE2 (gospake2, `ed25519group/affine.go` `Compress`) encodes
+/// a point with `big.Int.Bytes()` reversed, which drops the encoding's trailing zero
+/// bytes; its transcript then takes the shared point's shortened length as the element
+/// size. When the shared point's encoding ends in 0x00 (about one exchange in 256) it
+/// hashes a different transcript from every other implementation (the reference's
+/// python-spake2 and ours agree on every key, checked over thousands of exchanges) and both
+/// sides report a wrong code. Two william CLIs agree with each other, so only a mixed pair
+/// shows it. The reference CLI fails with william the same way.
+fn william_spake2_bug(so: &CliOutput, ro: &CliOutput) -> bool {
+    let text = format!("{}{}{}{}", so.stdout, so.stderr, ro.stdout, ro.stderr);
+    text.contains("Key confirmation failed") && text.contains("decrypt message failed")
+}
+
+/// Runs `exchange` (which starts a sender and a receiver with `net`'s code) until it is not
+/// hit by [`william_spake2_bug`], at most three times, each time on a fresh nameplate. A real
+/// key mismatch of ours fails every attempt; william's bug fails three in a row about once
+/// in 16 million runs.
+async fn with_william<F, Fut>(net: &Net, mut exchange: F) -> (CliOutput, CliOutput)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (CliOutput, CliOutput)>,
+{
+    for attempt in 1.. {
+        next_william_code(net);
+        let (so, ro) = exchange().await;
+        if attempt < 3 && william_spake2_bug(&so, &ro) {
+            eprintln!(
+                "wormhole-william's SPAKE2 bug (a shared point ending in 0x00) hit code {}; again",
+                net.code()
+            );
+            continue;
+        }
+        return (so, ro);
+    }
+    unreachable!()
+}
+
+async fn transfer_with_william(net: &Net, payload: Payload, ours_sends: bool, no_listen: bool) {
     let (from, to) = if ours_sends {
         (Peer::Ours, Peer::William)
     } else {
@@ -499,16 +541,19 @@ async fn transfer_with_william(net: &Net, payload: Payload, ours_sends: bool, no
         name(from),
         name(to)
     );
-    let s = RunningCli::spawn(
-        &format!("sender ({label})"),
-        sender(net, from, what.as_deref(), no_listen && ours_sends),
-    );
-    let r = RunningCli::spawn_with_stdin(
-        &format!("receiver ({label})"),
-        receiver(net, to, dst.path(), no_listen && !ours_sends, true),
-        (to == Peer::William).then_some("y\n"),
-    );
-    let (so, ro) = tokio::join!(s.finish(), r.finish());
+    let (so, ro) = with_william(net, || {
+        let s = RunningCli::spawn(
+            &format!("sender ({label})"),
+            sender(net, from, what.as_deref(), no_listen && ours_sends),
+        );
+        let r = RunningCli::spawn_with_stdin(
+            &format!("receiver ({label})"),
+            receiver(net, to, dst.path(), no_listen && !ours_sends, true),
+            (to == Peer::William).then_some("y\n"),
+        );
+        async move { tokio::join!(s.finish(), r.finish()) }
+    })
+    .await;
     so.assert_success();
     ro.assert_success();
     match what {
@@ -1102,27 +1147,21 @@ async fn several_paths_in_one_send_reach_the_reference_and_william() {
     }
     let _one_at_a_time = WILLIAM_RELAY_LOCK.lock().await;
     let net = william_net(true).await;
-    *net.code.lock().unwrap() = "91-guitarist-revenge".into();
     let dst = TempDir::new("multi-dst-ww");
-    let mut args = global(&net);
-    args.extend(
-        [
-            "send",
-            "--hide-progress",
-            "--no-qr",
-            "--code",
-            "91-guitarist-revenge",
-        ]
-        .map(String::from),
-    );
-    args.extend(paths.iter().map(|p| p.to_string_lossy().into_owned()));
-    let s = RunningCli::spawn("our multi-path sender", our_cli(&net.url, &args));
-    let r = RunningCli::spawn_with_stdin(
-        "wormhole-william receiver",
-        receiver(&net, Peer::William, dst.path(), false, true),
-        Some("y\n"),
-    );
-    let (so, ro) = tokio::join!(s.finish(), r.finish());
+    let (so, ro) = with_william(&net, || {
+        let mut args = global(&net);
+        args.extend(["send", "--hide-progress", "--no-qr", "--code"].map(String::from));
+        args.push(net.code());
+        args.extend(paths.iter().map(|p| p.to_string_lossy().into_owned()));
+        let s = RunningCli::spawn("our multi-path sender", our_cli(&net.url, &args));
+        let r = RunningCli::spawn_with_stdin(
+            "wormhole-william receiver",
+            receiver(&net, Peer::William, dst.path(), false, true),
+            Some("y\n"),
+        );
+        async move { tokio::join!(s.finish(), r.finish()) }
+    })
+    .await;
     so.assert_success();
     ro.assert_success();
     check_several_paths(&paths, dst.path(), "ours -> wormhole-william", &ro);
