@@ -22,6 +22,8 @@ PINS=(
     "magic-wormhole==0.24.0"
     "magic-wormhole-mailbox-server==0.8.0"
     "magic-wormhole-transit-relay==0.5.0"
+    # Dilation (the reference's `dilate` extra): Noise for its L2.
+    "noiseprotocol==0.3.1"
 )
 
 log() { printf 'setup-peers: %s\n' "$*" >&2; }

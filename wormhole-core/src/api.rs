@@ -68,9 +68,9 @@ pub struct Options {
     /// `proxy`. A launched tor lives as long as a handle to it.
     pub tor: Option<Arc<crate::tor::Tor>>,
     /// Offer Dilation to the peer (PROTOCOL §9.1; default `false`): our `version` message
-    /// carries `can-dilate` and `dilation-abilities`. Nothing here performs Dilation yet
-    /// (there is no driver), so a peer that starts it gets no answer; leave it off. For a
-    /// restored wormhole the saved setting holds and this one is ignored.
+    /// carries `can-dilate` and `dilation-abilities`, and [`Wormhole::dilate`] is allowed
+    /// (the reference's `dilation=True`). For a restored wormhole the saved setting holds
+    /// and this one is ignored.
     pub dilation: bool,
 }
 
@@ -303,7 +303,27 @@ struct State {
     next_ticket: u64,
     serving: u64,
     abandoned: BTreeSet<u64>,
+    dilation: DilationLink,
 }
+
+/// Where the peer's Dilation messages go.
+#[derive(Default)]
+enum DilationLink {
+    /// `dilate()` was not called yet: the peer's `can-dilate` and its first `dilate-N`
+    /// bodies wait here (at most [`MAX_EARLY_DILATION`]).
+    #[default]
+    Idle,
+    Early {
+        can_dilate: Option<Vec<String>>,
+        bodies: Vec<Vec<u8>>,
+    },
+    /// The Dilation driver runs.
+    Running(mpsc::UnboundedSender<crate::dilation::handle::Control>),
+}
+
+/// How many of the peer's `dilate-N` bodies are kept before our `dilate()`; a peer only
+/// sends a few (`please`, hints) until we answer.
+const MAX_EARLY_DILATION: usize = 256;
 
 impl State {
     fn skip_abandoned_turns(&mut self) {
@@ -369,6 +389,8 @@ pub(crate) struct Shared {
     proxy: Option<crate::proxy::Socks5>,
     /// [`Options::tor`], kept alive with the wormhole; its transfers run in Tor mode.
     tor: Option<Arc<crate::tor::Tor>>,
+    /// [`Options::dilation`] (or the restored session's setting).
+    dilation: bool,
 }
 
 /// A user callback to run once the state lock is released.
@@ -442,9 +464,51 @@ impl Shared {
                         None
                     }
                 }
-                // No Dilation driver yet: the public API reports nothing of it.
-                session::Event::PeerCanDilate(_) | session::Event::DilationMessage(_) => None,
+                session::Event::PeerCanDilate(list) => {
+                    let key = st.key.as_ref().map(|k| k.0.to_vec()).unwrap_or_default();
+                    match &mut st.dilation {
+                        DilationLink::Running(tx) => {
+                            let _ = tx.send(crate::dilation::handle::Control::PeerVersion {
+                                can_dilate: list,
+                                key,
+                            });
+                        }
+                        DilationLink::Early { can_dilate, .. } => *can_dilate = Some(list),
+                        DilationLink::Idle => {
+                            st.dilation = DilationLink::Early {
+                                can_dilate: Some(list),
+                                bodies: Vec::new(),
+                            }
+                        }
+                    }
+                    None
+                }
+                session::Event::DilationMessage(body) => {
+                    match &mut st.dilation {
+                        DilationLink::Running(tx) => {
+                            let _ = tx.send(crate::dilation::handle::Control::PeerBody(body));
+                        }
+                        DilationLink::Early { bodies, .. } if bodies.len() < MAX_EARLY_DILATION => {
+                            bodies.push(body)
+                        }
+                        DilationLink::Early { .. } => {
+                            tracing::warn!(
+                                "the peer sent too many dilation messages before dilate(): dropped one"
+                            );
+                        }
+                        DilationLink::Idle => {
+                            st.dilation = DilationLink::Early {
+                                can_dilate: None,
+                                bodies: vec![body],
+                            }
+                        }
+                    }
+                    None
+                }
                 session::Event::Closed(r) => {
+                    if let DilationLink::Running(tx) = &st.dilation {
+                        let _ = tx.send(crate::dilation::handle::Control::Stop);
+                    }
                     // A running transfer ends first: `Closed` is always the last event,
                     // held back while a file transfer's I/O task is still stopping.
                     st.pending_closed = Some(r.clone());
@@ -960,6 +1024,7 @@ impl Wormhole {
             runtime: engine.handle(),
             proxy: options.proxy.clone(),
             tor: options.tor.clone(),
+            dilation: session.dilation(),
         });
         let cfg = DriverConfig {
             url: relay_url.to_owned(),
@@ -1142,6 +1207,93 @@ impl Wormhole {
         drop(st);
         self.send(Command::Send(msg.into()));
         Ok(())
+    }
+
+    /// Dilate the wormhole (PROTOCOL §9; the reference's `w.dilate()`): grow a durable,
+    /// encrypted connection to the peer, direct or through a transit relay, that carries
+    /// any number of [`Subchannel`](crate::dilation::handle::Subchannel)s and survives
+    /// lost connections without losing a byte. Returns at once; the connection is made
+    /// once the peer dilates too (the peer must have offered Dilation: a wormhole created
+    /// with [`Options::dilation`], or the reference's `dilation=True`).
+    ///
+    /// Errors: [`Error::InvalidState`] when the wormhole was created without
+    /// [`Options::dilation`], when called a second time, or once the wormhole closed;
+    /// [`Error::InvalidArgument`] for a bad relay.
+    pub fn dilate(
+        &self,
+        options: crate::dilation::handle::DilationOptions,
+    ) -> Result<crate::dilation::handle::Dilated> {
+        use crate::dilation::handle::{Dilated, Link};
+        let shared = &self.h.shared;
+        if !shared.dilation {
+            return Err(Error::InvalidState(
+                "dilate() needs a wormhole created with Options::dilation".into(),
+            ));
+        }
+        let relay = options
+            .relay
+            .as_deref()
+            .map(crate::transit::DirectHint::parse_helper)
+            .transpose()?;
+        let side = options
+            .side
+            .as_deref()
+            .map(crate::dilation::keys::DilationSide::parse)
+            .transpose()?;
+        let mut st = self.lock();
+        if let Some(e) = st.closed_error() {
+            return Err(e);
+        }
+        if matches!(st.dilation, DilationLink::Running(_)) {
+            return Err(Error::InvalidState("dilate() can be called once".into()));
+        }
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let (writes, writes_rx) = mpsc::unbounded_channel();
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let link = Arc::new(Link {
+            control: control.clone(),
+            writes,
+            window: Arc::new(tokio::sync::Semaphore::new(
+                crate::dilation::handle::WRITE_WINDOW,
+            )),
+            unread: Arc::default(),
+        });
+        let early = std::mem::replace(&mut st.dilation, DilationLink::Running(control.clone()));
+        if let DilationLink::Early { can_dilate, bodies } = early {
+            use crate::dilation::handle::Control;
+            if let Some(list) = can_dilate {
+                let key = st.key.as_ref().map(|k| k.0.to_vec()).unwrap_or_default();
+                let _ = control.send(Control::PeerVersion {
+                    can_dilate: list,
+                    key,
+                });
+            }
+            for b in bodies {
+                let _ = control.send(Control::PeerBody(b));
+            }
+        }
+        drop(st);
+        let parts = crate::dilation::driver::DriverParts {
+            options: crate::dilation::manager::DilateOptions {
+                relay: relay.map(|r| vec![r]),
+                no_listen: options.no_listen || shared.proxy.is_some(),
+                ping_interval: options.ping_interval,
+                generation_timeout: options.generation_timeout,
+                side,
+            },
+            commands: shared.commands.clone(),
+            proxy: shared.proxy.clone(),
+            link: link.clone(),
+            control: control_rx,
+            writes: writes_rx,
+            events,
+        };
+        shared.runtime.spawn(crate::dilation::driver::run(parts));
+        Ok(Dilated {
+            link,
+            events: tokio::sync::Mutex::new(events_rx),
+            _wormhole: Box::new(self.clone()),
+        })
     }
 
     /// Derive an application key: `HKDF(key, length, purpose)`. [`Error::NoKey`] before the

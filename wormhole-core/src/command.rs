@@ -21,6 +21,8 @@ pub(crate) enum Command {
     ChooseNameplate(String),
     ChooseWords(String),
     Send(Vec<u8>),
+    /// One Dilation `dilate-N` body from the Dilation driver.
+    SendDilation(Vec<u8>),
     Close,
     Cancel,
     /// Journaled mode: hold every frame for the server until the matching `Release`.
@@ -45,6 +47,7 @@ impl Command {
             Command::ChooseNameplate(_) => "choose_nameplate",
             Command::ChooseWords(_) => "choose_words",
             Command::Send(_) => "send",
+            Command::SendDilation(_) => "send_dilation",
             Command::Close => "close",
             Command::Cancel => "cancel",
             Command::Serialize(_) => "serialize",
@@ -64,6 +67,7 @@ impl Command {
             Command::ChooseNameplate(n) => s.choose_nameplate(&n),
             Command::ChooseWords(w) => s.choose_words(&w),
             Command::Send(m) => s.send_message(m),
+            Command::SendDilation(b) => s.send_dilation(b),
             Command::Close => {
                 s.close();
                 Ok(())

@@ -92,6 +92,9 @@ pub struct DilateOptions {
     /// Leader only: a generation that selected no connection after this long is given up
     /// and a new one is started with `reconnect` (the reference never gives up).
     pub generation_timeout: Duration,
+    /// Our dilation side (random when unset). The larger side leads, so a test can pick
+    /// the role with it.
+    pub side: Option<DilationSide>,
 }
 
 impl Default for DilateOptions {
@@ -101,6 +104,7 @@ impl Default for DilateOptions {
             no_listen: false,
             ping_interval: DEFAULT_PING_INTERVAL,
             generation_timeout: DEFAULT_GENERATION_TIMEOUT,
+            side: None,
         }
     }
 }
@@ -359,8 +363,13 @@ impl Manager {
         if self.options.is_some() {
             return Err(DilationError::InvalidState("dilate() called twice".into()));
         }
+        self.side = Some(
+            options
+                .side
+                .clone()
+                .unwrap_or_else(|| DilationSide::random(rng)),
+        );
         self.options = Some(options);
-        self.side = Some(DilationSide::random(rng));
         self.maybe_send_please(now);
         Ok(())
     }

@@ -16,10 +16,15 @@
 //! - [`manager`]: start-up and roles, generations of connection attempts, selection,
 //!   keepalive and reconnection (§9.4, §9.5, §9.10, §9.11), as a timer-driven machine.
 //!
-//! The driver that owns the sockets, the mailbox and the L4/L5 state and performs the
-//! manager's actions is not written yet.
+//! - [`endpoint`]: all of the above wired together for one side, sans-IO.
+//! - `driver`: the tokio task that owns the sockets and performs the endpoint's work.
+//! - [`handle`]: the application's [`Dilated`](handle::Dilated),
+//!   [`Subchannel`](handle::Subchannel) and [`SubchannelListener`](handle::SubchannelListener).
 
 pub mod connection;
+pub(crate) mod driver;
+pub mod endpoint;
+pub mod handle;
 pub mod keys;
 pub mod manager;
 pub mod messages;

@@ -56,6 +56,8 @@ pub struct Outbound {
     next_seqnum: u64,
     /// Unacknowledged records, in sequence-number order.
     queue: VecDeque<Record>,
+    /// The DATA bytes in `queue` (what flow control bounds).
+    unacked_bytes: usize,
     connected: bool,
 }
 
@@ -71,6 +73,7 @@ impl Outbound {
         let seqnum = u32::try_from(self.next_seqnum).map_err(|_| DilationError::Exhausted)?;
         self.next_seqnum += 1;
         let record = payload.into_record(seqnum);
+        self.unacked_bytes += data_len(&record);
         self.queue.push_back(record.clone());
         Ok(self.connected.then_some(record))
     }
@@ -85,9 +88,16 @@ impl Outbound {
             .and_then(Record::seqnum)
             .is_some_and(|s| s <= resp_seqnum)
         {
-            self.queue.pop_front();
+            if let Some(r) = self.queue.pop_front() {
+                self.unacked_bytes -= data_len(&r);
+            }
         }
         before - self.queue.len()
+    }
+
+    /// The DATA bytes sent (or queued) and not acknowledged yet.
+    pub fn unacked_bytes(&self) -> usize {
+        self.unacked_bytes
     }
 
     /// A new connection was selected: every unacknowledged record, in order, to send
@@ -115,6 +125,13 @@ impl Outbound {
     /// The number the next record will get.
     pub fn next_seqnum(&self) -> u64 {
         self.next_seqnum
+    }
+}
+
+fn data_len(r: &Record) -> usize {
+    match r {
+        Record::Data { data, .. } => data.len(),
+        _ => 0,
     }
 }
 

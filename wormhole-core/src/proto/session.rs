@@ -190,6 +190,11 @@ impl Session {
         }
     }
 
+    /// Whether the session offers Dilation ([`SessionConfig::dilation`]).
+    pub fn dilation(&self) -> bool {
+        self.cfg.dilation
+    }
+
     /// Our side id.
     pub fn side(&self) -> &str {
         &self.side

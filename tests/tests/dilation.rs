@@ -1,0 +1,512 @@
+//! Dilation (PROTOCOL §9) between two of our wormholes through our server: direct, relay
+//! only, records of every size whole and in order, many subchannels from both sides, an
+//! OPEN held until the peer listens.
+//!
+//! Every test runs inside the loopback-only namespace `scripts/test.sh` creates.
+
+use std::time::Duration;
+
+use sha2::Digest as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wormhole_core::dilation::handle::{Dilated, DilationOptions};
+use wormhole_core::dilation::manager::Event as DEvent;
+use wormhole_core::{Options, Wormhole};
+use wormhole_tests::{OurServer, TIMEOUT, assert_loopback_only, test_appid, within};
+
+fn opts() -> Options {
+    Options {
+        dilation: true,
+        ..Default::default()
+    }
+}
+
+/// Two wormholes joined by one code, both dilated with `a_opts` / `b_opts`.
+async fn pair(
+    server: &OurServer,
+    name: &str,
+    a_opts: DilationOptions,
+    b_opts: DilationOptions,
+) -> (Wormhole, Wormhole, Dilated, Dilated) {
+    assert_loopback_only();
+    let appid = test_appid(name);
+    let a = Wormhole::create(&appid, &server.url(), opts()).unwrap();
+    a.allocate_code(2).unwrap();
+    let code = within(TIMEOUT, "A's code", a.get_code()).await.unwrap();
+    let b = Wormhole::create(&appid, &server.url(), opts()).unwrap();
+    b.set_code(&code).unwrap();
+    let da = a.dilate(a_opts).unwrap();
+    let db = b.dilate(b_opts).unwrap();
+    (a, b, da, db)
+}
+
+/// Wait for the first `Connected` event; returns whether it went through a relay.
+async fn connected(d: &Dilated, who: &str) -> bool {
+    within(TIMEOUT, &format!("{who} connected"), async {
+        loop {
+            match d.next_event().await {
+                Some(DEvent::Connected { path, .. }) => return path.relay,
+                Some(DEvent::Failed(e)) => panic!("{who}: dilation failed: {e}"),
+                Some(_) => {}
+                None => panic!("{who}: dilation ended"),
+            }
+        }
+    })
+    .await
+}
+
+/// Records of many sizes (empty, around the Noise message limit, 1 MiB) go both ways,
+/// whole and in order.
+async fn echo_sizes(da: &Dilated, db: &Dilated) {
+    let mut listener = db.listen("echo").await.unwrap();
+    let mut ours = da.connect("echo").await.unwrap();
+    let mut theirs = within(TIMEOUT, "the accepted subchannel", listener.accept())
+        .await
+        .expect("a subchannel");
+    assert_eq!(theirs.name(), "echo");
+    assert_eq!(theirs.id(), ours.id());
+    let sizes = [
+        0usize,
+        1,
+        5,
+        65_509,
+        65_510,
+        65_519,
+        65_520,
+        200_000,
+        1 << 20,
+        0,
+    ];
+    let echo = tokio::spawn(async move {
+        while let Some(r) = theirs.recv().await.unwrap() {
+            theirs.send(r).await.unwrap();
+        }
+        theirs
+    });
+    for (i, n) in sizes.iter().enumerate() {
+        let m: Vec<u8> = (0..*n).map(|j| (i * 31 + j) as u8).collect();
+        ours.send(m.clone()).await.unwrap();
+        let back = within(TIMEOUT, "an echo", ours.recv()).await.unwrap();
+        assert_eq!(back.as_deref(), Some(&m[..]), "record {i} of {n} bytes");
+    }
+    ours.close().unwrap();
+    assert_eq!(
+        within(TIMEOUT, "the peer's close", ours.recv())
+            .await
+            .unwrap(),
+        None
+    );
+    within(TIMEOUT, "the echo task", echo).await.unwrap();
+}
+
+async fn close_both(a: Wormhole, b: Wormhole) {
+    let (ra, rb) = tokio::join!(a.close(), b.close());
+    assert_eq!(ra, Ok(()));
+    assert_eq!(rb, Ok(()));
+}
+
+#[tokio::test]
+async fn direct_between_our_peers() {
+    let server = OurServer::start().await;
+    let (a, b, da, db) = pair(
+        &server,
+        "dilation-direct",
+        DilationOptions::default(),
+        DilationOptions::default(),
+    )
+    .await;
+    assert!(
+        !connected(&da, "A").await,
+        "a direct connection was expected"
+    );
+    assert!(!connected(&db, "B").await);
+    echo_sizes(&da, &db).await;
+    close_both(a, b).await;
+}
+
+#[tokio::test]
+async fn relay_only_between_our_peers() {
+    let server = OurServer::start().await;
+    let relay = DilationOptions {
+        relay: Some(server.relay_hint()),
+        no_listen: true,
+        ..Default::default()
+    };
+    let (a, b, da, db) = pair(&server, "dilation-relay", relay.clone(), relay).await;
+    assert!(connected(&da, "A").await, "the relay was expected");
+    assert!(connected(&db, "B").await);
+    echo_sizes(&db, &da).await;
+    close_both(a, b).await;
+}
+
+/// 64 subchannels opened from each side at once, each carrying its own stream; plus an
+/// OPEN (with data) sent before the peer listens, delivered once it does.
+#[tokio::test]
+async fn many_subchannels_from_both_sides_and_an_early_open() {
+    let server = OurServer::start().await;
+    let (a, b, da, db) = pair(
+        &server,
+        "dilation-many",
+        DilationOptions::default(),
+        DilationOptions::default(),
+    )
+    .await;
+    // Opened before anyone listens for "late".
+    let mut early = da.connect("late").await.unwrap();
+    early
+        .send(b"sent before the listener".to_vec())
+        .await
+        .unwrap();
+    connected(&da, "A").await;
+    connected(&db, "B").await;
+
+    let mut la = da.listen("many").await.unwrap();
+    let mut lb = db.listen("many").await.unwrap();
+    let mut tasks = Vec::new();
+    for (from, to) in [(&da, "A"), (&db, "B")] {
+        for i in 0..64u32 {
+            let mut s = from.connect("many").await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                // A stream of 64 KiB through AsyncWrite, then the close.
+                let data: Vec<u8> = (0..65_536u32).map(|j| (j * 7 + i) as u8).collect();
+                s.write_all(&data).await.unwrap();
+                s.shutdown().await.unwrap();
+                (to, i, data)
+            }));
+        }
+    }
+    let mut got = Vec::new();
+    for l in [&mut la, &mut lb] {
+        for _ in 0..64 {
+            let mut s = within(TIMEOUT, "an accepted subchannel", l.accept())
+                .await
+                .unwrap();
+            got.push(tokio::spawn(async move {
+                let mut buf = Vec::new();
+                s.read_to_end(&mut buf).await.unwrap();
+                buf
+            }));
+        }
+    }
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    for t in tasks {
+        sent.push(within(TIMEOUT, "a writer", t).await.unwrap().2);
+    }
+    let mut received: Vec<Vec<u8>> = Vec::new();
+    for t in got {
+        received.push(within(TIMEOUT, "a reader", t).await.unwrap());
+    }
+    sent.sort();
+    received.sort();
+    assert_eq!(received.len(), 128);
+    assert!(sent == received, "the 128 streams differ");
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ll = db.listen("late").await.unwrap();
+    let mut s = within(TIMEOUT, "the held subchannel", ll.accept())
+        .await
+        .unwrap();
+    assert_eq!(
+        within(TIMEOUT, "the held record", s.recv()).await.unwrap(),
+        Some(b"sent before the listener".to_vec())
+    );
+    close_both(a, b).await;
+}
+
+#[tokio::test]
+async fn dilate_needs_the_option_and_runs_once() {
+    let server = OurServer::start().await;
+    let w = Wormhole::create(
+        &test_appid("dilation-once"),
+        &server.url(),
+        Options::default(),
+    )
+    .unwrap();
+    assert!(w.dilate(DilationOptions::default()).is_err());
+    let w2 = Wormhole::create(&test_appid("dilation-once"), &server.url(), opts()).unwrap();
+    let bad = DilationOptions {
+        relay: Some("nonsense".into()),
+        ..Default::default()
+    };
+    assert!(w2.dilate(bad).is_err());
+    let _d = w2.dilate(DilationOptions::default()).unwrap();
+    assert!(w2.dilate(DilationOptions::default()).is_err());
+}
+
+// ---- against the reference 0.24 ---------------------------------------------------------
+
+/// The larger side leads (PROTOCOL §9.4): these make our role certain.
+const LEADER_SIDE: &str = "ffffffffffffffff";
+const FOLLOWER_SIDE: &str = "0000000000000000";
+
+/// `tests/scripts/ref_dilate.py` on the reference library: JSON lines on stdout, runs
+/// until its stdin closes.
+struct RefPeer {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    seen: Vec<serde_json::Value>,
+}
+
+impl RefPeer {
+    fn spawn(url: &str, appid: &str, args: &[&str]) -> RefPeer {
+        let mut cmd = tokio::process::Command::new(wormhole_tests::ref_venv().join("bin/python"));
+        cmd.arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/ref_dilate.py"
+        ))
+        .arg(url)
+        .arg(appid)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("python");
+        let stdout = child.stdout.take().unwrap();
+        RefPeer {
+            child,
+            lines: tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout)),
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line (from now on) with key `key`; panics on an `error` line.
+    async fn expect(&mut self, key: &str) -> serde_json::Value {
+        within(TIMEOUT, &format!("the reference's {key:?}"), async {
+            loop {
+                let line =
+                    self.lines.next_line().await.unwrap().unwrap_or_else(|| {
+                        panic!("the reference peer ended; it said {:?}", self.seen)
+                    });
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| panic!("not JSON from the reference peer: {line}"));
+                self.seen.push(v.clone());
+                if let Some(e) = v.get("error") {
+                    panic!("the reference peer failed: {e}; it said {:?}", self.seen);
+                }
+                if v.get(key).is_some() {
+                    return v;
+                }
+            }
+        })
+        .await
+    }
+
+    /// Close its stdin (it closes its wormhole) and wait for it to exit.
+    async fn finish(mut self) {
+        drop(self.child.stdin.take());
+        let st = within(TIMEOUT, "the reference peer's exit", self.child.wait())
+            .await
+            .unwrap();
+        assert!(st.success(), "the reference peer exited with {st}");
+    }
+}
+
+fn side(leader: bool) -> Option<String> {
+    Some(if leader { LEADER_SIDE } else { FOLLOWER_SIDE }.to_string())
+}
+
+/// Our wormhole joins the reference's code and dilates.
+async fn ours_with(url: &str, appid: &str, code: &str, o: DilationOptions) -> (Wormhole, Dilated) {
+    let w = Wormhole::create(appid, url, opts()).unwrap();
+    w.set_code(code).unwrap();
+    let d = w.dilate(o).unwrap();
+    (w, d)
+}
+
+/// The reference serves echo and sink; we open: records of many sizes, 64 subchannels at
+/// once, and a stream hashed on both sides.
+async fn we_open_to_the_reference(leader: bool, relay_only: bool) {
+    assert_loopback_only();
+    let server = OurServer::start().await;
+    let appid = test_appid("dilation-ref-serve");
+    let mut ref_args = vec!["--allocate"];
+    let relay = server.relay_hint();
+    if relay_only {
+        ref_args.extend(["--relay", &relay, "--no-listen"]);
+    }
+    ref_args.push("serve");
+    let mut peer = RefPeer::spawn(&server.url(), &appid, &ref_args);
+    let code = peer.expect("code").await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let o = DilationOptions {
+        side: side(leader),
+        relay: relay_only.then(|| relay.clone()),
+        no_listen: relay_only,
+        ..Default::default()
+    };
+    let (w, d) = ours_with(&server.url(), &appid, &code, o).await;
+    assert_eq!(connected(&d, "ours").await, relay_only, "the path");
+    peer.expect("dilated").await;
+
+    // Echo: sizes around every limit, whole and in order.
+    let mut s = d.connect("echo").await.unwrap();
+    assert_eq!(s.id() % 2, if leader { 1 } else { 0 }, "our subchannel ids");
+    for (i, n) in [0usize, 1, 65_510, 65_519, 65_520, 1 << 20, 0]
+        .iter()
+        .enumerate()
+    {
+        let m: Vec<u8> = (0..*n).map(|j| (i + j * 3) as u8).collect();
+        s.send(m.clone()).await.unwrap();
+        let back = within(TIMEOUT, "an echo", s.recv()).await.unwrap();
+        assert_eq!(back.as_deref(), Some(&m[..]), "record {i} ({n} bytes)");
+    }
+    s.close().unwrap();
+    // 64 at once.
+    let mut subs = Vec::new();
+    for i in 0..64u32 {
+        let mut s = d.connect("echo").await.unwrap();
+        s.send(format!("subchannel {i}").into_bytes())
+            .await
+            .unwrap();
+        subs.push((i, s));
+    }
+    for (i, s) in &mut subs {
+        let back = within(TIMEOUT, "an echo", s.recv()).await.unwrap();
+        assert_eq!(back, Some(format!("subchannel {i}").into_bytes()));
+        s.close().unwrap();
+    }
+    // A stream into the reference's sink, hashed on both sides.
+    let mut sink = d.connect("sink").await.unwrap();
+    let mut hash = sha2::Sha256::new();
+    let block: Vec<u8> = (0..(256usize << 10)).map(|j| (j % 253) as u8).collect();
+    for _ in 0..(STREAM_BYTES / block.len()) {
+        sha2::Digest::update(&mut hash, &block);
+        sink.write_all(&block).await.unwrap();
+    }
+    sink.shutdown().await.unwrap();
+    let report = peer.expect("sink").await;
+    assert_eq!(report["bytes"].as_u64(), Some(STREAM_BYTES as u64));
+    assert_eq!(
+        report["sha256"].as_str().unwrap(),
+        hex::encode(sha2::Digest::finalize(hash))
+    );
+    peer.finish().await;
+    let _ = w.close().await;
+}
+
+/// Bytes streamed one way in the interop tests (1 GiB runs in the benchmark).
+const STREAM_BYTES: usize = 64 << 20;
+
+#[tokio::test]
+async fn reference_serves_we_lead_direct() {
+    we_open_to_the_reference(true, false).await;
+}
+
+#[tokio::test]
+async fn reference_serves_we_follow_direct() {
+    we_open_to_the_reference(false, false).await;
+}
+
+#[tokio::test]
+async fn reference_serves_we_lead_relay_only() {
+    we_open_to_the_reference(true, true).await;
+}
+
+#[tokio::test]
+async fn reference_serves_we_follow_relay_only() {
+    we_open_to_the_reference(false, true).await;
+}
+
+/// The reference opens: an early OPEN we listen to late, records of many sizes echoed
+/// by us, 64 subchannels at once; then it streams into our sink, hashed on both sides.
+async fn the_reference_opens_to_us(leader: bool, race: bool) {
+    assert_loopback_only();
+    let server = OurServer::start().await;
+    let appid = test_appid("dilation-ref-client");
+    let relay = server.relay_hint();
+    let mut ref_args = vec!["--allocate"];
+    if race {
+        ref_args.extend(["--relay", &relay]);
+    }
+    ref_args.push("client");
+    let mut peer = RefPeer::spawn(&server.url(), &appid, &ref_args);
+    let code = peer.expect("code").await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let o = DilationOptions {
+        side: side(leader),
+        relay: race.then(|| relay.clone()),
+        ..Default::default()
+    };
+    let (w, d) = ours_with(&server.url(), &appid, &code, o).await;
+    let mut echo = d.listen("echo").await.unwrap();
+    let echoes = tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        while let Some(mut s) = echo.accept().await {
+            tasks.push(tokio::spawn(async move {
+                while let Ok(Some(r)) = s.recv().await {
+                    if s.send(r).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+    });
+    connected(&d, "ours").await;
+    peer.expect("ok").await;
+    // The "late" OPEN came before anyone listened: it was held.
+    let mut late = d.listen("late").await.unwrap();
+    let mut s = within(TIMEOUT, "the held subchannel", late.accept())
+        .await
+        .unwrap();
+    assert_eq!(s.id() % 2, if leader { 0 } else { 1 }, "the peer's ids");
+    assert_eq!(
+        within(TIMEOUT, "the held record", s.recv()).await.unwrap(),
+        Some(b"sent before the listener".to_vec())
+    );
+    peer.finish().await;
+    let _ = w.close().await;
+    echoes.abort();
+}
+
+#[tokio::test]
+async fn reference_opens_we_lead_direct() {
+    the_reference_opens_to_us(true, false).await;
+}
+
+#[tokio::test]
+async fn reference_opens_we_follow_racing_relay() {
+    the_reference_opens_to_us(false, true).await;
+}
+
+/// The reference streams into our sink: the bytes and their hash arrive intact.
+#[tokio::test]
+async fn reference_streams_to_us() {
+    assert_loopback_only();
+    let server = OurServer::start().await;
+    let appid = test_appid("dilation-ref-send");
+    let n = STREAM_BYTES.to_string();
+    let mut peer = RefPeer::spawn(&server.url(), &appid, &["--allocate", "send", &n]);
+    let code = peer.expect("code").await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (w, d) = ours_with(&server.url(), &appid, &code, DilationOptions::default()).await;
+    let mut sinks = d.listen("sink").await.unwrap();
+    let mut s = within(TIMEOUT, "the sink subchannel", sinks.accept())
+        .await
+        .unwrap();
+    let mut hash = sha2::Sha256::new();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let k = within(TIMEOUT, "stream bytes", s.read(&mut buf))
+            .await
+            .unwrap();
+        if k == 0 {
+            break;
+        }
+        total += k;
+        sha2::Digest::update(&mut hash, &buf[..k]);
+    }
+    let report = peer.expect("sent").await;
+    assert_eq!(total, STREAM_BYTES);
+    assert_eq!(
+        report["sha256"].as_str().unwrap(),
+        hex::encode(sha2::Digest::finalize(hash))
+    );
+    peer.finish().await;
+    let _ = w.close().await;
+}

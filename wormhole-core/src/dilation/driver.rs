@@ -1,0 +1,525 @@
+//! The Dilation driver: one tokio task per dilated wormhole owns the [`Endpoint`], the
+//! listeners, dials and TCP connections, and the subchannels' channels. It performs the
+//! endpoint's [`Io`], sends its `dilate-N` bodies through the wormhole's own driver, and
+//! feeds it what happened with the time. Every decision (which connection wins, when to
+//! reconnect, PING, ACK, re-send) is the endpoint's.
+//!
+//! Each connection has a reader task (bytes into one bounded channel shared by all
+//! connections, so a driver that stops taking them stops the reads) and a writer task
+//! (an unbounded queue, bounded in practice by the write window). Sockets are set to
+//! linger 0: dropping one resets it, which is how a connection is aborted.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::RngCore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::endpoint::{Endpoint, EndpointEvent, Io};
+use super::handle::{Control, Delivery, DilationEvent, Link, Subchannel, Write};
+use super::manager::{ConnId, DilateOptions, Path};
+use super::subchannel::SubchannelEvent;
+use crate::command::Command;
+use crate::error::{Error, Result};
+use crate::transit::{DirectHint, Hints};
+
+/// How long one dial may take.
+const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How much one read takes from a socket.
+const READ_CHUNK: usize = 256 << 10;
+
+/// What the driver needs from the wormhole.
+pub(crate) struct DriverParts {
+    pub options: DilateOptions,
+    pub commands: mpsc::WeakUnboundedSender<Command>,
+    pub proxy: Option<crate::proxy::Socks5>,
+    pub link: Arc<Link>,
+    pub control: mpsc::UnboundedReceiver<Control>,
+    pub writes: mpsc::UnboundedReceiver<Write>,
+    pub events: mpsc::UnboundedSender<DilationEvent>,
+}
+
+/// A TCP connection that is up, before the endpoint knows it.
+struct NewConn {
+    generation: u32,
+    stream: TcpStream,
+    path: Path,
+}
+
+/// One live connection's tasks; dropping it aborts both, and the socket resets.
+struct ConnIo {
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+impl Drop for ConnIo {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+/// What reader and writer tasks report: bytes, or `None` when the connection ended.
+type Input = (ConnId, Option<Vec<u8>>);
+
+fn spawn_conn(id: ConnId, stream: TcpStream, input: mpsc::Sender<Input>) -> ConnIo {
+    let _ = stream.set_nodelay(true);
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
+    let (mut rd, mut wr) = stream.into_split();
+    let (out, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
+    let reader = tokio::spawn({
+        let input = input.clone();
+        async move {
+            loop {
+                let mut buf = vec![0u8; READ_CHUNK];
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if input.send((id, Some(buf))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = input.send((id, None)).await;
+        }
+    });
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = queue.recv().await {
+            if wr.write_all(&bytes).await.is_err() {
+                let _ = input.send((id, None)).await;
+                return;
+            }
+        }
+    });
+    ConnIo {
+        out,
+        reader,
+        writer,
+    }
+}
+
+fn addr(hint: &DirectHint) -> String {
+    if hint.hostname.contains(':') {
+        format!("[{}]:{}", hint.hostname, hint.port)
+    } else {
+        format!("{}:{}", hint.hostname, hint.port)
+    }
+}
+
+async fn dial(
+    hints: Vec<DirectHint>,
+    relay: bool,
+    generation: u32,
+    proxy: Option<crate::proxy::Socks5>,
+    tx: mpsc::UnboundedSender<NewConn>,
+) {
+    for hint in hints {
+        let r = tokio::time::timeout(
+            DIAL_TIMEOUT,
+            crate::proxy::connect(proxy.as_ref(), &hint.hostname, hint.port),
+        )
+        .await;
+        match r {
+            Ok(Ok(stream)) => {
+                let path = Path {
+                    relay,
+                    inbound: false,
+                    peer: Some(addr(&hint)),
+                };
+                let _ = tx.send(NewConn {
+                    generation,
+                    stream,
+                    path,
+                });
+                return;
+            }
+            Ok(Err(e)) => tracing::debug!("dilation dial to {} failed: {e}", addr(&hint)),
+            Err(_) => tracing::debug!("dilation dial to {} timed out", addr(&hint)),
+        }
+    }
+}
+
+async fn accept_loop(l: TcpListener, generation: u32, tx: mpsc::UnboundedSender<NewConn>) {
+    loop {
+        match l.accept().await {
+            Ok((stream, peer)) => {
+                let path = Path {
+                    relay: false,
+                    inbound: true,
+                    peer: Some(peer.to_string()),
+                };
+                if tx
+                    .send(NewConn {
+                        generation,
+                        stream,
+                        path,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// The open subchannels' delivery channels.
+struct Sink {
+    tx: mpsc::UnboundedSender<Delivery>,
+}
+
+struct Driver {
+    ep: Endpoint,
+    link: Arc<Link>,
+    commands: mpsc::WeakUnboundedSender<Command>,
+    proxy: Option<crate::proxy::Socks5>,
+    events: mpsc::UnboundedSender<DilationEvent>,
+    conns: HashMap<ConnId, ConnIo>,
+    /// Per generation: its listener and dials.
+    attempts: HashMap<u32, Vec<JoinHandle<()>>>,
+    new_conns: mpsc::UnboundedSender<NewConn>,
+    input: mpsc::Sender<Input>,
+    sinks: HashMap<u32, Sink>,
+    listeners: HashMap<String, mpsc::UnboundedSender<Subchannel>>,
+    opens: VecDeque<(String, tokio::sync::oneshot::Sender<Result<Subchannel>>)>,
+    /// Permits of the records handed to the endpoint and not acknowledged yet, in order,
+    /// with each record's length.
+    window: VecDeque<(usize, u32)>,
+    /// The bytes of the records in `window`.
+    handed: usize,
+    failed: Option<String>,
+}
+
+fn now() -> Instant {
+    Instant::now()
+}
+
+impl Driver {
+    /// Perform the endpoint's outputs.
+    fn drain(&mut self) {
+        while let Some(io) = self.ep.poll_io() {
+            self.io(io);
+        }
+        while let Some(body) = self.ep.poll_mailbox() {
+            if let Some(c) = self.commands.upgrade() {
+                let _ = c.send(Command::SendDilation(body));
+            }
+        }
+        while let Some(ev) = self.ep.poll_event() {
+            self.event(ev);
+        }
+        if self.ep.role().is_some() {
+            while let Some((name, reply)) = self.opens.pop_front() {
+                let r = self.open(&name);
+                let _ = reply.send(r);
+            }
+        }
+        self.settle_window();
+    }
+
+    /// Give back the permits of acknowledged records: L4 retires records in the order
+    /// they were written, so the acknowledged ones are the oldest in `window`.
+    fn settle_window(&mut self) {
+        let mut acked = self.handed - self.ep.unacked_bytes();
+        let mut permits = 0u32;
+        while let Some(&(len, p)) = self.window.front() {
+            if len > acked {
+                break;
+            }
+            acked -= len;
+            self.handed -= len;
+            permits += p;
+            self.window.pop_front();
+        }
+        if permits > 0 {
+            self.link.window.add_permits(permits as usize);
+        }
+    }
+
+    fn open(&mut self, name: &str) -> Result<Subchannel> {
+        if let Some(e) = &self.failed {
+            return Err(Error::InvalidState(e.clone()));
+        }
+        let scid = self.ep.open(now(), name, false)?;
+        Ok(self.subchannel(scid, name.to_owned()))
+    }
+
+    fn subchannel(&mut self, scid: u32, name: String) -> Subchannel {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.sinks.insert(scid, Sink { tx });
+        Subchannel::new(scid, name, self.link.clone(), rx)
+    }
+
+    fn event(&mut self, ev: EndpointEvent) {
+        match ev {
+            EndpointEvent::Status(s) => {
+                if let super::manager::Event::Failed(e) = &s {
+                    self.failed = Some(e.to_string());
+                }
+                let _ = self.events.send(s);
+            }
+            EndpointEvent::Ready(_) => {}
+            EndpointEvent::Subchannel(SubchannelEvent::Accepted { scid, name }) => {
+                let sub = self.subchannel(scid, name.clone());
+                if let Some(l) = self.listeners.get(&name) {
+                    let _ = l.send(sub);
+                }
+            }
+            EndpointEvent::Subchannel(SubchannelEvent::Data { scid, data }) => {
+                if let Some(sink) = self.sinks.get(&scid) {
+                    let n = data.len();
+                    self.link.unread.add(n);
+                    if sink.tx.send(Delivery::Data(data)).is_err() {
+                        self.link.unread.sub(n);
+                    }
+                }
+            }
+            EndpointEvent::Subchannel(SubchannelEvent::ReadClosed { scid }) => {
+                if let Some(sink) = self.sinks.get(&scid) {
+                    let _ = sink.tx.send(Delivery::Closed);
+                }
+            }
+            EndpointEvent::Subchannel(SubchannelEvent::Closed { scid }) => {
+                if let Some(sink) = self.sinks.remove(&scid) {
+                    let _ = sink.tx.send(Delivery::Closed);
+                }
+            }
+        }
+    }
+
+    fn io(&mut self, io: Io) {
+        match io {
+            Io::Listen { generation } => {
+                // Bound synchronously so the hints go out with this generation.
+                let std = std::net::TcpListener::bind(("0.0.0.0", 0)).and_then(|l| {
+                    l.set_nonblocking(true)?;
+                    Ok(l)
+                });
+                let listener = std.and_then(TcpListener::from_std);
+                match listener {
+                    Ok(l) => {
+                        let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+                        let hints = Hints {
+                            direct: crate::transit::local_addresses()
+                                .into_iter()
+                                .map(|h| DirectHint::new(h, port))
+                                .collect(),
+                            ..Hints::default()
+                        };
+                        let task = tokio::spawn(accept_loop(l, generation, self.new_conns.clone()));
+                        self.attempts.entry(generation).or_default().push(task);
+                        self.ep.listening(now(), generation, hints);
+                    }
+                    Err(e) => tracing::warn!("dilation cannot listen: {e}"),
+                }
+            }
+            Io::ConnectDirect { generation, hint } => {
+                let task = tokio::spawn(dial(
+                    vec![hint],
+                    false,
+                    generation,
+                    self.proxy.clone(),
+                    self.new_conns.clone(),
+                ));
+                self.attempts.entry(generation).or_default().push(task);
+            }
+            Io::ConnectRelay { generation, hint } => {
+                let task = tokio::spawn(dial(
+                    hint,
+                    true,
+                    generation,
+                    self.proxy.clone(),
+                    self.new_conns.clone(),
+                ));
+                self.attempts.entry(generation).or_default().push(task);
+            }
+            Io::StopConnecting { generation } => {
+                for t in self.attempts.remove(&generation).unwrap_or_default() {
+                    t.abort();
+                }
+            }
+            Io::Transmit { id, bytes } => {
+                if let Some(c) = self.conns.get(&id) {
+                    let _ = c.out.send(bytes);
+                }
+            }
+            Io::Drop { id } => {
+                self.conns.remove(&id);
+            }
+        }
+    }
+
+    fn new_conn(&mut self, c: NewConn) {
+        let mut eph = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut eph);
+        match self.ep.connection_made(now(), c.generation, c.path, eph) {
+            Ok(id) => {
+                let io = spawn_conn(id, c.stream, self.input.clone());
+                self.conns.insert(id, io);
+            }
+            Err(e) => tracing::debug!("dilation connection refused: {e}"),
+        }
+    }
+
+    fn control(&mut self, c: Control) -> bool {
+        match c {
+            Control::PeerVersion { can_dilate, key } => {
+                self.ep.peer_version(now(), &can_dilate, &key)
+            }
+            Control::PeerBody(b) => self.ep.peer_body(now(), &b),
+            Control::Listen {
+                name,
+                accepted,
+                reply,
+            } => {
+                let r = if self.listeners.contains_key(&name) {
+                    Err(Error::InvalidState(format!(
+                        "already listening for subchannels of {name:?}"
+                    )))
+                } else if self.ep.role().is_none() {
+                    // Before the roles are known the listener waits in `pending`: keep
+                    // it and register it once they are.
+                    self.listeners.insert(name.clone(), accepted);
+                    Ok(())
+                } else {
+                    self.ep
+                        .listen(now(), &name, false)
+                        .map_err(Error::from)
+                        .map(|()| {
+                            self.listeners.insert(name.clone(), accepted);
+                        })
+                };
+                let _ = reply.send(r);
+            }
+            Control::Open { name, reply } => self.opens.push_back((name, reply)),
+            Control::Stop => return false,
+        }
+        true
+    }
+
+    fn write(&mut self, w: Write) {
+        match w {
+            Write::Data {
+                scid,
+                data,
+                permits,
+            } => {
+                let len = data.len();
+                match self.ep.write(now(), scid, data) {
+                    Ok(()) => {
+                        self.window.push_back((len, permits));
+                        self.handed += len;
+                    }
+                    Err(e) => {
+                        tracing::debug!("dilation write refused: {e}");
+                        self.link.window.add_permits(permits as usize);
+                    }
+                }
+            }
+            Write::Close { scid } => {
+                let _ = self.ep.close(now(), scid);
+            }
+            Write::Dropped { scid } => {
+                let _ = self.ep.close(now(), scid);
+                self.sinks.remove(&scid);
+            }
+        }
+    }
+}
+
+/// Run one dilated wormhole until the wormhole closes.
+pub(crate) async fn run(parts: DriverParts) {
+    let DriverParts {
+        options,
+        commands,
+        proxy,
+        link,
+        mut control,
+        mut writes,
+        events,
+    } = parts;
+    let (new_conns, mut new_rx) = mpsc::unbounded_channel();
+    let (input, mut input_rx) = mpsc::channel::<Input>(16);
+    let mut d = Driver {
+        ep: Endpoint::default(),
+        link: link.clone(),
+        commands,
+        proxy,
+        events,
+        conns: HashMap::new(),
+        attempts: HashMap::new(),
+        new_conns,
+        input,
+        sinks: HashMap::new(),
+        listeners: HashMap::new(),
+        opens: VecDeque::new(),
+        window: VecDeque::new(),
+        handed: 0,
+        failed: None,
+    };
+    if let Err(e) = d.ep.dilate(now(), options, &mut rand::rngs::OsRng) {
+        let _ = d.events.send(super::manager::Event::Failed(e));
+        return;
+    }
+    let mut registered = false;
+    loop {
+        d.drain();
+        // Listeners asked for before the roles were known.
+        if !registered && d.ep.role().is_some() {
+            registered = true;
+            let names: Vec<String> = d.listeners.keys().cloned().collect();
+            for n in names {
+                let _ = d.ep.listen(now(), &n, false);
+            }
+            d.drain();
+        }
+        let timer = d.ep.poll_timeout().map(tokio::time::Instant::from_std);
+        let reading = !link.unread.over();
+        tokio::select! {
+            c = control.recv() => match c {
+                Some(c) => if !d.control(c) { break },
+                None => break,
+            },
+            Some(w) = writes.recv() => {
+                d.write(w);
+                // Take what else is queued in one go.
+                while let Ok(w) = writes.try_recv() {
+                    d.write(w);
+                }
+            }
+            Some(c) = new_rx.recv() => d.new_conn(c),
+            Some((id, bytes)) = input_rx.recv(), if reading => match bytes {
+                Some(b) => d.ep.connection_input(now(), id, &b),
+                None => {
+                    if d.conns.remove(&id).is_some() {
+                        d.ep.connection_lost(now(), id);
+                    }
+                }
+            },
+            _ = link.unread.drained.notified(), if !reading => {}
+            _ = async { tokio::time::sleep_until(timer.expect("guarded")).await }, if timer.is_some() => {
+                d.ep.handle_timeout(now(), &mut rand::rngs::OsRng);
+            }
+        }
+    }
+    d.ep.stop(now());
+    d.drain();
+    d.conns.clear();
+    for (_, tasks) in d.attempts.drain() {
+        for t in tasks {
+            t.abort();
+        }
+    }
+    link.window.close();
+    for (_, sink) in d.sinks.drain() {
+        let _ = sink.tx.send(Delivery::Failed("the wormhole closed".into()));
+    }
+}

@@ -1,0 +1,467 @@
+//! The application's side of a dilated wormhole: [`Dilated`], [`SubchannelListener`] and
+//! [`Subchannel`], and the channels between them and the Dilation driver task.
+//!
+//! Flow control, both ways:
+//! - **Writes**: every write takes permits from one semaphore of [`WRITE_WINDOW`] bytes
+//!   (a record larger than the window takes the whole window); the driver gives them back
+//!   when the peer acknowledges the record. A peer that never acknowledges therefore
+//!   stops the writers once a window is outstanding, and memory stays bounded.
+//! - **Reads**: delivered records that the application has not read yet are counted; the
+//!   driver stops reading the connection while they exceed [`READ_WINDOW`] bytes, so TCP
+//!   pushes back on the peer (one slow reader slows every subchannel, like the reference).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio_util::sync::PollSemaphore;
+
+use super::manager;
+use crate::error::{Error, Result};
+
+/// Bytes written and not yet acknowledged by the peer, at most (all subchannels).
+pub const WRITE_WINDOW: usize = 4 << 20;
+/// Bytes delivered and not yet read by the application before the connection stops
+/// being read (all subchannels).
+pub const READ_WINDOW: usize = 4 << 20;
+/// The largest record [`AsyncWrite`] makes of one `poll_write` (larger buffers are
+/// taken in parts). [`Subchannel::send`] takes any size.
+pub const MAX_STREAM_RECORD: usize = 256 << 10;
+
+/// Settings of [`crate::Wormhole::dilate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DilationOptions {
+    /// Our transit relay, `tcp:HOST:PORT` (the reference's `transit_relay_location`).
+    pub relay: Option<String>,
+    /// Do not listen for direct connections (and send no direct hints).
+    pub no_listen: bool,
+    /// The Leader's keepalive interval (the reference's `ping_interval`, 30 s).
+    pub ping_interval: std::time::Duration,
+    /// How long a generation of connection attempts may take before both sides start
+    /// a new one (the reference waits for ever).
+    pub generation_timeout: std::time::Duration,
+    /// Our dilation side, 16 lowercase hex digits (random when unset). Of the two sides
+    /// the larger one is the Leader: tests use this to choose the role.
+    pub side: Option<String>,
+}
+
+impl Default for DilationOptions {
+    fn default() -> Self {
+        DilationOptions {
+            relay: None,
+            no_listen: false,
+            ping_interval: manager::DEFAULT_PING_INTERVAL,
+            generation_timeout: manager::DEFAULT_GENERATION_TIMEOUT,
+            side: None,
+        }
+    }
+}
+
+/// A change in the dilated connection (the reference's `DilationStatus`, as events).
+pub type DilationEvent = manager::Event;
+
+/// Requests to the driver that are not writes.
+pub(crate) enum Control {
+    /// The peer's `can-dilate` list, with the wormhole's key.
+    PeerVersion {
+        can_dilate: Vec<String>,
+        key: Vec<u8>,
+    },
+    /// One of the peer's `dilate-N` bodies, in order.
+    PeerBody(Vec<u8>),
+    /// Accept the peer's subchannels for `name`.
+    Listen {
+        name: String,
+        accepted: mpsc::UnboundedSender<Subchannel>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// Open a subchannel to the peer's `name` (answered once the roles are known).
+    Open {
+        name: String,
+        reply: oneshot::Sender<Result<Subchannel>>,
+    },
+    /// The wormhole is closing: stop.
+    Stop,
+}
+
+/// Writes and closes, in the order the application made them.
+pub(crate) enum Write {
+    /// One record; `permits` were taken from the write window for it.
+    Data {
+        scid: u32,
+        data: Vec<u8>,
+        permits: u32,
+    },
+    /// `close()`: CLOSE.
+    Close { scid: u32 },
+    /// The handle is gone: CLOSE if not sent yet, and forget the subchannel.
+    Dropped { scid: u32 },
+}
+
+/// What the driver delivers to one subchannel.
+#[derive(Debug)]
+pub(crate) enum Delivery {
+    /// One record.
+    Data(Vec<u8>),
+    /// The peer closed: no more records.
+    Closed,
+    /// Dilation ended or failed: no more records.
+    Failed(String),
+}
+
+/// Bytes delivered and not read yet, shared by the driver and every subchannel.
+#[derive(Debug, Default)]
+pub(crate) struct Unread {
+    bytes: AtomicUsize,
+    /// Wakes the driver when `bytes` fell below [`READ_WINDOW`].
+    pub(crate) drained: Notify,
+}
+
+impl Unread {
+    pub(crate) fn add(&self, n: usize) {
+        self.bytes.fetch_add(n, Ordering::AcqRel);
+    }
+
+    pub(crate) fn sub(&self, n: usize) {
+        let before = self.bytes.fetch_sub(n, Ordering::AcqRel);
+        if before >= READ_WINDOW && before - n < READ_WINDOW {
+            self.drained.notify_one();
+        }
+    }
+
+    pub(crate) fn over(&self) -> bool {
+        self.bytes.load(Ordering::Acquire) >= READ_WINDOW
+    }
+}
+
+/// What every handle of one dilated wormhole shares with the driver.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) control: mpsc::UnboundedSender<Control>,
+    pub(crate) writes: mpsc::UnboundedSender<Write>,
+    pub(crate) window: Arc<Semaphore>,
+    pub(crate) unread: Arc<Unread>,
+}
+
+/// A dilated wormhole (from [`crate::Wormhole::dilate`]): subchannels to and from the
+/// peer over one durable connection, and its status events. Dropping it does not stop
+/// Dilation; closing the wormhole does.
+pub struct Dilated {
+    pub(crate) link: Arc<Link>,
+    pub(crate) events: tokio::sync::Mutex<mpsc::UnboundedReceiver<DilationEvent>>,
+    /// Keeps the wormhole (and so its mailbox) alive while the application holds this
+    /// (a handle to it, type-erased).
+    pub(crate) _wormhole: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Dilated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dilated").finish_non_exhaustive()
+    }
+}
+
+fn gone() -> Error {
+    Error::InvalidState("dilation has ended".into())
+}
+
+impl Dilated {
+    /// Accept the peer's subchannels for subprotocol `name` (the reference's
+    /// `listener_for(name).listen(...)`). Subchannels the peer opened before this call
+    /// were held and are accepted now. A name can be listened to once.
+    pub async fn listen(&self, name: &str) -> Result<SubchannelListener> {
+        let (accepted, rx) = mpsc::unbounded_channel();
+        let (reply, answer) = oneshot::channel();
+        self.link
+            .control
+            .send(Control::Listen {
+                name: name.to_owned(),
+                accepted,
+                reply,
+            })
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())??;
+        Ok(SubchannelListener {
+            name: name.to_owned(),
+            rx,
+        })
+    }
+
+    /// Open a subchannel to the peer's subprotocol `name` (the reference's
+    /// `connector_for(name).connect(...)`). Returns once our role is known (both sides'
+    /// `please` exchanged); the peer never answers an OPEN, so writes may start at once
+    /// and are delivered when the peer listens.
+    pub async fn connect(&self, name: &str) -> Result<Subchannel> {
+        let (reply, answer) = oneshot::channel();
+        self.link
+            .control
+            .send(Control::Open {
+                name: name.to_owned(),
+                reply,
+            })
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// The next status event (generation started, connected and how, reconnecting,
+    /// warnings, failure), or `None` once Dilation has ended.
+    pub async fn next_event(&self) -> Option<DilationEvent> {
+        self.events.lock().await.recv().await
+    }
+}
+
+/// The peer's subchannels for one subprotocol, as they are opened.
+#[derive(Debug)]
+pub struct SubchannelListener {
+    name: String,
+    rx: mpsc::UnboundedReceiver<Subchannel>,
+}
+
+impl SubchannelListener {
+    /// The subprotocol name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The next subchannel the peer opened, or `None` once Dilation has ended.
+    pub async fn accept(&mut self) -> Option<Subchannel> {
+        self.rx.recv().await
+    }
+}
+
+/// One subchannel: an ordered, reliable stream of records in both directions.
+///
+/// [`Subchannel::send`] and [`Subchannel::recv`] keep record boundaries (one `send` is
+/// one `recv` on the other side, empty records included), which is what applications of
+/// the reference (`fowl`) rely on. [`AsyncRead`] and [`AsyncWrite`] treat the records as
+/// a byte stream. Do not mix the two read styles on one subchannel (bytes left in the
+/// stream buffer are returned first by `recv`).
+pub struct Subchannel {
+    scid: u32,
+    name: String,
+    link: Arc<Link>,
+    window: PollSemaphore,
+    rx: mpsc::UnboundedReceiver<Delivery>,
+    /// The rest of a record partly read through [`AsyncRead`].
+    partial: Vec<u8>,
+    at: usize,
+    /// No more deliveries (the peer's CLOSE, or the end of Dilation).
+    ended: Option<Option<String>>,
+    /// We sent CLOSE.
+    closed: bool,
+}
+
+impl std::fmt::Debug for Subchannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subchannel")
+            .field("scid", &self.scid)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subchannel {
+    pub(crate) fn new(
+        scid: u32,
+        name: String,
+        link: Arc<Link>,
+        rx: mpsc::UnboundedReceiver<Delivery>,
+    ) -> Subchannel {
+        Subchannel {
+            scid,
+            name,
+            window: PollSemaphore::new(link.window.clone()),
+            link,
+            rx,
+            partial: Vec::new(),
+            at: 0,
+            ended: None,
+            closed: false,
+        }
+    }
+
+    /// The subchannel id (odd: opened by the Leader; even: by the Follower).
+    pub fn id(&self) -> u32 {
+        self.scid
+    }
+
+    /// The subprotocol name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn permits_for(len: usize) -> u32 {
+        len.min(WRITE_WINDOW) as u32
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed {
+            return Err(Error::InvalidState(format!(
+                "subchannel {} is closed",
+                self.scid
+            )));
+        }
+        Ok(())
+    }
+
+    fn push(&self, data: Vec<u8>, permits: u32) -> Result<()> {
+        self.link
+            .writes
+            .send(Write::Data {
+                scid: self.scid,
+                data,
+                permits,
+            })
+            .map_err(|_| gone())
+    }
+
+    /// Send one record (delivered whole, in order, exactly once; empty is allowed). Waits
+    /// while the write window is full.
+    pub async fn send(&mut self, data: Vec<u8>) -> Result<()> {
+        self.check_open()?;
+        let permits = Self::permits_for(data.len());
+        if permits > 0 {
+            self.link
+                .window
+                .acquire_many(permits)
+                .await
+                .map_err(|_| gone())?
+                .forget();
+        }
+        self.push(data, permits)
+    }
+
+    /// The next record, or `None` once the peer closed the subchannel. An error when
+    /// Dilation failed or the wormhole closed first.
+    pub async fn recv(&mut self) -> Result<Option<Vec<u8>>> {
+        if self.at < self.partial.len() {
+            let rest = self.partial.split_off(self.at);
+            self.partial.clear();
+            self.at = 0;
+            return Ok(Some(rest));
+        }
+        std::future::poll_fn(|cx| self.poll_record(cx)).await
+    }
+
+    fn poll_record(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Vec<u8>>>> {
+        if let Some(end) = &self.ended {
+            return Poll::Ready(match end {
+                None => Ok(None),
+                Some(e) => Err(Error::Transfer(e.clone())),
+            });
+        }
+        match ready!(self.rx.poll_recv(cx)) {
+            Some(Delivery::Data(d)) => {
+                self.link.unread.sub(d.len());
+                Poll::Ready(Ok(Some(d)))
+            }
+            Some(Delivery::Closed) => {
+                self.ended = Some(None);
+                Poll::Ready(Ok(None))
+            }
+            Some(Delivery::Failed(e)) => {
+                self.ended = Some(Some(e.clone()));
+                Poll::Ready(Err(Error::Transfer(e)))
+            }
+            None => {
+                let e = "dilation has ended".to_string();
+                self.ended = Some(Some(e.clone()));
+                Poll::Ready(Err(Error::Transfer(e)))
+            }
+        }
+    }
+
+    /// Close the subchannel (CLOSE; the peer answers with its own). Records already sent
+    /// are still delivered; records still arriving can be read until the peer's CLOSE.
+    pub fn close(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        self.link
+            .writes
+            .send(Write::Close { scid: self.scid })
+            .map_err(|_| gone())
+    }
+}
+
+impl Drop for Subchannel {
+    fn drop(&mut self) {
+        let _ = self.link.writes.send(Write::Dropped { scid: self.scid });
+        // What was delivered and never read no longer holds the connection back (records
+        // already received were counted off when they were).
+        self.rx.close();
+        let mut unread = 0;
+        while let Ok(d) = self.rx.try_recv() {
+            if let Delivery::Data(d) = d {
+                unread += d.len();
+            }
+        }
+        self.link.unread.sub(unread);
+    }
+}
+
+impl AsyncRead for Subchannel {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        while this.at >= this.partial.len() {
+            match ready!(this.poll_record(cx)) {
+                Ok(Some(d)) => {
+                    this.partial = d;
+                    this.at = 0;
+                }
+                Ok(None) => return Poll::Ready(Ok(())),
+                Err(e) => return Poll::Ready(Err(std::io::Error::other(e.to_string()))),
+            }
+        }
+        let n = buf.remaining().min(this.partial.len() - this.at);
+        buf.put_slice(&this.partial[this.at..this.at + n]);
+        this.at += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Subchannel {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if let Err(e) = this.check_open() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                e.to_string(),
+            )));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let n = buf.len().min(MAX_STREAM_RECORD);
+        let permits = Self::permits_for(n);
+        match ready!(this.window.poll_acquire_many(cx, permits)) {
+            Some(p) => p.forget(),
+            None => return Poll::Ready(Err(std::io::Error::other(gone().to_string()))),
+        }
+        this.push(buf[..n].to_vec(), permits)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(
+            self.close()
+                .map_err(|e| std::io::Error::other(e.to_string())),
+        )
+    }
+}
