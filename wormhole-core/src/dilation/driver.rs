@@ -196,6 +196,8 @@ struct Driver {
     /// The bytes of the records in `window`.
     handed: usize,
     failed: Option<String>,
+    /// Listeners asked for before the roles were known are registered with the endpoint.
+    registered: bool,
 }
 
 fn now() -> Instant {
@@ -203,23 +205,37 @@ fn now() -> Instant {
 }
 
 impl Driver {
-    /// Perform the endpoint's outputs.
+    /// Perform the endpoint's outputs, and the opens and listens that waited for the
+    /// roles, until nothing is left.
     fn drain(&mut self) {
-        while let Some(io) = self.ep.poll_io() {
-            self.io(io);
-        }
-        while let Some(body) = self.ep.poll_mailbox() {
-            if let Some(c) = self.commands.upgrade() {
-                let _ = c.send(Command::SendDilation(body));
+        loop {
+            if self.ep.role().is_some() {
+                if !self.registered {
+                    self.registered = true;
+                    let names: Vec<String> = self.listeners.keys().cloned().collect();
+                    for n in names {
+                        let _ = self.ep.listen(now(), &n, false);
+                    }
+                }
+                while let Some((name, reply)) = self.opens.pop_front() {
+                    let r = self.open(&name);
+                    let _ = reply.send(r);
+                }
             }
-        }
-        while let Some(ev) = self.ep.poll_event() {
-            self.event(ev);
-        }
-        if self.ep.role().is_some() {
-            while let Some((name, reply)) = self.opens.pop_front() {
-                let r = self.open(&name);
-                let _ = reply.send(r);
+            while let Some(io) = self.ep.poll_io() {
+                self.io(io);
+            }
+            while let Some(body) = self.ep.poll_mailbox() {
+                if let Some(c) = self.commands.upgrade() {
+                    let _ = c.send(Command::SendDilation(body));
+                }
+            }
+            while let Some(ev) = self.ep.poll_event() {
+                self.event(ev);
+            }
+            let waiting = !self.opens.is_empty() || !self.registered;
+            if !(waiting && self.ep.role().is_some()) {
+                break;
             }
         }
         self.settle_window();
@@ -464,23 +480,14 @@ pub(crate) async fn run(parts: DriverParts) {
         window: VecDeque::new(),
         handed: 0,
         failed: None,
+        registered: false,
     };
     if let Err(e) = d.ep.dilate(now(), options, &mut rand::rngs::OsRng) {
         let _ = d.events.send(super::manager::Event::Failed(e));
         return;
     }
-    let mut registered = false;
     loop {
         d.drain();
-        // Listeners asked for before the roles were known.
-        if !registered && d.ep.role().is_some() {
-            registered = true;
-            let names: Vec<String> = d.listeners.keys().cloned().collect();
-            for n in names {
-                let _ = d.ep.listen(now(), &n, false);
-            }
-            d.drain();
-        }
         let timer = d.ep.poll_timeout().map(tokio::time::Instant::from_std);
         let reading = !link.unread.over();
         tokio::select! {
