@@ -34,6 +34,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+pub mod dilation;
 pub mod postgres;
 
 /// The default bound for any single wait in a test (a peer's answer, a process's exit).
@@ -1029,6 +1030,18 @@ impl RefRelay {
     /// The relay as a transit hint: `tcp:127.0.0.1:PORT`.
     pub fn hint(&self) -> String {
         format!("tcp:127.0.0.1:{}", self.port)
+    }
+
+    /// Send `signal` (e.g. `"STOP"`, `"CONT"`) to the relay process.
+    pub async fn signal(&self, signal: &str) {
+        let pid = self._child.id().expect("the relay is running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
     }
 }
 

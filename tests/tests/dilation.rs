@@ -6,53 +6,13 @@
 
 use std::time::Duration;
 
-use sha2::Digest as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wormhole_core::dilation::handle::{Dilated, DilationOptions};
-use wormhole_core::dilation::manager::Event as DEvent;
 use wormhole_core::{Options, Wormhole};
+use wormhole_tests::dilation::{
+    RefPeer, connected, opts, ours_with, pair, read_stream, side, write_stream,
+};
 use wormhole_tests::{OurServer, TIMEOUT, assert_loopback_only, test_appid, within};
-
-fn opts() -> Options {
-    Options {
-        dilation: true,
-        ..Default::default()
-    }
-}
-
-/// Two wormholes joined by one code, both dilated with `a_opts` / `b_opts`.
-async fn pair(
-    server: &OurServer,
-    name: &str,
-    a_opts: DilationOptions,
-    b_opts: DilationOptions,
-) -> (Wormhole, Wormhole, Dilated, Dilated) {
-    assert_loopback_only();
-    let appid = test_appid(name);
-    let a = Wormhole::create(&appid, &server.url(), opts()).unwrap();
-    a.allocate_code(2).unwrap();
-    let code = within(TIMEOUT, "A's code", a.get_code()).await.unwrap();
-    let b = Wormhole::create(&appid, &server.url(), opts()).unwrap();
-    b.set_code(&code).unwrap();
-    let da = a.dilate(a_opts).unwrap();
-    let db = b.dilate(b_opts).unwrap();
-    (a, b, da, db)
-}
-
-/// Wait for the first `Connected` event; returns whether it went through a relay.
-async fn connected(d: &Dilated, who: &str) -> bool {
-    within(TIMEOUT, &format!("{who} connected"), async {
-        loop {
-            match d.next_event().await {
-                Some(DEvent::Connected { path, .. }) => return path.relay,
-                Some(DEvent::Failed(e)) => panic!("{who}: dilation failed: {e}"),
-                Some(_) => {}
-                None => panic!("{who}: dilation ended"),
-            }
-        }
-    })
-    .await
-}
 
 /// Records of many sizes (empty, around the Noise message limit, 1 MiB) go both ways,
 /// whole and in order.
@@ -234,84 +194,6 @@ async fn dilate_needs_the_option_and_runs_once() {
 
 // ---- against the reference 0.24 ---------------------------------------------------------
 
-/// The larger side leads (PROTOCOL §9.4): these make our role certain.
-const LEADER_SIDE: &str = "ffffffffffffffff";
-const FOLLOWER_SIDE: &str = "0000000000000000";
-
-/// `tests/scripts/ref_dilate.py` on the reference library: JSON lines on stdout, runs
-/// until its stdin closes.
-struct RefPeer {
-    child: tokio::process::Child,
-    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
-    seen: Vec<serde_json::Value>,
-}
-
-impl RefPeer {
-    fn spawn(url: &str, appid: &str, args: &[&str]) -> RefPeer {
-        let mut cmd = tokio::process::Command::new(wormhole_tests::ref_venv().join("bin/python"));
-        cmd.arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/ref_dilate.py"
-        ))
-        .arg(url)
-        .arg(appid)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("python");
-        let stdout = child.stdout.take().unwrap();
-        RefPeer {
-            child,
-            lines: tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout)),
-            seen: Vec::new(),
-        }
-    }
-
-    /// The first line (from now on) with key `key`; panics on an `error` line.
-    async fn expect(&mut self, key: &str) -> serde_json::Value {
-        within(TIMEOUT, &format!("the reference's {key:?}"), async {
-            loop {
-                let line =
-                    self.lines.next_line().await.unwrap().unwrap_or_else(|| {
-                        panic!("the reference peer ended; it said {:?}", self.seen)
-                    });
-                let v: serde_json::Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| panic!("not JSON from the reference peer: {line}"));
-                self.seen.push(v.clone());
-                if let Some(e) = v.get("error") {
-                    panic!("the reference peer failed: {e}; it said {:?}", self.seen);
-                }
-                if v.get(key).is_some() {
-                    return v;
-                }
-            }
-        })
-        .await
-    }
-
-    /// Close its stdin (it closes its wormhole) and wait for it to exit.
-    async fn finish(mut self) {
-        drop(self.child.stdin.take());
-        let st = within(TIMEOUT, "the reference peer's exit", self.child.wait())
-            .await
-            .unwrap();
-        assert!(st.success(), "the reference peer exited with {st}");
-    }
-}
-
-fn side(leader: bool) -> Option<String> {
-    Some(if leader { LEADER_SIDE } else { FOLLOWER_SIDE }.to_string())
-}
-
-/// Our wormhole joins the reference's code and dilates.
-async fn ours_with(url: &str, appid: &str, code: &str, o: DilationOptions) -> (Wormhole, Dilated) {
-    let w = Wormhole::create(appid, url, opts()).unwrap();
-    w.set_code(code).unwrap();
-    let d = w.dilate(o).unwrap();
-    (w, d)
-}
-
 /// The reference serves echo and sink; we open: records of many sizes, 64 subchannels at
 /// once, and a stream hashed on both sides.
 async fn we_open_to_the_reference(leader: bool, relay_only: bool) {
@@ -368,19 +250,10 @@ async fn we_open_to_the_reference(leader: bool, relay_only: bool) {
     }
     // A stream into the reference's sink, hashed on both sides.
     let mut sink = d.connect("sink").await.unwrap();
-    let mut hash = sha2::Sha256::new();
-    let block: Vec<u8> = (0..(256usize << 10)).map(|j| (j % 253) as u8).collect();
-    for _ in 0..(STREAM_BYTES / block.len()) {
-        sha2::Digest::update(&mut hash, &block);
-        sink.write_all(&block).await.unwrap();
-    }
-    sink.shutdown().await.unwrap();
+    let digest = write_stream(&mut sink, STREAM_BYTES).await;
     let report = peer.expect("sink").await;
     assert_eq!(report["bytes"].as_u64(), Some(STREAM_BYTES as u64));
-    assert_eq!(
-        report["sha256"].as_str().unwrap(),
-        hex::encode(sha2::Digest::finalize(hash))
-    );
+    assert_eq!(report["sha256"].as_str(), Some(digest.as_str()));
     peer.finish().await;
     let _ = w.close().await;
 }
@@ -488,25 +361,10 @@ async fn reference_streams_to_us() {
     let mut s = within(TIMEOUT, "the sink subchannel", sinks.accept())
         .await
         .unwrap();
-    let mut hash = sha2::Sha256::new();
-    let mut total = 0usize;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let k = within(TIMEOUT, "stream bytes", s.read(&mut buf))
-            .await
-            .unwrap();
-        if k == 0 {
-            break;
-        }
-        total += k;
-        sha2::Digest::update(&mut hash, &buf[..k]);
-    }
+    let (total, digest) = read_stream(&mut s).await;
     let report = peer.expect("sent").await;
     assert_eq!(total, STREAM_BYTES);
-    assert_eq!(
-        report["sha256"].as_str().unwrap(),
-        hex::encode(sha2::Digest::finalize(hash))
-    );
+    assert_eq!(report["sha256"].as_str(), Some(digest.as_str()));
     peer.finish().await;
     let _ = w.close().await;
 }
