@@ -7,7 +7,10 @@
 #            through one reference mailbox server (options: --runs N, default 7);
 #   servers  wormhole-server/benches/servers.rs: our server against the reference mailbox
 #            server 0.8.0 and transit relay 0.5.0 (option: --quick);
-#   all      both (the default).
+#   dilation benches/dilation.py: 1 GiB over one Dilation subchannel, direct and relay,
+#            ours and the reference 0.24 in every pairing (options: --size MIB, --runs N,
+#            --only ours-ours,ours-reference,…);
+#   all      cli and servers (the default; dilation runs only when asked for).
 #
 # Builds the release binaries and prepares the reference peers (scripts/setup-peers.sh)
 # first. Each prints one table.
@@ -16,7 +19,7 @@ cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
 WHAT="${1:-all}"
 [ $# -gt 0 ] && shift
-case "$WHAT" in cli|servers|all) ;; *) echo "usage: benches/run.sh [cli|servers|all] [options]" >&2; exit 2 ;; esac
+case "$WHAT" in cli|servers|dilation|all) ;; *) echo "usage: benches/run.sh [cli|servers|dilation|all] [options]" >&2; exit 2 ;; esac
 
 if [ "${WORMHOLE_BENCH_INSIDE_NS:-}" = 1 ]; then
     ip link set lo up
@@ -29,14 +32,20 @@ if [ "${WORMHOLE_BENCH_INSIDE_NS:-}" = 1 ]; then
     if [ "$WHAT" = servers ] || [ "$WHAT" = all ]; then
         "$WORMHOLE_SERVERS_BENCH" "$@"
     fi
+    if [ "$WHAT" = dilation ]; then
+        "$ROOT/.venv-ref/bin/python" "$ROOT/benches/dilation.py" --ours "$WORMHOLE_DILATION_PEER" \
+            --server "$WORMHOLE_SERVER_BIN" --venv "$ROOT/.venv-ref" "$@"
+    fi
     exit 0
 fi
 scripts/setup-peers.sh
 cargo build --release -p wormhole-cli -p wormhole-server
+[ "$WHAT" = dilation ] && cargo build --release -p wormhole-tests --bin dilation_peer
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
 export WORMHOLE_BIN="$TARGET/release/wormhole"
 export WORMHOLE_SERVER_BIN="$TARGET/release/wormhole-server"
+export WORMHOLE_DILATION_PEER="$TARGET/release/dilation_peer"
 export WORMHOLE_REF_VENV="$ROOT/.venv-ref"
 # The bench binary itself (cargo bench --no-run prints its path).
 WORMHOLE_SERVERS_BENCH="$(cargo bench -p wormhole-server --bench servers --no-run --message-format=json 2>/dev/null |

@@ -2,26 +2,31 @@
 for tests/tests/dilation.rs. It reports on stdout, one JSON object per line.
 
     ref_dilate.py MAILBOX_URL APPID (--code CODE | --allocate) [--relay tcp:H:P]
-                  [--no-listen] [--ping-interval S] SCENARIO [ARGS]
+                  [--no-listen] [--ping-interval S] [--crc32] SCENARIO [ARGS]
 
 Every scenario prints {"code": ...} once the code is known, {"status": ...} for each
 status update whose peer connection changed, and {"dilated": true} once dilated.
 
 Scenarios:
   serve       listen for "echo" (every record written back as one record) and "sink"
-              (prints {"sink": SCID, "bytes": N, "sha256": HEX} when the peer closes it);
+              (prints {"sink": SCID, "bytes": N, "sha256": HEX, "first": T, "last": T}
+              when the peer closes it; T: Unix time of the first and last byte);
               runs until stdin closes, then closes the wormhole.
   client      open "late" at once and write b"sent before the listener"; then, once
               dilated, an "echo" subchannel: records of many sizes (empty and 1 MiB
               included), each compared with its echo; then 64 "echo" subchannels at once;
               prints {"ok": true} or {"error": ...}, then waits for stdin to close.
   send N      open "sink" and write N bytes (a counter pattern) with a streaming
-              producer, then close it; prints {"sent": N, "sha256": HEX}; waits for stdin.
+              producer (each chunk begins with its index), then close it; prints
+              {"sent": N, "sha256": HEX}; waits for stdin.
+--crc32 reports "crc32" (CRC-32) instead of "sha256", for benchmarks.
 """
 
 import hashlib
 import json
 import sys
+import time
+import zlib
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.interfaces import IPushProducer
@@ -47,17 +52,43 @@ class Echo(protocol.Protocol):
         self.transport.write(data)
 
 
+CRC32 = False
+
+
+class Check:
+    """SHA-256, or CRC-32 with --crc32 (for benchmarks: much cheaper)."""
+
+    def __init__(self):
+        self.h = None if CRC32 else hashlib.sha256()
+        self.crc = 0
+
+    def update(self, data):
+        if CRC32:
+            self.crc = zlib.crc32(data, self.crc)
+        else:
+            self.h.update(data)
+
+    def result(self):
+        return ("crc32", "%08x" % self.crc) if CRC32 else ("sha256", self.h.hexdigest())
+
+
 class Sink(protocol.Protocol):
     def connectionMade(self):
-        self.h = hashlib.sha256()
+        self.h = Check()
         self.n = 0
+        self.first = self.last = 0.0
 
     def dataReceived(self, data):
+        if self.n == 0:
+            self.first = time.time()
         self.h.update(data)
         self.n += len(data)
+        self.last = time.time()
 
     def connectionLost(self, reason):
-        out({"sink": self.transport._scid, "bytes": self.n, "sha256": self.h.hexdigest()})
+        key, digest = self.h.result()
+        out({"sink": self.transport._scid, "bytes": self.n, key: digest,
+             "first": self.first, "last": self.last})
 
 
 class Collect(protocol.Protocol):
@@ -87,7 +118,8 @@ class Pump:
     def __init__(self, transport, total, done):
         self.t, self.left, self.done = transport, total, done
         self.paused = True
-        self.h = hashlib.sha256()
+        self.h = Check()
+        self.index = 0
         self.block = bytes(i % 251 for i in range(self.CHUNK * 4))
         self.offset = 0
 
@@ -108,7 +140,11 @@ class Pump:
                 break
             n = min(self.CHUNK, self.left)
             start = self.offset % (self.CHUNK * 3)
-            data = self.block[start:start + n]
+            # Each chunk begins with its index: swapped, lost or repeated chunks change
+            # the digest.
+            data = self.index.to_bytes(8, "little") + self.block[start + 8:start + n]
+            data = data[:n]
+            self.index += 1
             self.offset += n
             self.left -= n
             self.h.update(data)
@@ -116,7 +152,7 @@ class Pump:
         if self.left == 0:
             if self.done is not None:
                 d, self.done = self.done, None
-                d.callback(self.h.hexdigest())
+                d.callback(self.h.result())
         elif not self.paused:
             reactor.callLater(0, self.run)
 
@@ -187,6 +223,9 @@ def main(argv):
             no_listen = True
         elif a == "--ping-interval":
             ping = float(args.pop(0))
+        elif a == "--crc32":
+            global CRC32
+            CRC32 = True
     scenario = args.pop(0)
     w = wormhole.create(appid, url, reactor, dilation=True)
     if code:
@@ -228,10 +267,10 @@ def main(argv):
         pump = Pump(p.transport, total, done)
         p.transport.registerProducer(pump, True)
         pump.resumeProducing()
-        digest = yield done
+        key, digest = yield done
         p.transport.unregisterProducer()
         p.transport.loseConnection()
-        out({"sent": total, "sha256": digest})
+        out({"sent": total, key: digest})
     yield ended
     try:
         yield w.close()

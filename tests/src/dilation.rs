@@ -146,27 +146,54 @@ pub fn stream_block() -> Vec<u8> {
     (0..(256usize << 10)).map(|j| (j % 253) as u8).collect()
 }
 
-/// Write `total` bytes of [`stream_block`]s through `AsyncWrite`, then close; returns the
-/// SHA-256 of what was written.
+/// Write `total` bytes of [`stream_block`]s, each starting with its index (little-endian
+/// u64, so swapped, lost or repeated blocks change the digest), through `AsyncWrite`, then
+/// close; returns the SHA-256 of what was written.
 pub async fn write_stream(s: &mut Subchannel, total: usize) -> String {
-    let block = stream_block();
+    write_stream_at(s, total, None).await
+}
+
+/// [`write_stream`] at no more than `rate` bytes per second (a stream that is still under
+/// way when a test's faults come).
+pub async fn write_stream_at(s: &mut Subchannel, total: usize, rate: Option<f64>) -> String {
+    let mut block = stream_block();
     let mut hash = sha2::Sha256::new();
     let mut left = total;
+    let mut index = 0u64;
+    let start = std::time::Instant::now();
     while left > 0 {
+        block[..8].copy_from_slice(&index.to_le_bytes());
+        index += 1;
         let n = left.min(block.len());
         hash.update(&block[..n]);
         s.write_all(&block[..n]).await.unwrap();
         left -= n;
+        pace(start, total - left, rate).await;
     }
     s.shutdown().await.unwrap();
     hex::encode(hash.finalize())
 }
 
+/// Sleep until `done` bytes are due at `rate` bytes per second since `start`.
+async fn pace(start: std::time::Instant, done: usize, rate: Option<f64>) {
+    if let Some(rate) = rate {
+        let due = start + std::time::Duration::from_secs_f64(done as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+    }
+}
+
 /// Read `s` to its end; returns the byte count and SHA-256.
 pub async fn read_stream(s: &mut Subchannel) -> (usize, String) {
+    read_stream_at(s, None).await
+}
+
+/// [`read_stream`] at no more than `rate` bytes per second (flow control then holds the
+/// sender back, so the stream is still under way when a test's faults come).
+pub async fn read_stream_at(s: &mut Subchannel, rate: Option<f64>) -> (usize, String) {
     let mut hash = sha2::Sha256::new();
     let mut total = 0usize;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; 256 << 10];
+    let start = std::time::Instant::now();
     loop {
         let k = within(TIMEOUT, "stream bytes", s.read(&mut buf))
             .await
@@ -176,6 +203,7 @@ pub async fn read_stream(s: &mut Subchannel) -> (usize, String) {
         }
         total += k;
         hash.update(&buf[..k]);
+        pace(start, total, rate).await;
     }
     (total, hex::encode(hash.finalize()))
 }

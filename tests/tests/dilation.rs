@@ -368,3 +368,58 @@ async fn reference_streams_to_us() {
     peer.finish().await;
     let _ = w.close().await;
 }
+
+/// Backpressure end to end: while B does not read, A's writes stop once the windows are
+/// full (B stops reading the connection past its read window; A's unacknowledged bytes
+/// reach the write window), so nothing grows without bound; once B reads, every record
+/// arrives, in order.
+#[tokio::test]
+async fn a_reader_that_does_not_read_stops_the_writer() {
+    use wormhole_core::dilation::handle::{READ_WINDOW, WRITE_WINDOW};
+    let server = OurServer::start().await;
+    let (a, b, da, db) = pair(
+        &server,
+        "dilation-backpressure",
+        DilationOptions::default(),
+        DilationOptions::default(),
+    )
+    .await;
+    let mut l = db.listen("slow").await.unwrap();
+    let mut tx = da.connect("slow").await.unwrap();
+    let record = 1usize << 20;
+    let total = 64usize;
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = tokio::spawn({
+        let sent = sent.clone();
+        async move {
+            for i in 0..total {
+                tx.send(vec![i as u8; record]).await.unwrap();
+                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            tx
+        }
+    });
+    let mut rx = within(TIMEOUT, "the subchannel", l.accept()).await.unwrap();
+    // Give the writer time to run into the windows.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let early = sent.load(std::sync::atomic::Ordering::SeqCst);
+    // Both windows, plus what the sockets and channels hold (a few MiB on loopback).
+    let limit = (READ_WINDOW + WRITE_WINDOW) / record + 16;
+    assert!(limit < total);
+    assert!(
+        early <= limit,
+        "{early} records of 1 MiB went out while nobody read (limit {limit})"
+    );
+    eprintln!("the writer stopped after {early} MiB");
+    for i in 0..total {
+        let r = within(TIMEOUT, "a record", rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.len(), record);
+        assert!(r.iter().all(|&b| b == i as u8), "record {i} out of order");
+    }
+    let _tx = within(TIMEOUT, "the writer", writer).await.unwrap();
+    assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), total);
+    let _ = tokio::join!(a.close(), b.close());
+}

@@ -6,17 +6,22 @@
 //!
 //! Every test runs inside the loopback-only namespace `scripts/test.sh` creates.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wormhole_core::dilation::handle::{Dilated, DilationOptions};
 use wormhole_core::dilation::manager::Event as DEvent;
 use wormhole_tests::dilation::{
-    CutProxy, RefPeer, connected, ours_with, pair, read_stream, side, write_stream,
+    CutProxy, RefPeer, connected, ours_with, pair, read_stream, read_stream_at, side,
+    write_stream_at,
 };
 use wormhole_tests::{OurServer, RefRelay, TIMEOUT, assert_loopback_only, test_appid, within};
 
-/// Bytes per stream (a few seconds in a debug build).
+/// Bytes per stream, and the pace of its writer (or, from the reference, its reader):
+/// about 3 s, so every fault comes while the stream is under way (checked).
 const STREAM: usize = 48 << 20;
+const RATE: Option<f64> = Some(16e6);
 
 /// Wait for the next `Connected` event; returns how long it took.
 async fn reconnected(d: &Dilated, who: &str, limit: Duration) -> Duration {
@@ -34,20 +39,43 @@ async fn reconnected(d: &Dilated, who: &str, limit: Duration) -> Duration {
     .await
 }
 
+/// Whether a stream is still under way (set by [`stream_through`]); a fault must come
+/// while it is.
+#[derive(Clone, Default)]
+struct Running(Arc<AtomicBool>);
+
+impl Running {
+    #[track_caller]
+    fn check(&self) {
+        assert!(
+            !self.0.load(Ordering::SeqCst),
+            "the stream ended before the fault: make it longer"
+        );
+    }
+}
+
 /// A streams to B (`sink`) while `fault` runs; the stream must arrive whole.
 async fn stream_through<F, Fut>(da: &Dilated, db: &Dilated, fault: F)
 where
-    F: FnOnce() -> Fut,
+    F: FnOnce(Running) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let mut sinks = db.listen("sink").await.unwrap();
     let mut tx = da.connect("sink").await.unwrap();
-    let writer = tokio::spawn(async move { write_stream(&mut tx, STREAM).await });
+    let writer = tokio::spawn(async move { write_stream_at(&mut tx, STREAM, RATE).await });
     let mut rx = within(TIMEOUT, "the sink subchannel", sinks.accept())
         .await
         .unwrap();
-    let reader = tokio::spawn(async move { read_stream(&mut rx).await });
-    fault().await;
+    let running = Running::default();
+    let reader = tokio::spawn({
+        let done = running.0.clone();
+        async move {
+            let r = read_stream(&mut rx).await;
+            done.store(true, Ordering::SeqCst);
+            r
+        }
+    });
+    fault(running).await;
     let sent = within(TIMEOUT * 3, "the writer", writer).await.unwrap();
     let (n, got) = within(TIMEOUT * 3, "the reader", reader).await.unwrap();
     assert_eq!(n, STREAM, "bytes received");
@@ -75,12 +103,16 @@ async fn connections_reset_on_the_relay_path_between_our_peers() {
     .await;
     assert!(connected(&da, "A").await);
     connected(&db, "B").await;
-    stream_through(&da, &db, || async {
-        for i in 0..4 {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            proxy.cut();
-            let took = reconnected(&da, "A", TIMEOUT).await;
-            eprintln!("reset {i}: reconnected in {took:?}");
+    stream_through(&da, &db, {
+        let (da, proxy) = (&da, &proxy);
+        move |running: Running| async move {
+            for i in 0..4 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                running.check();
+                proxy.cut();
+                let took = reconnected(da, "A", TIMEOUT).await;
+                eprintln!("reset {i}: reconnected in {took:?}");
+            }
         }
     })
     .await;
@@ -107,19 +139,23 @@ async fn the_direct_path_killed_between_our_peers() {
         .unwrap()
         .trim_end_matches("/v1")
         .to_owned();
-    stream_through(&da, &db, || async {
-        for i in 0..2 {
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            // Every established TCP connection but the mailbox's.
-            let filter = format!("( sport != :{mailbox_port} and dport != :{mailbox_port} )");
-            let out = tokio::process::Command::new("ss")
-                .args(["-K", "-t", "state", "established", &filter])
-                .output()
-                .await
-                .expect("ss");
-            assert!(out.status.success(), "ss -K: {out:?}");
-            let took = reconnected(&da, "A", TIMEOUT).await;
-            eprintln!("kill {i}: reconnected in {took:?}");
+    stream_through(&da, &db, {
+        let (da, mailbox_port) = (&da, &mailbox_port);
+        move |running: Running| async move {
+            for i in 0..2 {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                running.check();
+                // Every established TCP connection but the mailbox's.
+                let filter = format!("( sport != :{mailbox_port} and dport != :{mailbox_port} )");
+                let out = tokio::process::Command::new("ss")
+                    .args(["-K", "-t", "state", "established", &filter])
+                    .output()
+                    .await
+                    .expect("ss");
+                assert!(out.status.success(), "ss -K: {out:?}");
+                let took = reconnected(da, "A", TIMEOUT).await;
+                eprintln!("kill {i}: reconnected in {took:?}");
+            }
         }
     })
     .await;
@@ -143,13 +179,17 @@ async fn the_relay_killed_and_restarted_between_our_peers() {
     connected(&da, "A").await;
     connected(&db, "B").await;
     let mut relay = Some(relay);
-    stream_through(&da, &db, || async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        drop(relay.take()); // SIGKILL
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        relay = Some(RefRelay::start_on(Some(port)).await);
-        let took = reconnected(&da, "A", TIMEOUT).await;
-        eprintln!("relay restarted: reconnected {took:?} after the restart");
+    stream_through(&da, &db, {
+        let (da, relay) = (&da, &mut relay);
+        move |running: Running| async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            running.check();
+            drop(relay.take()); // SIGKILL
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            *relay = Some(RefRelay::start_on(Some(port)).await);
+            let took = reconnected(da, "A", TIMEOUT).await;
+            eprintln!("relay restarted: reconnected {took:?} after the restart");
+        }
     })
     .await;
     let _ = tokio::join!(a.close(), b.close());
@@ -172,13 +212,17 @@ async fn the_relay_stalled_longer_than_the_keepalive_between_our_peers() {
         let (a, b, da, db) = pair(&server, "dil-relay-stall", o(we_lead), o(!we_lead)).await;
         connected(&da, "A").await;
         connected(&db, "B").await;
-        stream_through(&da, &db, || async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            relay.signal("STOP").await;
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            relay.signal("CONT").await;
-            let took = reconnected(&da, "A", TIMEOUT).await;
-            eprintln!("relay resumed (A leads: {we_lead}): reconnected {took:?} after");
+        stream_through(&da, &db, {
+            let (da, relay) = (&da, &relay);
+            move |running: Running| async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                running.check();
+                relay.signal("STOP").await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                relay.signal("CONT").await;
+                let took = reconnected(da, "A", TIMEOUT).await;
+                eprintln!("relay resumed (A leads: {we_lead}): reconnected {took:?} after");
+            }
         })
         .await;
         let _ = tokio::join!(a.close(), b.close());
@@ -213,9 +257,11 @@ async fn connections_reset_with_the_reference() {
         };
         let (w, d) = ours_with(&server.url(), &appid, &code, o).await;
         assert!(connected(&d, "ours").await);
+        let done = Running::default();
         let cuts = async {
             for i in 0..3 {
                 tokio::time::sleep(Duration::from_millis(400)).await;
+                done.check();
                 proxy.cut();
                 let took = reconnected(&d, "ours", TIMEOUT).await;
                 eprintln!("reset {i} (we send: {we_send}): reconnected in {took:?}");
@@ -224,7 +270,12 @@ async fn connections_reset_with_the_reference() {
         if we_send {
             peer.expect("dilated").await;
             let mut sink = d.connect("sink").await.unwrap();
-            let (digest, ()) = tokio::join!(write_stream(&mut sink, STREAM), cuts);
+            let write = async {
+                let d = write_stream_at(&mut sink, STREAM, RATE).await;
+                done.0.store(true, Ordering::SeqCst);
+                d
+            };
+            let (digest, ()) = tokio::join!(write, cuts);
             let report = peer.expect("sink").await;
             assert_eq!(report["bytes"].as_u64(), Some(STREAM as u64));
             assert_eq!(report["sha256"].as_str(), Some(digest.as_str()));
@@ -233,7 +284,12 @@ async fn connections_reset_with_the_reference() {
             let mut s = within(TIMEOUT, "the sink subchannel", sinks.accept())
                 .await
                 .unwrap();
-            let ((n, digest), ()) = tokio::join!(read_stream(&mut s), cuts);
+            let read = async {
+                let r = read_stream_at(&mut s, RATE).await;
+                done.0.store(true, Ordering::SeqCst);
+                r
+            };
+            let ((n, digest), ()) = tokio::join!(read, cuts);
             let report = peer.expect("sent").await;
             assert_eq!(n, STREAM);
             assert_eq!(report["sha256"].as_str(), Some(digest.as_str()));

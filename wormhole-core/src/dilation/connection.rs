@@ -29,7 +29,7 @@
 use std::collections::VecDeque;
 
 use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
-use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::resolvers::{CryptoResolver, DefaultResolver, RingResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 use snow::{HandshakeState, TransportState};
 
@@ -112,8 +112,8 @@ impl Random for OneEphemeral {
     }
 }
 
-/// snow's default primitives, with the ephemeral key taken from the caller instead of the
-/// operating system's RNG.
+/// snow's primitives (the cipher from ring), with the ephemeral key taken from the caller
+/// instead of the operating system's RNG.
 struct EphemeralResolver([u8; 32]);
 
 impl CryptoResolver for EphemeralResolver {
@@ -127,7 +127,10 @@ impl CryptoResolver for EphemeralResolver {
         DefaultResolver.resolve_hash(choice)
     }
     fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
-        DefaultResolver.resolve_cipher(choice)
+        // ring's ChaCha20-Poly1305 (assembly) is about twice as fast as the portable one.
+        RingResolver
+            .resolve_cipher(choice)
+            .or_else(|| DefaultResolver.resolve_cipher(choice))
     }
 }
 
@@ -286,9 +289,11 @@ impl Connection {
             }
         }
         self.inbuf.extend_from_slice(data);
+        // Frames are decrypted where they lie (the buffer is taken out meanwhile).
+        let inbuf = std::mem::take(&mut self.inbuf);
         let mut start = 0;
         let r = loop {
-            let avail = &self.inbuf[start..];
+            let avail = &inbuf[start..];
             if avail.len() < 4 {
                 break Ok(());
             }
@@ -302,13 +307,16 @@ impl Connection {
             if avail.len() < 4 + len {
                 break Ok(());
             }
-            let frame = avail[4..4 + len].to_vec();
+            let frame = &avail[4..4 + len];
             start += 4 + len;
-            if let Err(e) = self.frame(&frame) {
+            if let Err(e) = self.frame(frame) {
                 break Err(e);
             }
         };
-        self.inbuf.drain(..start);
+        if self.state != ConnectionState::Failed {
+            self.inbuf = inbuf;
+            self.inbuf.drain(..start);
+        }
         r
     }
 

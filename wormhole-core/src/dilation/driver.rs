@@ -11,12 +11,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::endpoint::{Endpoint, EndpointEvent, Io};
@@ -31,6 +32,9 @@ use crate::transit::{DirectHint, Hints};
 const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 /// How much one read takes from a socket.
 const READ_CHUNK: usize = 256 << 10;
+/// Encrypted bytes queued for one socket, at most (about): more records are encrypted
+/// only as its writer drains the queue.
+const WRITE_BUFFER: usize = 1 << 20;
 
 /// What the driver needs from the wormhole.
 pub(crate) struct DriverParts {
@@ -53,6 +57,8 @@ struct NewConn {
 /// One live connection's tasks; dropping it aborts both, and the socket resets.
 struct ConnIo {
     out: mpsc::UnboundedSender<Vec<u8>>,
+    /// Bytes given to the writer and not written yet.
+    queued: Arc<AtomicUsize>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
 }
@@ -67,7 +73,12 @@ impl Drop for ConnIo {
 /// What reader and writer tasks report: bytes, or `None` when the connection ended.
 type Input = (ConnId, Option<Vec<u8>>);
 
-fn spawn_conn(id: ConnId, stream: TcpStream, input: mpsc::Sender<Input>) -> ConnIo {
+fn spawn_conn(
+    id: ConnId,
+    stream: TcpStream,
+    input: mpsc::Sender<Input>,
+    writable: Arc<Notify>,
+) -> ConnIo {
     let _ = stream.set_nodelay(true);
     let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
     let (mut rd, mut wr) = stream.into_split();
@@ -76,11 +87,10 @@ fn spawn_conn(id: ConnId, stream: TcpStream, input: mpsc::Sender<Input>) -> Conn
         let input = input.clone();
         async move {
             loop {
-                let mut buf = vec![0u8; READ_CHUNK];
-                match rd.read(&mut buf).await {
+                let mut buf = Vec::with_capacity(READ_CHUNK);
+                match rd.read_buf(&mut buf).await {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        buf.truncate(n);
+                    Ok(_) => {
                         if input.send((id, Some(buf))).await.is_err() {
                             return;
                         }
@@ -90,16 +100,25 @@ fn spawn_conn(id: ConnId, stream: TcpStream, input: mpsc::Sender<Input>) -> Conn
             let _ = input.send((id, None)).await;
         }
     });
-    let writer = tokio::spawn(async move {
-        while let Some(bytes) = queue.recv().await {
-            if wr.write_all(&bytes).await.is_err() {
-                let _ = input.send((id, None)).await;
-                return;
+    let queued = Arc::new(AtomicUsize::new(0));
+    let writer = tokio::spawn({
+        let queued = queued.clone();
+        async move {
+            while let Some(bytes) = queue.recv().await {
+                if wr.write_all(&bytes).await.is_err() {
+                    let _ = input.send((id, None)).await;
+                    return;
+                }
+                let before = queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+                if before >= WRITE_BUFFER / 2 && before - bytes.len() < WRITE_BUFFER / 2 {
+                    writable.notify_one();
+                }
             }
         }
     });
     ConnIo {
         out,
+        queued,
         reader,
         writer,
     }
@@ -187,6 +206,8 @@ struct Driver {
     attempts: HashMap<u32, Vec<JoinHandle<()>>>,
     new_conns: mpsc::UnboundedSender<NewConn>,
     input: mpsc::Sender<Input>,
+    /// A writer's queue fell below half of [`WRITE_BUFFER`].
+    writable: Arc<Notify>,
     sinks: HashMap<u32, Sink>,
     listeners: HashMap<String, mpsc::UnboundedSender<Subchannel>>,
     opens: VecDeque<(String, tokio::sync::oneshot::Sender<Result<Subchannel>>)>,
@@ -222,6 +243,7 @@ impl Driver {
                     let _ = reply.send(r);
                 }
             }
+            self.fill();
             while let Some(io) = self.ep.poll_io() {
                 self.io(io);
             }
@@ -239,6 +261,17 @@ impl Driver {
             }
         }
         self.settle_window();
+    }
+
+    /// Let the endpoint encrypt more records onto the selected connection while its
+    /// writer's queue is short.
+    fn fill(&mut self) {
+        let Some(id) = self.ep.selected() else { return };
+        let Some(c) = self.conns.get(&id) else { return };
+        let queued = c.queued.load(Ordering::Acquire);
+        if queued < WRITE_BUFFER && self.ep.has_unsent() {
+            self.ep.fill(WRITE_BUFFER - queued);
+        }
     }
 
     /// Give back the permits of acknowledged records: L4 retires records in the order
@@ -364,6 +397,7 @@ impl Driver {
             }
             Io::Transmit { id, bytes } => {
                 if let Some(c) = self.conns.get(&id) {
+                    c.queued.fetch_add(bytes.len(), Ordering::AcqRel);
                     let _ = c.out.send(bytes);
                 }
             }
@@ -378,7 +412,7 @@ impl Driver {
         rand::rngs::OsRng.fill_bytes(&mut eph);
         match self.ep.connection_made(now(), c.generation, c.path, eph) {
             Ok(id) => {
-                let io = spawn_conn(id, c.stream, self.input.clone());
+                let io = spawn_conn(id, c.stream, self.input.clone(), self.writable.clone());
                 self.conns.insert(id, io);
             }
             Err(e) => tracing::debug!("dilation connection refused: {e}"),
@@ -474,6 +508,7 @@ pub(crate) async fn run(parts: DriverParts) {
         attempts: HashMap::new(),
         new_conns,
         input,
+        writable: Arc::new(Notify::new()),
         sinks: HashMap::new(),
         listeners: HashMap::new(),
         opens: VecDeque::new(),
@@ -486,10 +521,12 @@ pub(crate) async fn run(parts: DriverParts) {
         let _ = d.events.send(super::manager::Event::Failed(e));
         return;
     }
+    let writable = d.writable.clone();
     loop {
         d.drain();
         let timer = d.ep.poll_timeout().map(tokio::time::Instant::from_std);
-        let reading = !link.unread.over();
+        // Held records count like unread ones: a peer cannot make us hold without bound.
+        let reading = !link.unread.over() && d.ep.held_bytes() < super::handle::READ_WINDOW;
         tokio::select! {
             c = control.recv() => match c {
                 Some(c) => if !d.control(c) { break },
@@ -511,7 +548,8 @@ pub(crate) async fn run(parts: DriverParts) {
                     }
                 }
             },
-            _ = link.unread.drained.notified(), if !reading => {}
+            _ = link.unread.drained.notified(), if link.unread.over() => {}
+            _ = writable.notified(), if d.ep.has_unsent() => {}
             _ = async { tokio::time::sleep_until(timer.expect("guarded")).await }, if timer.is_some() => {
                 d.ep.handle_timeout(now(), &mut rand::rngs::OsRng);
             }

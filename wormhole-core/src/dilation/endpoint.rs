@@ -12,8 +12,10 @@
 //! Every record path lives here: the Leader's PING/PONG, ACK of every inbound
 //! OPEN/DATA/CLOSE (duplicates too), de-duplication, re-sending the unacknowledged
 //! records on each newly selected connection before anything new, and dispatch to the
-//! subchannels. Flow control is the driver's, from [`Endpoint::unacked_bytes`]: it stops
-//! taking writes while too much is unacknowledged.
+//! subchannels. Control records (KCM, PING, PONG, ACK) leave at once; OPEN/DATA/CLOSE
+//! leave when the driver says the socket can take them ([`Endpoint::fill`]). Flow
+//! control is the driver's, from [`Endpoint::unacked_bytes`]: it stops taking writes
+//! while too much is unacknowledged.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
@@ -139,6 +141,12 @@ impl Endpoint {
     /// The DATA bytes written and not yet acknowledged by the peer.
     pub fn unacked_bytes(&self) -> usize {
         self.outbound.unacked_bytes()
+    }
+
+    /// The DATA bytes held for subchannels nobody listens to yet (see
+    /// [`Subchannels::held_bytes`]).
+    pub fn held_bytes(&self) -> usize {
+        self.subs.as_ref().map_or(0, Subchannels::held_bytes)
     }
 
     /// The next socket action.
@@ -274,6 +282,41 @@ impl Endpoint {
         self.pump(now);
     }
 
+    /// The selected connection, if any.
+    pub fn selected(&self) -> Option<ConnId> {
+        self.manager.selected()
+    }
+
+    /// Whether OPEN/DATA/CLOSE records wait for [`Endpoint::fill`].
+    pub fn has_unsent(&self) -> bool {
+        self.outbound.has_unsent() && self.manager.selected().is_some()
+    }
+
+    /// The selected connection can take about `budget` more bytes: encrypt waiting
+    /// OPEN/DATA/CLOSE records onto it (at least one when any waits) as
+    /// [`Io::Transmit`]. Records leave only as the socket drains, so a slow socket holds
+    /// back plaintext in L4, never a second, encrypted copy.
+    pub fn fill(&mut self, budget: usize) {
+        let Some(id) = self.manager.selected() else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let mut used = 0;
+        while used < budget.max(1) {
+            let Some(record) = self.outbound.poll_unsent() else {
+                break;
+            };
+            used += record.encoded_len();
+            if let Err(e) = conn.send_record(record) {
+                tracing::debug!(?id, error = %e, "could not send a dilation record");
+                break;
+            }
+        }
+        self.flush(id);
+    }
+
     /// Stop: every connection is aborted and nothing more is sent.
     pub fn stop(&mut self, now: Instant) {
         self.manager.stop();
@@ -406,16 +449,9 @@ impl Endpoint {
                 }
                 for payload in sends {
                     progress = true;
-                    match self.outbound.send(payload) {
-                        Ok(Some(record)) => {
-                            if let Some(id) = self.manager.selected() {
-                                self.send_on(id, &record);
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => self
-                            .events
-                            .push_back(EndpointEvent::Status(manager::Event::Failed(e))),
+                    if let Err(e) = self.outbound.send(payload) {
+                        self.events
+                            .push_back(EndpointEvent::Status(manager::Event::Failed(e)));
                     }
                 }
             }
@@ -449,9 +485,8 @@ impl Endpoint {
                 if let Err(e) = conn.select() {
                     tracing::debug!(?id, error = %e, "could not select a dilation connection");
                 }
-                for record in self.outbound.connection_selected() {
-                    self.send_on(id, &record);
-                }
+                // The unacknowledged records go first, as the connection takes them.
+                self.outbound.connection_selected();
                 self.flush(id);
             }
             Action::Deselect { .. } => self.outbound.connection_lost(),

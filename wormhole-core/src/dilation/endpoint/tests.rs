@@ -64,6 +64,10 @@ impl Net {
             let mut moved = false;
             for s in 0..2 {
                 let o = 1 - s;
+                if self.eps[s].has_unsent() {
+                    moved = true;
+                    self.eps[s].fill(usize::MAX);
+                }
                 while let Some(body) = self.eps[s].poll_mailbox() {
                     moved = true;
                     let now = self.now;

@@ -285,3 +285,33 @@ fn half_close_both_orders() {
     let id = l.open("q", false).unwrap();
     assert!(l.close_write(id).is_err());
 }
+
+#[test]
+fn held_subchannels_and_bytes_are_bounded() {
+    let mut f = Subchannels::new(Role::Follower);
+    for i in 0..MAX_HELD_SUBCHANNELS as u32 {
+        assert_eq!(
+            f.handle_record(open(2 * i + 1, "svc")).unwrap(),
+            Handled::Held
+        );
+    }
+    let extra = 2 * MAX_HELD_SUBCHANNELS as u32 + 1;
+    assert!(matches!(
+        f.handle_record(open(extra, "svc")).unwrap(),
+        Handled::Ignored(_)
+    ));
+    assert!(matches!(
+        f.handle_record(data(extra, b"x")).unwrap(),
+        Handled::Ignored(_)
+    ));
+    assert_eq!(f.handle_record(data(1, &[0; 100])).unwrap(), Handled::Held);
+    assert_eq!(f.handle_record(data(3, &[0; 50])).unwrap(), Handled::Held);
+    assert_eq!(f.held_bytes(), 150);
+    f.listen("svc", false).unwrap();
+    assert_eq!(f.held_bytes(), 0);
+    assert_eq!(
+        events(&mut f).len(),
+        MAX_HELD_SUBCHANNELS + 2,
+        "every held subchannel accepted, and the two records"
+    );
+}

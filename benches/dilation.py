@@ -1,0 +1,140 @@
+"""Dilation benchmark: one stream over one subchannel, direct and through a relay, between
+ours and the reference 0.24 in every pairing, in one run on our server (release builds).
+Run it with `benches/run.sh dilation [--size MIB] [--runs N]` (inside a loopback-only
+network namespace).
+
+For each (sender, receiver, path) it prints the receiver's MB/s (10^6 bytes per second
+from the first to the last byte, as DILATION.md measures), CPU seconds per GiB of each side
+(user + system, /usr/bin/time) and each side's peak RSS; the median run by MB/s. Every
+stream is checked end to end with CRC-32 (each chunk begins with its index, so lost,
+repeated or swapped chunks show): SHA-256 would cost about 0.5 CPU-s per GiB on each side,
+more than the check is worth here; the tests use SHA-256.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+GIB = 1 << 30
+
+
+def peer_cmd(kind, args, ns):
+    if kind == "ours":
+        return [ns.ours] + args
+    return [ns.python, ns.ref_script] + args
+
+
+class Peer:
+    def __init__(self, kind, args, ns, tmp, name):
+        self.timefile = os.path.join(tmp, name + ".time")
+        cmd = ["/usr/bin/time", "-f", "%e %U %S %M", "-o", self.timefile] + peer_cmd(kind, args, ns)
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.said = []
+
+    def expect(self, key, timeout=600):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            line = self.p.stdout.readline()
+            if not line:
+                raise SystemExit("peer ended; it said %r" % self.said)
+            v = json.loads(line)
+            self.said.append(v)
+            if "error" in v:
+                raise SystemExit("peer failed: %r" % v)
+            if key in v:
+                return v
+        raise SystemExit("timed out waiting for %s" % key)
+
+    def finish(self):
+        self.p.stdin.close()
+        self.p.wait(timeout=120)
+        wall, user, sys_, rss = open(self.timefile).read().split()[-4:]
+        return float(user) + float(sys_), int(rss) / 1024
+
+
+def run_one(sender, receiver, path, ns, size, tmp):
+    appid = "bench.example/dilation"
+    common = ["--crc32"]
+    if path == "relay":
+        common += ["--relay", ns.relay, "--no-listen"]
+    r = Peer(receiver, [ns.mailbox, appid, "--allocate"] + common + ["serve"], ns, tmp, "r")
+    code = r.expect("code")["code"]
+    s = Peer(sender, [ns.mailbox, appid, "--code", code] + common + ["send", str(size)], ns, tmp, "s")
+    sink = r.expect("sink")
+    sent = s.expect("sent")
+    if sink["bytes"] != size or sink["crc32"] != sent["crc32"]:
+        raise SystemExit("stream damaged: sent %r, received %r" % (sent, sink))
+    s_cpu, s_rss = s.finish()
+    r_cpu, r_rss = r.finish()
+    secs = max(sink["last"] - sink["first"], 1e-6)
+    return {
+        "mbs": size / secs / 1e6,
+        "s_cpu": s_cpu * GIB / size,
+        "r_cpu": r_cpu * GIB / size,
+        "s_rss": s_rss,
+        "r_rss": r_rss,
+    }
+
+
+def start_server(ns, tmp):
+    log = open(os.path.join(tmp, "server.log"), "w+")
+    srv = subprocess.Popen([ns.server, "all", "--mailbox-listen", "127.0.0.1:0",
+                            "--relay-listen", "127.0.0.1:0", "--db", ":memory:"],
+                           stdout=subprocess.DEVNULL, stderr=log)
+    for _ in range(200):
+        log.seek(0)
+        text = log.read()
+        m = re.search(r"mailbox ready: (ws://[^/\s]*)", text)
+        r = re.search(r"relay ready: (tcp:\S+)", text)
+        if m and r:
+            return srv, m.group(1) + "/v1", r.group(1)
+        time.sleep(0.1)
+    raise SystemExit("the server did not start: %s" % text)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ours", required=True, help="the dilation_peer binary (release)")
+    ap.add_argument("--server", required=True, help="wormhole-server (release)")
+    ap.add_argument("--venv", required=True, help="the reference venv")
+    ap.add_argument("--size", type=int, default=1024, help="MiB per stream (1024)")
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--only", default="", help="pairs to run, e.g. ours-ours,ours-reference")
+    ns = ap.parse_args()
+    ns.python = os.path.join(ns.venv, "bin", "python")
+    ns.ref_script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                 "scripts", "ref_dilate.py")
+    size = ns.size << 20
+    with tempfile.TemporaryDirectory() as tmp:
+        srv, ns.mailbox, ns.relay = start_server(ns, tmp)
+        try:
+            print("Dilation, %d MiB over one subchannel, %d run(s) each (median by MB/s)"
+                  % (ns.size, ns.runs))
+            print("| sender -> receiver | path | MB/s | sender CPU s/GiB | receiver CPU s/GiB "
+                  "| sender RSS MiB | receiver RSS MiB |")
+            print("|---|---|---|---|---|---|---|")
+            pairs = [("ours", "ours"), ("ours", "reference"), ("reference", "ours"),
+                     ("reference", "reference")]
+            only = [p for p in ns.only.split(",") if p]
+            for sender, receiver in pairs:
+                if only and "%s-%s" % (sender, receiver) not in only:
+                    continue
+                for path in ("direct", "relay"):
+                    runs = [run_one(sender, receiver, path, ns, size, tmp) for _ in range(ns.runs)]
+                    m = sorted(runs, key=lambda x: x["mbs"])[len(runs) // 2]
+                    print("| %s -> %s | %s | %.0f | %.2f | %.2f | %.1f | %.1f |" % (
+                        sender, receiver, path, m["mbs"], m["s_cpu"], m["r_cpu"],
+                        m["s_rss"], m["r_rss"]))
+                    sys.stdout.flush()
+        finally:
+            srv.kill()
+
+
+if __name__ == "__main__":
+    main()
