@@ -423,3 +423,84 @@ async fn a_reader_that_does_not_read_stops_the_writer() {
     assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), total);
     let _ = tokio::join!(a.close(), b.close());
 }
+
+/// One GiB each way between ours and the reference over one subchannel, SHA-256 checked.
+#[tokio::test]
+async fn a_gibibyte_each_way_with_the_reference() {
+    const GIB: usize = 1 << 30;
+    assert_loopback_only();
+    let server = OurServer::start().await;
+    // Ours into the reference's sink.
+    let appid = test_appid("dilation-gib-to-ref");
+    let mut peer = RefPeer::spawn(&server.url(), &appid, &["--allocate", "serve"]);
+    let code = peer.expect("code").await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (w, d) = ours_with(&server.url(), &appid, &code, DilationOptions::default()).await;
+    peer.expect("dilated").await;
+    let mut sink = d.connect("sink").await.unwrap();
+    let digest = within(
+        TIMEOUT * 3,
+        "1 GiB to the reference",
+        write_stream(&mut sink, GIB),
+    )
+    .await;
+    let report = peer.expect("sink").await;
+    assert_eq!(report["bytes"].as_u64(), Some(GIB as u64));
+    assert_eq!(report["sha256"].as_str(), Some(digest.as_str()));
+    peer.finish().await;
+    let _ = w.close().await;
+    // The reference into ours.
+    let appid = test_appid("dilation-gib-from-ref");
+    let n = GIB.to_string();
+    let mut peer = RefPeer::spawn(&server.url(), &appid, &["--allocate", "send", &n]);
+    let code = peer.expect("code").await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (w, d) = ours_with(&server.url(), &appid, &code, DilationOptions::default()).await;
+    let mut sinks = d.listen("sink").await.unwrap();
+    let mut s = within(TIMEOUT, "the sink subchannel", sinks.accept())
+        .await
+        .unwrap();
+    let (total, digest) =
+        within(TIMEOUT * 3, "1 GiB from the reference", read_stream(&mut s)).await;
+    let report = peer.expect("sent").await;
+    assert_eq!(total, GIB);
+    assert_eq!(report["sha256"].as_str(), Some(digest.as_str()));
+    peer.finish().await;
+    let _ = w.close().await;
+}
+
+/// A delegated-mode wormhole dilates like a deferred one.
+#[tokio::test]
+async fn a_delegated_wormhole_dilates() {
+    assert_loopback_only();
+    let server = OurServer::start().await;
+    let appid = test_appid("dilation-delegated");
+    let (a, mut events) = Wormhole::create_delegated(&appid, &server.url(), opts()).unwrap();
+    a.allocate_code(2).unwrap();
+    let code = within(TIMEOUT, "the code", async {
+        loop {
+            if let Some(wormhole_core::Event::Code(c)) = events.recv().await {
+                return c;
+            }
+        }
+    })
+    .await;
+    let b = Wormhole::create(&appid, &server.url(), opts()).unwrap();
+    b.set_code(&code).unwrap();
+    let da = a.dilate(DilationOptions::default()).unwrap();
+    let db = b.dilate(DilationOptions::default()).unwrap();
+    let mut l = db.listen("x").await.unwrap();
+    let mut s = da.connect("x").await.unwrap();
+    s.send(b"from a delegated wormhole".to_vec()).await.unwrap();
+    let mut t = within(TIMEOUT, "the subchannel", l.accept()).await.unwrap();
+    assert_eq!(
+        within(TIMEOUT, "the record", t.recv()).await.unwrap(),
+        Some(b"from a delegated wormhole".to_vec())
+    );
+    // The delegated stream still carries the wormhole's own events.
+    let _ = tokio::join!(a.close(), b.close());
+}
