@@ -150,46 +150,90 @@ pub fn stream_block() -> Vec<u8> {
 /// u64, so swapped, lost or repeated blocks change the digest), through `AsyncWrite`, then
 /// close; returns the SHA-256 of what was written.
 pub async fn write_stream(s: &mut Subchannel, total: usize) -> String {
-    write_stream_at(s, total, None).await
+    write_paced(s, Some(total), None).await.1
 }
 
-/// [`write_stream`] at no more than `rate` bytes per second (a stream that is still under
-/// way when a test's faults come).
-pub async fn write_stream_at(s: &mut Subchannel, total: usize, rate: Option<f64>) -> String {
+/// A stream slowed down until a test's faults are over: `rate` bytes per second until
+/// `until` is set, full speed after.
+#[derive(Clone)]
+pub struct Pace {
+    /// Bytes per second while `until` is unset.
+    pub rate: f64,
+    /// Set by the test once its faults are over.
+    pub until: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Pace {
+    /// `rate` bytes per second until [`Pace::release`].
+    pub fn new(rate: f64) -> Pace {
+        Pace {
+            rate,
+            until: Arc::default(),
+        }
+    }
+
+    /// The faults are over: full speed from now on.
+    pub fn release(&self) {
+        self.until.store(true, Ordering::SeqCst);
+    }
+
+    fn released(&self) -> bool {
+        self.until.load(Ordering::SeqCst)
+    }
+
+    /// Sleep until `done` bytes are due since `start` (nothing once released).
+    async fn wait(&self, start: std::time::Instant, done: usize) {
+        if !self.released() {
+            let due = start + std::time::Duration::from_secs_f64(done as f64 / self.rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+    }
+}
+
+/// Write [`stream_block`]s (indexed as in [`write_stream`]): `total` bytes, or with no
+/// total until `pace` is released plus 4 MiB; then close. Returns the byte count and
+/// SHA-256 of what was written.
+pub async fn write_paced(
+    s: &mut Subchannel,
+    total: Option<usize>,
+    pace: Option<&Pace>,
+) -> (usize, String) {
     let mut block = stream_block();
     let mut hash = sha2::Sha256::new();
-    let mut left = total;
+    let mut written = 0usize;
     let mut index = 0u64;
+    let mut end = total;
     let start = std::time::Instant::now();
-    while left > 0 {
+    loop {
+        if end.is_none() && pace.is_none_or(Pace::released) {
+            end = Some(written + (4 << 20));
+        }
+        let n = match end {
+            Some(e) if written >= e => break,
+            Some(e) => (e - written).min(block.len()),
+            None => block.len(),
+        };
         block[..8].copy_from_slice(&index.to_le_bytes());
         index += 1;
-        let n = left.min(block.len());
         hash.update(&block[..n]);
         s.write_all(&block[..n]).await.unwrap();
-        left -= n;
-        pace(start, total - left, rate).await;
+        written += n;
+        if let Some(p) = pace {
+            p.wait(start, written).await;
+        }
     }
     s.shutdown().await.unwrap();
-    hex::encode(hash.finalize())
-}
-
-/// Sleep until `done` bytes are due at `rate` bytes per second since `start`.
-async fn pace(start: std::time::Instant, done: usize, rate: Option<f64>) {
-    if let Some(rate) = rate {
-        let due = start + std::time::Duration::from_secs_f64(done as f64 / rate);
-        tokio::time::sleep_until(due.into()).await;
-    }
+    (written, hex::encode(hash.finalize()))
 }
 
 /// Read `s` to its end; returns the byte count and SHA-256.
 pub async fn read_stream(s: &mut Subchannel) -> (usize, String) {
-    read_stream_at(s, None).await
+    read_paced(s, None).await
 }
 
-/// [`read_stream`] at no more than `rate` bytes per second (flow control then holds the
-/// sender back, so the stream is still under way when a test's faults come).
-pub async fn read_stream_at(s: &mut Subchannel, rate: Option<f64>) -> (usize, String) {
+/// [`read_stream`], slowed down by `pace` (flow control then holds the sender back, so
+/// the stream is still under way when a test's faults come).
+pub async fn read_paced(s: &mut Subchannel, pace: Option<&Pace>) -> (usize, String) {
     let mut hash = sha2::Sha256::new();
     let mut total = 0usize;
     let mut buf = vec![0u8; 256 << 10];
@@ -203,7 +247,9 @@ pub async fn read_stream_at(s: &mut Subchannel, rate: Option<f64>) -> (usize, St
         }
         total += k;
         hash.update(&buf[..k]);
-        pace(start, total, rate).await;
+        if let Some(p) = pace {
+            p.wait(start, total).await;
+        }
     }
     (total, hex::encode(hash.finalize()))
 }
