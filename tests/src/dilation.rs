@@ -114,6 +114,29 @@ impl RefPeer {
         .await
     }
 
+    /// The code it printed first.
+    pub async fn code(&mut self) -> String {
+        self.expect("code").await["code"]
+            .as_str()
+            .expect("a code")
+            .to_owned()
+    }
+
+    /// Its `sink` report: `bytes` arrived with SHA-256 `digest` (what we wrote).
+    pub async fn expect_sink(&mut self, bytes: usize, digest: &str) {
+        let report = self.expect("sink").await;
+        assert_eq!(report["bytes"].as_u64(), Some(bytes as u64), "{report}");
+        assert_eq!(report["sha256"].as_str(), Some(digest), "{report}");
+    }
+
+    /// Its `sent` report, against what we read: `(bytes, SHA-256)`, of which `want` bytes
+    /// were expected.
+    pub async fn expect_sent(&mut self, got: (usize, String), want: usize) {
+        let report = self.expect("sent").await;
+        assert_eq!(got.0, want, "bytes received");
+        assert_eq!(report["sha256"].as_str(), Some(got.1.as_str()), "{report}");
+    }
+
     /// Close its stdin (it closes its wormhole) and wait for it to exit.
     pub async fn finish(mut self) {
         drop(self.child.stdin.take());
@@ -326,4 +349,12 @@ impl Drop for CutProxy {
 /// Linger 0: closing the socket then resets the connection.
 fn socket2_linger_zero(s: &TcpStream) -> std::io::Result<()> {
     socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO))
+}
+
+/// The peer's first `sink` subchannel on `d` (listening for it first).
+pub async fn accept_sink(d: &Dilated) -> Subchannel {
+    let mut sinks = d.listen("sink").await.unwrap();
+    within(TIMEOUT, "the sink subchannel", sinks.accept())
+        .await
+        .unwrap()
 }

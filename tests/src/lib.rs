@@ -1034,14 +1034,7 @@ impl RefRelay {
 
     /// Send `signal` (e.g. `"STOP"`, `"CONT"`) to the relay process.
     pub async fn signal(&self, signal: &str) {
-        let pid = self._child.id().expect("the relay is running");
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .await
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} {pid} failed");
+        kill(self._child.id().expect("the relay is running"), signal).await;
     }
 }
 
@@ -1053,15 +1046,19 @@ impl RunningCli {
 
     /// Send `signal` (e.g. `"INT"`, `"KILL"`) to the process.
     pub async fn signal(&self, signal: &str) {
-        let pid = self.pid().expect("the CLI is running");
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .await
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} {pid} failed");
+        kill(self.pid().expect("the CLI is running"), signal).await;
     }
+}
+
+/// `kill -SIGNAL PID`, which must succeed.
+async fn kill(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .await
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
 }
 
 /// The Go CLI `wormhole-william` v1.0.8, if installed: `WORMHOLE_WILLIAM_BIN`, or

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wormhole_core::dilation::handle::{Dilated, DilationOptions};
 use wormhole_core::{Options, Wormhole};
 use wormhole_tests::dilation::{
-    RefPeer, connected, opts, ours_with, pair, read_stream, side, write_stream,
+    RefPeer, accept_sink, connected, opts, ours_with, pair, read_stream, side, write_stream,
 };
 use wormhole_tests::{OurServer, TIMEOUT, assert_loopback_only, test_appid, within};
 
@@ -207,10 +207,7 @@ async fn we_open_to_the_reference(leader: bool, relay_only: bool) {
     }
     ref_args.push("serve");
     let mut peer = RefPeer::spawn(&server.url(), &appid, &ref_args);
-    let code = peer.expect("code").await["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = peer.code().await;
     let o = DilationOptions {
         side: side(leader),
         relay: relay_only.then(|| relay.clone()),
@@ -251,9 +248,7 @@ async fn we_open_to_the_reference(leader: bool, relay_only: bool) {
     // A stream into the reference's sink, hashed on both sides.
     let mut sink = d.connect("sink").await.unwrap();
     let digest = write_stream(&mut sink, STREAM_BYTES).await;
-    let report = peer.expect("sink").await;
-    assert_eq!(report["bytes"].as_u64(), Some(STREAM_BYTES as u64));
-    assert_eq!(report["sha256"].as_str(), Some(digest.as_str()));
+    peer.expect_sink(STREAM_BYTES, &digest).await;
     peer.finish().await;
     let _ = w.close().await;
 }
@@ -294,10 +289,7 @@ async fn the_reference_opens_to_us(leader: bool, race: bool) {
     }
     ref_args.push("client");
     let mut peer = RefPeer::spawn(&server.url(), &appid, &ref_args);
-    let code = peer.expect("code").await["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = peer.code().await;
     let o = DilationOptions {
         side: side(leader),
         relay: race.then(|| relay.clone()),
@@ -344,29 +336,26 @@ async fn reference_opens_we_follow_racing_relay() {
     the_reference_opens_to_us(false, true).await;
 }
 
-/// The reference streams into our sink: the bytes and their hash arrive intact.
-#[tokio::test]
-async fn reference_streams_to_us() {
+/// The reference (`ref_dilate.py send`) streams `n` bytes into our sink, within `limit`:
+/// the bytes and their SHA-256 arrive intact.
+async fn the_reference_streams_to_us(server: &OurServer, name: &str, n: usize, limit: Duration) {
     assert_loopback_only();
-    let server = OurServer::start().await;
-    let appid = test_appid("dilation-ref-send");
-    let n = STREAM_BYTES.to_string();
-    let mut peer = RefPeer::spawn(&server.url(), &appid, &["--allocate", "send", &n]);
-    let code = peer.expect("code").await["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let appid = test_appid(name);
+    let count = n.to_string();
+    let mut peer = RefPeer::spawn(&server.url(), &appid, &["--allocate", "send", &count]);
+    let code = peer.code().await;
     let (w, d) = ours_with(&server.url(), &appid, &code, DilationOptions::default()).await;
-    let mut sinks = d.listen("sink").await.unwrap();
-    let mut s = within(TIMEOUT, "the sink subchannel", sinks.accept())
-        .await
-        .unwrap();
-    let (total, digest) = read_stream(&mut s).await;
-    let report = peer.expect("sent").await;
-    assert_eq!(total, STREAM_BYTES);
-    assert_eq!(report["sha256"].as_str(), Some(digest.as_str()));
+    let mut s = accept_sink(&d).await;
+    let got = within(limit, "the reference's stream", read_stream(&mut s)).await;
+    peer.expect_sent(got, n).await;
     peer.finish().await;
     let _ = w.close().await;
+}
+
+#[tokio::test]
+async fn reference_streams_to_us() {
+    let server = OurServer::start().await;
+    the_reference_streams_to_us(&server, "dilation-ref-send", STREAM_BYTES, TIMEOUT).await;
 }
 
 /// Backpressure end to end: while B does not read, A's writes stop once the windows are
@@ -433,10 +422,7 @@ async fn a_gibibyte_each_way_with_the_reference() {
     // Ours into the reference's sink.
     let appid = test_appid("dilation-gib-to-ref");
     let mut peer = RefPeer::spawn(&server.url(), &appid, &["--allocate", "serve"]);
-    let code = peer.expect("code").await["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = peer.code().await;
     let (w, d) = ours_with(&server.url(), &appid, &code, DilationOptions::default()).await;
     peer.expect("dilated").await;
     let mut sink = d.connect("sink").await.unwrap();
@@ -446,31 +432,11 @@ async fn a_gibibyte_each_way_with_the_reference() {
         write_stream(&mut sink, GIB),
     )
     .await;
-    let report = peer.expect("sink").await;
-    assert_eq!(report["bytes"].as_u64(), Some(GIB as u64));
-    assert_eq!(report["sha256"].as_str(), Some(digest.as_str()));
+    peer.expect_sink(GIB, &digest).await;
     peer.finish().await;
     let _ = w.close().await;
     // The reference into ours.
-    let appid = test_appid("dilation-gib-from-ref");
-    let n = GIB.to_string();
-    let mut peer = RefPeer::spawn(&server.url(), &appid, &["--allocate", "send", &n]);
-    let code = peer.expect("code").await["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (w, d) = ours_with(&server.url(), &appid, &code, DilationOptions::default()).await;
-    let mut sinks = d.listen("sink").await.unwrap();
-    let mut s = within(TIMEOUT, "the sink subchannel", sinks.accept())
-        .await
-        .unwrap();
-    let (total, digest) =
-        within(TIMEOUT * 3, "1 GiB from the reference", read_stream(&mut s)).await;
-    let report = peer.expect("sent").await;
-    assert_eq!(total, GIB);
-    assert_eq!(report["sha256"].as_str(), Some(digest.as_str()));
-    peer.finish().await;
-    let _ = w.close().await;
+    the_reference_streams_to_us(&server, "dilation-gib-from-ref", GIB, TIMEOUT * 3).await;
 }
 
 /// A delegated-mode wormhole dilates like a deferred one.

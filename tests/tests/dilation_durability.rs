@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use wormhole_core::dilation::handle::{Dilated, DilationOptions};
 use wormhole_core::dilation::manager::Event as DEvent;
 use wormhole_tests::dilation::{
-    CutProxy, Pace, RefPeer, connected, ours_with, pair, read_paced, side, write_paced,
+    CutProxy, Pace, RefPeer, accept_sink, connected, ours_with, pair, read_paced, side, write_paced,
 };
 use wormhole_tests::{OurServer, RefRelay, TIMEOUT, assert_loopback_only, test_appid, within};
 
@@ -232,10 +232,7 @@ where
         args.extend(["send", &n]);
     }
     let mut peer = RefPeer::spawn(&server.url(), &appid, &args);
-    let code = peer.expect("code").await["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = peer.code().await;
     let mut o = match &case.relay {
         Some(r) => relay_only(r.clone()),
         None => DilationOptions::default(),
@@ -259,14 +256,9 @@ where
         assert!(!writer.is_finished(), "the stream ended before the faults");
         pace.release();
         let (n, digest) = within(TIMEOUT * 3, "the writer", writer).await.unwrap();
-        let report = peer.expect("sink").await;
-        assert_eq!(report["bytes"].as_u64(), Some(n as u64));
-        assert_eq!(report["sha256"].as_str(), Some(digest.as_str()));
+        peer.expect_sink(n, &digest).await;
     } else {
-        let mut sinks = d.listen("sink").await.unwrap();
-        let mut s = within(TIMEOUT, "the sink subchannel", sinks.accept())
-            .await
-            .unwrap();
+        let mut s = accept_sink(&d).await;
         let reader = tokio::spawn({
             let pace = pace.clone();
             async move { read_paced(&mut s, Some(&pace)).await }
@@ -274,10 +266,8 @@ where
         let _d = fault(d).await;
         assert!(!reader.is_finished(), "the stream ended before the faults");
         pace.release();
-        let (n, digest) = within(TIMEOUT * 3, "the reader", reader).await.unwrap();
-        let report = peer.expect("sent").await;
-        assert_eq!(n, REF_STREAM);
-        assert_eq!(report["sha256"].as_str(), Some(digest.as_str()));
+        let got = within(TIMEOUT * 3, "the reader", reader).await.unwrap();
+        peer.expect_sent(got, REF_STREAM).await;
     }
     peer.finish().await;
     let _ = w.close().await;

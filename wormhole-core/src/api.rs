@@ -307,12 +307,9 @@ struct State {
 }
 
 /// Where the peer's Dilation messages go.
-#[derive(Default)]
 enum DilationLink {
     /// `dilate()` was not called yet: the peer's `can-dilate` and its first `dilate-N`
     /// bodies wait here (at most [`MAX_EARLY_DILATION`]).
-    #[default]
-    Idle,
     Early {
         can_dilate: Option<Vec<String>>,
         bodies: Vec<Vec<u8>>,
@@ -325,7 +322,22 @@ enum DilationLink {
 /// sends a few (`please`, hints) until we answer.
 const MAX_EARLY_DILATION: usize = 256;
 
+impl Default for DilationLink {
+    fn default() -> Self {
+        DilationLink::Early {
+            can_dilate: None,
+            bodies: Vec::new(),
+        }
+    }
+}
+
 impl State {
+    /// The wormhole's key, for Dilation (empty before it exists; the peer's version, which
+    /// starts Dilation, comes only after it).
+    fn key_bytes(&self) -> Vec<u8> {
+        self.key.as_ref().map(|k| k.0.to_vec()).unwrap_or_default()
+    }
+
     fn skip_abandoned_turns(&mut self) {
         while self.abandoned.remove(&self.serving) {
             self.serving += 1;
@@ -465,7 +477,7 @@ impl Shared {
                     }
                 }
                 session::Event::PeerCanDilate(list) => {
-                    let key = st.key.as_ref().map(|k| k.0.to_vec()).unwrap_or_default();
+                    let key = st.key_bytes();
                     match &mut st.dilation {
                         DilationLink::Running(tx) => {
                             let _ = tx.send(crate::dilation::handle::Control::PeerVersion {
@@ -474,12 +486,6 @@ impl Shared {
                             });
                         }
                         DilationLink::Early { can_dilate, .. } => *can_dilate = Some(list),
-                        DilationLink::Idle => {
-                            st.dilation = DilationLink::Early {
-                                can_dilate: Some(list),
-                                bodies: Vec::new(),
-                            }
-                        }
                     }
                     None
                 }
@@ -495,12 +501,6 @@ impl Shared {
                             tracing::warn!(
                                 "the peer sent too many dilation messages before dilate(): dropped one"
                             );
-                        }
-                        DilationLink::Idle => {
-                            st.dilation = DilationLink::Early {
-                                can_dilate: None,
-                                bodies: vec![body],
-                            }
                         }
                     }
                     None
@@ -1262,10 +1262,9 @@ impl Wormhole {
         if let DilationLink::Early { can_dilate, bodies } = early {
             use crate::dilation::handle::Control;
             if let Some(list) = can_dilate {
-                let key = st.key.as_ref().map(|k| k.0.to_vec()).unwrap_or_default();
                 let _ = control.send(Control::PeerVersion {
                     can_dilate: list,
-                    key,
+                    key: st.key_bytes(),
                 });
             }
             for b in bodies {

@@ -124,14 +124,6 @@ fn spawn_conn(
     }
 }
 
-fn addr(hint: &DirectHint) -> String {
-    if hint.hostname.contains(':') {
-        format!("[{}]:{}", hint.hostname, hint.port)
-    } else {
-        format!("{}:{}", hint.hostname, hint.port)
-    }
-}
-
 async fn dial(
     hints: Vec<DirectHint>,
     relay: bool,
@@ -150,7 +142,7 @@ async fn dial(
                 let path = Path {
                     relay,
                     inbound: false,
-                    peer: Some(addr(&hint)),
+                    peer: Some(hint.address()),
                 };
                 let _ = tx.send(NewConn {
                     generation,
@@ -159,8 +151,8 @@ async fn dial(
                 });
                 return;
             }
-            Ok(Err(e)) => tracing::debug!("dilation dial to {} failed: {e}", addr(&hint)),
-            Err(_) => tracing::debug!("dilation dial to {} timed out", addr(&hint)),
+            Ok(Err(e)) => tracing::debug!("dilation dial to {} failed: {e}", hint.address()),
+            Err(_) => tracing::debug!("dilation dial to {} timed out", hint.address()),
         }
     }
 }
@@ -235,7 +227,7 @@ impl Driver {
                     self.registered = true;
                     let names: Vec<String> = self.listeners.keys().cloned().collect();
                     for n in names {
-                        let _ = self.ep.listen(now(), &n, false);
+                        let _ = self.ep.listen(&n, false);
                     }
                 }
                 while let Some((name, reply)) = self.opens.pop_front() {
@@ -297,7 +289,7 @@ impl Driver {
         if let Some(e) = &self.failed {
             return Err(Error::InvalidState(e.clone()));
         }
-        let scid = self.ep.open(now(), name, false)?;
+        let scid = self.ep.open(name, false)?;
         Ok(self.subchannel(scid, name.to_owned()))
     }
 
@@ -440,12 +432,9 @@ impl Driver {
                     self.listeners.insert(name.clone(), accepted);
                     Ok(())
                 } else {
-                    self.ep
-                        .listen(now(), &name, false)
-                        .map_err(Error::from)
-                        .map(|()| {
-                            self.listeners.insert(name.clone(), accepted);
-                        })
+                    self.ep.listen(&name, false).map_err(Error::from).map(|()| {
+                        self.listeners.insert(name.clone(), accepted);
+                    })
                 };
                 let _ = reply.send(r);
             }
@@ -463,7 +452,7 @@ impl Driver {
                 permits,
             } => {
                 let len = data.len();
-                match self.ep.write(now(), scid, data) {
+                match self.ep.write(scid, data) {
                     Ok(()) => {
                         self.window.push_back((len, permits));
                         self.handed += len;
@@ -475,10 +464,10 @@ impl Driver {
                 }
             }
             Write::Close { scid } => {
-                let _ = self.ep.close(now(), scid);
+                let _ = self.ep.close(scid);
             }
             Write::Dropped { scid } => {
-                let _ = self.ep.close(now(), scid);
+                let _ = self.ep.close(scid);
                 self.sinks.remove(&scid);
             }
         }
@@ -555,7 +544,7 @@ pub(crate) async fn run(parts: DriverParts) {
             }
         }
     }
-    d.ep.stop(now());
+    d.ep.stop();
     d.drain();
     d.conns.clear();
     for (_, tasks) in d.attempts.drain() {

@@ -177,7 +177,7 @@ impl Endpoint {
         rng: &mut dyn CryptoRngCore,
     ) -> Result<()> {
         self.manager.dilate(now, options, rng)?;
-        self.pump(now);
+        self.pump();
         Ok(())
     }
 
@@ -188,19 +188,19 @@ impl Endpoint {
             self.key = Some(DilationKey::derive(master_key));
         }
         self.manager.peer_version(now, can_dilate);
-        self.pump(now);
+        self.pump();
     }
 
     /// One of the peer's `dilate-N` bodies, in order.
     pub fn peer_body(&mut self, now: Instant, body: &[u8]) {
         self.manager.peer_body(now, body);
-        self.pump(now);
+        self.pump();
     }
 
     /// The listener asked for by [`Io::Listen`] is up with these direct hints.
     pub fn listening(&mut self, now: Instant, generation: u32, hints: Hints) {
         self.manager.listening(now, generation, hints);
-        self.pump(now);
+        self.pump();
     }
 
     /// A TCP connection for `generation` is up (dialled or accepted); returns its id.
@@ -228,7 +228,7 @@ impl Endpoint {
         self.conns.insert(id, conn);
         self.manager.connection_made(now, id, generation, path);
         self.flush(id);
-        self.pump(now);
+        self.pump();
         Ok(id)
     }
 
@@ -251,20 +251,20 @@ impl Endpoint {
             if !self.conns.contains_key(&id) {
                 break;
             }
-            self.pump(now);
+            self.pump();
         }
         if let Err(e) = result {
             tracing::debug!(?id, error = %e, "dilation connection failed");
             self.lose(now, id, true);
         }
         self.flush(id);
-        self.pump(now);
+        self.pump();
     }
 
     /// Connection `id` closed or failed on its own.
     pub fn connection_lost(&mut self, now: Instant, id: ConnId) {
         self.lose(now, id, false);
-        self.pump(now);
+        self.pump();
     }
 
     fn lose(&mut self, now: Instant, id: ConnId, abort: bool) {
@@ -279,7 +279,7 @@ impl Endpoint {
     /// A timer is due.
     pub fn handle_timeout(&mut self, now: Instant, rng: &mut dyn CryptoRngCore) {
         self.manager.handle_timeout(now, rng);
-        self.pump(now);
+        self.pump();
     }
 
     /// The selected connection, if any.
@@ -318,9 +318,9 @@ impl Endpoint {
     }
 
     /// Stop: every connection is aborted and nothing more is sent.
-    pub fn stop(&mut self, now: Instant) {
+    pub fn stop(&mut self) {
         self.manager.stop();
-        self.pump(now);
+        self.pump();
         for id in std::mem::take(&mut self.conns).into_keys() {
             self.io.push_back(Io::Drop { id });
         }
@@ -334,37 +334,37 @@ impl Endpoint {
 
     /// Accept the peer's subchannels for subprotocol `name` (held OPENs for it are
     /// accepted now).
-    pub fn listen(&mut self, now: Instant, name: &str, half_close: bool) -> Result<()> {
+    pub fn listen(&mut self, name: &str, half_close: bool) -> Result<()> {
         self.subs()?.listen(name, half_close)?;
-        self.pump(now);
+        self.pump();
         Ok(())
     }
 
     /// Open a subchannel to the peer's subprotocol `name`; returns its id.
-    pub fn open(&mut self, now: Instant, name: &str, half_close: bool) -> Result<u32> {
+    pub fn open(&mut self, name: &str, half_close: bool) -> Result<u32> {
         let scid = self.subs()?.open(name, half_close)?;
-        self.pump(now);
+        self.pump();
         Ok(scid)
     }
 
     /// Write one record (one peer `read`) on subchannel `scid`.
-    pub fn write(&mut self, now: Instant, scid: u32, data: Vec<u8>) -> Result<()> {
+    pub fn write(&mut self, scid: u32, data: Vec<u8>) -> Result<()> {
         self.subs()?.write(scid, data)?;
-        self.pump(now);
+        self.pump();
         Ok(())
     }
 
     /// Close subchannel `scid` (both directions; see [`Subchannels::close`]).
-    pub fn close(&mut self, now: Instant, scid: u32) -> Result<()> {
+    pub fn close(&mut self, scid: u32) -> Result<()> {
         self.subs()?.close(scid)?;
-        self.pump(now);
+        self.pump();
         Ok(())
     }
 
     /// Half-closeable subchannels: close our write side.
-    pub fn close_write(&mut self, now: Instant, scid: u32) -> Result<()> {
+    pub fn close_write(&mut self, scid: u32) -> Result<()> {
         self.subs()?.close_write(scid)?;
-        self.pump(now);
+        self.pump();
         Ok(())
     }
 
@@ -426,7 +426,7 @@ impl Endpoint {
 
     /// Perform the manager's actions and move subchannel output through L4, until
     /// nothing is left to do.
-    fn pump(&mut self, now: Instant) {
+    fn pump(&mut self) {
         loop {
             let mut progress = false;
             while let Some(action) = self.manager.poll_action() {
@@ -462,7 +462,6 @@ impl Endpoint {
                 break;
             }
         }
-        let _ = now;
     }
 
     fn action(&mut self, action: Action) {

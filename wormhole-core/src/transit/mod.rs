@@ -440,11 +440,7 @@ async fn attempt(
     (tx, proxy): (mpsc::UnboundedSender<Outcome>, Option<crate::proxy::Socks5>),
 ) {
     tokio::time::sleep(delay).await;
-    let addr = if hint.hostname.contains(':') {
-        format!("[{}]:{}", hint.hostname, hint.port)
-    } else {
-        format!("{}:{}", hint.hostname, hint.port)
-    };
+    let addr = hint.address();
     // An onion service may need a few seconds after it is published before it can be
     // reached: retry those for a while.
     let retry_until = hint

@@ -428,6 +428,15 @@ impl DirectHint {
         }
     }
 
+    /// `host:port`, with an IPv6 literal in brackets (for dialling and for messages).
+    pub fn address(&self) -> String {
+        if self.hostname.contains(':') {
+            format!("[{}]:{}", self.hostname, self.port)
+        } else {
+            format!("{}:{}", self.hostname, self.port)
+        }
+    }
+
     /// Parse the reference's `tcp:HOST:PORT[:priority=FLOAT]` syntax (`tcp:[::1]:4001`
     /// for IPv6).
     pub fn parse_helper(s: &str) -> Result<DirectHint> {

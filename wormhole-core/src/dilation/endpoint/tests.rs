@@ -189,9 +189,8 @@ fn two_endpoints_connect_and_carry_records_whole_and_in_order() {
     assert_eq!(net.connected(1), 1);
     let roles: Vec<_> = net.eps.iter().map(|e| e.role().unwrap()).collect();
     assert_ne!(roles[0], roles[1]);
-    let now = net.now;
-    net.eps[1].listen(now, "echo", false).unwrap();
-    let scid = net.eps[0].open(now, "echo", false).unwrap();
+    net.eps[1].listen("echo", false).unwrap();
+    let scid = net.eps[0].open("echo", false).unwrap();
     let msgs: Vec<Vec<u8>> = vec![
         b"hello".to_vec(),
         Vec::new(),
@@ -200,7 +199,7 @@ fn two_endpoints_connect_and_carry_records_whole_and_in_order() {
         vec![2u8; 65_520],
     ];
     for m in &msgs {
-        net.eps[0].write(now, scid, m.clone()).unwrap();
+        net.eps[0].write(scid, m.clone()).unwrap();
     }
     net.run();
     assert!(
@@ -212,7 +211,7 @@ fn two_endpoints_connect_and_carry_records_whole_and_in_order() {
     assert_eq!(net.data(1, scid), msgs);
     // Everything was acknowledged.
     assert_eq!(net.eps[0].unacked_bytes(), 0);
-    net.eps[0].close(now, scid).unwrap();
+    net.eps[0].close(scid).unwrap();
     net.run();
     assert!(net.events[0].contains(&EndpointEvent::Subchannel(Sub::Closed { scid })));
     assert!(net.events[1].contains(&EndpointEvent::Subchannel(Sub::Closed { scid })));
@@ -221,12 +220,11 @@ fn two_endpoints_connect_and_carry_records_whole_and_in_order() {
 #[test]
 fn an_open_before_the_peer_listens_is_held_until_it_does() {
     let mut net = Net::new();
-    let now = net.now;
-    let scid = net.eps[0].open(now, "late", false).unwrap();
-    net.eps[0].write(now, scid, b"early".to_vec()).unwrap();
+    let scid = net.eps[0].open("late", false).unwrap();
+    net.eps[0].write(scid, b"early".to_vec()).unwrap();
     net.run();
     assert!(net.data(1, scid).is_empty());
-    net.eps[1].listen(now, "late", false).unwrap();
+    net.eps[1].listen("late", false).unwrap();
     net.run();
     assert_eq!(net.data(1, scid), vec![b"early".to_vec()]);
 }
@@ -234,11 +232,10 @@ fn an_open_before_the_peer_listens_is_held_until_it_does() {
 #[test]
 fn records_written_while_disconnected_arrive_once_after_reconnection() {
     let mut net = Net::new();
-    let now = net.now;
-    net.eps[1].listen(now, "s", false).unwrap();
-    net.eps[0].listen(now, "s", false).unwrap();
-    let a = net.eps[0].open(now, "s", false).unwrap();
-    let b = net.eps[1].open(now, "s", false).unwrap();
+    net.eps[1].listen("s", false).unwrap();
+    net.eps[0].listen("s", false).unwrap();
+    let a = net.eps[0].open("s", false).unwrap();
+    let b = net.eps[1].open("s", false).unwrap();
     let mut sent_a = Vec::new();
     let mut sent_b = Vec::new();
     for round in 0..5u8 {
@@ -246,10 +243,10 @@ fn records_written_while_disconnected_arrive_once_after_reconnection() {
         // generation.
         for i in 0..3u8 {
             let m = vec![round, i];
-            net.eps[0].write(net.now, a, m.clone()).unwrap();
+            net.eps[0].write(a, m.clone()).unwrap();
             sent_a.push(m);
             let m = vec![round, i, 1];
-            net.eps[1].write(net.now, b, m.clone()).unwrap();
+            net.eps[1].write(b, m.clone()).unwrap();
             sent_b.push(m);
         }
         // Deliver only part of it: the resets below cut records in flight.
@@ -257,7 +254,7 @@ fn records_written_while_disconnected_arrive_once_after_reconnection() {
         net.dead = true;
         net.run();
         let m = vec![round, 9];
-        net.eps[0].write(net.now, a, m.clone()).unwrap();
+        net.eps[0].write(a, m.clone()).unwrap();
         sent_a.push(m);
         net.dead = false;
         // The Leader's new generation (reconnect/reconnecting) is immediate; a dead
@@ -276,13 +273,12 @@ fn records_written_while_disconnected_arrive_once_after_reconnection() {
 #[test]
 fn subchannels_before_the_roles_are_known_are_refused() {
     let mut e = Endpoint::default();
-    let now = Instant::now();
     assert!(matches!(
-        e.open(now, "x", false),
+        e.open("x", false),
         Err(DilationError::InvalidState(_))
     ));
-    assert!(e.listen(now, "x", false).is_err());
-    assert!(e.write(now, 1, vec![]).is_err());
+    assert!(e.listen("x", false).is_err());
+    assert!(e.write(1, vec![]).is_err());
 }
 
 #[test]
