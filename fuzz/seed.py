@@ -133,3 +133,23 @@ put("zip_extract", b.getvalue())
 for line in ["please relay 33790d8a" + "0" * 56 + " for side b98a89a5d0a4c3d1", "please relay " + "a" * 64,
              "please relay short", "please relay " + "a" * 64 + " for side x"]:
     put("relay_handshake", line)
+
+# dilation_wire: mode byte (0 body, 1 record, 2 connection, 3 endpoint), then the input.
+for body in [{"type": "please", "side": "f8d6e0f4b1a2c3d4", "use-version": "ged"},
+             {"type": "please", "side": "0123456789abcdef"},
+             {"type": "connection-hints", "hints": [{"type": "direct-tcp-v1", "priority": 0.0, "hostname": "127.0.0.1", "port": 41000},
+                                                    {"type": "relay-v1", "hints": [{"type": "direct-tcp-v1", "priority": 0.0, "hostname": "127.0.0.1", "port": 4001}]}]},
+             {"type": "reconnect"}, {"type": "reconnecting"}, {"type": "future"}]:
+    put("dilation_wire", bytes([0]) + json.dumps(body).encode())
+    put("dilation_wire", bytes([3]) + json.dumps(body).encode())
+put("dilation_wire", bytes([3]) + json.dumps({"type": "please", "side": "0123456789abcdef", "use-version": "ged"}).encode()
+    + FF + json.dumps({"type": "connection-hints", "hints": [{"type": "direct-tcp-v1", "priority": 0.0, "hostname": "127.0.0.1", "port": 41000}]}).encode()
+    + FF + json.dumps({"type": "reconnect"}).encode())
+for rec in [b"\x00", b"\x01abcd", b"\x02abcd", b"\x03\x00\x00\x00\x01\x00\x00\x00\x00echo",
+            b"\x04\x00\x00\x00\x01\x00\x00\x00\x01hello", b"\x05\x00\x00\x00\x01\x00\x00\x00\x02",
+            b"\x06\x00\x00\x00\x02", b"\x07"]:
+    put("dilation_wire", bytes([1]) + rec)
+put("dilation_wire", bytes([2]) + b"Magic-Wormhole Dilation Handshake v1 Follower\n\n" + FF + b"\x00\x00\x00\x30" + bytes(48))
+put("dilation_wire", bytes([6]) + b"Magic-Wormhole Dilation Handshake v1 Leader\n\n" + FF + b"\x00\x00\x00\x40" + bytes(64))
+put("dilation_wire", bytes([10]) + b"ok\n" + FF + b"Magic-Wormhole Dilation Handshake v1 Follower\n\n")
+put("dilation_wire", bytes([2]) + b"\xff\xff\xff\xff")

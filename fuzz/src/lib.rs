@@ -47,6 +47,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("relay_handshake", relay_handshake),
     ("ssh_key", ssh_key),
     ("socks5_proxy", socks5_proxy),
+    ("dilation_wire", dilation_wire),
 ];
 
 /// Split `data` at `0xff` bytes (never valid UTF-8) into at most `max` pieces.
@@ -814,5 +815,91 @@ mod tests {
         ops.extend([8, 2, b'h', b'i', 9, 2, b'h', b'o']);
         ops.extend([0u8, 1].repeat(12));
         assert_eq!(super::schedule(&ops), 2);
+    }
+}
+
+/// Dilation's wire, from an untrusted peer. The first byte picks the part:
+/// - a `dilate-N` body: what parses serializes and parses again to itself;
+/// - an L3 record: what decodes encodes (to `encoded_len` bytes) and decodes to itself;
+/// - an L2 connection (Leader or Follower, relay or not) fed the rest in pieces: without
+///   the key nothing confirms and no record comes out, and an error leaves it failed;
+/// - an endpoint that dilated, fed the pieces as the peer's `dilate-N` bodies: no socket
+///   write happens without a connection, and no subchannel event without one either.
+pub fn dilation_wire(data: &[u8]) {
+    use wormhole_core::dilation::connection::{Connection, ConnectionState};
+    use wormhole_core::dilation::endpoint::{Endpoint, EndpointEvent, Io};
+    use wormhole_core::dilation::keys::{DilationKey, DilationSide, Role as DRole};
+    use wormhole_core::dilation::manager::DilateOptions;
+    use wormhole_core::dilation::messages::DilationMessage;
+    use wormhole_core::dilation::record::Record;
+
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    match mode % 4 {
+        0 => {
+            if let Ok(m) = DilationMessage::parse(rest) {
+                let again = DilationMessage::parse(&m.to_bytes()).expect("re-parses");
+                assert_eq!(again, m, "a dilate-N body does not survive a round trip");
+            }
+        }
+        1 => {
+            if let Ok(r) = Record::decode(rest, 1 << 16) {
+                let bytes = r.encode();
+                assert_eq!(bytes.len(), r.encoded_len());
+                assert_eq!(Record::decode(&bytes, 1 << 16).expect("re-decodes"), r);
+            }
+        }
+        2 => {
+            let role = if mode & 4 == 0 {
+                DRole::Leader
+            } else {
+                DRole::Follower
+            };
+            let side = DilationSide::parse("0123456789abcdef").expect("a side");
+            let relay = (mode & 8 != 0).then_some(&side);
+            let mut c = Connection::new(
+                role,
+                &DilationKey([7; 32]),
+                [1; 32],
+                relay,
+                Default::default(),
+            )
+            .expect("a connection");
+            for piece in pieces(rest, 64) {
+                let failed = c.handle_input(piece).is_err();
+                assert!(c.poll_event().is_none(), "an event without the key");
+                while c.poll_transmit().is_some() {}
+                if failed {
+                    assert_eq!(c.state(), ConnectionState::Failed);
+                    assert!(c.handle_input(b"more").is_err());
+                    break;
+                }
+            }
+        }
+        _ => {
+            let mut rng = StdRng::seed_from_u64(u64::from(mode));
+            let now = std::time::Instant::now();
+            let mut ep = Endpoint::default();
+            ep.dilate(now, DilateOptions::default(), &mut rng)
+                .expect("dilate");
+            ep.peer_version(now, &["ged".to_string()], &[3; 32]);
+            for piece in pieces(rest, 64) {
+                ep.peer_body(now, piece);
+                while let Some(io) = ep.poll_io() {
+                    assert!(
+                        !matches!(io, Io::Transmit { .. } | Io::Drop { .. }),
+                        "socket work without a connection: {io:?}"
+                    );
+                }
+                while ep.poll_mailbox().is_some() {}
+                while let Some(ev) = ep.poll_event() {
+                    assert!(
+                        !matches!(ev, EndpointEvent::Subchannel(_)),
+                        "a subchannel event without a connection"
+                    );
+                }
+            }
+        }
     }
 }
