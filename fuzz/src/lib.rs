@@ -804,20 +804,6 @@ pub fn socks5_proxy(data: &[u8]) {
     assert_eq!(again, p);
 }
 
-#[cfg(test)]
-mod tests {
-    /// The schedule oracle is not vacuous: an honest schedule gets keys, verification and
-    /// messages through both ways.
-    #[test]
-    fn an_honest_schedule_delivers_messages() {
-        // Deliveries to both, then each sends "hi" (op 4: len 2), then deliveries.
-        let mut ops = [0u8, 1].repeat(12);
-        ops.extend([8, 2, b'h', b'i', 9, 2, b'h', b'o']);
-        ops.extend([0u8, 1].repeat(12));
-        assert_eq!(super::schedule(&ops), 2);
-    }
-}
-
 /// Dilation's wire, from an untrusted peer. The first byte picks the part:
 /// - a `dilate-N` body: what parses serializes and parses again to itself;
 /// - an L3 record: what decodes encodes (to `encoded_len` bytes) and decodes to itself;
@@ -901,5 +887,19 @@ pub fn dilation_wire(data: &[u8]) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The schedule oracle is not vacuous: an honest schedule gets keys, verification and
+    /// messages through both ways.
+    #[test]
+    fn an_honest_schedule_delivers_messages() {
+        // Deliveries to both, then each sends "hi" (op 4: len 2), then deliveries.
+        let mut ops = [0u8, 1].repeat(12);
+        ops.extend([8, 2, b'h', b'i', 9, 2, b'h', b'o']);
+        ops.extend([0u8, 1].repeat(12));
+        assert_eq!(super::schedule(&ops), 2);
     }
 }
