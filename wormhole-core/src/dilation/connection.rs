@@ -23,15 +23,21 @@
 //! [`Connection::poll_transmit`] (bytes to write, in order) and [`Connection::poll_event`]
 //! until `None`. Any error means: drop this TCP connection.
 //!
+//! snow runs the handshake; the transport messages are sealed and opened where they lie
+//! with ring's ChaCha20-Poly1305 under the keys of snow's split ([`TransportCipher`]),
+//! because snow's transport API copies each message into a second buffer, and at
+//! hundreds of MB/s those copies cost as much as the cipher.
+//!
 //! Randomness: the ephemeral Noise private key is an input (32 bytes the caller draws from
 //! its RNG), so the exchange of §10.5 is reproduced byte for byte in the tests.
 
 use std::collections::VecDeque;
 
+use ring::aead;
+use snow::HandshakeState;
 use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
 use snow::resolvers::{CryptoResolver, DefaultResolver, RingResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
-use snow::{HandshakeState, TransportState};
 
 use super::keys::{DilationKey, DilationSide, Role};
 use super::record::Record;
@@ -49,6 +55,9 @@ pub const RELAY_OK: &[u8] = b"ok\n";
 pub const MAX_NOISE_MESSAGE: usize = 65535;
 /// The largest plaintext per Noise message (65535 minus the 16-byte tag).
 pub const MAX_PLAINTEXT: usize = MAX_NOISE_MESSAGE - TAG_LEN;
+/// How many written frame buffers a connection keeps for reuse, and the largest it keeps.
+const MAX_SPARE_BUFFERS: usize = 8;
+const MAX_SPARE_CAPACITY: usize = 1 << 20;
 /// The ChaCha20-Poly1305 tag length.
 pub const TAG_LEN: usize = 16;
 /// Default cap on an incoming frame (checked on the length prefix, before buffering).
@@ -140,8 +149,64 @@ fn noise_err(e: snow::Error) -> DilationError {
 
 enum Noise {
     Handshake(Box<HandshakeState>),
-    Transport(Box<TransportState>),
+    Transport(Box<Transport>),
     None,
+}
+
+/// The Noise transport phase: one [`TransportCipher`] per direction.
+struct Transport {
+    send: TransportCipher,
+    recv: TransportCipher,
+}
+
+/// One direction of a Noise transport phase with ChaChaPoly (Noise spec §5.1, §12.3):
+/// the key from the handshake's split, and the message counter `n`, used as the nonce
+/// `0u32 ‖ le8(n)` with empty associated data.
+struct TransportCipher {
+    key: aead::LessSafeKey,
+    n: u64,
+}
+
+impl TransportCipher {
+    fn new(key: &[u8; 32]) -> Result<TransportCipher> {
+        let key = aead::UnboundKey::new(&aead::CHACHA20_POLY1305, key)
+            .map_err(|_| DilationError::Noise("bad transport key".into()))?;
+        Ok(TransportCipher {
+            key: aead::LessSafeKey::new(key),
+            n: 0,
+        })
+    }
+
+    fn nonce(&mut self) -> Result<aead::Nonce> {
+        // Noise reserves 2^64-1; refuse rather than reuse a nonce.
+        if self.n == u64::MAX {
+            return Err(DilationError::Noise("transport nonces exhausted".into()));
+        }
+        let mut b = [0u8; 12];
+        b[4..].copy_from_slice(&self.n.to_le_bytes());
+        self.n += 1;
+        Ok(aead::Nonce::assume_unique_for_key(b))
+    }
+
+    /// Encrypt `buf[at..]` (one message's plaintext) in place and append its tag.
+    fn seal_tail(&mut self, buf: &mut Vec<u8>, at: usize) -> Result<()> {
+        let nonce = self.nonce()?;
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, aead::Aad::empty(), &mut buf[at..])
+            .map_err(|_| DilationError::Noise("encryption failed".into()))?;
+        buf.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+
+    /// Decrypt one message (ciphertext ‖ tag) in place; its plaintext length.
+    fn open(&mut self, msg: &mut [u8]) -> Result<usize> {
+        let nonce = self.nonce()?;
+        self.key
+            .open_in_place(nonce, aead::Aad::empty(), msg)
+            .map(|p| p.len())
+            .map_err(|_| DilationError::Noise("decrypt error".into()))
+    }
 }
 
 /// One Dilation connection (see the module docs for the call order).
@@ -157,6 +222,9 @@ pub struct Connection {
     noise: Noise,
     inbuf: Vec<u8>,
     out: VecDeque<Vec<u8>>,
+    /// Written frames handed back by the caller ([`Connection::reuse`]), for new frames:
+    /// a fresh buffer per frame costs a page fault per 4 KiB written.
+    spare: Vec<Vec<u8>>,
     events: VecDeque<ConnectionEvent>,
     peer_confirmed: bool,
     selected: bool,
@@ -207,6 +275,7 @@ impl Connection {
             noise: Noise::Handshake(Box::new(hs)),
             inbuf: Vec::new(),
             out: VecDeque::new(),
+            spare: Vec::new(),
             events: VecDeque::new(),
             peer_confirmed: false,
             selected: false,
@@ -241,6 +310,15 @@ impl Connection {
     /// The next bytes to write to the socket, in order.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.out.pop_front()
+    }
+
+    /// Give back a buffer from [`Connection::poll_transmit`] once it is written, to hold a
+    /// later frame. Optional; a few are kept, the rest dropped.
+    pub fn reuse(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < MAX_SPARE_BUFFERS && buf.capacity() <= MAX_SPARE_CAPACITY {
+            buf.clear();
+            self.spare.push(buf);
+        }
     }
 
     /// The next event.
@@ -290,7 +368,7 @@ impl Connection {
         }
         self.inbuf.extend_from_slice(data);
         // Frames are decrypted where they lie (the buffer is taken out meanwhile).
-        let inbuf = std::mem::take(&mut self.inbuf);
+        let mut inbuf = std::mem::take(&mut self.inbuf);
         let mut start = 0;
         let r = loop {
             let avail = &inbuf[start..];
@@ -307,7 +385,7 @@ impl Connection {
             if avail.len() < 4 + len {
                 break Ok(());
             }
-            let frame = &avail[4..4 + len];
+            let frame = &mut inbuf[start + 4..start + 4 + len];
             start += 4 + len;
             if let Err(e) = self.frame(frame) {
                 break Err(e);
@@ -357,9 +435,20 @@ impl Connection {
 
     fn enter_transport(&mut self) -> Result<()> {
         match std::mem::replace(&mut self.noise, Noise::None) {
-            Noise::Handshake(hs) => {
-                let t = hs.into_transport_mode().map_err(noise_err)?;
-                self.noise = Noise::Transport(Box::new(t));
+            Noise::Handshake(mut hs) => {
+                if !hs.is_handshake_finished() {
+                    return Err(DilationError::Noise("handshake not finished".into()));
+                }
+                let (initiator, responder) = hs.dangerously_get_raw_split();
+                let (send, recv) = if hs.is_initiator() {
+                    (initiator, responder)
+                } else {
+                    (responder, initiator)
+                };
+                self.noise = Noise::Transport(Box::new(Transport {
+                    send: TransportCipher::new(&send)?,
+                    recv: TransportCipher::new(&recv)?,
+                }));
                 self.state = ConnectionState::Transport;
                 Ok(())
             }
@@ -374,7 +463,7 @@ impl Connection {
         self.out.push_back(f);
     }
 
-    fn frame(&mut self, frame: &[u8]) -> Result<()> {
+    fn frame(&mut self, frame: &mut [u8]) -> Result<()> {
         match &mut self.noise {
             Noise::Handshake(hs) => {
                 let mut payload = vec![0u8; frame.len()];
@@ -392,13 +481,20 @@ impl Connection {
                 Ok(())
             }
             Noise::Transport(t) => {
-                let mut plain = Vec::with_capacity(frame.len());
-                let mut buf = vec![0u8; frame.len().min(MAX_NOISE_MESSAGE)];
-                for piece in frame.chunks(MAX_NOISE_MESSAGE) {
-                    let n = t.read_message(piece, &mut buf).map_err(noise_err)?;
-                    plain.extend_from_slice(&buf[..n]);
+                // Each message is opened where it lies and its plaintext moved down to
+                // follow the previous one's, so the record ends up at the frame's start.
+                let mut plain = 0;
+                let mut at = 0;
+                while at < frame.len() {
+                    let end = (at + MAX_NOISE_MESSAGE).min(frame.len());
+                    let n = t.recv.open(&mut frame[at..end])?;
+                    if at != plain {
+                        frame.copy_within(at..at + n, plain);
+                    }
+                    plain += n;
+                    at = end;
                 }
-                let record = Record::decode(&plain, self.cfg.max_frame)?;
+                let record = Record::decode(&frame[..plain], self.cfg.max_frame)?;
                 self.record(record)
             }
             Noise::None => Err(DilationError::ConnectionClosed),
@@ -428,21 +524,38 @@ impl Connection {
         let Noise::Transport(t) = &mut self.noise else {
             return Err(DilationError::ConnectionClosed);
         };
-        let plain = record.encode();
-        let pieces = plain.len().div_ceil(MAX_PLAINTEXT).max(1);
-        let total = plain.len() + pieces * TAG_LEN;
+        let plain_len = record.encoded_len();
+        let pieces = plain_len.div_ceil(MAX_PLAINTEXT).max(1);
+        let total = plain_len + pieces * TAG_LEN;
         let len = u32::try_from(total).map_err(|_| DilationError::Oversized {
             len: total,
             max: u32::MAX as usize,
         })?;
-        let mut f = Vec::with_capacity(4 + total);
+        // The plaintext (header, then a DATA record's payload) is copied into the frame
+        // once, one message's worth at a time, and encrypted there.
+        let mut head = Vec::with_capacity(16);
+        let body = record.encode_head_into(&mut head);
+        let mut parts = [head.as_slice(), body];
+        let mut f = self.spare.pop().unwrap_or_default();
+        f.reserve(4 + total);
         f.extend_from_slice(&len.to_be_bytes());
-        for piece in plain.chunks(MAX_PLAINTEXT) {
+        let mut left = plain_len;
+        loop {
             let at = f.len();
-            f.resize(at + piece.len() + TAG_LEN, 0);
-            let n = t.write_message(piece, &mut f[at..]).map_err(noise_err)?;
-            debug_assert_eq!(n, piece.len() + TAG_LEN);
+            let mut want = left.min(MAX_PLAINTEXT);
+            left -= want;
+            for part in parts.iter_mut() {
+                let k = want.min(part.len());
+                f.extend_from_slice(&part[..k]);
+                *part = &part[k..];
+                want -= k;
+            }
+            t.send.seal_tail(&mut f, at)?;
+            if left == 0 {
+                break;
+            }
         }
+        debug_assert_eq!(f.len(), 4 + total);
         self.out.push_back(f);
         Ok(())
     }

@@ -35,6 +35,8 @@ const READ_CHUNK: usize = 256 << 10;
 /// Encrypted bytes queued for one socket, at most (about): more records are encrypted
 /// only as its writer drains the queue.
 const WRITE_BUFFER: usize = 1 << 20;
+/// Written buffers a writer holds for the endpoint to reuse.
+const MAX_WRITTEN: usize = 8;
 
 /// What the driver needs from the wormhole.
 pub(crate) struct DriverParts {
@@ -59,6 +61,8 @@ struct ConnIo {
     out: mpsc::UnboundedSender<Vec<u8>>,
     /// Bytes given to the writer and not written yet.
     queued: Arc<AtomicUsize>,
+    /// Buffers the writer wrote, for the endpoint to reuse.
+    written: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
 }
@@ -101,16 +105,24 @@ fn spawn_conn(
         }
     });
     let queued = Arc::new(AtomicUsize::new(0));
+    let written = Arc::new(std::sync::Mutex::new(Vec::new()));
     let writer = tokio::spawn({
         let queued = queued.clone();
+        let written = written.clone();
         async move {
             while let Some(bytes) = queue.recv().await {
                 if wr.write_all(&bytes).await.is_err() {
                     let _ = input.send((id, None)).await;
                     return;
                 }
-                let before = queued.fetch_sub(bytes.len(), Ordering::AcqRel);
-                if before >= WRITE_BUFFER / 2 && before - bytes.len() < WRITE_BUFFER / 2 {
+                let n = bytes.len();
+                if let Ok(mut w) = written.lock() {
+                    if w.len() < MAX_WRITTEN {
+                        w.push(bytes);
+                    }
+                }
+                let before = queued.fetch_sub(n, Ordering::AcqRel);
+                if before >= WRITE_BUFFER / 2 && before - n < WRITE_BUFFER / 2 {
                     writable.notify_one();
                 }
             }
@@ -119,6 +131,7 @@ fn spawn_conn(
     ConnIo {
         out,
         queued,
+        written,
         reader,
         writer,
     }
@@ -262,6 +275,10 @@ impl Driver {
         let Some(c) = self.conns.get(&id) else { return };
         let queued = c.queued.load(Ordering::Acquire);
         if queued < WRITE_BUFFER && self.ep.has_unsent() {
+            let written = c.written.lock().map(|mut w| std::mem::take(&mut *w));
+            for buf in written.unwrap_or_default() {
+                self.ep.reuse(id, buf);
+            }
             self.ep.fill(WRITE_BUFFER - queued);
         }
     }

@@ -232,6 +232,14 @@ impl Endpoint {
         Ok(id)
     }
 
+    /// Give back the bytes of an [`Io::Transmit`] for connection `id` once written, so
+    /// a later frame reuses the buffer. Optional.
+    pub fn reuse(&mut self, id: ConnId, buf: Vec<u8>) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.reuse(buf);
+        }
+    }
+
     /// Bytes read from connection `id`.
     pub fn connection_input(&mut self, now: Instant, id: ConnId, data: &[u8]) {
         let Some(conn) = self.conns.get_mut(&id) else {

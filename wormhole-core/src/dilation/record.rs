@@ -117,6 +117,14 @@ impl Record {
     /// Append the encoding of this record to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.encoded_len());
+        let body = self.encode_head_into(out);
+        out.extend_from_slice(body);
+    }
+
+    /// Append the encoding of this record to `out` except a DATA record's payload, and
+    /// return that payload (empty for every other record), for callers that place it
+    /// themselves: the encoding is what was appended followed by what is returned.
+    pub fn encode_head_into(&self, out: &mut Vec<u8>) -> &[u8] {
         match self {
             Record::Kcm => out.push(T_KCM),
             Record::Ping(id) => {
@@ -137,7 +145,7 @@ impl Record {
                 out.push(T_DATA);
                 out.extend_from_slice(&scid.to_be_bytes());
                 out.extend_from_slice(&seqnum.to_be_bytes());
-                out.extend_from_slice(data);
+                return data;
             }
             Record::Close { scid, seqnum } => {
                 out.push(T_CLOSE);
@@ -149,6 +157,7 @@ impl Record {
                 out.extend_from_slice(&resp_seqnum.to_be_bytes());
             }
         }
+        &[]
     }
 
     /// The encoding of this record.
