@@ -9,16 +9,26 @@ from the first to the last byte, as DILATION.md measures), CPU seconds per GiB o
 stream is checked end to end with CRC-32 (each chunk begins with its index, so lost,
 repeated or swapped chunks show): SHA-256 would cost about 0.5 CPU-s per GiB on each side,
 more than the check is worth here; the tests use SHA-256.
+
+`--recovery N` measures instead how fast a stream recovers from a reset connection:
+relay only, through a proxy in this script that resets both of its TCP connections
+(SO_LINGER 0) N times mid-stream, the k-th time once (k/(N+1)) of the stream has crossed
+it. Recovery is the time from a reset to our peer's next `connected` status (the new
+connection selected, its keys confirmed); our peer leads when the reference is the other
+side (the reference leading sometimes never retries a failed relay round: DILATION.md).
 """
 
 import argparse
 import json
 import os
 import re
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 GIB = 1 << 30
@@ -82,6 +92,115 @@ def run_one(sender, receiver, path, ns, size, tmp):
     }
 
 
+class CutProxy:
+    """A TCP proxy in front of `target` that can reset every connection through it."""
+
+    def __init__(self, target):
+        self.target = target
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.socks = []
+        self.carried = 0
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                a, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                b = socket.create_connection(self.target)
+            except OSError:
+                a.close()
+                continue
+            with self.lock:
+                self.socks += [a, b]
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=self.pipe, args=(x, y), daemon=True).start()
+
+    def pipe(self, src, dst):
+        try:
+            while True:
+                data = src.recv(1 << 20)
+                if not data:
+                    break
+                dst.sendall(data)
+                with self.lock:
+                    self.carried += len(data)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def cut(self):
+        """Reset every connection; returns the time of the reset."""
+        with self.lock:
+            socks, self.socks = self.socks, []
+        t = time.time()
+        for s in socks:
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                # close() alone would wait for the thread blocked in recv() on it to
+                # return before the socket goes (and its RST with it); SHUT_RD wakes it.
+                s.shutdown(socket.SHUT_RD)
+                s.close()
+            except OSError:
+                pass
+        return t
+
+
+def run_recovery(sender, receiver, ns, size, cuts, tmp):
+    """One stream through a CutProxy reset `cuts` times; the recovery times (s)."""
+    appid = "bench.example/dilation-recovery"
+    host, port = ns.relay[len("tcp:"):].rsplit(":", 1)
+    proxy = CutProxy((host, int(port)))
+    common = ["--crc32", "--relay", "tcp:127.0.0.1:%d" % proxy.port, "--no-listen"]
+    lead = ["--side", "ffffffffffffffff"] if "reference" in (sender, receiver) else []
+    r = Peer(receiver, [ns.mailbox, appid, "--allocate"] + common
+             + (lead if receiver == "ours" else []) + ["serve"], ns, tmp, "r")
+    code = r.expect("code")["code"]
+    s = Peer(sender, [ns.mailbox, appid, "--code", code] + common
+             + (lead if sender == "ours" else []) + ["send", str(size)], ns, tmp, "s")
+    done = {}
+    threading.Thread(target=lambda: done.update(sink=r.expect("sink", 900)),
+                     daemon=True).start()
+    times = []
+    for k in range(1, cuts + 1):
+        while proxy.carried < size * k // (cuts + 1) and "sink" not in done:
+            time.sleep(0.005)
+        if "sink" in done:
+            raise SystemExit("the stream ended before reset %d" % k)
+        times.append(proxy.cut())
+    while "sink" not in done:
+        time.sleep(0.05)
+    sink = done["sink"]
+    sent = s.expect("sent")
+    if sink["bytes"] != size or sink["crc32"] != sent["crc32"]:
+        raise SystemExit("stream damaged: sent %r, received %r" % (sent, sink))
+    s.finish()
+    r.finish()
+    proxy.lsock.close()
+    ours = s if sender == "ours" else r
+    connected = [v["t"] for v in ours.said if v.get("status") == "connected"]
+    out = []
+    for t in times:
+        after = [c for c in connected if c > t]
+        if not after:
+            raise SystemExit("no connection after the reset at %.3f: %r" % (t, ours.said))
+        out.append(min(after) - t)
+    if os.environ.get("BENCH_DEBUG"):
+        print("resets", times, "recovery", out, file=sys.stderr)
+        for p in (s, r):
+            print([v for v in p.said if "status" in v], file=sys.stderr)
+    return out
+
+
 def start_server(ns, tmp):
     log = open(os.path.join(tmp, "server.log"), "w+")
     srv = subprocess.Popen([ns.server, "all", "--mailbox-listen", "127.0.0.1:0",
@@ -106,6 +225,8 @@ def main():
     ap.add_argument("--size", type=int, default=1024, help="MiB per stream (1024)")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--only", default="", help="pairs to run, e.g. ours-ours,ours-reference")
+    ap.add_argument("--recovery", type=int, default=0,
+                    help="measure recovery from N resets per run instead of throughput")
     ns = ap.parse_args()
     ns.python = os.path.join(ns.venv, "bin", "python")
     ns.ref_script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
@@ -114,14 +235,30 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         srv, ns.mailbox, ns.relay = start_server(ns, tmp)
         try:
+            pairs = [("ours", "ours"), ("ours", "reference"), ("reference", "ours"),
+                     ("reference", "reference")]
+            only = [p for p in ns.only.split(",") if p]
+            if ns.recovery:
+                print("Dilation recovery, %d MiB over one subchannel through the relay, reset "
+                      "%d times per run, %d run(s) each" % (ns.size, ns.recovery, ns.runs))
+                print("| sender -> receiver | resets | median ms | max ms |")
+                print("|---|---|---|---|")
+                for sender, receiver in pairs[:3]:
+                    if only and "%s-%s" % (sender, receiver) not in only:
+                        continue
+                    rec = []
+                    for _ in range(ns.runs):
+                        rec += run_recovery(sender, receiver, ns, size, ns.recovery, tmp)
+                    print("| %s -> %s | %d | %.0f | %.0f |" % (
+                        sender, receiver, len(rec), statistics.median(rec) * 1000,
+                        max(rec) * 1000))
+                    sys.stdout.flush()
+                return
             print("Dilation, %d MiB over one subchannel, %d run(s) each (median by MB/s)"
                   % (ns.size, ns.runs))
             print("| sender -> receiver | path | MB/s | sender CPU s/GiB | receiver CPU s/GiB "
                   "| sender RSS MiB | receiver RSS MiB |")
             print("|---|---|---|---|---|---|---|")
-            pairs = [("ours", "ours"), ("ours", "reference"), ("reference", "ours"),
-                     ("reference", "reference")]
-            only = [p for p in ns.only.split(",") if p]
             for sender, receiver in pairs:
                 if only and "%s-%s" % (sender, receiver) not in only:
                     continue

@@ -9,7 +9,8 @@
 #            server 0.8.0 and transit relay 0.5.0 (option: --quick);
 #   dilation benches/dilation.py: 1 GiB over one Dilation subchannel, direct and relay,
 #            ours and the reference 0.24 in every pairing (options: --size MIB, --runs N,
-#            --only ours-ours,ours-reference,…);
+#            --only ours-ours,ours-reference,…; --recovery N: instead, the time to
+#            recover from N connection resets per run, through a cutting proxy);
 #   all      cli and servers (the default; dilation runs only when asked for).
 #
 # Builds the release binaries and prepares the reference peers (scripts/setup-peers.sh)

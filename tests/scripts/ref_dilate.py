@@ -240,7 +240,7 @@ def main(argv):
         pc = repr(st.peer_connection)
         if pc != last[0]:
             last[0] = pc
-            out({"status": pc, "generation": st.generation})
+            out({"status": pc, "generation": st.generation, "t": time.time()})
 
     kw = {"transit_relay_location": relay, "no_listen": no_listen, "on_status_update": status}
     if ping is not None:

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wormhole_core::dilation::handle::{Dilated, DilationOptions};
+use wormhole_core::dilation::handle::{Dilated, DilationEvent, DilationOptions};
 use wormhole_core::{Options, Wormhole};
 use wormhole_tests::dilation::{
     RefPeer, accept_sink, connected, opts, ours_with, pair, read_stream, side, write_stream,
@@ -467,6 +467,44 @@ async fn a_delegated_wormhole_dilates() {
         within(TIMEOUT, "the record", t.recv()).await.unwrap(),
         Some(b"from a delegated wormhole".to_vec())
     );
-    // The delegated stream still carries the wormhole's own events.
+    // Dilation's status events come on the delegated stream, in order with the
+    // wormhole's own, and not through `next_event`.
+    let mut seen = Vec::new();
+    within(TIMEOUT, "Dilation events on the delegated stream", async {
+        loop {
+            match events.recv().await {
+                Some(wormhole_core::Event::Dilation(ev)) => {
+                    let connected = matches!(ev, DilationEvent::Connected { .. });
+                    seen.push(ev);
+                    if connected {
+                        return;
+                    }
+                }
+                Some(_) => {}
+                None => panic!("the stream ended; Dilation events seen: {seen:?}"),
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(seen[0], DilationEvent::Generation { generation: 1, .. }),
+        "{seen:?}"
+    );
+    assert_eq!(da.next_event().await, None);
+    assert!(matches!(
+        db.next_event().await,
+        Some(DilationEvent::Generation { generation: 1, .. })
+    ));
     let _ = tokio::join!(a.close(), b.close());
+    within(TIMEOUT, "Closed, last", async {
+        loop {
+            match events.recv().await {
+                Some(wormhole_core::Event::Closed(_)) => break,
+                Some(_) => {}
+                None => panic!("no Closed event"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(events.recv().await, None);
 }

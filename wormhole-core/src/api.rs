@@ -235,10 +235,10 @@ impl SavedEvent {
                 message: hex::encode(m),
             },
             Event::WordlistAvailable => SavedEvent::WordlistAvailable,
-            Event::Transfer(_) | Event::Closed(_) => {
+            Event::Transfer(_) | Event::Dilation(_) | Event::Closed(_) => {
                 return Err(Error::InvalidArgument(
-                    "a wormhole cannot be serialized while a transfer or closing event \
-                     waits to be taken"
+                    "a wormhole cannot be serialized while a transfer, Dilation or closing \
+                     event waits to be taken"
                         .into(),
                 ));
             }
@@ -527,6 +527,12 @@ impl Shared {
         }
         run_callbacks(callbacks);
         self.changed.notify_waiters();
+    }
+
+    /// Put a Dilation status event on the delegated stream.
+    fn deliver_dilation(&self, ev: crate::dilation::handle::DilationEvent) {
+        let mut st = self.lock();
+        self.deliver(&mut st, Event::Dilation(ev));
     }
 
     /// Put an event on the delegated stream (the state is locked, so events keep their
@@ -1285,7 +1291,15 @@ impl Wormhole {
             link: link.clone(),
             control: control_rx,
             writes: writes_rx,
-            events,
+            // A delegated wormhole has one event stream: status events go there.
+            events: if self.h.delegated {
+                let shared = shared.clone();
+                Box::new(move |ev| shared.deliver_dilation(ev))
+            } else {
+                Box::new(move |ev| {
+                    let _ = events.send(ev);
+                })
+            },
         };
         shared.runtime.spawn(crate::dilation::driver::run(parts));
         Ok(Dilated {

@@ -27,6 +27,10 @@ pub enum Event {
     WordlistAvailable,
     /// A text or file transfer event (see [`crate::Wormhole::start_send_text`] and friends).
     Transfer(TransferEvent),
+    /// A Dilation status event ([`crate::Wormhole::dilate`]): on a delegated wormhole
+    /// they arrive here, in order with the others, instead of through
+    /// [`crate::dilation::handle::Dilated::next_event`].
+    Dilation(crate::dilation::handle::DilationEvent),
     /// `wormhole_closed`: `Ok` when happy. Always last.
     Closed(Result<()>),
 }

@@ -3,15 +3,17 @@
 //! benchmark (`benches/dilation.py`) can run ours and the reference's the same way.
 //!
 //!     dilation_peer MAILBOX_URL APPID (--code CODE | --allocate) [--relay tcp:H:P]
-//!                   [--no-listen] [--crc32] (serve | send N)
+//!                   [--no-listen] [--crc32] [--side HEX] (serve | send N)
 //!
 //! `serve` listens for `sink` and prints `{"sink": SCID, "bytes": N, "sha256": HEX,
 //! "first": T, "last": T}` (Unix seconds of the first and last byte) when the peer closes
 //! it; `send N` writes N bytes of a counter pattern into the peer's `sink` and prints
 //! `{"sent": N, "sha256": HEX}`. Both print `{"code": ...}` and `{"dilated": true}`, and
 //! exit once stdin closes. `--crc32` reports `"crc32"` (CRC-32, much cheaper) instead of
-//! `"sha256"`. The stream's 256 KiB blocks each begin with their index (little-endian
-//! u64), so blocks that were swapped, lost or repeated change the digest.
+//! `"sha256"`. Status events are printed as `{"status": "connected" | "reconnecting",
+//! "generation": G, "t": T}`; `--side` picks our Dilation side (the larger leads). The
+//! stream's 256 KiB blocks each begin with their index (little-endian u64), so blocks
+//! that were swapped, lost or repeated change the digest.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -97,6 +99,7 @@ async fn main() {
             "--relay" if !args.is_empty() => o.relay = Some(args.remove(0)),
             "--no-listen" => o.no_listen = true,
             "--crc32" => crc = true,
+            "--side" if !args.is_empty() => o.side = Some(args.remove(0)),
             _ => usage(),
         }
     }
@@ -119,18 +122,40 @@ async fn main() {
         None => w.allocate_code(2).expect("allocate_code"),
     }
     out(serde_json::json!({"code": w.get_code().await.expect("code")}));
-    let d = w.dilate(o).expect("dilate");
-    let dilated = async {
-        loop {
-            match d.next_event().await {
-                Some(Event::Connected { .. }) => return,
-                Some(Event::Failed(e)) => {
-                    out(serde_json::json!({"error": e.to_string()}));
-                    std::process::exit(1)
+    let d = std::sync::Arc::new(w.dilate(o).expect("dilate"));
+    // Every status event is printed with its time; the first Connected is "dilated".
+    let (up, mut first) = tokio::sync::watch::channel(false);
+    tokio::spawn({
+        let d = d.clone();
+        async move {
+            loop {
+                match d.next_event().await {
+                    Some(Event::Connected {
+                        generation, path, ..
+                    }) => {
+                        out(
+                            serde_json::json!({"status": "connected", "generation": generation,
+                            "relay": path.relay, "t": now()}),
+                        );
+                        let _ = up.send(true);
+                    }
+                    Some(Event::Reconnecting { generation }) => {
+                        out(serde_json::json!({"status": "reconnecting",
+                            "generation": generation, "t": now()}));
+                    }
+                    Some(Event::Failed(e)) => {
+                        out(serde_json::json!({"error": e.to_string()}));
+                        std::process::exit(1)
+                    }
+                    Some(_) => {}
+                    None => return,
                 }
-                Some(_) => {}
-                None => std::process::exit(1),
             }
+        }
+    });
+    let dilated = async move {
+        if first.wait_for(|up| *up).await.is_err() {
+            std::process::exit(1)
         }
     };
     match scenario.as_str() {

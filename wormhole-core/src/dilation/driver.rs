@@ -38,6 +38,10 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// Written buffers a writer holds for the endpoint to reuse.
 const MAX_WRITTEN: usize = 8;
 
+/// Where status events go: the [`super::handle::Dilated`] handle's stream, or a delegated
+/// wormhole's event stream.
+pub(crate) type StatusSink = Box<dyn Fn(DilationEvent) + Send>;
+
 /// What the driver needs from the wormhole.
 pub(crate) struct DriverParts {
     pub options: DilateOptions,
@@ -46,7 +50,7 @@ pub(crate) struct DriverParts {
     pub link: Arc<Link>,
     pub control: mpsc::UnboundedReceiver<Control>,
     pub writes: mpsc::UnboundedReceiver<Write>,
-    pub events: mpsc::UnboundedSender<DilationEvent>,
+    pub events: StatusSink,
 }
 
 /// A TCP connection that is up, before the endpoint knows it.
@@ -205,7 +209,7 @@ struct Driver {
     link: Arc<Link>,
     commands: mpsc::WeakUnboundedSender<Command>,
     proxy: Option<crate::proxy::Socks5>,
-    events: mpsc::UnboundedSender<DilationEvent>,
+    events: StatusSink,
     conns: HashMap<ConnId, ConnIo>,
     /// Per generation: its listener and dials.
     attempts: HashMap<u32, Vec<JoinHandle<()>>>,
@@ -322,7 +326,7 @@ impl Driver {
                 if let super::manager::Event::Failed(e) = &s {
                     self.failed = Some(e.to_string());
                 }
-                let _ = self.events.send(s);
+                (self.events)(s);
             }
             EndpointEvent::Ready(_) => {}
             EndpointEvent::Subchannel(SubchannelEvent::Accepted { scid, name }) => {
@@ -524,7 +528,7 @@ pub(crate) async fn run(parts: DriverParts) {
         registered: false,
     };
     if let Err(e) = d.ep.dilate(now(), options, &mut rand::rngs::OsRng) {
-        let _ = d.events.send(super::manager::Event::Failed(e));
+        (d.events)(super::manager::Event::Failed(e));
         return;
     }
     let writable = d.writable.clone();
