@@ -353,7 +353,7 @@ fn socket2_linger_zero(s: &TcpStream) -> std::io::Result<()> {
 
 /// The peer's first `sink` subchannel on `d` (listening for it first).
 pub async fn accept_sink(d: &Dilated) -> Subchannel {
-    let mut sinks = d.listen("sink").await.unwrap();
+    let mut sinks = d.listen("sink").unwrap();
     within(TIMEOUT, "the sink subchannel", sinks.accept())
         .await
         .unwrap()

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wormhole_core::dilation::handle::{Dilated, DilationEvent, DilationOptions};
+use wormhole_core::dilation::handle::{
+    Dilated, DilationEvent, DilationOptions, Readiness, TryRecv,
+};
 use wormhole_core::{Options, Wormhole};
 use wormhole_tests::dilation::{
     RefPeer, accept_sink, connected, opts, ours_with, pair, read_stream, side, write_stream,
@@ -17,7 +19,7 @@ use wormhole_tests::{OurServer, TIMEOUT, assert_loopback_only, test_appid, withi
 /// Records of many sizes (empty, around the Noise message limit, 1 MiB) go both ways,
 /// whole and in order.
 async fn echo_sizes(da: &Dilated, db: &Dilated) {
-    let mut listener = db.listen("echo").await.unwrap();
+    let mut listener = db.listen("echo").unwrap();
     let mut ours = da.connect("echo").await.unwrap();
     let mut theirs = within(TIMEOUT, "the accepted subchannel", listener.accept())
         .await
@@ -119,8 +121,8 @@ async fn many_subchannels_from_both_sides_and_an_early_open() {
     connected(&da, "A").await;
     connected(&db, "B").await;
 
-    let mut la = da.listen("many").await.unwrap();
-    let mut lb = db.listen("many").await.unwrap();
+    let mut la = da.listen("many").unwrap();
+    let mut lb = db.listen("many").unwrap();
     let mut tasks = Vec::new();
     for (from, to) in [(&da, "A"), (&db, "B")] {
         for i in 0..64u32 {
@@ -161,7 +163,7 @@ async fn many_subchannels_from_both_sides_and_an_early_open() {
     assert!(sent == received, "the 128 streams differ");
 
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut ll = db.listen("late").await.unwrap();
+    let mut ll = db.listen("late").unwrap();
     let mut s = within(TIMEOUT, "the held subchannel", ll.accept())
         .await
         .unwrap();
@@ -296,7 +298,7 @@ async fn the_reference_opens_to_us(leader: bool, race: bool) {
         ..Default::default()
     };
     let (w, d) = ours_with(&server.url(), &appid, &code, o).await;
-    let mut echo = d.listen("echo").await.unwrap();
+    let mut echo = d.listen("echo").unwrap();
     let echoes = tokio::spawn(async move {
         let mut tasks = Vec::new();
         while let Some(mut s) = echo.accept().await {
@@ -312,7 +314,7 @@ async fn the_reference_opens_to_us(leader: bool, race: bool) {
     connected(&d, "ours").await;
     peer.expect("ok").await;
     // The "late" OPEN came before anyone listened: it was held.
-    let mut late = d.listen("late").await.unwrap();
+    let mut late = d.listen("late").unwrap();
     let mut s = within(TIMEOUT, "the held subchannel", late.accept())
         .await
         .unwrap();
@@ -359,21 +361,20 @@ async fn reference_streams_to_us() {
 }
 
 /// Backpressure end to end: while B does not read, A's writes stop once the windows are
-/// full (B stops reading the connection past its read window; A's unacknowledged bytes
+/// full (B stops acknowledging past its read window, though it reads on; A's unacknowledged bytes
 /// reach the write window), so nothing grows without bound; once B reads, every record
-/// arrives, in order.
+/// arrives, in order; and the pause (six keepalive intervals) replaced no connection.
 #[tokio::test]
 async fn a_reader_that_does_not_read_stops_the_writer() {
     use wormhole_core::dilation::handle::{READ_WINDOW, WRITE_WINDOW};
     let server = OurServer::start().await;
-    let (a, b, da, db) = pair(
-        &server,
-        "dilation-backpressure",
-        DilationOptions::default(),
-        DilationOptions::default(),
-    )
-    .await;
-    let mut l = db.listen("slow").await.unwrap();
+    // A keepalive far shorter than the pause: a reader that pauses must not look dead.
+    let quick = DilationOptions {
+        ping_interval: Duration::from_millis(500),
+        ..DilationOptions::default()
+    };
+    let (a, b, da, db) = pair(&server, "dilation-backpressure", quick.clone(), quick).await;
+    let mut l = db.listen("slow").unwrap();
     let mut tx = da.connect("slow").await.unwrap();
     let record = 1usize << 20;
     let total = 64usize;
@@ -410,6 +411,18 @@ async fn a_reader_that_does_not_read_stops_the_writer() {
     }
     let _tx = within(TIMEOUT, "the writer", writer).await.unwrap();
     assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), total);
+    // The connection was never taken for dead: no reconnection on either side (the
+    // connections are read while the reader pauses, so keepalives are answered).
+    for (d, who) in [(&da, "A"), (&db, "B")] {
+        while let Ok(Some(ev)) =
+            tokio::time::timeout(Duration::from_millis(100), d.next_event()).await
+        {
+            assert!(
+                !matches!(ev, DilationEvent::Reconnecting { .. }),
+                "{who} reconnected while the reader paused: {ev:?}"
+            );
+        }
+    }
     let _ = tokio::join!(a.close(), b.close());
 }
 
@@ -459,7 +472,7 @@ async fn a_delegated_wormhole_dilates() {
     b.set_code(&code).unwrap();
     let da = a.dilate(DilationOptions::default()).unwrap();
     let db = b.dilate(DilationOptions::default()).unwrap();
-    let mut l = db.listen("x").await.unwrap();
+    let mut l = db.listen("x").unwrap();
     let mut s = da.connect("x").await.unwrap();
     s.send(b"from a delegated wormhole".to_vec()).await.unwrap();
     let mut t = within(TIMEOUT, "the subchannel", l.accept()).await.unwrap();
@@ -507,4 +520,112 @@ async fn a_delegated_wormhole_dilates() {
     })
     .await;
     assert_eq!(events.recv().await, None);
+}
+
+/// Wait on a delegated stream for a poll-mode wake-up `want`.
+async fn wait_ready(events: &mut wormhole_core::Events, want: Readiness) {
+    within(TIMEOUT, "a poll-mode wake-up", async {
+        loop {
+            match events.recv().await {
+                Some(wormhole_core::Event::DilationReady(r)) if r == want => return,
+                Some(_) => {}
+                None => panic!("the stream ended before {want:?}"),
+            }
+        }
+    })
+    .await
+}
+
+/// Poll mode on a delegated wormhole (what the C, Kotlin and Python adapters build on):
+/// `try_accept`, `try_recv` and `try_send` never wait, and each one that could not go on
+/// is followed by its wake-up on the event stream.
+#[tokio::test]
+async fn poll_mode_wakes_up_on_the_delegated_stream() {
+    assert_loopback_only();
+    let server = OurServer::start().await;
+    let appid = test_appid("dilation-poll-mode");
+    let (a, mut events) = Wormhole::create_delegated(&appid, &server.url(), opts()).unwrap();
+    a.allocate_code(2).unwrap();
+    let code = within(TIMEOUT, "the code", async {
+        loop {
+            if let Some(wormhole_core::Event::Code(c)) = events.recv().await {
+                return c;
+            }
+        }
+    })
+    .await;
+    let b = Wormhole::create(&appid, &server.url(), opts()).unwrap();
+    b.set_code(&code).unwrap();
+    let da = a.dilate(DilationOptions::default()).unwrap();
+    let db = b.dilate(DilationOptions::default()).unwrap();
+    let mut la = da.listen("poll").unwrap();
+    assert!(da.listen("poll").is_err(), "a name is listened to once");
+    assert!(la.try_accept().unwrap().is_none());
+    let mut sb = db.connect("poll").await.unwrap();
+    sb.send(b"one".to_vec()).await.unwrap();
+
+    let acceptable = Readiness::Acceptable {
+        name: "poll".into(),
+    };
+    let mut sa = loop {
+        if let Some(s) = la.try_accept().unwrap() {
+            break s;
+        }
+        wait_ready(&mut events, acceptable.clone()).await;
+    };
+    let id = sa.id();
+    let first = loop {
+        match sa.try_recv().unwrap() {
+            TryRecv::Record(r) => break r,
+            TryRecv::Empty => wait_ready(&mut events, Readiness::Readable { id }).await,
+            TryRecv::Closed => panic!("closed before the record"),
+        }
+    };
+    assert_eq!(first, b"one");
+    assert_eq!(sa.try_recv().unwrap(), TryRecv::Empty);
+
+    // Fill the write window while the peer does not read: try_send says no, sends
+    // nothing, and the wake-up comes once the peer has read and acknowledged.
+    let record = vec![0x5a; 1 << 20];
+    let mut sent = 0usize;
+    while sa.try_send(&record).unwrap() {
+        sent += 1;
+        assert!(sent <= 64, "the write window never filled");
+    }
+    assert!(sent >= 1);
+    for _ in 0..sent {
+        let r = within(TIMEOUT, "a record", sb.recv()).await.unwrap();
+        assert_eq!(r.as_deref(), Some(&record[..]));
+    }
+    wait_ready(&mut events, Readiness::Writable { id }).await;
+    assert!(sa.try_send(b"after the wake-up").unwrap());
+    assert_eq!(
+        within(TIMEOUT, "the last record", sb.recv()).await.unwrap(),
+        Some(b"after the wake-up".to_vec())
+    );
+
+    // try_read: the records as a byte stream, in pieces of the caller's size.
+    sb.send(b"ab".to_vec()).await.unwrap();
+    sb.send(b"cd".to_vec()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 3];
+    while got.len() < 4 {
+        match sa.try_read(&mut buf).unwrap() {
+            Some(0) => panic!("closed early"),
+            Some(n) => got.extend_from_slice(&buf[..n]),
+            None => wait_ready(&mut events, Readiness::Readable { id }).await,
+        }
+    }
+    assert_eq!(got, b"abcd");
+
+    // The peer's CLOSE wakes a reader too, and reads as Closed.
+    sb.close().unwrap();
+    loop {
+        match sa.try_recv().unwrap() {
+            TryRecv::Closed => break,
+            TryRecv::Empty => wait_ready(&mut events, Readiness::Readable { id }).await,
+            TryRecv::Record(r) => panic!("unexpected record of {} bytes", r.len()),
+        }
+    }
+    let _ = tokio::join!(a.close(), b.close());
 }

@@ -46,7 +46,7 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let mut sinks = db.listen("sink").await.unwrap();
+    let mut sinks = db.listen("sink").unwrap();
     let mut tx = da.connect("sink").await.unwrap();
     let pace = Pace::new(RATE);
     let writer = tokio::spawn({

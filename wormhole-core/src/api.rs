@@ -235,7 +235,10 @@ impl SavedEvent {
                 message: hex::encode(m),
             },
             Event::WordlistAvailable => SavedEvent::WordlistAvailable,
-            Event::Transfer(_) | Event::Dilation(_) | Event::Closed(_) => {
+            Event::Transfer(_)
+            | Event::Dilation(_)
+            | Event::DilationReady(_)
+            | Event::Closed(_) => {
                 return Err(Error::InvalidArgument(
                     "a wormhole cannot be serialized while a transfer, Dilation or closing \
                      event waits to be taken"
@@ -529,10 +532,10 @@ impl Shared {
         self.changed.notify_waiters();
     }
 
-    /// Put a Dilation status event on the delegated stream.
-    fn deliver_dilation(&self, ev: crate::dilation::handle::DilationEvent) {
+    /// Put a Dilation event on the delegated stream.
+    fn deliver_dilation(&self, ev: Event) {
         let mut st = self.lock();
-        self.deliver(&mut st, Event::Dilation(ev));
+        self.deliver(&mut st, ev);
     }
 
     /// Put an event on the delegated stream (the state is locked, so events keep their
@@ -1263,6 +1266,14 @@ impl Wormhole {
                 crate::dilation::handle::WRITE_WINDOW,
             )),
             unread: Arc::default(),
+            listening: Default::default(),
+            // A delegated wormhole has one event stream: poll mode's wake-ups go there.
+            ready: if self.h.delegated {
+                let shared = shared.clone();
+                Arc::new(move |r| shared.deliver_dilation(Event::DilationReady(r)))
+            } else {
+                Arc::new(|_| {})
+            },
         });
         let early = std::mem::replace(&mut st.dilation, DilationLink::Running(control.clone()));
         if let DilationLink::Early { can_dilate, bodies } = early {
@@ -1294,7 +1305,7 @@ impl Wormhole {
             // A delegated wormhole has one event stream: status events go there.
             events: if self.h.delegated {
                 let shared = shared.clone();
-                Box::new(move |ev| shared.deliver_dilation(ev))
+                Box::new(move |ev| shared.deliver_dilation(Event::Dilation(ev)))
             } else {
                 Box::new(move |ev| {
                     let _ = events.send(ev);

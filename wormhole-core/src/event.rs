@@ -31,6 +31,9 @@ pub enum Event {
     /// they arrive here, in order with the others, instead of through
     /// [`crate::dilation::handle::Dilated::next_event`].
     Dilation(crate::dilation::handle::DilationEvent),
+    /// A Dilation subchannel or listener in poll mode can go on
+    /// ([`crate::dilation::handle::Subchannel::try_recv`] and friends).
+    DilationReady(crate::dilation::handle::Readiness),
     /// `wormhole_closed`: `Ok` when happy. Always last.
     Closed(Result<()>),
 }

@@ -160,7 +160,7 @@ async fn main() {
     };
     match scenario.as_str() {
         "serve" => {
-            let mut sinks = d.listen("sink").await.expect("listen");
+            let mut sinks = d.listen("sink").expect("listen");
             dilated.await;
             out(serde_json::json!({"dilated": true}));
             tokio::spawn(async move {

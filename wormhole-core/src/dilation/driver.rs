@@ -438,26 +438,16 @@ impl Driver {
                 self.ep.peer_version(now(), &can_dilate, &key)
             }
             Control::PeerBody(b) => self.ep.peer_body(now(), &b),
-            Control::Listen {
-                name,
-                accepted,
-                reply,
-            } => {
-                let r = if self.listeners.contains_key(&name) {
-                    Err(Error::InvalidState(format!(
-                        "already listening for subchannels of {name:?}"
-                    )))
-                } else if self.ep.role().is_none() {
-                    // Before the roles are known the listener waits in `pending`: keep
-                    // it and register it once they are.
-                    self.listeners.insert(name.clone(), accepted);
-                    Ok(())
-                } else {
-                    self.ep.listen(&name, false).map_err(Error::from).map(|()| {
-                        self.listeners.insert(name.clone(), accepted);
-                    })
-                };
-                let _ = reply.send(r);
+            Control::Listen { name, accepted } => {
+                // Before the roles are known the listener is kept and registered with
+                // the endpoint once they are (`drain`).
+                if self.ep.role().is_some() {
+                    if let Err(e) = self.ep.listen(&name, false) {
+                        tracing::debug!(%name, error = %e, "listen refused");
+                        return true;
+                    }
+                }
+                self.listeners.insert(name, accepted);
             }
             Control::Open { name, reply } => self.opens.push_back((name, reply)),
             Control::Stop => return false,
@@ -533,10 +523,12 @@ pub(crate) async fn run(parts: DriverParts) {
     }
     let writable = d.writable.clone();
     loop {
+        // Held records count like unread ones: a peer cannot make us hold without bound.
+        let pending = link.unread.bytes() + d.ep.held_bytes();
+        d.ep.hold_acks(pending >= super::handle::READ_WINDOW);
         d.drain();
         let timer = d.ep.poll_timeout().map(tokio::time::Instant::from_std);
-        // Held records count like unread ones: a peer cannot make us hold without bound.
-        let reading = !link.unread.over() && d.ep.held_bytes() < super::handle::READ_WINDOW;
+        let reading = pending < super::handle::READ_LIMIT;
         tokio::select! {
             c = control.recv() => match c {
                 Some(c) => if !d.control(c) { break },
@@ -558,7 +550,7 @@ pub(crate) async fn run(parts: DriverParts) {
                     }
                 }
             },
-            _ = link.unread.drained.notified(), if link.unread.over() => {}
+            _ = link.unread.drained.notified(), if pending >= super::handle::READ_WINDOW => {}
             _ = writable.notified(), if d.ep.has_unsent() => {}
             _ = async { tokio::time::sleep_until(timer.expect("guarded")).await }, if timer.is_some() => {
                 d.ep.handle_timeout(now(), &mut rand::rngs::OsRng);

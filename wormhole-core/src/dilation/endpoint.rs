@@ -102,6 +102,10 @@ pub struct Endpoint {
     io: VecDeque<Io>,
     mailbox: VecDeque<Vec<u8>>,
     events: VecDeque<EndpointEvent>,
+    /// [`Endpoint::hold_acks`]: inbound records are not acknowledged for now.
+    holding_acks: bool,
+    /// The acknowledgement held back meanwhile.
+    held_ack: Option<u32>,
 }
 
 impl Default for Endpoint {
@@ -125,6 +129,25 @@ impl Endpoint {
             io: VecDeque::new(),
             mailbox: VecDeque::new(),
             events: VecDeque::new(),
+            holding_acks: false,
+            held_ack: None,
+        }
+    }
+
+    /// Flow control towards the peer: while `hold` is true, inbound records are not
+    /// acknowledged (a peer like ours stops writing once its window is unacknowledged),
+    /// though connections keep being read, so keepalives, acknowledgements of our own
+    /// records and new connections' handshakes go on. When `hold` turns false the held
+    /// acknowledgement (cumulative) is sent on the selected connection.
+    pub fn hold_acks(&mut self, hold: bool) {
+        if hold == self.holding_acks {
+            return;
+        }
+        self.holding_acks = hold;
+        if !hold {
+            if let (Some(resp_seqnum), Some(id)) = (self.held_ack.take(), self.manager.selected()) {
+                self.send_on(id, &Record::Ack { resp_seqnum });
+            }
         }
     }
 
@@ -388,12 +411,16 @@ impl Endpoint {
             r @ (Record::Open { .. } | Record::Data { .. } | Record::Close { .. }) => {
                 let Some(seqnum) = r.seqnum() else { return };
                 let verdict = self.inbound.receive(seqnum);
-                self.send_on(
-                    id,
-                    &Record::Ack {
-                        resp_seqnum: verdict.ack,
-                    },
-                );
+                if self.holding_acks {
+                    self.held_ack = Some(verdict.ack);
+                } else {
+                    self.send_on(
+                        id,
+                        &Record::Ack {
+                            resp_seqnum: verdict.ack,
+                        },
+                    );
+                }
                 if !verdict.deliver {
                     return;
                 }

@@ -7,9 +7,23 @@
 //!   when the peer acknowledges the record. (On loopback the window sets the throughput:
 //!   4 MiB gave about 530 MB/s, 8 MiB 820, 16 MiB 920.) A peer that never acknowledges therefore
 //!   stops the writers once a window is outstanding, and memory stays bounded.
-//! - **Reads**: delivered records that the application has not read yet are counted; the
-//!   driver stops reading the connection while they exceed [`READ_WINDOW`] bytes, so TCP
-//!   pushes back on the peer (one slow reader slows every subchannel, like the reference).
+//! - **Reads**: delivered records that the application has not read yet are counted
+//!   (with records held for a subprotocol nobody listens to); while they exceed
+//!   [`READ_WINDOW`] bytes inbound records are not acknowledged, so a peer like ours stops
+//!   once its write window is out (one slow reader slows every subchannel, like the
+//!   reference). The connection is still read meanwhile: keepalives, acknowledgements of
+//!   our own writes and a new connection's handshake go on, so a reader that pauses does
+//!   not look like a dead connection, and two sides that each wait to write while not
+//!   reading still see each other's acknowledgements. Only past [`READ_LIMIT`] (a peer
+//!   that ignores acknowledgements, like the reference) is the socket left unread, and TCP
+//!   pushes back.
+//!
+//! Poll mode, for callers without an async runtime (the C, Kotlin and Python adapters):
+//! [`Subchannel::try_send`], [`Subchannel::try_recv`] and [`SubchannelListener::try_accept`]
+//! never wait. When one of them could not proceed, a [`Readiness`] event follows once it
+//! can: on a delegated wormhole's event stream as [`crate::Event::DilationReady`], in order
+//! with its other events. The wake-ups are wakers core registers on the handle's channel
+//! or on the write window, so nothing polls.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,9 +39,13 @@ use crate::error::{Error, Result};
 
 /// Bytes written and not yet acknowledged by the peer, at most (all subchannels).
 pub const WRITE_WINDOW: usize = 16 << 20;
-/// Bytes delivered and not yet read by the application before the connection stops
-/// being read (all subchannels).
+/// Bytes delivered and not yet read by the application (all subchannels) beyond which
+/// inbound records are no longer acknowledged, so a peer like ours stops writing.
 pub const READ_WINDOW: usize = 4 << 20;
+/// Bytes delivered and not yet read beyond which the connection is not even read (for a
+/// peer that writes without waiting for acknowledgements, like the reference): above
+/// [`READ_WINDOW`] plus a peer's whole [`WRITE_WINDOW`], so our own peers never reach it.
+pub const READ_LIMIT: usize = READ_WINDOW + WRITE_WINDOW + (4 << 20);
 /// The largest record [`AsyncWrite`] makes of one `poll_write` (larger buffers are
 /// taken in parts). [`Subchannel::send`] takes any size.
 pub const MAX_STREAM_RECORD: usize = 256 << 10;
@@ -64,6 +82,62 @@ impl Default for DilationOptions {
 /// A change in the dilated connection (the reference's `DilationStatus`, as events).
 pub type DilationEvent = manager::Event;
 
+/// A subchannel or listener in poll mode can go on (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Readiness {
+    /// [`Subchannel::try_recv`] on subchannel `id` has something: a record, the peer's
+    /// CLOSE, or the end of Dilation.
+    Readable {
+        /// The subchannel id.
+        id: u32,
+    },
+    /// [`Subchannel::try_send`] on subchannel `id` can take a record again.
+    Writable {
+        /// The subchannel id.
+        id: u32,
+    },
+    /// [`SubchannelListener::try_accept`] for subprotocol `name` has a subchannel (or
+    /// Dilation ended).
+    Acceptable {
+        /// The subprotocol.
+        name: String,
+    },
+}
+
+/// Where [`Readiness`] events go (a delegated wormhole's stream, or nowhere).
+pub(crate) type ReadySink = Arc<dyn Fn(Readiness) + Send + Sync>;
+
+/// A waker that reports one [`Readiness`] when woken.
+struct ReadyWaker {
+    sink: ReadySink,
+    ready: Readiness,
+}
+
+impl std::task::Wake for ReadyWaker {
+    fn wake(self: Arc<Self>) {
+        (self.sink)(self.ready.clone());
+    }
+}
+
+fn ready_waker(sink: &ReadySink, ready: Readiness) -> std::task::Waker {
+    std::task::Waker::from(Arc::new(ReadyWaker {
+        sink: sink.clone(),
+        ready,
+    }))
+}
+
+/// What [`Subchannel::try_recv`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TryRecv {
+    /// The next record.
+    Record(Vec<u8>),
+    /// Nothing yet: a [`Readiness::Readable`] follows when something arrives.
+    Empty,
+    /// The peer closed the subchannel: no more records.
+    Closed,
+}
+
 /// Requests to the driver that are not writes.
 pub(crate) enum Control {
     /// The peer's `can-dilate` list, with the wormhole's key.
@@ -73,11 +147,11 @@ pub(crate) enum Control {
     },
     /// One of the peer's `dilate-N` bodies, in order.
     PeerBody(Vec<u8>),
-    /// Accept the peer's subchannels for `name`.
+    /// Accept the peer's subchannels for `name` (not listened to before: the handle
+    /// checked).
     Listen {
         name: String,
         accepted: mpsc::UnboundedSender<Subchannel>,
-        reply: oneshot::Sender<Result<()>>,
     },
     /// Open a subchannel to the peer's `name` (answered once the roles are known).
     Open {
@@ -133,18 +207,27 @@ impl Unread {
         }
     }
 
-    pub(crate) fn over(&self) -> bool {
-        self.bytes.load(Ordering::Acquire) >= READ_WINDOW
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
     }
 }
 
 /// What every handle of one dilated wormhole shares with the driver.
-#[derive(Debug)]
 pub(crate) struct Link {
     pub(crate) control: mpsc::UnboundedSender<Control>,
     pub(crate) writes: mpsc::UnboundedSender<Write>,
     pub(crate) window: Arc<Semaphore>,
     pub(crate) unread: Arc<Unread>,
+    /// Where poll mode's [`Readiness`] events go.
+    pub(crate) ready: ReadySink,
+    /// The subprotocols listened to.
+    pub(crate) listening: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").finish_non_exhaustive()
+    }
 }
 
 /// A dilated wormhole (from [`crate::Wormhole::dilate`]): subchannels to and from the
@@ -171,22 +254,34 @@ fn gone() -> Error {
 impl Dilated {
     /// Accept the peer's subchannels for subprotocol `name` (the reference's
     /// `listener_for(name).listen(...)`). Subchannels the peer opened before this call
-    /// were held and are accepted now. A name can be listened to once.
-    pub async fn listen(&self, name: &str) -> Result<SubchannelListener> {
-        let (accepted, rx) = mpsc::unbounded_channel();
-        let (reply, answer) = oneshot::channel();
-        self.link
-            .control
-            .send(Control::Listen {
-                name: name.to_owned(),
-                accepted,
-                reply,
-            })
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())??;
+    /// were held and are accepted now. A name can be listened to once. Never waits.
+    pub fn listen(&self, name: &str) -> Result<SubchannelListener> {
+        let rx = {
+            let mut names = self
+                .link
+                .listening
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if names.contains(name) {
+                return Err(Error::InvalidState(format!(
+                    "already listening for subchannels of {name:?}"
+                )));
+            }
+            let (accepted, rx) = mpsc::unbounded_channel();
+            self.link
+                .control
+                .send(Control::Listen {
+                    name: name.to_owned(),
+                    accepted,
+                })
+                .map_err(|_| gone())?;
+            names.insert(name.to_owned());
+            rx
+        };
         Ok(SubchannelListener {
             name: name.to_owned(),
             rx,
+            ready: self.link.ready.clone(),
         })
     }
 
@@ -214,10 +309,18 @@ impl Dilated {
 }
 
 /// The peer's subchannels for one subprotocol, as they are opened.
-#[derive(Debug)]
 pub struct SubchannelListener {
     name: String,
     rx: mpsc::UnboundedReceiver<Subchannel>,
+    ready: ReadySink,
+}
+
+impl std::fmt::Debug for SubchannelListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubchannelListener")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SubchannelListener {
@@ -229,6 +332,23 @@ impl SubchannelListener {
     /// The next subchannel the peer opened, or `None` once Dilation has ended.
     pub async fn accept(&mut self) -> Option<Subchannel> {
         self.rx.recv().await
+    }
+
+    /// Poll mode: the next subchannel the peer opened if one waits. `Ok(None)`: none yet,
+    /// and a [`Readiness::Acceptable`] follows when one arrives. An error once Dilation
+    /// has ended.
+    pub fn try_accept(&mut self) -> Result<Option<Subchannel>> {
+        let waker = ready_waker(
+            &self.ready,
+            Readiness::Acceptable {
+                name: self.name.clone(),
+            },
+        );
+        match self.rx.poll_recv(&mut Context::from_waker(&waker)) {
+            Poll::Ready(Some(s)) => Ok(Some(s)),
+            Poll::Ready(None) => Err(gone()),
+            Poll::Pending => Ok(None),
+        }
     }
 }
 
@@ -243,6 +363,8 @@ pub struct Subchannel {
     scid: u32,
     name: String,
     link: Arc<Link>,
+    /// Writes go through this (shared with the [`SubchannelSender`]s).
+    tx: SubchannelSender,
     window: PollSemaphore,
     rx: mpsc::UnboundedReceiver<Delivery>,
     /// The rest of a record partly read through [`AsyncRead`].
@@ -250,8 +372,81 @@ pub struct Subchannel {
     at: usize,
     /// No more deliveries (the peer's CLOSE, or the end of Dilation).
     ended: Option<Option<String>>,
+}
+
+/// The writing half of a [`Subchannel`] ([`Subchannel::sender`]): sends from another task
+/// while the subchannel is being read, e.g. for bindings whose read and write calls run
+/// concurrently. Clones share the subchannel; dropping the [`Subchannel`] closes it for
+/// its senders too.
+#[derive(Clone)]
+pub struct SubchannelSender {
+    scid: u32,
+    link: Arc<Link>,
     /// We sent CLOSE.
-    closed: bool,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Debug for SubchannelSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubchannelSender")
+            .field("scid", &self.scid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SubchannelSender {
+    /// The subchannel id.
+    pub fn id(&self) -> u32 {
+        self.scid
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::InvalidState(format!(
+                "subchannel {} is closed",
+                self.scid
+            )));
+        }
+        Ok(())
+    }
+
+    fn push(&self, data: Vec<u8>, permits: u32) -> Result<()> {
+        self.link
+            .writes
+            .send(Write::Data {
+                scid: self.scid,
+                data,
+                permits,
+            })
+            .map_err(|_| gone())
+    }
+
+    /// Send one record (delivered whole, in order, exactly once; empty is allowed). Waits
+    /// while the write window is full.
+    pub async fn send(&self, data: Vec<u8>) -> Result<()> {
+        self.check_open()?;
+        let permits = Subchannel::permits_for(data.len());
+        if permits > 0 {
+            self.link
+                .window
+                .acquire_many(permits)
+                .await
+                .map_err(|_| gone())?
+                .forget();
+        }
+        self.push(data, permits)
+    }
+
+    /// Close the subchannel (see [`Subchannel::close`]).
+    pub fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.link
+            .writes
+            .send(Write::Close { scid: self.scid })
+            .map_err(|_| gone())
+    }
 }
 
 impl std::fmt::Debug for Subchannel {
@@ -274,12 +469,16 @@ impl Subchannel {
             scid,
             name,
             window: PollSemaphore::new(link.window.clone()),
+            tx: SubchannelSender {
+                scid,
+                link: link.clone(),
+                closed: Arc::default(),
+            },
             link,
             rx,
             partial: Vec::new(),
             at: 0,
             ended: None,
-            closed: false,
         }
     }
 
@@ -298,40 +497,23 @@ impl Subchannel {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.closed {
-            return Err(Error::InvalidState(format!(
-                "subchannel {} is closed",
-                self.scid
-            )));
-        }
-        Ok(())
+        self.tx.check_open()
     }
 
     fn push(&self, data: Vec<u8>, permits: u32) -> Result<()> {
-        self.link
-            .writes
-            .send(Write::Data {
-                scid: self.scid,
-                data,
-                permits,
-            })
-            .map_err(|_| gone())
+        self.tx.push(data, permits)
+    }
+
+    /// A handle that sends on this subchannel from another task (see
+    /// [`SubchannelSender`]).
+    pub fn sender(&self) -> SubchannelSender {
+        self.tx.clone()
     }
 
     /// Send one record (delivered whole, in order, exactly once; empty is allowed). Waits
     /// while the write window is full.
     pub async fn send(&mut self, data: Vec<u8>) -> Result<()> {
-        self.check_open()?;
-        let permits = Self::permits_for(data.len());
-        if permits > 0 {
-            self.link
-                .window
-                .acquire_many(permits)
-                .await
-                .map_err(|_| gone())?
-                .forget();
-        }
-        self.push(data, permits)
+        self.tx.send(data).await
     }
 
     /// The next record, or `None` once the peer closed the subchannel. An error when
@@ -374,22 +556,84 @@ impl Subchannel {
         }
     }
 
+    /// Poll mode: send one record if the write window has room for it. `Ok(false)`: it
+    /// has not, nothing was sent, and a [`Readiness::Writable`] follows when it has (the
+    /// room is then kept for this subchannel's next `try_send` or write).
+    pub fn try_send(&mut self, data: &[u8]) -> Result<bool> {
+        self.check_open()?;
+        let permits = Self::permits_for(data.len());
+        if permits > 0 {
+            let waker = ready_waker(&self.link.ready, Readiness::Writable { id: self.scid });
+            match self
+                .window
+                .poll_acquire_many(&mut Context::from_waker(&waker), permits)
+            {
+                Poll::Ready(Some(p)) => p.forget(),
+                Poll::Ready(None) => return Err(gone()),
+                Poll::Pending => return Ok(false),
+            }
+        }
+        self.push(data.to_vec(), permits)?;
+        Ok(true)
+    }
+
+    /// Poll mode, as a byte stream (like [`AsyncRead`]): copy what has arrived into
+    /// `buf`. `Ok(Some(n))` with `n > 0`: bytes read; `Ok(Some(0))`: the peer closed the
+    /// subchannel (or `buf` is empty); `Ok(None)`: nothing yet, and a
+    /// [`Readiness::Readable`] follows when something arrives. An error when Dilation
+    /// failed or the wormhole closed first.
+    pub fn try_read(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
+        if buf.is_empty() {
+            return Ok(Some(0));
+        }
+        while self.at >= self.partial.len() {
+            let waker = ready_waker(&self.link.ready, Readiness::Readable { id: self.scid });
+            match self.poll_record(&mut Context::from_waker(&waker)) {
+                Poll::Ready(Ok(Some(d))) => {
+                    self.partial = d;
+                    self.at = 0;
+                }
+                Poll::Ready(Ok(None)) => return Ok(Some(0)),
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(None),
+            }
+        }
+        let n = buf.len().min(self.partial.len() - self.at);
+        buf[..n].copy_from_slice(&self.partial[self.at..self.at + n]);
+        self.at += n;
+        Ok(Some(n))
+    }
+
+    /// Poll mode: the next record if one has arrived (see [`TryRecv`]). An error when
+    /// Dilation failed or the wormhole closed first.
+    pub fn try_recv(&mut self) -> Result<TryRecv> {
+        if self.at < self.partial.len() {
+            let rest = self.partial.split_off(self.at);
+            self.partial.clear();
+            self.at = 0;
+            return Ok(TryRecv::Record(rest));
+        }
+        let waker = ready_waker(&self.link.ready, Readiness::Readable { id: self.scid });
+        match self.poll_record(&mut Context::from_waker(&waker)) {
+            Poll::Ready(Ok(Some(d))) => Ok(TryRecv::Record(d)),
+            Poll::Ready(Ok(None)) => Ok(TryRecv::Closed),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Ok(TryRecv::Empty),
+        }
+    }
+
     /// Close the subchannel (CLOSE; the peer answers with its own). Records already sent
     /// are still delivered; records still arriving can be read until the peer's CLOSE.
     pub fn close(&mut self) -> Result<()> {
-        if self.closed {
-            return Ok(());
-        }
-        self.closed = true;
-        self.link
-            .writes
-            .send(Write::Close { scid: self.scid })
-            .map_err(|_| gone())
+        self.tx.close()
     }
 }
 
 impl Drop for Subchannel {
     fn drop(&mut self) {
+        self.tx
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
         let _ = self.link.writes.send(Write::Dropped { scid: self.scid });
         // What was delivered and never read no longer holds the connection back (records
         // already received were counted off when they were).

@@ -292,3 +292,35 @@ fn garbage_on_a_connection_drops_it_and_a_new_generation_follows() {
     assert_eq!(net.connected(0), 2, "{:?}", net.events[0]);
     assert_eq!(net.connected(1), 2);
 }
+
+#[test]
+fn held_acknowledgements_stop_nothing_but_the_peers_window() {
+    let mut net = Net::new();
+    net.eps[1].listen("x", false).unwrap();
+    let scid = net.eps[0].open("x", false).unwrap();
+    net.run();
+    let before = net.connected(0);
+    net.eps[1].hold_acks(true);
+    for i in 0..4u8 {
+        net.eps[0].write(scid, vec![i; 1000]).unwrap();
+    }
+    net.run();
+    // Delivered, but not acknowledged: the writer still holds them.
+    assert_eq!(net.data(1, scid).len(), 4);
+    assert_eq!(net.eps[0].unacked_bytes(), 4000);
+    // Keepalives still cross while acknowledgements are held: time passes over several
+    // ping intervals and the connection stays.
+    for _ in 0..4 {
+        net.advance(manager::DEFAULT_PING_INTERVAL);
+    }
+    assert_eq!(net.connected(0), before, "the connection was replaced");
+    assert_eq!(net.eps[0].unacked_bytes(), 4000);
+    // Released: one cumulative acknowledgement retires them all.
+    net.eps[1].hold_acks(false);
+    net.run();
+    assert_eq!(net.eps[0].unacked_bytes(), 0);
+    // Holding twice or releasing twice changes nothing.
+    net.eps[1].hold_acks(false);
+    net.run();
+    assert_eq!(net.data(1, scid).len(), 4);
+}
