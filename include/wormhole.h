@@ -40,93 +40,6 @@
 
 
 /**
- * The kind of a `wh_event`.
- */
-enum wh_event_kind
-#ifdef __cplusplus
-  : uint32_t
-#endif // __cplusplus
- {
-  /**
-   * Not an event (what `wh_event_get_kind(NULL)` returns).
-   */
-  WH_EVENT_KIND_NONE = 0,
-  /**
-   * The server's welcome message. Text: its JSON object.
-   */
-  WH_EVENT_KIND_WELCOME = 1,
-  /**
-   * The code is known (allocated, set, or input). Text: the code.
-   */
-  WH_EVENT_KIND_CODE = 2,
-  /**
-   * The SPAKE2 key, before the peer proved it has it. Data: 32 bytes.
-   */
-  WH_EVENT_KIND_UNVERIFIED_KEY = 3,
-  /**
-   * The verifier both sides can compare. Data: 32 bytes.
-   */
-  WH_EVENT_KIND_VERIFIER = 4,
-  /**
-   * The peer's app versions. Text: its JSON object.
-   */
-  WH_EVENT_KIND_VERSIONS = 5,
-  /**
-   * An application message from the peer. Data: its bytes.
-   */
-  WH_EVENT_KIND_MESSAGE = 6,
-  /**
-   * The wormhole closed; always the last event. Result: `WH_RESULT_OK` when happy,
-   * otherwise why (`WH_RESULT_LONELY`, `WH_RESULT_WRONG_PASSWORD`, …). Text: a message
-   * ("happy" when OK).
-   */
-  WH_EVENT_KIND_CLOSED = 7,
-  /**
-   * `wh_send_text` completed. Result: OK once the receiver acknowledged; otherwise the
-   * error, and text is its message.
-   */
-  WH_EVENT_KIND_TEXT_SENT = 8,
-  /**
-   * `wh_receive_text` completed. Result OK: text (and data) is the received text;
-   * otherwise the error, and text is its message.
-   */
-  WH_EVENT_KIND_TEXT_RECEIVED = 9,
-  /**
-   * After `wh_input_choose_nameplate`: the nameplate is claimed and word completion
-   * works. Not delivered if the wormhole closes first.
-   */
-  WH_EVENT_KIND_WORDLIST_AVAILABLE = 10,
-  /**
-   * After `wh_receive_file`: the peer offers a file or a directory. Text: the offered
-   * name (a base name, already checked to be safe). `wh_event_offer_kind`: file or
-   * directory; `wh_event_bytes_total`: the bytes that will travel (the file size, or the
-   * size of the directory's zip). Answer with `wh_accept_offer` or `wh_reject_offer`.
-   */
-  WH_EVENT_KIND_FILE_OFFER = 11,
-  /**
-   * A file transfer moved data: `wh_event_bytes_done` of `wh_event_bytes_total` bytes.
-   * Throttled (see `wh_transfer_options.progress_interval_ms`); the last one has
-   * done == total.
-   */
-  WH_EVENT_KIND_TRANSFER_PROGRESS = 12,
-  /**
-   * `wh_send_file` completed. Result: OK once the receiver acknowledged every byte
-   * (with a matching SHA-256); otherwise the error (`WH_RESULT_CANCELLED`,
-   * `WH_RESULT_TRANSFER` for a rejection or a lost connection, …). Text: a message.
-   */
-  WH_EVENT_KIND_FILE_SENT = 13,
-  /**
-   * `wh_receive_file` completed. Result OK: text is the path the file or directory was
-   * saved to; otherwise the error (`WH_RESULT_CANCELLED` after `wh_reject_offer` or
-   * `wh_cancel_transfer`, `WH_RESULT_TRANSFER`, …) and text is its message.
-   */
-  WH_EVENT_KIND_FILE_RECEIVED = 14,
-};
-#ifndef __cplusplus
-typedef uint32_t wh_event_kind;
-#endif // __cplusplus
-
-/**
  * The result of a `wh_*` call, or the outcome carried by a completion event.
  *
  * `WH_RESULT_OK` (0) is success. The numbers are stable: they are never changed or reused.
@@ -248,9 +161,139 @@ enum wh_result
    * `wh_create`.
    */
   WH_RESULT_INVALID_HANDLE = 106,
+  /**
+   * A Dilation call cannot go on now (no data, no room in the write window, no
+   * subchannel waiting); nothing was done, and an event says when to call again.
+   */
+  WH_RESULT_WOULD_BLOCK = 107,
 };
 #ifndef __cplusplus
 typedef uint32_t wh_result;
+#endif // __cplusplus
+
+/**
+ * The kind of a `wh_event`.
+ */
+enum wh_event_kind
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /**
+   * Not an event (what `wh_event_get_kind(NULL)` returns).
+   */
+  WH_EVENT_KIND_NONE = 0,
+  /**
+   * The server's welcome message. Text: its JSON object.
+   */
+  WH_EVENT_KIND_WELCOME = 1,
+  /**
+   * The code is known (allocated, set, or input). Text: the code.
+   */
+  WH_EVENT_KIND_CODE = 2,
+  /**
+   * The SPAKE2 key, before the peer proved it has it. Data: 32 bytes.
+   */
+  WH_EVENT_KIND_UNVERIFIED_KEY = 3,
+  /**
+   * The verifier both sides can compare. Data: 32 bytes.
+   */
+  WH_EVENT_KIND_VERIFIER = 4,
+  /**
+   * The peer's app versions. Text: its JSON object.
+   */
+  WH_EVENT_KIND_VERSIONS = 5,
+  /**
+   * An application message from the peer. Data: its bytes.
+   */
+  WH_EVENT_KIND_MESSAGE = 6,
+  /**
+   * The wormhole closed; always the last event. Result: `WH_RESULT_OK` when happy,
+   * otherwise why (`WH_RESULT_LONELY`, `WH_RESULT_WRONG_PASSWORD`, …). Text: a message
+   * ("happy" when OK).
+   */
+  WH_EVENT_KIND_CLOSED = 7,
+  /**
+   * `wh_send_text` completed. Result: OK once the receiver acknowledged; otherwise the
+   * error, and text is its message.
+   */
+  WH_EVENT_KIND_TEXT_SENT = 8,
+  /**
+   * `wh_receive_text` completed. Result OK: text (and data) is the received text;
+   * otherwise the error, and text is its message.
+   */
+  WH_EVENT_KIND_TEXT_RECEIVED = 9,
+  /**
+   * After `wh_input_choose_nameplate`: the nameplate is claimed and word completion
+   * works. Not delivered if the wormhole closes first.
+   */
+  WH_EVENT_KIND_WORDLIST_AVAILABLE = 10,
+  /**
+   * After `wh_receive_file`: the peer offers a file or a directory. Text: the offered
+   * name (a base name, already checked to be safe). `wh_event_offer_kind`: file or
+   * directory; `wh_event_bytes_total`: the bytes that will travel (the file size, or the
+   * size of the directory's zip). Answer with `wh_accept_offer` or `wh_reject_offer`.
+   */
+  WH_EVENT_KIND_FILE_OFFER = 11,
+  /**
+   * A file transfer moved data: `wh_event_bytes_done` of `wh_event_bytes_total` bytes.
+   * Throttled (see `wh_transfer_options.progress_interval_ms`); the last one has
+   * done == total.
+   */
+  WH_EVENT_KIND_TRANSFER_PROGRESS = 12,
+  /**
+   * `wh_send_file` completed. Result: OK once the receiver acknowledged every byte
+   * (with a matching SHA-256); otherwise the error (`WH_RESULT_CANCELLED`,
+   * `WH_RESULT_TRANSFER` for a rejection or a lost connection, …). Text: a message.
+   */
+  WH_EVENT_KIND_FILE_SENT = 13,
+  /**
+   * `wh_receive_file` completed. Result OK: text is the path the file or directory was
+   * saved to; otherwise the error (`WH_RESULT_CANCELLED` after `wh_reject_offer` or
+   * `wh_cancel_transfer`, `WH_RESULT_TRANSFER`, …) and text is its message.
+   */
+  WH_EVENT_KIND_FILE_RECEIVED = 14,
+  /**
+   * Dilation (`wh_dilate`): a generation of connection attempts started.
+   * `wh_event_generation`: its number (1 for the first); text: our role, "leader" or
+   * "follower". From here `wh_dilation_connect` returns without waiting.
+   */
+  WH_EVENT_KIND_DILATION_GENERATION = 15,
+  /**
+   * Dilation: a connection was selected for `wh_event_generation` (the first one:
+   * "dilated"). Text: how it reaches the peer, "direct HOST:PORT" or "relay HOST:PORT".
+   */
+  WH_EVENT_KIND_DILATION_CONNECTED = 16,
+  /**
+   * Dilation: the connection of `wh_event_generation` was lost; a new one is being
+   * made. Subchannels carry on: nothing written is lost.
+   */
+  WH_EVENT_KIND_DILATION_RECONNECTING = 17,
+  /**
+   * Dilation: a peer message was ignored (malformed or out of place). Text: why.
+   */
+  WH_EVENT_KIND_DILATION_WARNING = 18,
+  /**
+   * Dilation failed for good (no common version, …). Result and text: why. Every
+   * subchannel call fails from now on.
+   */
+  WH_EVENT_KIND_DILATION_FAILED = 19,
+  /**
+   * `wh_dilation_accept` for the subprotocol in the text has a subchannel waiting.
+   */
+  WH_EVENT_KIND_SUBCHANNEL_ACCEPTABLE = 20,
+  /**
+   * `wh_subchannel_read` / `wh_subchannel_recv` on `wh_event_subchannel_id` can go on
+   * (data, the peer's close, or an error waits).
+   */
+  WH_EVENT_KIND_SUBCHANNEL_READABLE = 21,
+  /**
+   * `wh_subchannel_write` on `wh_event_subchannel_id` can go on.
+   */
+  WH_EVENT_KIND_SUBCHANNEL_WRITABLE = 22,
+};
+#ifndef __cplusplus
+typedef uint32_t wh_event_kind;
 #endif // __cplusplus
 
 /**
@@ -285,6 +328,13 @@ typedef uint32_t wh_offer_kind;
 typedef struct wh_event wh_event;
 
 /**
+ * One subchannel: an ordered, reliable stream of records to and from the peer.
+ * Opaque: from `wh_dilation_accept` or `wh_dilation_connect`, released by
+ * `wh_subchannel_free`.
+ */
+typedef struct wh_subchannel wh_subchannel;
+
+/**
  * A tor found or launched by `wh_tor_find`. Opaque; release it with `wh_tor_free`. A
  * launched tor stops once this handle and every wormhole created with it are gone.
  */
@@ -294,6 +344,28 @@ typedef struct wh_tor wh_tor;
  * A wormhole handle. Opaque: created by `wh_create`, released by `wh_free`.
  */
 typedef struct wh_wormhole wh_wormhole;
+
+/**
+ * Options for `wh_dilate`. A field left 0 (or NULL) takes its default; pass NULL for all
+ * defaults.
+ */
+typedef struct wh_dilation_options {
+  /**
+   * A transit relay, "tcp:HOST:PORT" (NUL-terminated, read during the call). NULL
+   * (default): none, direct connections only.
+   */
+  const char *relay;
+  /**
+   * Do not listen for direct connections and send no direct hints (the relay is still
+   * used). Default false.
+   */
+  bool no_listen;
+  /**
+   * The Leader's keepalive interval in ms (default 30000): a connection that does
+   * not answer by the next one is dropped and a new one made.
+   */
+  uint32_t ping_interval_ms;
+} wh_dilation_options;
 
 /**
  * Options for `wh_tor_find`. Zero it first (or use designated initializers): a NULL or 0
@@ -377,6 +449,11 @@ typedef struct wh_options {
    * makes `wh_create` fail with `WH_RESULT_INVALID_HANDLE`.
    */
   const struct wh_tor *tor;
+  /**
+   * Offer Dilation to the peer (the reference's `dilation=True`); needed for
+   * `wh_dilate`. Default false.
+   */
+  bool dilation;
 } wh_options;
 
 /**
@@ -420,6 +497,12 @@ typedef void (*wh_offer_cb)(void *user_data, const char *name, wh_offer_kind kin
  * Transfer progress: `done` of `total` bytes.
  */
 typedef void (*wh_progress_cb)(void *user_data, uint64_t done, uint64_t total);
+
+/**
+ * An event, borrowed until the callback returns (read it with the `wh_event_*`
+ * accessors; do not free it).
+ */
+typedef void (*wh_event_cb)(void *user_data, const struct wh_event *event);
 
 /**
  * Delegate mode (the seed's "delegated mode"): callbacks for `wh_create`.
@@ -499,11 +582,145 @@ typedef struct wh_delegate {
    * `wh_receive_file` completed: the outcome, and the saved path (OK) or a message.
    */
   wh_result_cb file_received;
+  /**
+   * Dilation (`wh_dilate`): every `WH_EVENT_KIND_DILATION_*` and
+   * `WH_EVENT_KIND_SUBCHANNEL_*` event, in order with the others.
+   */
+  wh_event_cb dilation;
 } wh_delegate;
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Dilate the wormhole (the seed's `w.dilate()`): make a durable, encrypted connection to
+ * the peer, direct or through `options.relay`, that carries any number of subchannels.
+ * The wormhole must have been created with `wh_options.dilation`, and the peer must
+ * dilate too. Returns at once; progress comes as `WH_EVENT_KIND_DILATION_*` events
+ * (`DILATION_CONNECTED` once the connection is up). Subchannels may be listened for and
+ * opened right away.
+ *
+ * Errors: `WH_RESULT_INVALID_STATE` (no `wh_options.dilation`, or called twice),
+ * `WH_RESULT_INVALID_ARGUMENT` (a malformed relay), `WH_RESULT_INVALID_UTF8`, or the
+ * close outcome if the wormhole closed. Non-blocking; thread-safe; may be called from
+ * callbacks.
+ */
+wh_result wh_dilate(const struct wh_wormhole *wormhole, const struct wh_dilation_options *options);
+
+/**
+ * Accept the peer's subchannels for subprotocol `name` (NUL-terminated UTF-8, copied);
+ * take them with `wh_dilation_accept`. Subchannels the peer opened before were held and
+ * are waiting now. A name can be listened for once.
+ *
+ * Errors: `WH_RESULT_INVALID_STATE` (before `wh_dilate`, or `name` already listened
+ * for), `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_UTF8`. Non-blocking; thread-safe.
+ */
+wh_result wh_dilation_listen(const struct wh_wormhole *wormhole, const char *name);
+
+/**
+ * Take the next subchannel the peer opened for `name` (listened for with
+ * `wh_dilation_listen`) into `*subchannel_out` (owned by the caller: release it with
+ * `wh_subchannel_free`).
+ *
+ * `WH_RESULT_WOULD_BLOCK`: none is waiting; a `WH_EVENT_KIND_SUBCHANNEL_ACCEPTABLE`
+ * event with `name` as its text follows when one arrives. Other errors:
+ * `WH_RESULT_INVALID_STATE` (not listening for `name`, or Dilation ended),
+ * `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_UTF8`. Non-blocking; thread-safe.
+ */
+wh_result wh_dilation_accept(const struct wh_wormhole *wormhole,
+                             const char *name,
+                             struct wh_subchannel **subchannel_out);
+
+/**
+ * Open a subchannel to the peer's subprotocol `name` (NUL-terminated UTF-8, copied) into
+ * `*subchannel_out` (owned by the caller: release it with `wh_subchannel_free`). The
+ * peer never answers an open, so writing may start at once; what is written is delivered
+ * once the peer listens for `name`.
+ *
+ * Blocking until the roles are known (both sides dilated: the
+ * `WH_EVENT_KIND_DILATION_GENERATION` event); from then on it returns at once.
+ * Errors: `WH_RESULT_INVALID_STATE` (before `wh_dilate`, or Dilation ended),
+ * `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_UTF8`. Thread-safe; may be called from
+ * callbacks (after `DILATION_GENERATION`, so it does not wait).
+ */
+wh_result wh_dilation_connect(const struct wh_wormhole *wormhole,
+                              const char *name,
+                              struct wh_subchannel **subchannel_out);
+
+/**
+ * The subchannel's id (odd: opened by the Leader, even: by the Follower), as
+ * `wh_event_subchannel_id` reports it; 0 for NULL. Thread-safe.
+ */
+uint32_t wh_subchannel_id(const struct wh_subchannel *subchannel);
+
+/**
+ * Write `len` bytes as one record (delivered whole, in order, exactly once: one write is
+ * one `wh_subchannel_recv` on the other side; `len` 0 sends an empty record). `data` is
+ * copied.
+ *
+ * `WH_RESULT_WOULD_BLOCK`: the write window (16 MiB unacknowledged by the peer, all
+ * subchannels together) has no room; nothing was written, and a
+ * `WH_EVENT_KIND_SUBCHANNEL_WRITABLE` event for this subchannel follows when it has.
+ * Other errors: `WH_RESULT_INVALID_STATE` (closed by `wh_subchannel_close`, or Dilation
+ * ended), `WH_RESULT_NULL_ARGUMENT`. Non-blocking; thread-safe.
+ */
+wh_result wh_subchannel_write(const struct wh_subchannel *subchannel,
+                              const uint8_t *data,
+                              size_t len);
+
+/**
+ * Read what has arrived, as a byte stream (record boundaries are not kept), into `buf`
+ * (`cap` bytes); `*len_out` gets the count. `*len_out` 0 with `WH_RESULT_OK`: the peer
+ * closed the subchannel, nothing more will come.
+ *
+ * `WH_RESULT_WOULD_BLOCK`: nothing yet; a `WH_EVENT_KIND_SUBCHANNEL_READABLE` event for
+ * this subchannel follows when something arrives. Other errors:
+ * `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_ARGUMENT` (`cap` 0),
+ * `WH_RESULT_TRANSFER` or `WH_RESULT_INVALID_STATE` (Dilation failed or the wormhole
+ * closed). Non-blocking; thread-safe. Do not mix with `wh_subchannel_recv` mid-record.
+ */
+wh_result wh_subchannel_read(const struct wh_subchannel *subchannel,
+                             uint8_t *buf,
+                             size_t cap,
+                             size_t *len_out);
+
+/**
+ * Take the next record whole: `*data_out` gets a library-allocated buffer of `*len_out`
+ * bytes (release it with `wh_bytes_free(data, len)`; an empty record is a non-NULL
+ * buffer of length 0). `*data_out` NULL with `WH_RESULT_OK`: the peer closed the
+ * subchannel, nothing more will come.
+ *
+ * `WH_RESULT_WOULD_BLOCK` and the other errors: as for `wh_subchannel_read`.
+ * Non-blocking; thread-safe.
+ */
+wh_result wh_subchannel_recv(const struct wh_subchannel *subchannel,
+                             uint8_t **data_out,
+                             size_t *len_out);
+
+/**
+ * Release a record from `wh_subchannel_recv` (`len` as it was returned). NULL does
+ * nothing; freeing twice is undefined. Any thread.
+ */
+void wh_bytes_free(uint8_t *data, size_t len);
+
+/**
+ * Close the subchannel (the peer reads the end; it answers with its own close, so this
+ * ends both directions: no half-close, like the reference). What was written is still
+ * delivered; what the peer sent before it saw the close can be read until its close.
+ * Closing twice does nothing.
+ *
+ * Errors: `WH_RESULT_NULL_ARGUMENT`, `WH_RESULT_INVALID_STATE` (Dilation ended).
+ * Non-blocking; thread-safe.
+ */
+wh_result wh_subchannel_close(const struct wh_subchannel *subchannel);
+
+/**
+ * Release a subchannel handle (closing it first if it is open). NULL does nothing;
+ * freeing twice, or using it afterwards, is undefined. Any thread; a subchannel may
+ * outlive its wormhole (its calls then fail).
+ */
+void wh_subchannel_free(struct wh_subchannel *subchannel);
 
 /**
  * The kind of an event; `WH_EVENT_KIND_NONE` for NULL. Events are immutable: the
@@ -560,6 +777,19 @@ uint64_t wh_event_bytes_done(const struct wh_event *event);
  * size, or the zip size of a directory); 0 for other kinds and NULL. Thread-safe.
  */
 uint64_t wh_event_bytes_total(const struct wh_event *event);
+
+/**
+ * Dilation status events (`DILATION_GENERATION`, `_CONNECTED`, `_RECONNECTING`): the
+ * generation; 0 for other kinds and NULL. Thread-safe.
+ */
+uint32_t wh_event_generation(const struct wh_event *event);
+
+/**
+ * `SUBCHANNEL_READABLE` and `SUBCHANNEL_WRITABLE`: the subchannel's id (as
+ * `wh_subchannel_id` gives it); 0 for other kinds and NULL (ids start at 1).
+ * Thread-safe.
+ */
+uint32_t wh_event_subchannel_id(const struct wh_event *event);
 
 /**
  * Free an event returned by `wh_next_event`, with everything it owns. NULL does

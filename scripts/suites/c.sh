@@ -18,7 +18,9 @@
 #          callbacks; send_file -> receive_file; the reference CLI's `send FILE` -> receive_file
 #          and send_file -> `receive --accept-file`, a file and a directory; test_ref_transfer:
 #          a file and a directory each way against the reference CLI, with callbacks and
-#          with poll(2) on the event fd);
+#          with poll(2) on the event fd); Dilation (test_dilation: two C peers direct and
+#          through the reference relay, under ASan and valgrind; against the reference
+#          library 0.24 each way: C opening its subchannels, and it opening C's);
 #       5. scripts/install-ffi.sh into a prefix, then the examples built from it via
 #          pkg-config and via CMake (shared and static);
 #       6. with WORMHOLE_SERVER_BIN built: test_api, test_transfer and pair.cpp against our own
@@ -98,8 +100,8 @@ build_all() { # build_all SUFFIX EXTRA_FLAGS...
     shift
     local t
     for t in examples/c/quickstart examples/c/send_text examples/c/receive_text examples/c/send_file \
-        examples/c/receive_file tests/c/test_api tests/c/test_callbacks tests/c/test_threads tests/c/test_transfer \
-        tests/c/test_abuse tests/c/test_ref_transfer; do
+        examples/c/receive_file examples/c/dilate_echo tests/c/test_api tests/c/test_callbacks tests/c/test_threads tests/c/test_transfer \
+        tests/c/test_abuse tests/c/test_ref_transfer tests/c/test_dilation; do
         cc "${CFLAGS[@]}" "$@" "$t.c" -o "$OUT/bin/$(basename "$t")$sfx" "${LINK[@]}" || return 1
     done
     # The loop test also runs under libuv when its development files are installed.
@@ -232,6 +234,46 @@ c_to_ref() { # c_to_ref CODE WHAT DELIVERY: test_ref_transfer send WHAT -> refer
         diff -r "$OUT/files/$what" "$out/$what"
 }
 
+# Dilation against the reference library (tests/scripts/ref_dilate.py on magic-wormhole
+# 0.24.0 + noiseprotocol): the reference runs SCENARIO with its stdin on a FIFO we hold
+# open; closing it tells the reference to close its wormhole.
+DILATION_APPID="lothar.com/wormhole/dilation-c-test"
+ref_dilation() { # ref_dilation CODE SCENARIO C_MODE
+    local code="$1" scenario="$2" mode="$3" fifo="$OUT/ref-dilate-$2.in" log="$OUT/logs/ref-dilate-$2.out"
+    rm -f "$fifo" && mkfifo "$fifo"
+    timeout 300 "$WORMHOLE_REF_VENV/bin/python" tests/scripts/ref_dilate.py "$URL" "$DILATION_APPID" \
+        --code "$code" "$scenario" <"$fifo" >"$log" 2>&1 &
+    local rp=$! rc=0
+    exec 7>"$fifo"
+    if [ "$scenario" = serve ]; then
+        # We open its "echo": done when our program is.
+        timeout 240 "$OUT/bin/test_dilation-asan" "$mode" "$URL" "$code" 7>&- || rc=1
+    else
+        # It opens ours: done once it printed its verdict; then it closes and so do we.
+        # (Without fd 7: only we may hold the FIFO open.)
+        timeout 240 "$OUT/bin/test_dilation-asan" "$mode" "$URL" "$code" 7>&- &
+        local cp=$! n=0
+        until grep -q -e '"ok"' -e '"error"' "$log" 2>/dev/null || [ $n -ge 2400 ]; do
+            sleep 0.1
+            n=$((n + 1))
+        done
+        exec 7>&-
+        wait "$cp" || rc=1
+        grep -q '"ok"' "$log" || rc=1
+    fi
+    exec 7>&- 2>/dev/null
+    wait "$rp"
+    cat "$log"
+    return $rc
+}
+
+dilate_echo_example() { # two lines through examples/c/dilate_echo and back
+    printf 'first line\nsecond line\n' >"$OUT/echo-in.txt"
+    both "timeout 300 ${VALGRIND[*]} '$OUT/bin/dilate_echo' '$URL' serve '$1'" \
+         "timeout 120 '$OUT/bin/dilate_echo-asan' '$URL' send '$1' < '$OUT/echo-in.txt' > '$OUT/echo-out.txt'" &&
+        cmp "$OUT/echo-in.txt" "$OUT/echo-out.txt"
+}
+
 # The README's C example is examples/c/quickstart.c, verbatim.
 readme_example_matches() {
     awk '/^## C API/{s=1} s && /^```c$/{c=1; next} c && /^```$/{exit} c' README.md >"$OUT/readme-example.c"
@@ -327,9 +369,21 @@ run() {
                     i=$((i + 2))
                 done
             done
+            step "test_dilation pair, through the reference transit relay (ASan+UBSan)" \
+                timeout 300 "$OUT/bin/test_dilation-asan" pair "$URL" "$RELAY_HINT"
             kill "$RELAY_PID" 2>/dev/null
             wait "$RELAY_PID" 2>/dev/null
         fi
+        # Dilation: two C peers (direct, and through the reference relay), then the
+        # reference library on the other side, each way.
+        step "test_dilation pair, direct (ASan+UBSan)" timeout 300 "$OUT/bin/test_dilation-asan" pair "$URL"
+        step "test_dilation pair, 4 MiB streamed (valgrind)" \
+            env WH_TEST_DILATION_MIB=4 timeout 900 "${VALGRIND[@]}" "$OUT/bin/test_dilation" pair "$URL"
+        step "example dilate_echo, serve (valgrind) and send (ASan+UBSan)" dilate_echo_example "$((np + 42))-dilate-echo"
+        step "interop: C opens the reference's Dilation subchannels (test_dilation ref-server)" \
+            ref_dilation "$((np + 40))-dilation" serve ref-server
+        step "interop: the reference opens C's Dilation subchannels (test_dilation ref-client)" \
+            ref_dilation "$((np + 41))-dilation" client ref-client
         step "test_abuse: 60 random call sequences + free under threads (ASan+UBSan)" \
             timeout 600 "$OUT/bin/test_abuse-asan" "$URL" 1 60
         # --fair-sched=yes: valgrind runs one thread at a time under a lock that is unfair by

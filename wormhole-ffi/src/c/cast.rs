@@ -33,6 +33,12 @@ pub(crate) fn box_into_raw<C: Castable<Ownership = OwnedBox>>(value: C::RustType
     Box::into_raw(Box::new(value)).cast::<C>()
 }
 
+/// Lend a value to C as a `Box` handle's pointer for the duration of a call (a callback's
+/// argument): C reads it with the same accessors and must not free it.
+pub(crate) fn borrow_as<C: Castable<Ownership = OwnedBox>>(value: &C::RustType) -> *const C {
+    (value as *const C::RustType).cast::<C>()
+}
+
 /// Borrow the value behind a `Box` handle; `None` for NULL.
 pub(crate) fn box_ref<'a, C: Castable<Ownership = OwnedBox>>(
     ptr: *const C,
@@ -169,6 +175,30 @@ pub(crate) fn read_copy<T: Copy>(ptr: *const T) -> Option<T> {
     // SAFETY: a non-NULL struct argument points to a readable, initialised `T` for the
     // duration of the call (C contract); we copy it out.
     unsafe { ptr.as_ref() }.copied()
+}
+
+/// Borrow a caller buffer of `len` writable bytes for the call (`ptr` checked non-NULL
+/// and `len` non-zero by the caller).
+pub(crate) fn buffer_arg<'a>(ptr: *mut u8, len: usize) -> &'a mut [u8] {
+    // SAFETY: non-NULL (checked by every caller), and the C contract says `len` bytes are
+    // writable for the duration of the call and not read by C meanwhile.
+    unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+}
+
+/// Hand a byte buffer to C (released by [`bytes_from_raw`] with the same length). Never
+/// NULL, even for zero bytes.
+pub(crate) fn bytes_into_raw(bytes: Vec<u8>) -> *mut u8 {
+    Box::into_raw(bytes.into_boxed_slice()).cast::<u8>()
+}
+
+/// Take back a buffer from [`bytes_into_raw`]; `None` for NULL.
+pub(crate) fn bytes_from_raw(ptr: *mut u8, len: usize) -> Option<Box<[u8]>> {
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: `ptr` and `len` came from `bytes_into_raw` (C contract: as returned), and C
+    // hands the buffer back once (freeing twice is documented UB).
+    Some(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) })
 }
 
 /// Copy `bytes` into a caller buffer (only on success, after the checks).

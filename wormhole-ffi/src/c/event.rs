@@ -15,6 +15,8 @@ use std::ffi::c_char;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use wormhole_core::dilation::handle::{DilationEvent, Readiness};
+use wormhole_core::dilation::keys::Role;
 use wormhole_core::transfer::{OfferKind, TransferEvent};
 use wormhole_core::{Error, Event};
 
@@ -69,6 +71,28 @@ pub enum wh_event_kind {
     /// saved to; otherwise the error (`WH_RESULT_CANCELLED` after `wh_reject_offer` or
     /// `wh_cancel_transfer`, `WH_RESULT_TRANSFER`, …) and text is its message.
     FileReceived = 14,
+    /// Dilation (`wh_dilate`): a generation of connection attempts started.
+    /// `wh_event_generation`: its number (1 for the first); text: our role, "leader" or
+    /// "follower". From here `wh_dilation_connect` returns without waiting.
+    DilationGeneration = 15,
+    /// Dilation: a connection was selected for `wh_event_generation` (the first one:
+    /// "dilated"). Text: how it reaches the peer, "direct HOST:PORT" or "relay HOST:PORT".
+    DilationConnected = 16,
+    /// Dilation: the connection of `wh_event_generation` was lost; a new one is being
+    /// made. Subchannels carry on: nothing written is lost.
+    DilationReconnecting = 17,
+    /// Dilation: a peer message was ignored (malformed or out of place). Text: why.
+    DilationWarning = 18,
+    /// Dilation failed for good (no common version, …). Result and text: why. Every
+    /// subchannel call fails from now on.
+    DilationFailed = 19,
+    /// `wh_dilation_accept` for the subprotocol in the text has a subchannel waiting.
+    SubchannelAcceptable = 20,
+    /// `wh_subchannel_read` / `wh_subchannel_recv` on `wh_event_subchannel_id` can go on
+    /// (data, the peer's close, or an error waits).
+    SubchannelReadable = 21,
+    /// `wh_subchannel_write` on `wh_event_subchannel_id` can go on.
+    SubchannelWritable = 22,
 }
 
 /// What a `WH_EVENT_KIND_FILE_OFFER` offers.
@@ -95,6 +119,8 @@ pub(crate) struct EventData {
     pub(crate) done: u64,
     pub(crate) total: u64,
     pub(crate) offer: wh_offer_kind,
+    /// Dilation status events: the generation; subchannel events: the subchannel id.
+    pub(crate) id: u32,
 }
 
 impl EventData {
@@ -110,6 +136,7 @@ impl EventData {
             done: 0,
             total: 0,
             offer: wh_offer_kind::None,
+            id: 0,
         }
     }
 
@@ -125,6 +152,7 @@ impl EventData {
             done: 0,
             total: 0,
             offer: wh_offer_kind::None,
+            id: 0,
         }
     }
 
@@ -187,6 +215,21 @@ impl EventData {
             Event::Message(m) => EventData::bytes(K::Message, m),
             Event::WordlistAvailable => EventData::empty(K::WordlistAvailable),
             Event::Closed(r) => done(K::Closed, r, |()| "happy".into()),
+            Event::Dilation(d) => return Some(dilation_status(d)),
+            Event::DilationReady(r) => match r {
+                Readiness::Acceptable { name } => {
+                    EventData::text(K::SubchannelAcceptable, wh_result::Ok, name)
+                }
+                Readiness::Readable { id } => EventData {
+                    id: *id,
+                    ..EventData::empty(K::SubchannelReadable)
+                },
+                Readiness::Writable { id } => EventData {
+                    id: *id,
+                    ..EventData::empty(K::SubchannelWritable)
+                },
+                _ => return None,
+            },
             Event::Transfer(t) => match t {
                 TransferEvent::Offer(o) => {
                     let kind = match o.kind {
@@ -206,6 +249,43 @@ impl EventData {
             },
             _ => return None,
         })
+    }
+}
+
+/// A Dilation status event as a C event.
+fn dilation_status(ev: &DilationEvent) -> EventData {
+    use wh_event_kind as K;
+    let with = |kind, generation: u32, text: &str| EventData {
+        id: generation,
+        ..EventData::text(kind, wh_result::Ok, text)
+    };
+    match ev {
+        DilationEvent::Generation { generation, role } => with(
+            K::DilationGeneration,
+            *generation,
+            match role {
+                Role::Leader => "leader",
+                Role::Follower => "follower",
+            },
+        ),
+        DilationEvent::Connected {
+            generation, path, ..
+        } => with(
+            K::DilationConnected,
+            *generation,
+            &format!(
+                "{} {}",
+                if path.relay { "relay" } else { "direct" },
+                path.peer.as_deref().unwrap_or("?")
+            ),
+        ),
+        DilationEvent::Reconnecting { generation } => {
+            with(K::DilationReconnecting, *generation, "")
+        }
+        DilationEvent::Warning(e) => with(K::DilationWarning, 0, &e.to_string()),
+        DilationEvent::Failed(e) => {
+            EventData::text(K::DilationFailed, wh_result::Transfer, &e.to_string())
+        }
     }
 }
 
@@ -504,6 +584,33 @@ pub extern "C" fn wh_event_bytes_done(event: *const wh_event) -> u64 {
 pub extern "C" fn wh_event_bytes_total(event: *const wh_event) -> u64 {
     ffi_boundary! {
         box_ref::<wh_event>(event).map_or(0, |e| e.total)
+    }
+}
+
+/// Dilation status events (`DILATION_GENERATION`, `_CONNECTED`, `_RECONNECTING`): the
+/// generation; 0 for other kinds and NULL. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_event_generation(event: *const wh_event) -> u32 {
+    use wh_event_kind as K;
+    ffi_boundary! {
+        box_ref::<wh_event>(event).map_or(0, |e| match e.kind {
+            K::DilationGeneration | K::DilationConnected | K::DilationReconnecting => e.id,
+            _ => 0,
+        })
+    }
+}
+
+/// `SUBCHANNEL_READABLE` and `SUBCHANNEL_WRITABLE`: the subchannel's id (as
+/// `wh_subchannel_id` gives it); 0 for other kinds and NULL (ids start at 1).
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn wh_event_subchannel_id(event: *const wh_event) -> u32 {
+    use wh_event_kind as K;
+    ffi_boundary! {
+        box_ref::<wh_event>(event).map_or(0, |e| match e.kind {
+            K::SubchannelReadable | K::SubchannelWritable => e.id,
+            _ => 0,
+        })
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`strings`]: string arrays handed to C and their free function.
 //! - [`tor`]: `wh_tor_find`, the `wh_tor` handle `wh_options.tor` takes.
 //! - [`transfer`]: files and directories over Transit (`wh_send_file`, `wh_receive_file`…).
+//! - [`dilation`]: `wh_dilate` and the `wh_subchannel` handle.
 //!
 //! Spellings follow C (`wh_result`, `wh_event`), so one grep finds both sides.
 
@@ -16,6 +17,7 @@
 #[macro_use]
 pub(crate) mod panic;
 pub(crate) mod cast;
+pub mod dilation;
 pub mod event;
 pub mod result;
 pub mod strings;
@@ -23,6 +25,7 @@ pub mod tor;
 pub mod transfer;
 pub mod wormhole;
 
+pub use dilation::*;
 pub use event::*;
 pub use result::*;
 pub use strings::*;

@@ -36,6 +36,12 @@ impl PanicDefault for wh_offer_kind {
     }
 }
 
+impl PanicDefault for u32 {
+    fn panic_default() -> Self {
+        0
+    }
+}
+
 impl PanicDefault for u64 {
     fn panic_default() -> Self {
         0

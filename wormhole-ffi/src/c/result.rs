@@ -75,6 +75,9 @@ pub enum wh_result {
     /// The wormhole handle is not live: it was freed already, or did not come from
     /// `wh_create`.
     InvalidHandle = 106,
+    /// A Dilation call cannot go on now (no data, no room in the write window, no
+    /// subchannel waiting); nothing was done, and an event says when to call again.
+    WouldBlock = 107,
 }
 
 impl wh_result {
@@ -108,6 +111,7 @@ impl wh_result {
             104 => InvalidState,
             105 => InProgress,
             106 => InvalidHandle,
+            107 => WouldBlock,
             _ => return None,
         })
     }
@@ -127,6 +131,7 @@ impl wh_result {
             NoEvent => c"no event within the timeout",
             InvalidState => c"the call does not fit the handle's mode or state",
             InvalidHandle => c"the wormhole handle was freed or is not a wormhole",
+            WouldBlock => c"cannot go on now: an event says when to call again",
             _ => c"unknown result code",
         }
     }

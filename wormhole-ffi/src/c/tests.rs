@@ -213,6 +213,7 @@ fn delegate_none() -> wh_delegate {
         transfer_progress: None,
         file_sent: None,
         file_received: None,
+        dilation: None,
     }
 }
 

@@ -26,8 +26,8 @@ use wormhole_core::{
 };
 
 use super::cast::{
-    Castable, OwnedArc, arc_clone, arc_from_raw, arc_into_raw, box_into_raw, bytes_arg, read_copy,
-    str_arg, write_bytes, write_out,
+    Castable, OwnedArc, arc_clone, arc_from_raw, arc_into_raw, borrow_as, box_into_raw, bytes_arg,
+    read_copy, str_arg, write_bytes, write_out,
 };
 use super::event::{EventData, Queue, wh_event, wh_event_kind};
 use super::result::wh_result;
@@ -66,6 +66,9 @@ pub struct wh_options {
     /// (the wormhole keeps its own reference). NULL (default): no Tor. A freed handle
     /// makes `wh_create` fail with `WH_RESULT_INVALID_HANDLE`.
     pub tor: *const super::tor::wh_tor,
+    /// Offer Dilation to the peer (the reference's `dilation=True`); needed for
+    /// `wh_dilate`. Default false.
+    pub dilation: bool,
 }
 
 impl Default for wh_options {
@@ -76,6 +79,7 @@ impl Default for wh_options {
             keepalive_interval_ms: 0,
             socks5: std::ptr::null(),
             tor: std::ptr::null(),
+            dilation: false,
         }
     }
 }
@@ -112,6 +116,10 @@ pub type wh_offer_cb = Option<
         size: u64,
     ),
 >;
+/// An event, borrowed until the callback returns (read it with the `wh_event_*`
+/// accessors; do not free it).
+pub type wh_event_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const super::event::wh_event)>;
 /// Transfer progress: `done` of `total` bytes.
 pub type wh_progress_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, done: u64, total: u64)>;
@@ -162,6 +170,9 @@ pub struct wh_delegate {
     pub file_sent: wh_result_cb,
     /// `wh_receive_file` completed: the outcome, and the saved path (OK) or a message.
     pub file_received: wh_result_cb,
+    /// Dilation (`wh_dilate`): every `WH_EVENT_KIND_DILATION_*` and
+    /// `WH_EVENT_KIND_SUBCHANNEL_*` event, in order with the others.
+    pub dilation: wh_event_cb,
 }
 
 /// The C delegate, owned by the dispatcher thread. Its `Drop` calls `user_data_free`,
@@ -213,6 +224,14 @@ impl Delegate {
                     K::TransferProgress => d.transfer_progress.map(|f| f(ud, ev.done, ev.total)),
                     K::FileSent => d.file_sent.map(|f| f(ud, ev.result, text)),
                     K::FileReceived => d.file_received.map(|f| f(ud, ev.result, text)),
+                    K::DilationGeneration
+                    | K::DilationConnected
+                    | K::DilationReconnecting
+                    | K::DilationWarning
+                    | K::DilationFailed
+                    | K::SubchannelAcceptable
+                    | K::SubchannelReadable
+                    | K::SubchannelWritable => d.dilation.map(|f| f(ud, borrow_as::<wh_event>(ev))),
                     K::None => None,
                 }
             };
@@ -228,6 +247,16 @@ pub(crate) struct Core {
     pub(crate) engine: Engine,
     /// `wh_hold_outbound`s not yet released, innermost last.
     holds: Vec<OutboundHold>,
+    /// After `wh_dilate`.
+    pub(crate) dilation: Option<Dilation>,
+}
+
+/// What `wh_dilate` made (see `dilation.rs`): the dilated wormhole and its listeners, kept
+/// with the handle's core objects and dropped at `wh_free`.
+pub(crate) struct Dilation {
+    pub(crate) dilated: Arc<wormhole_core::dilation::handle::Dilated>,
+    pub(crate) listeners:
+        std::collections::HashMap<String, wormhole_core::dilation::handle::SubchannelListener>,
 }
 
 /// What a `wh_wormhole *` points to.
@@ -276,11 +305,13 @@ impl Handle {
             input,
             engine,
             holds,
+            dilation,
         }) = core
         else {
             return;
         };
         wormhole.cancel();
+        drop(dilation);
         drop(holds);
         drop(input);
         drop(wormhole);
@@ -455,6 +486,7 @@ fn core_options(
         engine: Some(engine.clone()),
         proxy,
         tor: super::tor::tor_of(o.tor)?,
+        dilation: o.dilation,
         ..defaults
     };
     Ok((opts, engine, close_timeout))
@@ -480,6 +512,7 @@ fn start(
             input: None,
             engine,
             holds: Vec::new(),
+            dilation: None,
         })),
         queue,
         pull: delegate.is_none(),

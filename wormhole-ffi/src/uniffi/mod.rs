@@ -3,6 +3,7 @@
 //!
 //! One file per core concept: [`wormhole`] (the wormhole object, deferred and delegated
 //! modes), [`input`] (the input helper), [`delegate`] (the foreign trait for events),
+//! [`dilation`] (Dilation: subchannels with suspend send/recv),
 //! [`transfer`] (files and directories), [`error`] (the one error enum, mapped from
 //! `ErrorKind` here and nowhere else).
 //!
@@ -12,6 +13,7 @@
 //! cancellation: call [`wormhole::Wormhole::cancel`].
 
 pub mod delegate;
+pub mod dilation;
 pub mod error;
 pub mod input;
 pub mod tor;
@@ -19,6 +21,9 @@ pub mod transfer;
 pub mod wormhole;
 
 pub use delegate::{Outcome, WormholeDelegate};
+pub use dilation::{
+    Dilated, DilationDelegate, DilationOptions, DilationStatus, Subchannel, SubchannelListener,
+};
 pub use error::{DelegateError, ErrorKind, WormholeError};
 pub use input::InputHelper;
 pub use tor::{Tor, TorSettings, find_tor};

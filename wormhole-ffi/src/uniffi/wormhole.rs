@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::delegate::{Outcome, TransferDelegate, TransferUpdate, WormholeDelegate};
+use super::dilation::{Dilated, DilationDelegate, DilationOptions, DilationStatus};
 use super::error::WormholeError;
 use super::input::InputHelper;
 
@@ -29,6 +30,9 @@ pub struct WormholeOptions {
     /// Tor rules; takes the place of `socks5`.
     #[uniffi(default = None)]
     pub tor: Option<Arc<super::tor::Tor>>,
+    /// Offer Dilation to the peer (the reference's `dilation=True`); needed for `dilate`.
+    #[uniffi(default = false)]
+    pub dilation: bool,
 }
 
 impl Default for WormholeOptions {
@@ -39,6 +43,7 @@ impl Default for WormholeOptions {
             close_timeout_ms: 30_000,
             socks5: None,
             tor: None,
+            dilation: false,
         }
     }
 }
@@ -55,6 +60,7 @@ impl WormholeOptions {
             o.proxy = Some(wormhole_core::proxy::Socks5::parse(p)?);
         }
         o.tor = self.tor.as_ref().map(|t| t.inner.clone());
+        o.dilation = self.dilation;
         Ok(o)
     }
 }
@@ -69,11 +75,19 @@ impl WormholeOptions {
 #[derive(::uniffi::Object)]
 pub struct Wormhole {
     pub(crate) inner: wormhole_core::Wormhole,
+    /// Delegated mode: the delegate thread's, where `dilate` puts its `DilationDelegate`.
+    dilation_delegate: Option<DilationSlot>,
 }
 
+/// The `DilationDelegate` of a delegated wormhole, once `dilate` gave one.
+type DilationSlot = Arc<std::sync::Mutex<Option<Arc<dyn DilationDelegate>>>>;
+
 impl Wormhole {
-    fn wrap(inner: wormhole_core::Wormhole) -> Arc<Self> {
-        Arc::new(Wormhole { inner })
+    fn wrap(inner: wormhole_core::Wormhole, dilation_delegate: Option<DilationSlot>) -> Arc<Self> {
+        Arc::new(Wormhole {
+            inner,
+            dilation_delegate,
+        })
     }
 }
 
@@ -92,7 +106,7 @@ impl Wormhole {
         options: WormholeOptions,
     ) -> Result<Arc<Self>, WormholeError> {
         let inner = wormhole_core::Wormhole::create(&appid, &relay_url, options.to_core()?)?;
-        Ok(Wormhole::wrap(inner))
+        Ok(Wormhole::wrap(inner, None))
     }
 
     /// Like the constructor, but every event goes to `delegate`, in order, on a thread of
@@ -109,8 +123,9 @@ impl Wormhole {
     ) -> Result<Arc<Self>, WormholeError> {
         let (inner, events) =
             wormhole_core::Wormhole::create_delegated(&appid, &relay_url, options.to_core()?)?;
-        start_delegate_thread(events, delegate, transfer_delegate)?;
-        Ok(Wormhole::wrap(inner))
+        let slot = DilationSlot::default();
+        start_delegate_thread(events, delegate, transfer_delegate, slot.clone())?;
+        Ok(Wormhole::wrap(inner, Some(slot)))
     }
 
     /// Continues a wormhole saved with [`Wormhole::serialize`], in this process or a new
@@ -128,8 +143,9 @@ impl Wormhole {
         transfer_delegate: Option<Arc<dyn TransferDelegate>>,
     ) -> Result<Arc<Self>, WormholeError> {
         let (inner, events) = wormhole_core::Wormhole::from_serialized(&data, options.to_core()?)?;
-        start_delegate_thread(events, delegate, transfer_delegate)?;
-        Ok(Wormhole::wrap(inner))
+        let slot = DilationSlot::default();
+        start_delegate_thread(events, delegate, transfer_delegate, slot.clone())?;
+        Ok(Wormhole::wrap(inner, Some(slot)))
     }
 
     /// Saves this wormhole (made with `withDelegate` or `fromSerialized`, no transfer
@@ -232,6 +248,31 @@ impl Wormhole {
         Ok(self.inner.close().await?)
     }
 
+    /// Dilate (the reference's `w.dilate()`): a durable, encrypted connection to the peer,
+    /// direct or through `options.relay`, carrying any number of subchannels. Needs
+    /// `WormholeOptions.dilation`, and the peer must dilate too; returns at once. On a
+    /// wormhole made with `withDelegate`, status changes go to `delegate` (on the event
+    /// thread, in order); otherwise read them with `Dilated.nextStatus` (a delegate is
+    /// then refused). Call it once.
+    #[uniffi::method(default(delegate = None))]
+    pub fn dilate(
+        &self,
+        options: DilationOptions,
+        delegate: Option<Arc<dyn DilationDelegate>>,
+    ) -> Result<Arc<Dilated>, WormholeError> {
+        if delegate.is_some() && self.dilation_delegate.is_none() {
+            return Err(WormholeError::invalid_argument(
+                "a DilationDelegate needs a wormhole made with withDelegate",
+            ));
+        }
+        if let (Some(slot), Some(d)) = (&self.dilation_delegate, delegate) {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
+        }
+        Ok(Arc::new(Dilated {
+            inner: self.inner.dilate(options.to_core())?,
+        }))
+    }
+
     /// Cancels the wormhole now: pending calls fail with `Cancelled`. uniffi does not
     /// forward the cancellation of a Kotlin coroutine or Swift task: call this.
     pub fn cancel(&self) {
@@ -244,11 +285,21 @@ fn start_delegate_thread(
     mut events: wormhole_core::Events,
     delegate: Arc<dyn WormholeDelegate>,
     transfer_delegate: Option<Arc<dyn TransferDelegate>>,
+    dilation: DilationSlot,
 ) -> Result<(), WormholeError> {
     std::thread::Builder::new()
         .name("wormhole-delegate".into())
         .spawn(move || {
             while let Some(event) = events.blocking_recv() {
+                if let wormhole_core::Event::Dilation(ev) = &event {
+                    let d = dilation.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    if let Some(d) = d {
+                        if let Err(e) = d.on_status(DilationStatus::from_core(ev)) {
+                            tracing::warn!("wormhole: a dilation delegate method failed: {e}");
+                        }
+                    }
+                    continue;
+                }
                 deliver(delegate.as_ref(), transfer_delegate.as_deref(), event);
             }
         })

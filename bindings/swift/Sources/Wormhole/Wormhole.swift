@@ -592,6 +592,408 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
 
 
 /**
+ * A dilated wormhole: subchannels to and from the peer over one durable connection.
+ */
+public protocol DilatedProtocol: AnyObject, Sendable {
+    
+    /**
+     * Open a subchannel to the peer's subprotocol `name`. Returns once our role is known
+     * (at once after the `Generation` status); the peer never answers an open, so `send`
+     * may start right away.
+     */
+    func connect(name: String) async throws  -> Subchannel
+    
+    /**
+     * Accept the peer's subchannels for subprotocol `name` (those it opened before are
+     * held and come first). A name can be listened for once.
+     */
+    func listen(name: String) throws  -> SubchannelListener
+    
+    /**
+     * The next status change, or none once Dilation has ended. On a wormhole made with
+     * `withDelegate` the status goes to the `DilationDelegate` instead, and this returns
+     * none.
+     */
+    func nextStatus() async  -> DilationStatus?
+    
+}
+/**
+ * A dilated wormhole: subchannels to and from the peer over one durable connection.
+ */
+open class Dilated: DilatedProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_wormhole_fn_clone_dilated(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_wormhole_fn_free_dilated(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Open a subchannel to the peer's subprotocol `name`. Returns once our role is known
+     * (at once after the `Generation` status); the peer never answers an open, so `send`
+     * may start right away.
+     */
+open func connect(name: String)async throws  -> Subchannel  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_wormhole_fn_method_dilated_connect(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(name)
+                )
+            },
+            pollFunc: ffi_wormhole_rust_future_poll_u64,
+            completeFunc: ffi_wormhole_rust_future_complete_u64,
+            freeFunc: ffi_wormhole_rust_future_free_u64,
+            liftFunc: FfiConverterTypeSubchannel_lift,
+            errorHandler: FfiConverterTypeWormholeError_lift
+        )
+}
+    
+    /**
+     * Accept the peer's subchannels for subprotocol `name` (those it opened before are
+     * held and come first). A name can be listened for once.
+     */
+open func listen(name: String)throws  -> SubchannelListener  {
+    return try  FfiConverterTypeSubchannelListener_lift(try rustCallWithError(FfiConverterTypeWormholeError_lift) {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_dilated_listen(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(name),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The next status change, or none once Dilation has ended. On a wormhole made with
+     * `withDelegate` the status goes to the `DilationDelegate` instead, and this returns
+     * none.
+     */
+open func nextStatus()async  -> DilationStatus?  {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_wormhole_fn_method_dilated_next_status(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_wormhole_rust_future_poll_rust_buffer,
+            completeFunc: ffi_wormhole_rust_future_complete_rust_buffer,
+            freeFunc: ffi_wormhole_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterOptionTypeDilationStatus.lift,
+            errorHandler: nil
+            
+        )
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDilated: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = Dilated
+
+    public static func lift(_ handle: UInt64) throws -> Dilated {
+        return Dilated(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: Dilated) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Dilated {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: Dilated, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDilated_lift(_ handle: UInt64) throws -> Dilated {
+    return try FfiConverterTypeDilated.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDilated_lower(_ value: Dilated) -> UInt64 {
+    return FfiConverterTypeDilated.lower(value)
+}
+
+
+
+
+
+
+/**
+ * Receives the Dilation status of a wormhole made with `Wormhole.withDelegate`, on its
+ * event thread, in order with the delegate's other calls.
+ */
+public protocol DilationDelegate: AnyObject, Sendable {
+    
+    /**
+     * One status change.
+     */
+    func onStatus(status: DilationStatus) throws 
+    
+}
+/**
+ * Receives the Dilation status of a wormhole made with `Wormhole.withDelegate`, on its
+ * event thread, in order with the delegate's other calls.
+ */
+open class DilationDelegateImpl: DilationDelegate, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_wormhole_fn_clone_dilationdelegate(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_wormhole_fn_free_dilationdelegate(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * One status change.
+     */
+open func onStatus(status: DilationStatus)throws   {try rustCallWithError(FfiConverterTypeDelegateError_lift) {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_dilationdelegate_on_status(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeDilationStatus_lower(status),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceDilationDelegate {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceDilationDelegate = UniffiVTableCallbackInterfaceDilationDelegate(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeDilationDelegate.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface DilationDelegate: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeDilationDelegate.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface DilationDelegate: handle missing in uniffiClone")
+            }
+        },
+        onStatus: { (
+            uniffiHandle: UInt64,
+            status: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeDilationDelegate.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onStatus(
+                     status: try FfiConverterTypeDilationStatus_lift(status)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeDelegateError_lower
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceDilationDelegate> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceDilationDelegate>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitDilationDelegate() {
+    uniffi_wormhole_fn_init_callback_vtable_dilationdelegate(UniffiCallbackInterfaceDilationDelegate.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDilationDelegate: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<DilationDelegate>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = DilationDelegate
+
+    public static func lift(_ handle: UInt64) throws -> DilationDelegate {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return DilationDelegateImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: DilationDelegate) -> UInt64 {
+         if let rustImpl = value as? DilationDelegateImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DilationDelegate {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: DilationDelegate, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDilationDelegate_lift(_ handle: UInt64) throws -> DilationDelegate {
+    return try FfiConverterTypeDilationDelegate.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDilationDelegate_lower(_ value: DilationDelegate) -> UInt64 {
+    return FfiConverterTypeDilationDelegate.lower(value)
+}
+
+
+
+
+
+
+/**
  * A file or directory offered by the peer. Accept it into a path or reject it; releasing
  * it undecided rejects it.
  */
@@ -1038,6 +1440,363 @@ public func FfiConverterTypeInputHelper_lift(_ handle: UInt64) throws -> InputHe
 #endif
 public func FfiConverterTypeInputHelper_lower(_ value: InputHelper) -> UInt64 {
     return FfiConverterTypeInputHelper.lower(value)
+}
+
+
+
+
+
+
+/**
+ * One subchannel: an ordered, reliable stream of records both ways. `send` and `recv`
+ * may run at the same time (in two coroutines or tasks); one `send` is one `recv` on the
+ * other side. Releasing it closes it.
+ */
+public protocol SubchannelProtocol: AnyObject, Sendable {
+    
+    /**
+     * The subchannel id (odd: opened by the Leader, even: by the Follower).
+     */
+    func id()  -> UInt32
+    
+    /**
+     * The subprotocol name.
+     */
+    func name()  -> String
+    
+    /**
+     * The next record, or none once the peer closed the subchannel.
+     */
+    func recv() async throws  -> Data?
+    
+    /**
+     * Send one record (delivered whole, in order, exactly once; empty is allowed).
+     * Suspends while 16 MiB are unacknowledged by the peer (all subchannels together).
+     */
+    func send(data: Data) async throws 
+    
+    /**
+     * Close: the peer's `recv` ends after what was sent, and it answers with its own
+     * close, which ends ours: a close ends both directions (no half-close, like the
+     * reference). (Not named `close`, which Kotlin's `AutoCloseable` owns.)
+     */
+    func shutdown() throws 
+    
+}
+/**
+ * One subchannel: an ordered, reliable stream of records both ways. `send` and `recv`
+ * may run at the same time (in two coroutines or tasks); one `send` is one `recv` on the
+ * other side. Releasing it closes it.
+ */
+open class Subchannel: SubchannelProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_wormhole_fn_clone_subchannel(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_wormhole_fn_free_subchannel(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The subchannel id (odd: opened by the Leader, even: by the Follower).
+     */
+open func id() -> UInt32  {
+    return try!  FfiConverterUInt32.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_subchannel_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The subprotocol name.
+     */
+open func name() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_subchannel_name(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The next record, or none once the peer closed the subchannel.
+     */
+open func recv()async throws  -> Data?  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_wormhole_fn_method_subchannel_recv(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_wormhole_rust_future_poll_rust_buffer,
+            completeFunc: ffi_wormhole_rust_future_complete_rust_buffer,
+            freeFunc: ffi_wormhole_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterOptionData.lift,
+            errorHandler: FfiConverterTypeWormholeError_lift
+        )
+}
+    
+    /**
+     * Send one record (delivered whole, in order, exactly once; empty is allowed).
+     * Suspends while 16 MiB are unacknowledged by the peer (all subchannels together).
+     */
+open func send(data: Data)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_wormhole_fn_method_subchannel_send(
+                        self.uniffiCloneHandle(),FfiConverterData.lower(data)
+                )
+            },
+            pollFunc: ffi_wormhole_rust_future_poll_void,
+            completeFunc: ffi_wormhole_rust_future_complete_void,
+            freeFunc: ffi_wormhole_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeWormholeError_lift
+        )
+}
+    
+    /**
+     * Close: the peer's `recv` ends after what was sent, and it answers with its own
+     * close, which ends ours: a close ends both directions (no half-close, like the
+     * reference). (Not named `close`, which Kotlin's `AutoCloseable` owns.)
+     */
+open func shutdown()throws   {try rustCallWithError(FfiConverterTypeWormholeError_lift) {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_subchannel_shutdown(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSubchannel: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = Subchannel
+
+    public static func lift(_ handle: UInt64) throws -> Subchannel {
+        return Subchannel(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: Subchannel) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Subchannel {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: Subchannel, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSubchannel_lift(_ handle: UInt64) throws -> Subchannel {
+    return try FfiConverterTypeSubchannel.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSubchannel_lower(_ value: Subchannel) -> UInt64 {
+    return FfiConverterTypeSubchannel.lower(value)
+}
+
+
+
+
+
+
+/**
+ * The peer's subchannels for one subprotocol, as they are opened.
+ */
+public protocol SubchannelListenerProtocol: AnyObject, Sendable {
+    
+    /**
+     * The next subchannel the peer opened, or none once Dilation has ended.
+     */
+    func accept() async  -> Subchannel?
+    
+}
+/**
+ * The peer's subchannels for one subprotocol, as they are opened.
+ */
+open class SubchannelListener: SubchannelListenerProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_wormhole_fn_clone_subchannellistener(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_wormhole_fn_free_subchannellistener(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The next subchannel the peer opened, or none once Dilation has ended.
+     */
+open func accept()async  -> Subchannel?  {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_wormhole_fn_method_subchannellistener_accept(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_wormhole_rust_future_poll_rust_buffer,
+            completeFunc: ffi_wormhole_rust_future_complete_rust_buffer,
+            freeFunc: ffi_wormhole_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterOptionTypeSubchannel.lift,
+            errorHandler: nil
+            
+        )
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSubchannelListener: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = SubchannelListener
+
+    public static func lift(_ handle: UInt64) throws -> SubchannelListener {
+        return SubchannelListener(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: SubchannelListener) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SubchannelListener {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: SubchannelListener, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSubchannelListener_lift(_ handle: UInt64) throws -> SubchannelListener {
+    return try FfiConverterTypeSubchannelListener.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSubchannelListener_lower(_ value: SubchannelListener) -> UInt64 {
+    return FfiConverterTypeSubchannelListener.lower(value)
 }
 
 
@@ -1707,6 +2466,16 @@ public protocol WormholeProtocol: AnyObject, Sendable {
     func deriveKey(purpose: String, length: UInt32) throws  -> Data
     
     /**
+     * Dilate (the reference's `w.dilate()`): a durable, encrypted connection to the peer,
+     * direct or through `options.relay`, carrying any number of subchannels. Needs
+     * `WormholeOptions.dilation`, and the peer must dilate too; returns at once. On a
+     * wormhole made with `withDelegate`, status changes go to `delegate` (on the event
+     * thread, in order); otherwise read them with `Dilated.nextStatus` (a delegate is
+     * then refused). Call it once.
+     */
+    func dilate(options: DilationOptions, delegate: DilationDelegate?) throws  -> Dilated
+    
+    /**
      * The code, once allocated, set or typed.
      */
     func getCode() async throws  -> String
@@ -2075,6 +2844,25 @@ open func deriveKey(purpose: String, length: UInt32)throws  -> Data  {
             self.uniffiCloneHandle(),
         FfiConverterString.lower(purpose),
         FfiConverterUInt32.lower(length),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Dilate (the reference's `w.dilate()`): a durable, encrypted connection to the peer,
+     * direct or through `options.relay`, carrying any number of subchannels. Needs
+     * `WormholeOptions.dilation`, and the peer must dilate too; returns at once. On a
+     * wormhole made with `withDelegate`, status changes go to `delegate` (on the event
+     * thread, in order); otherwise read them with `Dilated.nextStatus` (a delegate is
+     * then refused). Call it once.
+     */
+open func dilate(options: DilationOptions, delegate: DilationDelegate? = nil)throws  -> Dilated  {
+    return try  FfiConverterTypeDilated_lift(try rustCallWithError(FfiConverterTypeWormholeError_lift) {
+        uniffiCallStatus in
+    uniffi_wormhole_fn_method_wormhole_dilate(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeDilationOptions_lower(options),
+        FfiConverterOptionTypeDilationDelegate.lower(delegate),uniffiCallStatus
     )
 })
 }
@@ -2854,6 +3642,87 @@ public func FfiConverterTypeWormholeDelegate_lower(_ value: WormholeDelegate) ->
 
 
 /**
+ * Settings of `dilate`. Every field has a default.
+ */
+public struct DilationOptions: Equatable, Hashable {
+    /**
+     * A transit relay, `tcp:HOST:PORT`; none: direct connections only.
+     */
+    public var relay: String?
+    /**
+     * Do not listen for direct connections (and send no direct hints).
+     */
+    public var noListen: Bool
+    /**
+     * The Leader's keepalive interval in milliseconds (30 s): a connection that does not
+     * answer by the next one is replaced.
+     */
+    public var pingIntervalMs: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * A transit relay, `tcp:HOST:PORT`; none: direct connections only.
+         */relay: String? = nil, 
+        /**
+         * Do not listen for direct connections (and send no direct hints).
+         */noListen: Bool = false, 
+        /**
+         * The Leader's keepalive interval in milliseconds (30 s): a connection that does not
+         * answer by the next one is replaced.
+         */pingIntervalMs: UInt64 = UInt64(30000)) {
+        self.relay = relay
+        self.noListen = noListen
+        self.pingIntervalMs = pingIntervalMs
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension DilationOptions: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDilationOptions: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DilationOptions {
+        return
+            try DilationOptions(
+                relay: FfiConverterOptionString.read(from: &buf), 
+                noListen: FfiConverterBool.read(from: &buf), 
+                pingIntervalMs: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: DilationOptions, into buf: inout [UInt8]) {
+        FfiConverterOptionString.write(value.relay, into: &buf)
+        FfiConverterBool.write(value.noListen, into: &buf)
+        FfiConverterUInt64.write(value.pingIntervalMs, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDilationOptions_lift(_ buf: RustBuffer) throws -> DilationOptions {
+    return try FfiConverterTypeDilationOptions.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDilationOptions_lower(_ value: DilationOptions) -> RustBuffer {
+    return FfiConverterTypeDilationOptions.lower(value)
+}
+
+
+/**
  * How a wormhole ended, for [`WormholeDelegate::on_closed`].
  */
 public struct Outcome: Equatable, Hashable {
@@ -3123,6 +3992,10 @@ public struct WormholeOptions {
      * Tor rules; takes the place of `socks5`.
      */
     public var tor: Tor?
+    /**
+     * Offer Dilation to the peer (the reference's `dilation=True`); needed for `dilate`.
+     */
+    public var dilation: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3144,12 +4017,16 @@ public struct WormholeOptions {
         /**
          * Tor mode: every connection through this tor (from `findTor`), with the reference's
          * Tor rules; takes the place of `socks5`.
-         */tor: Tor? = nil) {
+         */tor: Tor? = nil, 
+        /**
+         * Offer Dilation to the peer (the reference's `dilation=True`); needed for `dilate`.
+         */dilation: Bool = false) {
         self.appVersionsJson = appVersionsJson
         self.connectTimeoutMs = connectTimeoutMs
         self.closeTimeoutMs = closeTimeoutMs
         self.socks5 = socks5
         self.tor = tor
+        self.dilation = dilation
     }
 
     
@@ -3172,7 +4049,8 @@ public struct FfiConverterTypeWormholeOptions: FfiConverterRustBuffer {
                 connectTimeoutMs: FfiConverterUInt64.read(from: &buf), 
                 closeTimeoutMs: FfiConverterUInt64.read(from: &buf), 
                 socks5: FfiConverterOptionString.read(from: &buf), 
-                tor: FfiConverterOptionTypeTor.read(from: &buf)
+                tor: FfiConverterOptionTypeTor.read(from: &buf), 
+                dilation: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -3182,6 +4060,7 @@ public struct FfiConverterTypeWormholeOptions: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.closeTimeoutMs, into: &buf)
         FfiConverterOptionString.write(value.socks5, into: &buf)
         FfiConverterOptionTypeTor.write(value.tor, into: &buf)
+        FfiConverterBool.write(value.dilation, into: &buf)
     }
 }
 
@@ -3284,6 +4163,155 @@ public func FfiConverterTypeDelegateError_lift(_ buf: RustBuffer) throws -> Dele
 public func FfiConverterTypeDelegateError_lower(_ value: DelegateError) -> RustBuffer {
     return FfiConverterTypeDelegateError.lower(value)
 }
+
+
+/**
+ * A change in the dilated connection.
+ */
+
+public enum DilationStatus: Equatable, Hashable {
+    
+    /**
+     * A generation of connection attempts started (1 for the first); our role is known,
+     * so `connect` returns at once from here.
+     */
+    case generation(
+        /**
+         * Its number.
+         */generation: UInt32, 
+        /**
+         * Whether we lead (the side that selects connections).
+         */leader: Bool
+    )
+    /**
+     * A connection was selected for `generation` (the first: "dilated").
+     */
+    case connected(
+        /**
+         * The generation.
+         */generation: UInt32, 
+        /**
+         * Through a transit relay.
+         */relay: Bool, 
+        /**
+         * The remote address (`host:port`), when known.
+         */peer: String?
+    )
+    /**
+     * The connection of `generation` was lost; a new one is being made. Nothing written
+     * is lost.
+     */
+    case reconnecting(
+        /**
+         * The generation that was lost.
+         */generation: UInt32
+    )
+    /**
+     * A peer message was ignored; Dilation goes on.
+     */
+    case warning(
+        /**
+         * Why.
+         */message: String
+    )
+    /**
+     * Dilation failed for good; subchannel calls fail from now on.
+     */
+    case failed(
+        /**
+         * Why.
+         */message: String
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension DilationStatus: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDilationStatus: FfiConverterRustBuffer {
+    typealias SwiftType = DilationStatus
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DilationStatus {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .generation(generation: try FfiConverterUInt32.read(from: &buf), leader: try FfiConverterBool.read(from: &buf)
+        )
+        
+        case 2: return .connected(generation: try FfiConverterUInt32.read(from: &buf), relay: try FfiConverterBool.read(from: &buf), peer: try FfiConverterOptionString.read(from: &buf)
+        )
+        
+        case 3: return .reconnecting(generation: try FfiConverterUInt32.read(from: &buf)
+        )
+        
+        case 4: return .warning(message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 5: return .failed(message: try FfiConverterString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: DilationStatus, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .generation(generation,leader):
+            writeInt(&buf, Int32(1))
+            FfiConverterUInt32.write(generation, into: &buf)
+            FfiConverterBool.write(leader, into: &buf)
+            
+        
+        case let .connected(generation,relay,peer):
+            writeInt(&buf, Int32(2))
+            FfiConverterUInt32.write(generation, into: &buf)
+            FfiConverterBool.write(relay, into: &buf)
+            FfiConverterOptionString.write(peer, into: &buf)
+            
+        
+        case let .reconnecting(generation):
+            writeInt(&buf, Int32(3))
+            FfiConverterUInt32.write(generation, into: &buf)
+            
+        
+        case let .warning(message):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case let .failed(message):
+            writeInt(&buf, Int32(5))
+            FfiConverterString.write(message, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDilationStatus_lift(_ buf: RustBuffer) throws -> DilationStatus {
+    return try FfiConverterTypeDilationStatus.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDilationStatus_lower(_ value: DilationStatus) -> RustBuffer {
+    return FfiConverterTypeDilationStatus.lower(value)
+}
+
 
 
 /**
@@ -4121,6 +5149,78 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionData: FfiConverterRustBuffer {
+    typealias SwiftType = Data?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterData.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterData.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeDilationDelegate: FfiConverterRustBuffer {
+    typealias SwiftType = DilationDelegate?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeDilationDelegate.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeDilationDelegate.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeSubchannel: FfiConverterRustBuffer {
+    typealias SwiftType = Subchannel?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeSubchannel.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeSubchannel.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeTor: FfiConverterRustBuffer {
     typealias SwiftType = Tor?
 
@@ -4185,6 +5285,30 @@ fileprivate struct FfiConverterOptionTypeTransferProgress: FfiConverterRustBuffe
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeTransferProgress.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeDilationStatus: FfiConverterRustBuffer {
+    typealias SwiftType = DilationStatus?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeDilationStatus.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeDilationStatus.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -4389,6 +5513,36 @@ private let initializationResult: InitializationResult = {
     if (uniffi_wormhole_checksum_method_wormholedelegate_on_closed() != 50331) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_wormhole_checksum_method_dilated_connect() != 25238) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_dilated_listen() != 5916) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_dilated_next_status() != 36626) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_dilationdelegate_on_status() != 5912) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_subchannel_id() != 65535) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_subchannel_name() != 50779) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_subchannel_recv() != 60915) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_subchannel_send() != 26420) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_subchannel_shutdown() != 21689) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_wormhole_checksum_method_subchannellistener_accept() != 2854) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_wormhole_checksum_method_inputhelper_choose_nameplate() != 52462) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4470,6 +5624,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_wormhole_checksum_method_wormhole_derive_key() != 25245) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_wormhole_checksum_method_wormhole_dilate() != 42917) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_wormhole_checksum_method_wormhole_get_code() != 46045) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4522,6 +5679,7 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
 
+    uniffiCallbackInitDilationDelegate()
     uniffiCallbackInitTransferDelegate()
     uniffiCallbackInitTransferProgress()
     uniffiCallbackInitWormholeDelegate()

@@ -299,6 +299,13 @@ typedef void (*UniffiCallbackInterfaceWormholeDelegateMethod6)(uint64_t, RustBuf
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_DILATION_DELEGATE_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_DILATION_DELEGATE_METHOD0
+typedef void (*UniffiCallbackInterfaceDilationDelegateMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_TRANSFER_PROGRESS_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_TRANSFER_PROGRESS_METHOD0
 typedef void (*UniffiCallbackInterfaceTransferProgressMethod0)(uint64_t, uint64_t, uint64_t, void* _Nonnull, 
@@ -328,6 +335,15 @@ typedef struct UniffiVTableCallbackInterfaceWormholeDelegate {
     UniffiCallbackInterfaceWormholeDelegateMethod5 _Nonnull onMessage;
     UniffiCallbackInterfaceWormholeDelegateMethod6 _Nonnull onClosed;
 } UniffiVTableCallbackInterfaceWormholeDelegate;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_DILATION_DELEGATE
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_DILATION_DELEGATE
+typedef struct UniffiVTableCallbackInterfaceDilationDelegate {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceDilationDelegateMethod0 _Nonnull onStatus;
+} UniffiVTableCallbackInterfaceDilationDelegate;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_TRANSFER_PROGRESS
@@ -407,6 +423,101 @@ void uniffi_wormhole_fn_method_wormholedelegate_on_message(uint64_t ptr, RustBuf
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLEDELEGATE_ON_CLOSED
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLEDELEGATE_ON_CLOSED
 void uniffi_wormhole_fn_method_wormholedelegate_on_closed(uint64_t ptr, RustBuffer outcome, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_DILATED
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_DILATED
+uint64_t uniffi_wormhole_fn_clone_dilated(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_DILATED
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_DILATED
+void uniffi_wormhole_fn_free_dilated(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_DILATED_CONNECT
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_DILATED_CONNECT
+uint64_t uniffi_wormhole_fn_method_dilated_connect(uint64_t ptr, RustBuffer name
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_DILATED_LISTEN
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_DILATED_LISTEN
+uint64_t uniffi_wormhole_fn_method_dilated_listen(uint64_t ptr, RustBuffer name, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_DILATED_NEXT_STATUS
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_DILATED_NEXT_STATUS
+uint64_t uniffi_wormhole_fn_method_dilated_next_status(uint64_t ptr
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_DILATIONDELEGATE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_DILATIONDELEGATE
+uint64_t uniffi_wormhole_fn_clone_dilationdelegate(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_DILATIONDELEGATE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_DILATIONDELEGATE
+void uniffi_wormhole_fn_free_dilationdelegate(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_INIT_CALLBACK_VTABLE_DILATIONDELEGATE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_INIT_CALLBACK_VTABLE_DILATIONDELEGATE
+void uniffi_wormhole_fn_init_callback_vtable_dilationdelegate(const UniffiVTableCallbackInterfaceDilationDelegate* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_DILATIONDELEGATE_ON_STATUS
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_DILATIONDELEGATE_ON_STATUS
+void uniffi_wormhole_fn_method_dilationdelegate_on_status(uint64_t ptr, RustBuffer status, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_SUBCHANNEL
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_SUBCHANNEL
+uint64_t uniffi_wormhole_fn_clone_subchannel(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_SUBCHANNEL
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_SUBCHANNEL
+void uniffi_wormhole_fn_free_subchannel(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_SUBCHANNEL_ID
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_SUBCHANNEL_ID
+uint32_t uniffi_wormhole_fn_method_subchannel_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_SUBCHANNEL_NAME
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_SUBCHANNEL_NAME
+RustBuffer uniffi_wormhole_fn_method_subchannel_name(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_SUBCHANNEL_RECV
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_SUBCHANNEL_RECV
+uint64_t uniffi_wormhole_fn_method_subchannel_recv(uint64_t ptr
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_SUBCHANNEL_SEND
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_SUBCHANNEL_SEND
+uint64_t uniffi_wormhole_fn_method_subchannel_send(uint64_t ptr, RustBuffer data
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_SUBCHANNEL_SHUTDOWN
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_SUBCHANNEL_SHUTDOWN
+void uniffi_wormhole_fn_method_subchannel_shutdown(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_SUBCHANNELLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_SUBCHANNELLISTENER
+uint64_t uniffi_wormhole_fn_clone_subchannellistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_SUBCHANNELLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_FREE_SUBCHANNELLISTENER
+void uniffi_wormhole_fn_free_subchannellistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_SUBCHANNELLISTENER_ACCEPT
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_SUBCHANNELLISTENER_ACCEPT
+uint64_t uniffi_wormhole_fn_method_subchannellistener_accept(uint64_t ptr
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_CLONE_INPUTHELPER
@@ -612,6 +723,11 @@ void uniffi_wormhole_fn_method_wormhole_cancel(uint64_t ptr, RustCallStatus *_No
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_DERIVE_KEY
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_DERIVE_KEY
 RustBuffer uniffi_wormhole_fn_method_wormhole_derive_key(uint64_t ptr, RustBuffer purpose, uint32_t length, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_DILATE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_DILATE
+uint64_t uniffi_wormhole_fn_method_wormhole_dilate(uint64_t ptr, RustBuffer options, RustBuffer delegate, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_FN_METHOD_WORMHOLE_GET_CODE
@@ -1038,6 +1154,66 @@ uint16_t uniffi_wormhole_checksum_method_wormholedelegate_on_closed(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_DILATED_CONNECT
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_DILATED_CONNECT
+uint16_t uniffi_wormhole_checksum_method_dilated_connect(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_DILATED_LISTEN
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_DILATED_LISTEN
+uint16_t uniffi_wormhole_checksum_method_dilated_listen(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_DILATED_NEXT_STATUS
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_DILATED_NEXT_STATUS
+uint16_t uniffi_wormhole_checksum_method_dilated_next_status(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_DILATIONDELEGATE_ON_STATUS
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_DILATIONDELEGATE_ON_STATUS
+uint16_t uniffi_wormhole_checksum_method_dilationdelegate_on_status(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_SUBCHANNEL_ID
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_SUBCHANNEL_ID
+uint16_t uniffi_wormhole_checksum_method_subchannel_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_SUBCHANNEL_NAME
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_SUBCHANNEL_NAME
+uint16_t uniffi_wormhole_checksum_method_subchannel_name(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_SUBCHANNEL_RECV
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_SUBCHANNEL_RECV
+uint16_t uniffi_wormhole_checksum_method_subchannel_recv(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_SUBCHANNEL_SEND
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_SUBCHANNEL_SEND
+uint16_t uniffi_wormhole_checksum_method_subchannel_send(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_SUBCHANNEL_SHUTDOWN
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_SUBCHANNEL_SHUTDOWN
+uint16_t uniffi_wormhole_checksum_method_subchannel_shutdown(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_SUBCHANNELLISTENER_ACCEPT
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_SUBCHANNELLISTENER_ACCEPT
+uint16_t uniffi_wormhole_checksum_method_subchannellistener_accept(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INPUTHELPER_CHOOSE_NAMEPLATE
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_INPUTHELPER_CHOOSE_NAMEPLATE
 uint16_t uniffi_wormhole_checksum_method_inputhelper_choose_nameplate(void
@@ -1197,6 +1373,12 @@ uint16_t uniffi_wormhole_checksum_method_wormhole_cancel(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_DERIVE_KEY
 #define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_DERIVE_KEY
 uint16_t uniffi_wormhole_checksum_method_wormhole_derive_key(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_DILATE
+#define UNIFFI_FFIDEF_UNIFFI_WORMHOLE_CHECKSUM_METHOD_WORMHOLE_DILATE
+uint16_t uniffi_wormhole_checksum_method_wormhole_dilate(void
     
 );
 #endif

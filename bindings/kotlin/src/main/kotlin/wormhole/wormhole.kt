@@ -681,6 +681,9 @@ internal interface UniffiCallbackInterfaceWormholeDelegateMethod5 : com.sun.jna.
 internal interface UniffiCallbackInterfaceWormholeDelegateMethod6 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`outcome`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceDilationDelegateMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`status`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 internal interface UniffiCallbackInterfaceTransferProgressMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`done`: Long,`total`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
@@ -737,6 +740,25 @@ internal open class UniffiVTableCallbackInterfaceWormholeDelegate(
         `onVersions` = other.`onVersions`
         `onMessage` = other.`onMessage`
         `onClosed` = other.`onClosed`
+    }
+
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "onStatus")
+internal open class UniffiVTableCallbackInterfaceDilationDelegate(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `onStatus`: UniffiCallbackInterfaceDilationDelegateMethod0? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `onStatus`: UniffiCallbackInterfaceDilationDelegateMethod0? = null,
+    ): UniffiVTableCallbackInterfaceDilationDelegate(`uniffiFree`,`uniffiClone`,`onStatus`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceDilationDelegate) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `onStatus` = other.`onStatus`
     }
 
 }
@@ -808,6 +830,26 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_wormhole_checksum_method_wormholedelegate_on_closed(
     ): Int
+    external fun uniffi_wormhole_checksum_method_dilated_connect(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_dilated_listen(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_dilated_next_status(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_dilationdelegate_on_status(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_subchannel_id(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_subchannel_name(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_subchannel_recv(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_subchannel_send(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_subchannel_shutdown(
+    ): Int
+    external fun uniffi_wormhole_checksum_method_subchannellistener_accept(
+    ): Int
     external fun uniffi_wormhole_checksum_method_inputhelper_choose_nameplate(
     ): Int
     external fun uniffi_wormhole_checksum_method_inputhelper_choose_words(
@@ -862,6 +904,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_wormhole_checksum_method_wormhole_derive_key(
     ): Int
+    external fun uniffi_wormhole_checksum_method_wormhole_dilate(
+    ): Int
     external fun uniffi_wormhole_checksum_method_wormhole_get_code(
     ): Int
     external fun uniffi_wormhole_checksum_method_wormhole_get_message(
@@ -912,6 +956,7 @@ internal object UniffiLib {
 
     init {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "wormhole"))
+        uniffiCallbackInterfaceDilationDelegate.register(this)
         uniffiCallbackInterfaceTransferDelegate.register(this)
         uniffiCallbackInterfaceTransferProgress.register(this)
         uniffiCallbackInterfaceWormholeDelegate.register(this)
@@ -947,6 +992,44 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_wormhole_fn_method_wormholedelegate_on_closed(`ptr`: Long,`outcome`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_wormhole_fn_clone_dilated(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_wormhole_fn_free_dilated(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_wormhole_fn_method_dilated_connect(`ptr`: Long,`name`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_wormhole_fn_method_dilated_listen(`ptr`: Long,`name`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_wormhole_fn_method_dilated_next_status(`ptr`: Long,
+    ): Long
+    external fun uniffi_wormhole_fn_clone_dilationdelegate(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_wormhole_fn_free_dilationdelegate(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_wormhole_fn_init_callback_vtable_dilationdelegate(`vtable`: UniffiVTableCallbackInterfaceDilationDelegate,
+    ): Unit
+    external fun uniffi_wormhole_fn_method_dilationdelegate_on_status(`ptr`: Long,`status`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_wormhole_fn_clone_subchannel(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_wormhole_fn_free_subchannel(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_wormhole_fn_method_subchannel_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_wormhole_fn_method_subchannel_name(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_wormhole_fn_method_subchannel_recv(`ptr`: Long,
+    ): Long
+    external fun uniffi_wormhole_fn_method_subchannel_send(`ptr`: Long,`data`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_wormhole_fn_method_subchannel_shutdown(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_wormhole_fn_clone_subchannellistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_wormhole_fn_free_subchannellistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_wormhole_fn_method_subchannellistener_accept(`ptr`: Long,
+    ): Long
     external fun uniffi_wormhole_fn_clone_inputhelper(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_wormhole_fn_free_inputhelper(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1029,6 +1112,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_wormhole_fn_method_wormhole_derive_key(`ptr`: Long,`purpose`: RustBuffer.ByValue,`length`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_wormhole_fn_method_wormhole_dilate(`ptr`: Long,`options`: RustBuffer.ByValue,`delegate`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_wormhole_fn_method_wormhole_get_code(`ptr`: Long,
     ): Long
     external fun uniffi_wormhole_fn_method_wormhole_get_message(`ptr`: Long,
@@ -1220,6 +1305,36 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_wormhole_checksum_method_wormholedelegate_on_closed() and 0xFFFF) != 50331) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_wormhole_checksum_method_dilated_connect() and 0xFFFF) != 25238) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_dilated_listen() and 0xFFFF) != 5916) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_dilated_next_status() and 0xFFFF) != 36626) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_dilationdelegate_on_status() and 0xFFFF) != 5912) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_subchannel_id() and 0xFFFF) != 65535) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_subchannel_name() and 0xFFFF) != 50779) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_subchannel_recv() and 0xFFFF) != 60915) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_subchannel_send() and 0xFFFF) != 26420) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_subchannel_shutdown() and 0xFFFF) != 21689) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_subchannellistener_accept() and 0xFFFF) != 2854) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_wormhole_checksum_method_inputhelper_choose_nameplate() and 0xFFFF) != 52462) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1299,6 +1414,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_wormhole_checksum_method_wormhole_derive_key() and 0xFFFF) != 25245) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_wormhole_checksum_method_wormhole_dilate() and 0xFFFF) != 42917) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_wormhole_checksum_method_wormhole_get_code() and 0xFFFF) != 46045) {
@@ -1722,6 +1840,674 @@ public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
     override fun write(value: ByteArray, buf: ByteBuffer) {
         buf.putInt(value.size)
         buf.put(value)
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * A dilated wormhole: subchannels to and from the peer over one durable connection.
+ */
+public interface DilatedInterface {
+    
+    /**
+     * Open a subchannel to the peer's subprotocol `name`. Returns once our role is known
+     * (at once after the `Generation` status); the peer never answers an open, so `send`
+     * may start right away.
+     */
+    suspend fun `connect`(`name`: kotlin.String): Subchannel
+    
+    /**
+     * Accept the peer's subchannels for subprotocol `name` (those it opened before are
+     * held and come first). A name can be listened for once.
+     */
+    fun `listen`(`name`: kotlin.String): SubchannelListener
+    
+    /**
+     * The next status change, or none once Dilation has ended. On a wormhole made with
+     * `withDelegate` the status goes to the `DilationDelegate` instead, and this returns
+     * none.
+     */
+    suspend fun `nextStatus`(): DilationStatus?
+    
+    companion object
+}
+
+/**
+ * A dilated wormhole: subchannels to and from the peer over one durable connection.
+ */
+open class Dilated: Disposable, AutoCloseable, DilatedInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_wormhole_fn_free_dilated(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_wormhole_fn_clone_dilated(handle, status)
+        }
+    }
+
+    
+    /**
+     * Open a subchannel to the peer's subprotocol `name`. Returns once our role is known
+     * (at once after the `Generation` status); the peer never answers an open, so `send`
+     * may start right away.
+     */
+    @Throws(WormholeException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `connect`(`name`: kotlin.String) : Subchannel {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_wormhole_fn_method_dilated_connect(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`name`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_wormhole_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_wormhole_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_wormhole_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterTypeSubchannel.lift(it) },
+        // Error FFI converter
+        WormholeException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Accept the peer's subchannels for subprotocol `name` (those it opened before are
+     * held and come first). A name can be listened for once.
+     */
+    @Throws(WormholeException::class)override fun `listen`(`name`: kotlin.String): SubchannelListener {
+            return FfiConverterTypeSubchannelListener.lift(
+    callWithHandle {
+    uniffiRustCallWithError(WormholeException) { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_dilated_listen(
+        it,
+        
+        FfiConverterString.lower(`name`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The next status change, or none once Dilation has ended. On a wormhole made with
+     * `withDelegate` the status goes to the `DilationDelegate` instead, and this returns
+     * none.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `nextStatus`() : DilationStatus? {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_wormhole_fn_method_dilated_next_status(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_wormhole_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_wormhole_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_wormhole_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterOptionalTypeDilationStatus.lift(it) },
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
+    }
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDilated: FfiConverter<Dilated, Long> {
+    override fun lower(value: Dilated): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): Dilated {
+        return Dilated(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): Dilated {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: Dilated) = 8UL
+
+    override fun write(value: Dilated, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * Receives the Dilation status of a wormhole made with `Wormhole.withDelegate`, on its
+ * event thread, in order with the delegate's other calls.
+ */
+public interface DilationDelegate {
+    
+    /**
+     * One status change.
+     */
+    fun `onStatus`(`status`: DilationStatus)
+    
+    companion object
+}
+
+/**
+ * Receives the Dilation status of a wormhole made with `Wormhole.withDelegate`, on its
+ * event thread, in order with the delegate's other calls.
+ */
+open class DilationDelegateImpl: Disposable, AutoCloseable, DilationDelegate
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_wormhole_fn_free_dilationdelegate(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_wormhole_fn_clone_dilationdelegate(handle, status)
+        }
+    }
+
+    
+    /**
+     * One status change.
+     */
+    @Throws(DelegateException::class)override fun `onStatus`(`status`: DilationStatus)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(DelegateException) { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_dilationdelegate_on_status(
+        it,
+        
+        FfiConverterTypeDilationStatus.lower(`status`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceDilationDelegate {
+    internal object `onStatus`: UniffiCallbackInterfaceDilationDelegateMethod0 {
+        override fun callback(`uniffiHandle`: Long,`status`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeDilationDelegate.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onStatus`(
+                    FfiConverterTypeDilationStatus.lift(`status`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: DelegateException -> FfiConverterTypeDelegateError.lower(e) }
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeDilationDelegate.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeDilationDelegate.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceDilationDelegate.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `onStatus`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_wormhole_fn_init_callback_vtable_dilationdelegate(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDilationDelegate: FfiConverter<DilationDelegate, Long> {
+    internal val handleMap = UniffiHandleMap<DilationDelegate>()
+
+    override fun lower(value: DilationDelegate): Long {
+        if (value is DilationDelegateImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): DilationDelegate {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return DilationDelegateImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): DilationDelegate {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: DilationDelegate) = 8UL
+
+    override fun write(value: DilationDelegate, buf: ByteBuffer) {
+        buf.putLong(lower(value))
     }
 }
 
@@ -2503,6 +3289,659 @@ public object FfiConverterTypeInputHelper: FfiConverter<InputHelper, Long> {
     override fun allocationSize(value: InputHelper) = 8UL
 
     override fun write(value: InputHelper, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * One subchannel: an ordered, reliable stream of records both ways. `send` and `recv`
+ * may run at the same time (in two coroutines or tasks); one `send` is one `recv` on the
+ * other side. Releasing it closes it.
+ */
+public interface SubchannelInterface {
+    
+    /**
+     * The subchannel id (odd: opened by the Leader, even: by the Follower).
+     */
+    fun `id`(): kotlin.UInt
+    
+    /**
+     * The subprotocol name.
+     */
+    fun `name`(): kotlin.String
+    
+    /**
+     * The next record, or none once the peer closed the subchannel.
+     */
+    suspend fun `recv`(): kotlin.ByteArray?
+    
+    /**
+     * Send one record (delivered whole, in order, exactly once; empty is allowed).
+     * Suspends while 16 MiB are unacknowledged by the peer (all subchannels together).
+     */
+    suspend fun `send`(`data`: kotlin.ByteArray)
+    
+    /**
+     * Close: the peer's `recv` ends after what was sent, and it answers with its own
+     * close, which ends ours: a close ends both directions (no half-close, like the
+     * reference). (Not named `close`, which Kotlin's `AutoCloseable` owns.)
+     */
+    fun `shutdown`()
+    
+    companion object
+}
+
+/**
+ * One subchannel: an ordered, reliable stream of records both ways. `send` and `recv`
+ * may run at the same time (in two coroutines or tasks); one `send` is one `recv` on the
+ * other side. Releasing it closes it.
+ */
+open class Subchannel: Disposable, AutoCloseable, SubchannelInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_wormhole_fn_free_subchannel(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_wormhole_fn_clone_subchannel(handle, status)
+        }
+    }
+
+    
+    /**
+     * The subchannel id (odd: opened by the Leader, even: by the Follower).
+     */override fun `id`(): kotlin.UInt {
+            return FfiConverterUInt.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_subchannel_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The subprotocol name.
+     */override fun `name`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_subchannel_name(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The next record, or none once the peer closed the subchannel.
+     */
+    @Throws(WormholeException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `recv`() : kotlin.ByteArray? {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_wormhole_fn_method_subchannel_recv(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_wormhole_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_wormhole_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_wormhole_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterOptionalByteArray.lift(it) },
+        // Error FFI converter
+        WormholeException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Send one record (delivered whole, in order, exactly once; empty is allowed).
+     * Suspends while 16 MiB are unacknowledged by the peer (all subchannels together).
+     */
+    @Throws(WormholeException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `send`(`data`: kotlin.ByteArray) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_wormhole_fn_method_subchannel_send(
+                uniffiHandle,
+                
+        FfiConverterByteArray.lower(`data`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_wormhole_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_wormhole_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_wormhole_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        WormholeException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Close: the peer's `recv` ends after what was sent, and it answers with its own
+     * close, which ends ours: a close ends both directions (no half-close, like the
+     * reference). (Not named `close`, which Kotlin's `AutoCloseable` owns.)
+     */
+    @Throws(WormholeException::class)override fun `shutdown`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(WormholeException) { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_subchannel_shutdown(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSubchannel: FfiConverter<Subchannel, Long> {
+    override fun lower(value: Subchannel): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): Subchannel {
+        return Subchannel(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): Subchannel {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: Subchannel) = 8UL
+
+    override fun write(value: Subchannel, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * The peer's subchannels for one subprotocol, as they are opened.
+ */
+public interface SubchannelListenerInterface {
+    
+    /**
+     * The next subchannel the peer opened, or none once Dilation has ended.
+     */
+    suspend fun `accept`(): Subchannel?
+    
+    companion object
+}
+
+/**
+ * The peer's subchannels for one subprotocol, as they are opened.
+ */
+open class SubchannelListener: Disposable, AutoCloseable, SubchannelListenerInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_wormhole_fn_free_subchannellistener(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_wormhole_fn_clone_subchannellistener(handle, status)
+        }
+    }
+
+    
+    /**
+     * The next subchannel the peer opened, or none once Dilation has ended.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `accept`() : Subchannel? {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_wormhole_fn_method_subchannellistener_accept(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_wormhole_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_wormhole_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_wormhole_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterOptionalTypeSubchannel.lift(it) },
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
+    }
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSubchannelListener: FfiConverter<SubchannelListener, Long> {
+    override fun lower(value: SubchannelListener): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): SubchannelListener {
+        return SubchannelListener(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): SubchannelListener {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: SubchannelListener) = 8UL
+
+    override fun write(value: SubchannelListener, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -3642,6 +5081,16 @@ public interface WormholeInterface {
     fun `deriveKey`(`purpose`: kotlin.String, `length`: kotlin.UInt): kotlin.ByteArray
     
     /**
+     * Dilate (the reference's `w.dilate()`): a durable, encrypted connection to the peer,
+     * direct or through `options.relay`, carrying any number of subchannels. Needs
+     * `WormholeOptions.dilation`, and the peer must dilate too; returns at once. On a
+     * wormhole made with `withDelegate`, status changes go to `delegate` (on the event
+     * thread, in order); otherwise read them with `Dilated.nextStatus` (a delegate is
+     * then refused). Call it once.
+     */
+    fun `dilate`(`options`: DilationOptions, `delegate`: DilationDelegate? = null): Dilated
+    
+    /**
      * The code, once allocated, set or typed.
      */
     suspend fun `getCode`(): kotlin.String
@@ -4081,6 +5530,30 @@ open class Wormhole: Disposable, AutoCloseable, WormholeInterface
         
         FfiConverterString.lower(`purpose`),
         FfiConverterUInt.lower(`length`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Dilate (the reference's `w.dilate()`): a durable, encrypted connection to the peer,
+     * direct or through `options.relay`, carrying any number of subchannels. Needs
+     * `WormholeOptions.dilation`, and the peer must dilate too; returns at once. On a
+     * wormhole made with `withDelegate`, status changes go to `delegate` (on the event
+     * thread, in order); otherwise read them with `Dilated.nextStatus` (a delegate is
+     * then refused). Call it once.
+     */
+    @Throws(WormholeException::class)override fun `dilate`(`options`: DilationOptions, `delegate`: DilationDelegate?): Dilated {
+            return FfiConverterTypeDilated.lift(
+    callWithHandle {
+    uniffiRustCallWithError(WormholeException) { _status ->
+    UniffiLib.uniffi_wormhole_fn_method_wormhole_dilate(
+        it,
+        
+        FfiConverterTypeDilationOptions.lower(`options`),
+        FfiConverterOptionalTypeDilationDelegate.lower(`delegate`),_status)
 }
     }
     )
@@ -5079,6 +6552,62 @@ public object FfiConverterTypeWormholeDelegate: FfiConverter<WormholeDelegate, L
 
 
 /**
+ * Settings of `dilate`. Every field has a default.
+ */
+data class DilationOptions (
+    /**
+     * A transit relay, `tcp:HOST:PORT`; none: direct connections only.
+     */
+    var `relay`: kotlin.String? = null 
+    , 
+    /**
+     * Do not listen for direct connections (and send no direct hints).
+     */
+    var `noListen`: kotlin.Boolean = false 
+    , 
+    /**
+     * The Leader's keepalive interval in milliseconds (30 s): a connection that does not
+     * answer by the next one is replaced.
+     */
+    var `pingIntervalMs`: kotlin.ULong = 30000uL 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDilationOptions: FfiConverterRustBuffer<DilationOptions> {
+    override fun read(buf: ByteBuffer): DilationOptions {
+        return DilationOptions(
+            FfiConverterOptionalString.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: DilationOptions) = (
+            FfiConverterOptionalString.allocationSize(value.`relay`) +
+            FfiConverterBoolean.allocationSize(value.`noListen`) +
+            FfiConverterULong.allocationSize(value.`pingIntervalMs`)
+    )
+
+    override fun write(value: DilationOptions, buf: ByteBuffer) {
+            FfiConverterOptionalString.write(value.`relay`, buf)
+            FfiConverterBoolean.write(value.`noListen`, buf)
+            FfiConverterULong.write(value.`pingIntervalMs`, buf)
+    }
+}
+
+
+
+/**
  * How a wormhole ended, for [`WormholeDelegate::on_closed`].
  */
 data class Outcome (
@@ -5277,6 +6806,11 @@ data class WormholeOptions (
      * Tor rules; takes the place of `socks5`.
      */
     var `tor`: Tor? = null 
+    , 
+    /**
+     * Offer Dilation to the peer (the reference's `dilation=True`); needed for `dilate`.
+     */
+    var `dilation`: kotlin.Boolean = false 
     
 ): Disposable{
     
@@ -5292,7 +6826,8 @@ data class WormholeOptions (
         this.`connectTimeoutMs`,
         this.`closeTimeoutMs`,
         this.`socks5`,
-        this.`tor`
+        this.`tor`,
+        this.`dilation`
     )
     }
     
@@ -5310,6 +6845,7 @@ public object FfiConverterTypeWormholeOptions: FfiConverterRustBuffer<WormholeOp
             FfiConverterULong.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalTypeTor.read(buf),
+            FfiConverterBoolean.read(buf),
         )
     }
 
@@ -5318,7 +6854,8 @@ public object FfiConverterTypeWormholeOptions: FfiConverterRustBuffer<WormholeOp
             FfiConverterULong.allocationSize(value.`connectTimeoutMs`) +
             FfiConverterULong.allocationSize(value.`closeTimeoutMs`) +
             FfiConverterOptionalString.allocationSize(value.`socks5`) +
-            FfiConverterOptionalTypeTor.allocationSize(value.`tor`)
+            FfiConverterOptionalTypeTor.allocationSize(value.`tor`) +
+            FfiConverterBoolean.allocationSize(value.`dilation`)
     )
 
     override fun write(value: WormholeOptions, buf: ByteBuffer) {
@@ -5327,6 +6864,7 @@ public object FfiConverterTypeWormholeOptions: FfiConverterRustBuffer<WormholeOp
             FfiConverterULong.write(value.`closeTimeoutMs`, buf)
             FfiConverterOptionalString.write(value.`socks5`, buf)
             FfiConverterOptionalTypeTor.write(value.`tor`, buf)
+            FfiConverterBoolean.write(value.`dilation`, buf)
     }
 }
 
@@ -5401,6 +6939,217 @@ public object FfiConverterTypeDelegateError : FfiConverterRustBuffer<DelegateExc
     }
 
 }
+
+
+
+/**
+ * A change in the dilated connection.
+ */
+sealed class DilationStatus {
+    
+    /**
+     * A generation of connection attempts started (1 for the first); our role is known,
+     * so `connect` returns at once from here.
+     */
+    data class Generation(
+        /**
+         * Its number.
+         */
+        val `generation`: kotlin.UInt, 
+        /**
+         * Whether we lead (the side that selects connections).
+         */
+        val `leader`: kotlin.Boolean) : DilationStatus()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * A connection was selected for `generation` (the first: "dilated").
+     */
+    data class Connected(
+        /**
+         * The generation.
+         */
+        val `generation`: kotlin.UInt, 
+        /**
+         * Through a transit relay.
+         */
+        val `relay`: kotlin.Boolean, 
+        /**
+         * The remote address (`host:port`), when known.
+         */
+        val `peer`: kotlin.String?) : DilationStatus()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * The connection of `generation` was lost; a new one is being made. Nothing written
+     * is lost.
+     */
+    data class Reconnecting(
+        /**
+         * The generation that was lost.
+         */
+        val `generation`: kotlin.UInt) : DilationStatus()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * A peer message was ignored; Dilation goes on.
+     */
+    data class Warning(
+        /**
+         * Why.
+         */
+        val `message`: kotlin.String) : DilationStatus()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Dilation failed for good; subchannel calls fail from now on.
+     */
+    data class Failed(
+        /**
+         * Why.
+         */
+        val `message`: kotlin.String) : DilationStatus()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDilationStatus : FfiConverterRustBuffer<DilationStatus>{
+    override fun read(buf: ByteBuffer): DilationStatus {
+        return when(buf.getInt()) {
+            1 -> DilationStatus.Generation(
+                FfiConverterUInt.read(buf),
+                FfiConverterBoolean.read(buf),
+                )
+            2 -> DilationStatus.Connected(
+                FfiConverterUInt.read(buf),
+                FfiConverterBoolean.read(buf),
+                FfiConverterOptionalString.read(buf),
+                )
+            3 -> DilationStatus.Reconnecting(
+                FfiConverterUInt.read(buf),
+                )
+            4 -> DilationStatus.Warning(
+                FfiConverterString.read(buf),
+                )
+            5 -> DilationStatus.Failed(
+                FfiConverterString.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: DilationStatus): ULong = when(value) {
+        is DilationStatus.Generation -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterUInt.allocationSize(value.`generation`)
+                + FfiConverterBoolean.allocationSize(value.`leader`)
+            )
+        }
+        is DilationStatus.Connected -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterUInt.allocationSize(value.`generation`)
+                + FfiConverterBoolean.allocationSize(value.`relay`)
+                + FfiConverterOptionalString.allocationSize(value.`peer`)
+            )
+        }
+        is DilationStatus.Reconnecting -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterUInt.allocationSize(value.`generation`)
+            )
+        }
+        is DilationStatus.Warning -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`message`)
+            )
+        }
+        is DilationStatus.Failed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`message`)
+            )
+        }
+    }
+
+    override fun write(value: DilationStatus, buf: ByteBuffer) {
+        when(value) {
+            is DilationStatus.Generation -> {
+                buf.putInt(1)
+                FfiConverterUInt.write(value.`generation`, buf)
+                FfiConverterBoolean.write(value.`leader`, buf)
+                Unit
+            }
+            is DilationStatus.Connected -> {
+                buf.putInt(2)
+                FfiConverterUInt.write(value.`generation`, buf)
+                FfiConverterBoolean.write(value.`relay`, buf)
+                FfiConverterOptionalString.write(value.`peer`, buf)
+                Unit
+            }
+            is DilationStatus.Reconnecting -> {
+                buf.putInt(3)
+                FfiConverterUInt.write(value.`generation`, buf)
+                Unit
+            }
+            is DilationStatus.Warning -> {
+                buf.putInt(4)
+                FfiConverterString.write(value.`message`, buf)
+                Unit
+            }
+            is DilationStatus.Failed -> {
+                buf.putInt(5)
+                FfiConverterString.write(value.`message`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
 
 
 
@@ -6173,6 +7922,102 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
 /**
  * @suppress
  */
+public object FfiConverterOptionalByteArray: FfiConverterRustBuffer<kotlin.ByteArray?> {
+    override fun read(buf: ByteBuffer): kotlin.ByteArray? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterByteArray.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.ByteArray?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterByteArray.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.ByteArray?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterByteArray.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeDilationDelegate: FfiConverterRustBuffer<DilationDelegate?> {
+    override fun read(buf: ByteBuffer): DilationDelegate? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeDilationDelegate.read(buf)
+    }
+
+    override fun allocationSize(value: DilationDelegate?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeDilationDelegate.allocationSize(value)
+        }
+    }
+
+    override fun write(value: DilationDelegate?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeDilationDelegate.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeSubchannel: FfiConverterRustBuffer<Subchannel?> {
+    override fun read(buf: ByteBuffer): Subchannel? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeSubchannel.read(buf)
+    }
+
+    override fun allocationSize(value: Subchannel?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeSubchannel.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Subchannel?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeSubchannel.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeTor: FfiConverterRustBuffer<Tor?> {
     override fun read(buf: ByteBuffer): Tor? {
         if (buf.get().toInt() == 0) {
@@ -6259,6 +8104,38 @@ public object FfiConverterOptionalTypeTransferProgress: FfiConverterRustBuffer<T
         } else {
             buf.put(1)
             FfiConverterTypeTransferProgress.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeDilationStatus: FfiConverterRustBuffer<DilationStatus?> {
+    override fun read(buf: ByteBuffer): DilationStatus? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeDilationStatus.read(buf)
+    }
+
+    override fun allocationSize(value: DilationStatus?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeDilationStatus.allocationSize(value)
+        }
+    }
+
+    override fun write(value: DilationStatus?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeDilationStatus.write(value, buf)
         }
     }
 }
