@@ -662,8 +662,8 @@ uint32_t wh_subchannel_id(const struct wh_subchannel *subchannel);
  * `WH_RESULT_WOULD_BLOCK`: the write window (16 MiB unacknowledged by the peer, all
  * subchannels together) has no room; nothing was written, and a
  * `WH_EVENT_KIND_SUBCHANNEL_WRITABLE` event for this subchannel follows when it has.
- * Other errors: `WH_RESULT_INVALID_STATE` (closed by `wh_subchannel_close`, or Dilation
- * ended), `WH_RESULT_NULL_ARGUMENT`. Non-blocking; thread-safe.
+ * Other errors: `WH_RESULT_INVALID_STATE` (closed by `wh_subchannel_close` or by the
+ * peer, or Dilation ended), `WH_RESULT_NULL_ARGUMENT`. Non-blocking; thread-safe.
  */
 wh_result wh_subchannel_write(const struct wh_subchannel *subchannel,
                               const uint8_t *data,

@@ -627,5 +627,8 @@ async fn poll_mode_wakes_up_on_the_delegated_stream() {
             TryRecv::Record(r) => panic!("unexpected record of {} bytes", r.len()),
         }
     }
+    // Closed both ways now (a close is answered): a write is refused, not dropped.
+    assert!(sa.try_send(b"after the close").is_err());
+    assert!(sa.sender().send(b"after the close".to_vec()).await.is_err());
     let _ = tokio::join!(a.close(), b.close());
 }

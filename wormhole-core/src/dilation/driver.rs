@@ -202,6 +202,9 @@ async fn accept_loop(l: TcpListener, generation: u32, tx: mpsc::UnboundedSender<
 /// The open subchannels' delivery channels.
 struct Sink {
     tx: mpsc::UnboundedSender<Delivery>,
+    /// The handle's "no more writes" flag: set once the subchannel is closed both ways
+    /// (the peer's CLOSE answered), so a later write is refused instead of dropped.
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct Driver {
@@ -316,8 +319,15 @@ impl Driver {
 
     fn subchannel(&mut self, scid: u32, name: String) -> Subchannel {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.sinks.insert(scid, Sink { tx });
-        Subchannel::new(scid, name, self.link.clone(), rx)
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.sinks.insert(
+            scid,
+            Sink {
+                tx,
+                closed: closed.clone(),
+            },
+        );
+        Subchannel::new(scid, name, self.link.clone(), rx, closed)
     }
 
     fn event(&mut self, ev: EndpointEvent) {
@@ -351,6 +361,7 @@ impl Driver {
             }
             EndpointEvent::Subchannel(SubchannelEvent::Closed { scid }) => {
                 if let Some(sink) = self.sinks.remove(&scid) {
+                    sink.closed.store(true, Ordering::Release);
                     let _ = sink.tx.send(Delivery::Closed);
                 }
             }

@@ -382,7 +382,8 @@ pub struct Subchannel {
 pub struct SubchannelSender {
     scid: u32,
     link: Arc<Link>,
-    /// We sent CLOSE.
+    /// We sent CLOSE, or the subchannel is closed both ways (the peer's CLOSE answered):
+    /// no more writes.
     closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -464,6 +465,7 @@ impl Subchannel {
         name: String,
         link: Arc<Link>,
         rx: mpsc::UnboundedReceiver<Delivery>,
+        closed: Arc<std::sync::atomic::AtomicBool>,
     ) -> Subchannel {
         Subchannel {
             scid,
@@ -472,7 +474,7 @@ impl Subchannel {
             tx: SubchannelSender {
                 scid,
                 link: link.clone(),
-                closed: Arc::default(),
+                closed,
             },
             link,
             rx,

@@ -241,8 +241,8 @@ pub extern "C" fn wh_subchannel_id(subchannel: *const wh_subchannel) -> u32 {
 /// `WH_RESULT_WOULD_BLOCK`: the write window (16 MiB unacknowledged by the peer, all
 /// subchannels together) has no room; nothing was written, and a
 /// `WH_EVENT_KIND_SUBCHANNEL_WRITABLE` event for this subchannel follows when it has.
-/// Other errors: `WH_RESULT_INVALID_STATE` (closed by `wh_subchannel_close`, or Dilation
-/// ended), `WH_RESULT_NULL_ARGUMENT`. Non-blocking; thread-safe.
+/// Other errors: `WH_RESULT_INVALID_STATE` (closed by `wh_subchannel_close` or by the
+/// peer, or Dilation ended), `WH_RESULT_NULL_ARGUMENT`. Non-blocking; thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn wh_subchannel_write(
     subchannel: *const wh_subchannel,
