@@ -452,12 +452,14 @@ async fn a_gibibyte_each_way_with_the_reference() {
     the_reference_streams_to_us(&server, "dilation-gib-from-ref", GIB, TIMEOUT * 3).await;
 }
 
-/// A delegated-mode wormhole dilates like a deferred one.
-#[tokio::test]
-async fn a_delegated_wormhole_dilates() {
+/// A delegated-mode wormhole A (with its event stream) and a deferred one B joined by
+/// one code, both dilated with the defaults.
+async fn delegated_pair(
+    server: &OurServer,
+    name: &str,
+) -> (Wormhole, wormhole_core::Events, Wormhole, Dilated, Dilated) {
     assert_loopback_only();
-    let server = OurServer::start().await;
-    let appid = test_appid("dilation-delegated");
+    let appid = test_appid(name);
     let (a, mut events) = Wormhole::create_delegated(&appid, &server.url(), opts()).unwrap();
     a.allocate_code(2).unwrap();
     let code = within(TIMEOUT, "the code", async {
@@ -472,6 +474,14 @@ async fn a_delegated_wormhole_dilates() {
     b.set_code(&code).unwrap();
     let da = a.dilate(DilationOptions::default()).unwrap();
     let db = b.dilate(DilationOptions::default()).unwrap();
+    (a, events, b, da, db)
+}
+
+/// A delegated-mode wormhole dilates like a deferred one.
+#[tokio::test]
+async fn a_delegated_wormhole_dilates() {
+    let server = OurServer::start().await;
+    let (a, mut events, b, da, db) = delegated_pair(&server, "dilation-delegated").await;
     let mut l = db.listen("x").unwrap();
     let mut s = da.connect("x").await.unwrap();
     s.send(b"from a delegated wormhole".to_vec()).await.unwrap();
@@ -541,23 +551,8 @@ async fn wait_ready(events: &mut wormhole_core::Events, want: Readiness) {
 /// is followed by its wake-up on the event stream.
 #[tokio::test]
 async fn poll_mode_wakes_up_on_the_delegated_stream() {
-    assert_loopback_only();
     let server = OurServer::start().await;
-    let appid = test_appid("dilation-poll-mode");
-    let (a, mut events) = Wormhole::create_delegated(&appid, &server.url(), opts()).unwrap();
-    a.allocate_code(2).unwrap();
-    let code = within(TIMEOUT, "the code", async {
-        loop {
-            if let Some(wormhole_core::Event::Code(c)) = events.recv().await {
-                return c;
-            }
-        }
-    })
-    .await;
-    let b = Wormhole::create(&appid, &server.url(), opts()).unwrap();
-    b.set_code(&code).unwrap();
-    let da = a.dilate(DilationOptions::default()).unwrap();
-    let db = b.dilate(DilationOptions::default()).unwrap();
+    let (a, mut events, b, da, db) = delegated_pair(&server, "dilation-poll-mode").await;
     let mut la = da.listen("poll").unwrap();
     assert!(da.listen("poll").is_err(), "a name is listened to once");
     assert!(la.try_accept().unwrap().is_none());

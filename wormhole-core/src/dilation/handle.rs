@@ -498,14 +498,6 @@ impl Subchannel {
         len.min(WRITE_WINDOW) as u32
     }
 
-    fn check_open(&self) -> Result<()> {
-        self.tx.check_open()
-    }
-
-    fn push(&self, data: Vec<u8>, permits: u32) -> Result<()> {
-        self.tx.push(data, permits)
-    }
-
     /// A handle that sends on this subchannel from another task (see
     /// [`SubchannelSender`]).
     pub fn sender(&self) -> SubchannelSender {
@@ -562,7 +554,7 @@ impl Subchannel {
     /// has not, nothing was sent, and a [`Readiness::Writable`] follows when it has (the
     /// room is then kept for this subchannel's next `try_send` or write).
     pub fn try_send(&mut self, data: &[u8]) -> Result<bool> {
-        self.check_open()?;
+        self.tx.check_open()?;
         let permits = Self::permits_for(data.len());
         if permits > 0 {
             let waker = ready_waker(&self.link.ready, Readiness::Writable { id: self.scid });
@@ -575,7 +567,7 @@ impl Subchannel {
                 Poll::Pending => return Ok(false),
             }
         }
-        self.push(data.to_vec(), permits)?;
+        self.tx.push(data.to_vec(), permits)?;
         Ok(true)
     }
 
@@ -681,7 +673,7 @@ impl AsyncWrite for Subchannel {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
-        if let Err(e) = this.check_open() {
+        if let Err(e) = this.tx.check_open() {
             return Poll::Ready(Err(std::io::Error::new(
                 std::io::ErrorKind::BrokenPipe,
                 e.to_string(),
@@ -696,7 +688,8 @@ impl AsyncWrite for Subchannel {
             Some(p) => p.forget(),
             None => return Poll::Ready(Err(std::io::Error::other(gone().to_string()))),
         }
-        this.push(buf[..n].to_vec(), permits)
+        this.tx
+            .push(buf[..n].to_vec(), permits)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         Poll::Ready(Ok(n))
     }
