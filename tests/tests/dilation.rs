@@ -627,3 +627,75 @@ async fn poll_mode_wakes_up_on_the_delegated_stream() {
     assert!(sa.sender().send(b"after the close".to_vec()).await.is_err());
     let _ = tokio::join!(a.close(), b.close());
 }
+
+/// `recv_batch` takes the records already delivered, in order and whole, up to its limit
+/// (at least one record, whatever its size), then reports the peer's close after them.
+#[tokio::test]
+async fn records_are_taken_in_batches() {
+    let server = OurServer::start().await;
+    let (a, b, da, db) = pair(
+        &server,
+        "dilation-batches",
+        DilationOptions::default(),
+        DilationOptions::default(),
+    )
+    .await;
+    let mut listener = db.listen("batch").unwrap();
+    let mut ours = da.connect("batch").await.unwrap();
+    let records: Vec<Vec<u8>> = (0..200usize)
+        .map(|i| vec![i as u8; if i == 7 { 100_000 } else { i % 5 }])
+        .collect();
+    for r in &records {
+        ours.send(r.clone()).await.unwrap();
+    }
+    ours.close().unwrap();
+    // One connection carries every subchannel in order: once a record sent after them
+    // on another subchannel arrived, all of them were delivered.
+    let mut sync_listener = db.listen("sync").unwrap();
+    let mut sync = da.connect("sync").await.unwrap();
+    sync.send(b"after".to_vec()).await.unwrap();
+    let mut theirs = within(TIMEOUT, "the subchannel", listener.accept())
+        .await
+        .unwrap();
+    let mut sync_in = within(TIMEOUT, "the sync subchannel", sync_listener.accept())
+        .await
+        .unwrap();
+    assert_eq!(
+        within(TIMEOUT, "the sync record", sync_in.recv())
+            .await
+            .unwrap(),
+        Some(b"after".to_vec())
+    );
+    let mut got = Vec::new();
+    let mut batches = 0;
+    loop {
+        match within(TIMEOUT, "a batch", theirs.recv_batch(64))
+            .await
+            .unwrap()
+        {
+            None => break,
+            Some(batch) => {
+                assert!(!batch.is_empty());
+                let size: usize = batch.iter().map(Vec::len).sum();
+                let last = batch.last().map_or(0, Vec::len);
+                assert!(
+                    batch.len() == 1 || size - last < 64,
+                    "a batch went on past its limit: {size} bytes in {} records",
+                    batch.len()
+                );
+                batches += 1;
+                got.extend(batch);
+            }
+        }
+    }
+    assert_eq!(got, records);
+    // 64-byte batches of these records: the 100,000-byte one alone, the others in groups.
+    assert!(
+        batches < records.len() / 4,
+        "{batches} batches for {} records",
+        records.len()
+    );
+    // The end stays reported.
+    assert_eq!(theirs.recv_batch(64).await.unwrap(), None);
+    close_both(a, b).await;
+}

@@ -19,6 +19,7 @@
 //!   progress is coalesced there and handed to the dispatcher (asynchronous mode) or
 //!   picked up by the blocked caller between its wait slices (blocking mode).
 
+mod dilation;
 mod errors;
 mod glue;
 mod tor;
@@ -44,6 +45,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     wormhole::register(m)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     transfer::register(m)?;
+    dilation::register(m)?;
     tor::register(m)?;
     m.add("CORE_VERSION", wormhole_core::VERSION)?;
     m.add("PUBLIC_RELAY_URL", wormhole_core::PUBLIC_RELAY_URL)?;

@@ -289,6 +289,34 @@ impl Wormhole {
     fn cancel_transfer(&self) {
         self.inner.cancel_transfer();
     }
+
+    /// Dilate (see `wormhole_core::Wormhole::dilate`): `relay` is `tcp:HOST:PORT`,
+    /// `ping_interval` seconds, `side` 16 hex digits (tests choose the role with it).
+    #[pyo3(signature = (relay=None, no_listen=false, ping_interval=None, side=None))]
+    fn dilate(
+        &self,
+        relay: Option<String>,
+        no_listen: bool,
+        ping_interval: Option<f64>,
+        side: Option<String>,
+    ) -> PyResult<crate::dilation::Dilated> {
+        let mut options = wormhole_core::dilation::handle::DilationOptions {
+            relay,
+            no_listen,
+            side,
+            ..Default::default()
+        };
+        if let Some(p) = secs(ping_interval, "ping_interval")? {
+            if p.is_zero() {
+                return Err(PyValueError::new_err("ping_interval must be positive"));
+            }
+            options.ping_interval = p;
+        }
+        self.inner
+            .dilate(options)
+            .map(crate::dilation::Dilated::new)
+            .map_err(to_pyerr)
+    }
 }
 
 /// The code-entry helper of `input_code()`.
@@ -355,7 +383,7 @@ impl InputHelper {
 /// is passed to `on_event(name, value)` on the dispatcher thread, in order. `socks5`:
 /// every connection through that SOCKS5 proxy (`[USER:PASSWORD@]HOST:PORT`).
 #[pyfunction]
-#[pyo3(signature = (appid, relay_url, versions_json=None, on_event=None, connect_timeout=None, close_timeout=None, socks5=None, tor=None))]
+#[pyo3(signature = (appid, relay_url, versions_json=None, on_event=None, connect_timeout=None, close_timeout=None, socks5=None, tor=None, dilation=false))]
 #[allow(clippy::too_many_arguments)]
 fn create(
     appid: &str,
@@ -366,9 +394,11 @@ fn create(
     close_timeout: Option<f64>,
     socks5: Option<&str>,
     tor: Option<PyRef<'_, crate::tor::Tor>>,
+    dilation: bool,
 ) -> PyResult<Wormhole> {
     let mut options = Options {
         tor: tor.map(|t| t.inner.clone()),
+        dilation,
         ..Options::default()
     };
     if let Some(p) = socks5 {

@@ -522,6 +522,36 @@ impl Subchannel {
         std::future::poll_fn(|cx| self.poll_record(cx)).await
     }
 
+    /// The next records: waits for one, then takes those already delivered behind it, up
+    /// to `max_bytes` in all (the first record always comes, whatever its size), so a
+    /// binding crosses into its language once per batch instead of once per record.
+    /// `Ok(None)` once the peer closed the subchannel and every record was taken; an
+    /// error when Dilation failed or the wormhole closed first (after the records that
+    /// arrived before it).
+    pub async fn recv_batch(&mut self, max_bytes: usize) -> Result<Option<Vec<Vec<u8>>>> {
+        let first = match self.recv().await? {
+            None => return Ok(None),
+            Some(r) => r,
+        };
+        let mut taken = first.len();
+        let mut batch = vec![first];
+        std::future::poll_fn(|cx| {
+            while taken < max_bytes && self.ended.is_none() {
+                match self.poll_record(cx) {
+                    Poll::Ready(Ok(Some(r))) => {
+                        taken += r.len();
+                        batch.push(r);
+                    }
+                    // The end is kept in `ended` and reported by the next call.
+                    Poll::Ready(_) | Poll::Pending => break,
+                }
+            }
+            Poll::Ready(())
+        })
+        .await;
+        Ok(Some(batch))
+    }
+
     fn poll_record(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Vec<u8>>>> {
         if let Some(end) = &self.ended {
             return Poll::Ready(match end {

@@ -7,7 +7,9 @@ delegate method calls (``delegate=``). A delegated wormhole can be saved with
 delegate)``, optionally in journaled mode (:mod:`wormhole.journal`). :mod:`wormhole.transcribe` offers the older
 blocking ``Initiator`` / ``Receiver``. Files and directories travel with
 ``send_file()`` / ``receive_offer()`` (asynchronous) or :mod:`wormhole.transfer`
-(blocking). Errors live in :mod:`wormhole.errors`.
+(blocking). ``create(..., dilation=True)`` and ``w.dilate()`` give Dilation's durable
+subchannels (:mod:`wormhole._dilation`: Twisted protocols as in the reference 0.24, the
+seed's endpoints, or asyncio streams). Errors live in :mod:`wormhole.errors`.
 
 This distribution must not share an environment with the reference ``magic-wormhole``
 package, which installs a module of the same name.
@@ -17,6 +19,8 @@ import atexit as _atexit
 
 from wormhole import _native, errors
 from wormhole._completion import CodeCompleter, input_with_completion
+from wormhole._dilation import DilatedWormhole, SubchannelAddress
+from wormhole._status import DilationStatus, WormholeStatus
 from wormhole._transfer import Offer
 from wormhole._wormhole import (
     DeferredWormhole,
@@ -42,11 +46,15 @@ __all__ = [
     "CodeCompleter",
     "DeferredWormhole",
     "DelegatedWormhole",
+    "DilatedWormhole",
+    "DilationStatus",
     "InputHelper",
     "Offer",
     "PUBLIC_RELAY_URL",
+    "SubchannelAddress",
     "TRANSFER_APPID",
     "Wormhole",
+    "WormholeStatus",
     "create",
     "errors",
     "from_serialized",

@@ -12,6 +12,7 @@ __all__ = [
     "AlreadyChoseWordsError",
     "AlreadyInputNameplateError",
     "CORE_VERSION",
+    "Dilated",
     "InputHelper",
     "InternalError",
     "InvalidStateError",
@@ -21,13 +22,16 @@ __all__ = [
     "NoKeyError",
     "NoTorError",
     "Offer",
-    "OutboundHold",
     "OnlyOneCodeError",
+    "OutboundHold",
     "PUBLIC_RELAY_URL",
     "ProtocolError",
     "ReflectionAttack",
+    "SUBCHANNEL_HIGH_WATER",
     "ServerConnectionError",
     "ServerError",
+    "Subchannel",
+    "SubchannelListener",
     "TRANSFER_APPID",
     "Timeout",
     "Tor",
@@ -95,6 +99,14 @@ class Wormhole:
         """Reject the waiting offer."""
     def cancel_transfer(self) -> None:
         """Cancel the running transfer, if any."""
+    def dilate(
+        self,
+        relay: Optional[str] = None,
+        no_listen: bool = False,
+        ping_interval: Optional[float] = None,
+        side: Optional[str] = None,
+    ) -> Dilated:
+        """Dilate (needs ``create(..., dilation=True)``)."""
     def took_event(self) -> None:
         """Delegated mode: the next event was handed to the application."""
     def serialize(self) -> str:
@@ -103,6 +115,51 @@ class Wormhole:
         """Save the wormhole as JSON text, then stop it without a word to the server."""
     def hold_outbound(self) -> OutboundHold:
         """Hold every outbound frame until the hold is released (journaled mode)."""
+
+@final
+class Dilated:
+    """A dilated wormhole (``Wormhole.dilate``)."""
+
+    def listen(self, name: str) -> SubchannelListener:
+        """Accept the peer's subchannels for ``name`` (once per name)."""
+    def start_connect(self, name: str, callback: Callable[[Optional[BaseException], Any], None]) -> None:
+        """Open a subchannel; ``callback(error, Subchannel)``."""
+    def start_next_status(self, callback: Callable[[Optional[BaseException], Any], None]) -> None:
+        """``callback(error, dict or None)`` with the next status event."""
+
+@final
+class SubchannelListener:
+    """The peer's subchannels for one subprotocol."""
+
+    def start_accept(self, callback: Callable[[Optional[BaseException], Any], None]) -> None:
+        """``callback(error, Subchannel or None)`` with the next one."""
+
+@final
+class Subchannel:
+    """One subchannel: records in order, both ways."""
+
+    @property
+    def id(self) -> int:
+        """The subchannel id."""
+    @property
+    def name(self) -> str:
+        """The subprotocol."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called or a write failed."""
+    def start_read(self, max_bytes: int, callback: Callable[[Optional[BaseException], Any], None]) -> None:
+        """``callback(error, list of bytes or None)`` with the next records."""
+    def write(self, data: bytes) -> bool:
+        """Queue one record; ``True``: over the high-water mark, pause."""
+    def set_on_writable(self, callback: Callable[[], None]) -> None:
+        """``callback()`` when a paused writer may go on."""
+    def queued(self) -> int:
+        """Bytes queued here."""
+    def close(self) -> None:
+        """Close after the queued records."""
+
+#: Queued bytes above which ``Subchannel.write`` asks the caller to pause.
+SUBCHANNEL_HIGH_WATER: int
 
 @final
 class OutboundHold:
@@ -139,8 +196,10 @@ def create(
     close_timeout: Optional[float] = None,
     socks5: Optional[str] = None,
     tor: Optional[Tor] = None,
+    dilation: bool = False,
 ) -> Wormhole:
-    """Create a wormhole; with ``on_event`` it is delegated; ``socks5``: a proxy."""
+    """Create a wormhole; with ``on_event`` it is delegated; ``socks5``: a proxy;
+    ``dilation``: offer Dilation (needed by ``Wormhole.dilate``)."""
 
 def from_serialized(
     data: str,

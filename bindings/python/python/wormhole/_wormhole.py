@@ -8,6 +8,7 @@ import weakref
 from typing import Any, Callable, Dict, Optional, Set
 
 from wormhole import _native
+from wormhole._dilation import DilatedWormhole
 from wormhole._eventual import _Eventual, eventual_for
 from wormhole._transfer import (
     Offer,
@@ -17,7 +18,7 @@ from wormhole._transfer import (
     new_async_transfer,
     start_async,
 )
-from wormhole.errors import NoTorError
+from wormhole.errors import CanOnlyDilateOnceError, NoTorError
 
 log = logging.getLogger("wormhole")
 
@@ -182,9 +183,14 @@ class DeferredWormhole(Wormhole):
         native: _native.Wormhole,
         eventual: _Eventual,
         welcome_handler: Any = None,
+        dilation: bool = False,
     ) -> None:
         super().__init__(native, eventual)
         self._transfers: Set[_native.Transfer] = set()
+        self._dilation = dilation
+        self._dilated: Any = None
+        # Tests pick the Dilation role with this (16 hex digits; the larger side leads).
+        self._dilation_side: Optional[str] = None
         if welcome_handler is not None:
 
             def on_loop(err: Optional[BaseException], val: Any) -> None:
@@ -292,6 +298,51 @@ class DeferredWormhole(Wormhole):
             lambda cb: _native.start_receive(self._native, t, cb),
             lambda v: Offer(v, eventual, active),
         )
+
+    def dilate(
+        self,
+        transit_relay_location: Optional[str] = None,
+        no_listen: bool = False,
+        on_status_update: Optional[Callable[[Any], Any]] = None,
+        ping_interval: Optional[float] = None,
+        expected_subprotocols: Any = None,
+    ) -> Any:
+        """Dilate the wormhole (the reference 0.24's ``w.dilate()``): a durable,
+        encrypted connection to the peer, direct or through the transit relay
+        ``transit_relay_location`` (``"tcp:HOST:PORT"``), carrying any number of
+        subchannels. Returns a :class:`wormhole._dilation.DilatedWormhole` at once
+        (``when_dilated()``, ``listener_for(name)``, ``connector_for(name)``; on asyncio
+        also ``connect(name)`` and ``listen(name)`` for streams; it also unpacks into the
+        seed's three endpoints). ``no_listen``: no listening socket and no direct hints.
+        ``on_status_update(DilationStatus)`` is called on the loop or reactor thread at
+        each change. ``ping_interval``: the keepalive interval (seconds, default 30).
+        ``expected_subprotocols`` is accepted and ignored, like the reference.
+
+        Needs ``create(..., dilation=True)`` (``NotImplementedError`` otherwise); once
+        per wormhole (``CanOnlyDilateOnceError``)."""
+        if not self._dilation:
+            raise NotImplementedError("dilate() needs wormhole.create(..., dilation=True)")
+        if self._dilated is not None:
+            raise CanOnlyDilateOnceError("dilate() can be called once")
+        if transit_relay_location is not None and not isinstance(transit_relay_location, str):
+            raise TypeError("transit_relay_location must be a str like 'tcp:HOST:PORT'")
+        if ping_interval is not None and (
+            not isinstance(ping_interval, (int, float)) or not ping_interval > 0
+        ):
+            raise ValueError("ping_interval must be a positive number of seconds")
+        native = self._native.dilate(
+            transit_relay_location,
+            bool(no_listen),
+            None if ping_interval is None else float(ping_interval),
+            self._dilation_side,
+        )
+        self._dilated = DilatedWormhole(
+            native,
+            self._eventual,
+            on_status_update,
+            30.0 if ping_interval is None else float(ping_interval),
+        )
+        return self._dilated
 
     def cancel_transfer(self) -> None:
         """Cancel every running :meth:`send_file`, :meth:`receive_offer` and
@@ -469,8 +520,9 @@ def create(
     sends our addresses. ``tor`` (from :func:`wormhole.tor_manager.get_tor`) does the same
     through Tor, with the reference's Tor rules (see the README).
     ``journal`` (a :class:`wormhole.journal.Journal`, delegated mode only): journaled
-    mode, each event handled inside ``journal.process()``. ``dilation`` is not supported;
-    ``timing`` and ``stderr`` are accepted and ignored.
+    mode, each event handled inside ``journal.process()``. ``dilation=True`` offers
+    Dilation to the peer and enables :meth:`DeferredWormhole.dilate` (deferred mode
+    only, like the reference). ``timing`` and ``stderr`` are accepted and ignored.
     """
     native_tor = None
     if tor is not None:
@@ -479,8 +531,6 @@ def create(
             raise NoTorError("tor= must come from wormhole.tor_manager.get_tor()")
     if journal is not None and delegate is None:
         raise ValueError("journaled mode needs delegated mode (a delegate)")
-    if dilation:
-        raise NotImplementedError("dilation is not supported")
     if not isinstance(appid, str) or not isinstance(relay_url, str):
         raise TypeError("appid and relay_url must be str")
     eventual = eventual_for(reactor)
@@ -488,9 +538,9 @@ def create(
     if delegate is None:
         native = _native.create(
             appid, relay_url, versions_json, None, connect_timeout, close_timeout, socks5,
-            native_tor,
+            native_tor, bool(dilation),
         )
-        return DeferredWormhole(native, eventual, welcome_handler)
+        return DeferredWormhole(native, eventual, welcome_handler, bool(dilation))
     holder: Dict[str, Any] = {}
     handler = _make_event_handler(
         eventual,
@@ -501,7 +551,7 @@ def create(
     )
     native = _native.create(
         appid, relay_url, versions_json, handler, connect_timeout, close_timeout, socks5,
-        native_tor,
+        native_tor, bool(dilation),
     )
     w = DelegatedWormhole(native, eventual)
     holder["w"] = weakref.ref(w)

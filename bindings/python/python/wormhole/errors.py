@@ -31,10 +31,26 @@ from wormhole._native import (
     WrongPasswordError,
 )
 
+
+class CanOnlyDilateOnceError(WormholeError):
+    """``dilate()`` was called a second time on one wormhole."""
+
+
+class AlreadyClosedError(WormholeError):
+    """A write on a Dilation subchannel that was already closed."""
+
+
+class DilationFailed(WormholeError):
+    """Dilation failed for good (no common version, or the wormhole closed first)."""
+
+
 __all__ = [
     "AlreadyChoseNameplateError",
     "AlreadyChoseWordsError",
+    "AlreadyClosedError",
     "AlreadyInputNameplateError",
+    "CanOnlyDilateOnceError",
+    "DilationFailed",
     "InternalError",
     "InvalidStateError",
     "KeyFormatError",
