@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use wormhole_core::dilation::handle::{Dilated, DilationEvent, DilationOptions, Subchannel};
 use wormhole_core::{Options, Wormhole};
@@ -75,12 +75,23 @@ struct Shared {
     allowed: HashMap<String, LocalSpec>,
     /// Services we listen for now (on the peer's request).
     listening: Mutex<HashSet<String>>,
-    /// `-R` services the peer listens for: where their connections go.
-    services: Mutex<HashMap<String, SocketAddr>>,
+    /// `-R` services: where the connections the peer forwards go once it listens.
+    services: watch::Sender<HashMap<String, Service>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The state of one of our `-R` services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    /// Asked for; the peer's answer has not been read yet.
+    Asked,
+    /// The peer listens; its connections go here.
+    Ready(SocketAddr),
+    /// Refused, or withdrawn.
+    Gone,
 }
 
 /// How the session ended.
@@ -131,7 +142,12 @@ pub async fn run(server: &Server, args: &ForwardArgs) -> Result<(), Failure> {
             .map(|s| (s.name.clone(), s.clone()))
             .collect(),
         listening: Mutex::default(),
-        services: Mutex::default(),
+        services: watch::Sender::new(
+            args.remote
+                .iter()
+                .map(|s| (s.name.clone(), Service::Asked))
+                .collect(),
+        ),
     });
 
     // The peer's `closing` (and the end of the wormhole) from its messages.
@@ -279,7 +295,7 @@ async fn request_service(shared: Arc<Shared>, spec: RemoteSpec) {
     if let Err(e) = request_service_inner(&shared, spec).await {
         eprintln!("Service \"{name}\": {e}");
     }
-    lock(&shared.services).remove(&name);
+    set_service(&shared, &name, Service::Gone);
 }
 
 async fn request_service_inner(shared: &Shared, spec: RemoteSpec) -> Result<(), WireError> {
@@ -323,7 +339,7 @@ async fn request_service_inner(shared: &Shared, spec: RemoteSpec) -> Result<(), 
             .map_err(|e| WireError(format!("cannot find a free port: {e}")))?,
     };
     let addr = SocketAddr::new(spec.address, port);
-    lock(&shared.services).insert(spec.name.clone(), addr);
+    set_service(shared, &spec.name, Service::Ready(addr));
     let asked = match spec.listen {
         Some(p) => format!(" on port {p}"),
         None => String::new(),
@@ -333,17 +349,18 @@ async fn request_service_inner(shared: &Shared, spec: RemoteSpec) -> Result<(), 
         spec.name
     );
     // Hold the request open; further messages on it mean nothing.
-    loop {
-        match sub.recv().await {
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => break,
-        }
-    }
+    while let Ok(Some(_)) = sub.recv().await {}
     eprintln!(
         "Service \"{}\": the peer stopped listening for it.",
         spec.name
     );
     Ok(())
+}
+
+fn set_service(shared: &Shared, name: &str, state: Service) {
+    shared.services.send_modify(|m| {
+        m.insert(name.to_owned(), state);
+    });
 }
 
 /// A port nothing listens on at `ip` now (bind port 0, read it, let it go), as fowl
@@ -579,7 +596,23 @@ async fn forward_remote(shared: Arc<Shared>, mut sub: Subchannel) {
         }
     };
     let name = terminal_safe(&open.unique_name);
-    let target = lock(&shared.services).get(&open.unique_name).copied();
+    // The peer may forward a connection as soon as it has answered our request, before
+    // our request's task has read the answer: wait for that (briefly).
+    let mut services = shared.services.subscribe();
+    let target = {
+        let settled = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            services.wait_for(|m| m.get(&open.unique_name) != Some(&Service::Asked)),
+        )
+        .await;
+        match settled {
+            Ok(Ok(m)) => match m.get(&open.unique_name) {
+                Some(Service::Ready(a)) => Some(*a),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
     let addr = match (target, open.listen_port) {
         (None, _) => {
             let reason = format!("No service \"{}\"", open.unique_name);

@@ -62,8 +62,11 @@ fn address(text: &str) -> Result<IpAddr, String> {
         .map_err(|_| format!("\"{text}\" is not an IP address (or localhost)"))
 }
 
+/// A spec taken apart: the name, the first port and the `key=value` options.
+type Parts<'a> = (String, Option<u16>, Vec<(&'a str, &'a str)>);
+
 /// The name, the first port and the `key=value` options of a spec.
-fn split(spec: &str) -> Result<(String, Option<u16>, Vec<(&str, &str)>), String> {
+fn split(spec: &str) -> Result<Parts<'_>, String> {
     if spec.contains('[') || spec.contains(']') {
         return Err("IPv6 addresses are not supported here".into());
     }

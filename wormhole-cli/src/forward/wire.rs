@@ -192,7 +192,7 @@ mod tests {
             reason: None,
         })
         .unwrap();
-        assert_eq!(&f[..], b"\x00\x0b\x81\xa9connected\xc3");
+        assert_eq!(&f[..], b"\x00\x0c\x81\xa9connected\xc3");
         // {"kind": "request-listener", "unique-name": "a", "listen-port": None}: nil kept.
         let f = frame(&RequestListener {
             kind: "request-listener",
@@ -237,8 +237,7 @@ mod tests {
         assert!(
             decode::<Open>(b"\x82\xabunique-name\xa1a\xablisten-port\xce\x00\x01\x00\x00").is_err()
         );
-        let mut r = FrameReader::default();
-        r.buf = vec![0, 5, 1];
+        let mut r = FrameReader { buf: vec![0, 5, 1] };
         assert_eq!(r.take(), None);
         r.buf = vec![0, 1, 7, 9];
         assert_eq!(r.take(), Some(vec![7]));
