@@ -222,49 +222,55 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Connect to 127.0.0.1:`port` (a forwarding listener in front of an echo server), send
-/// `len` bytes of [`pattern`]`(seed)` while reading the echo, and check the echo's
-/// length and SHA-256 (reading stops at `len` bytes; nothing is half-closed before, as a
-/// forwarded end of stream ends the connection on the far side too). Bounded by `limit`.
+/// Connect to 127.0.0.1:`port` (a forwarding listener in front of an echo server) and
+/// run [`echo_on`] there.
 pub async fn echo_through(port: u16, seed: u64, len: usize, limit: Duration) {
-    within(
+    let s = within(
         limit,
-        &format!("an echo of {len} bytes through port {port}"),
-        async {
-            let s = TcpStream::connect(("127.0.0.1", port))
-                .await
-                .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
-            let (mut r, mut w) = s.into_split();
-            let writer = tokio::spawn(async move {
-                let mut sent = sha2::Sha256::new();
-                let mut off = 0u64;
-                let mut left = len;
-                // 1 MiB pieces so a 64 MiB stream is never in memory at once.
-                while left > 0 {
-                    let n = left.min(1 << 20);
-                    let piece = pattern(seed ^ off, n);
-                    sent.update(&piece);
-                    w.write_all(&piece).await.expect("write to the forwarder");
-                    off += n as u64;
-                    left -= n;
-                }
-                (w, sent.finalize())
-            });
-            let mut got = sha2::Sha256::new();
-            let mut total = 0usize;
-            let mut buf = vec![0u8; 256 << 10];
-            while total < len {
-                let n = r.read(&mut buf).await.expect("read the echo");
-                assert!(n > 0, "the echo ended after {total} of {len} bytes");
-                got.update(&buf[..n]);
-                total += n;
-            }
-            assert_eq!(total, len, "more echoed than sent");
-            let (w, sent) = writer.await.expect("the writer");
-            assert_eq!(got.finalize(), sent, "the echo differs from what was sent");
-            drop(w);
-        },
+        "a connection",
+        TcpStream::connect(("127.0.0.1", port)),
     )
+    .await
+    .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+    echo_on(s, seed, len, limit).await
+}
+
+/// Send `len` bytes of [`pattern`]`(seed)` on `s` while reading the echo, and check the
+/// echo's length and SHA-256 (reading stops at `len` bytes; nothing is half-closed before,
+/// as a forwarded end of stream ends the connection on the far side too). Bounded by
+/// `limit`.
+pub async fn echo_on(s: TcpStream, seed: u64, len: usize, limit: Duration) {
+    within(limit, &format!("an echo of {len} bytes"), async {
+        let (mut r, mut w) = s.into_split();
+        let writer = tokio::spawn(async move {
+            let mut sent = sha2::Sha256::new();
+            let mut off = 0u64;
+            let mut left = len;
+            // 1 MiB pieces so a 64 MiB stream is never in memory at once.
+            while left > 0 {
+                let n = left.min(1 << 20);
+                let piece = pattern(seed ^ off, n);
+                sent.update(&piece);
+                w.write_all(&piece).await.expect("write to the forwarder");
+                off += n as u64;
+                left -= n;
+            }
+            (w, sent.finalize())
+        });
+        let mut got = sha2::Sha256::new();
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 256 << 10];
+        while total < len {
+            let n = r.read(&mut buf).await.expect("read the echo");
+            assert!(n > 0, "the echo ended after {total} of {len} bytes");
+            got.update(&buf[..n]);
+            total += n;
+        }
+        assert_eq!(total, len, "more echoed than sent");
+        let (w, sent) = writer.await.expect("the writer");
+        assert_eq!(got.finalize(), sent, "the echo differs from what was sent");
+        drop(w);
+    })
     .await
 }
 

@@ -8,8 +8,9 @@
 use std::time::Duration;
 
 use serde_json::json;
+use tokio::net::TcpStream;
 use tokio::process::Command;
-use wormhole_tests::forward::{EchoServer, Fowld, echo_through, port_in};
+use wormhole_tests::forward::{EchoServer, Fowld, echo_on, echo_through, port_in};
 use wormhole_tests::{
     OurServer, RunningCli, TIMEOUT, assert_loopback_only, free_port, our_cli, within,
 };
@@ -71,8 +72,30 @@ async fn we_ask_fowl_to_listen() {
     assert_eq!(listening["name"], "echo");
     assert_eq!(listening["listening_port"], listen);
     // At once: fowl forwards connections as soon as it has answered, and ours waits for
-    // its own reading of that answer before it takes them.
-    many_at_once(listen).await;
+    // its own reading of that answer before it takes them. fowl drops a connection whose
+    // bytes arrive before its subchannel is open (its `LocalServerFarSide.dataReceived`
+    // has no subchannel yet), so each client writes only once fowl reports it.
+    let mut streams = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let s = within(
+            TIMEOUT,
+            "a connection",
+            TcpStream::connect(("127.0.0.1", listen)),
+        )
+        .await
+        .expect("connect to fowl's listener");
+        streams.push(s);
+    }
+    for _ in 0..CONNECTIONS {
+        fowld.wait_for("outgoing-connection", |_| true).await;
+    }
+    let mut all = tokio::task::JoinSet::new();
+    for (i, s) in streams.into_iter().enumerate() {
+        all.spawn(echo_on(s, i as u64 + 1, EACH + i * 997, TIMEOUT));
+    }
+    while let Some(r) = all.join_next().await {
+        r.expect("an echo round trip");
+    }
     ours.wait_for_stderr("the service announced", |l| {
         l.contains("Service \"echo\": the peer listens for it")
             && l.contains(&format!("127.0.0.1:{}", echo.port()))
@@ -250,4 +273,90 @@ async fn ours_to_ours() {
     let out = b.finish().await;
     out.assert_success();
     assert!(out.stderr.contains("The peer closed the session."), "{out}");
+}
+
+/// A peer (our core, driven by hand) that sends malformed messages: each one is reported
+/// and ends only its subchannel (a refusal where an answer is due); the CLI goes on and
+/// serves a well-formed request afterwards.
+#[tokio::test]
+async fn malformed_messages_from_the_peer() {
+    use wormhole_core::dilation::handle::DilationOptions;
+    use wormhole_core::{Options, Wormhole};
+    assert_loopback_only();
+    let server = OurServer::start().await;
+    let mut ours = RunningCli::spawn("ours", forward(&server, &["--local", "echo"]));
+    let code = ours.wait_for_code().await;
+    let options = Options {
+        dilation: true,
+        ..Options::default()
+    };
+    let w = Wormhole::create("meejah.ca/wormhole/forward", &server.url(), options).unwrap();
+    w.set_code(&code).unwrap();
+    let d = w.dilate(DilationOptions::default()).unwrap();
+    // A frame whose body is not msgpack: reported, the subchannel closed.
+    let mut cmd = within(TIMEOUT, "a subchannel", d.connect("fowl-commands"))
+        .await
+        .unwrap();
+    cmd.send(b"\x00\x02\xc1\xc1".to_vec()).await.unwrap();
+    assert_eq!(
+        within(TIMEOUT, "its close", cmd.recv()).await.unwrap(),
+        None
+    );
+    ours.wait_for_stderr("the report", |l| {
+        l.starts_with("A request from the peer: malformed message from the peer")
+    })
+    .await;
+    // An opening message with bytes after it: refused, closed.
+    let mut conn = within(TIMEOUT, "a subchannel", d.connect("fowl"))
+        .await
+        .unwrap();
+    conn.send(b"\x00\x01\x80extra".to_vec()).await.unwrap();
+    let answer = within(TIMEOUT, "the refusal", conn.recv())
+        .await
+        .unwrap()
+        .expect("an answer");
+    // {"connected": false, "reason": …}
+    assert_eq!(&answer[2..14], b"\x82\xa9connected\xc2");
+    assert_eq!(
+        within(TIMEOUT, "its close", conn.recv()).await.unwrap(),
+        None
+    );
+    // A length beyond the record, then the close: reported.
+    let mut conn = within(TIMEOUT, "a subchannel", d.connect("fowl"))
+        .await
+        .unwrap();
+    conn.send(b"\xff\xff\x81".to_vec()).await.unwrap();
+    conn.close().unwrap();
+    ours.wait_for_stderr("the report", |l| {
+        l.contains("closed the subchannel in the middle of a message")
+    })
+    .await;
+    // Still serving: a well-formed request is answered `listening: true`.
+    let mut cmd = within(TIMEOUT, "a subchannel", d.connect("fowl-commands"))
+        .await
+        .unwrap();
+    let mut req = b"\x83\xa4kind\xb0request-listener\xab".to_vec();
+    req.extend_from_slice(b"unique-name\xa4echo\xablisten-port\xc0");
+    let mut framed = (req.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&req);
+    cmd.send(framed).await.unwrap();
+    let answer = within(TIMEOUT, "the answer", cmd.recv())
+        .await
+        .unwrap()
+        .expect("an answer");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    assert!(text.contains("listener-response"), "{answer:?}");
+    assert!(
+        answer.windows(10).any(|w| w == b"listening\xc3"),
+        "{answer:?}"
+    );
+    ours.wait_for_stderr("our listener", |l| {
+        l.contains("Service \"echo\": listening on 127.0.0.1:")
+    })
+    .await;
+    w.send_message(br#"{"closing": 0}"#.to_vec()).unwrap();
+    let out = ours.finish().await;
+    out.assert_success();
+    assert!(out.stderr.contains("The peer closed the session."), "{out}");
+    let _ = within(TIMEOUT, "our close", w.close()).await;
 }
