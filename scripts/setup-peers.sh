@@ -4,6 +4,9 @@
 #  * ./.venv-ref (repository root, gitignored): a Python venv with the pinned reference
 #    packages magic-wormhole 0.24.0, magic-wormhole-mailbox-server 0.8.0 and
 #    magic-wormhole-transit-relay 0.5.0. Left alone when it already holds those versions.
+#  * ./.venv-fowl (gitignored): fowl 26.8.0 (`fowl`, `fowld`: TCP forwarding over Dilation,
+#    the peer of `wormhole forward`) with every dependency pinned, in a venv of its own
+#    (it brings its own magic-wormhole). Left alone when it already holds those versions.
 #  * ./.tools/wormhole-rs: the Rust CLI wormhole-rs 0.8.1 (cargo install magic-wormhole-cli).
 #  * ./.tools/wormhole-william: the Go CLI wormhole-william v1.0.8 (Go module proxy, with
 #    gospake2 from Debian's package; see below).
@@ -114,6 +117,47 @@ else
     "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q "${PINS[@]}"
     venv_ok || die "$VENV does not hold ${PINS[*]} after pip install"
     log "installed ${PINS[*]} into $VENV"
+fi
+
+# --- fowl, the peer of `wormhole forward` --------------------------------------------------
+# fowl 26.8.0 and its whole dependency tree, pinned (as resolved on Debian 12's Python 3.11).
+FOWL_VENV="$ROOT/.venv-fowl"
+FOWL_PINS=(
+    "fowl==26.8.0"
+    "attrs==26.1.0" "autobahn==26.11.1" "Automat==25.4.16" "cbor2==6.3.0" "cffi==2.1.1"
+    "click==8.5.1" "constantly==23.10.4" "cryptography==50.0.2" "humanize==4.17.0"
+    "hyperlink==21.0.0" "idna==3.21" "Incremental==24.11.0" "ipaddress==1.0.23"
+    "iterable-io==1.0.4" "magic-wormhole==0.24.0" "markdown-it-py==4.3.0" "mdurl==0.1.2"
+    "msgpack==1.2.4" "noiseprotocol==0.3.1" "packaging==26.4" "pycparser==3.12"
+    "Pygments==2.21.0" "PyNaCl==1.6.2" "pyOpenSSL==26.4.0" "qrcode==8.2" "rich==15.0.0"
+    "service-identity==26.1.0" "six==1.17.0" "spake2==0.9" "tqdm==4.70.1" "Twisted==26.10.0"
+    "txaio==26.6.1" "txtorcon==26.6.0" "typing_extensions==4.16.0" "ujson==6.1.0"
+    "zipstream-ng==1.9.3" "zope.interface==8.7"
+)
+fowl_venv_ok() {
+    [ -x "$FOWL_VENV/bin/python" ] && [ -x "$FOWL_VENV/bin/fowld" ] && [ -x "$FOWL_VENV/bin/fowl" ] || return 1
+    "$FOWL_VENV/bin/python" - "${FOWL_PINS[@]}" <<'PY' >/dev/null 2>&1
+import sys
+from importlib.metadata import version
+for pin in sys.argv[1:]:
+    name, want = pin.split("==")
+    if version(name) != want:
+        sys.exit(1)
+PY
+}
+if fowl_venv_ok; then
+    log "$FOWL_VENV already holds fowl 26.8.0"
+else
+    PYTHON="${PYTHON:-python3}"
+    if [ -e "$FOWL_VENV" ]; then
+        log "recreating $FOWL_VENV (missing or wrong versions)"
+        rm -rf "$FOWL_VENV"
+    fi
+    log "creating $FOWL_VENV with $("$PYTHON" --version 2>&1)"
+    "$PYTHON" -m venv "$FOWL_VENV"
+    "$FOWL_VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q "${FOWL_PINS[@]}"
+    fowl_venv_ok || die "$FOWL_VENV does not hold ${FOWL_PINS[*]} after pip install"
+    log "installed fowl 26.8.0 into $FOWL_VENV"
 fi
 
 # --- the Rust peer: wormhole-rs (crates.io magic-wormhole-cli), pinned ------------------------

@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub mod dilation;
+pub mod forward;
 pub mod postgres;
 
 /// The default bound for any single wait in a test (a peer's answer, a process's exit).

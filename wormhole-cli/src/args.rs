@@ -1,6 +1,7 @@
 //! The command line: global options, the subcommands and their flags (those of the
-//! reference CLI, plus `send-many` and `completion` from wormhole-rs). Plain clap
-//! definitions; nothing here imports the rest of the program.
+//! reference CLI, plus `send-many` and `completion` from wormhole-rs, and `forward` after
+//! fowl). Plain clap definitions; nothing here imports the rest of the program but the
+//! pure service-spec parsers of `forward`.
 
 use std::path::PathBuf;
 
@@ -25,7 +26,7 @@ pub struct Cli {
     #[arg(long, value_name = "tcp:HOST:PORT", env = "WORMHOLE_TRANSIT_HELPER", default_value = DEFAULT_TRANSIT_HELPER)]
     pub transit_helper: String,
     /// appid to use (default: the file-transfer one; for `ssh`,
-    /// `lothar.com/wormhole/ssh-add`)
+    /// `lothar.com/wormhole/ssh-add`; for `forward`, fowl's `meejah.ca/wormhole/forward`)
     #[arg(long, value_name = "APPID")]
     pub appid: Option<String>,
     /// (debug) write timing data to file
@@ -55,6 +56,9 @@ pub enum Command {
     /// Facilitate sending/receiving SSH public keys
     #[command(subcommand)]
     Ssh(SshCommand),
+    /// Forward TCP connections to and from the peer (like fowl, and with fowl)
+    #[command(long_about = FORWARD_ABOUT, after_help = FORWARD_EXAMPLES)]
+    Forward(ForwardArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion {
         /// The shell to complete for.
@@ -271,4 +275,52 @@ fn machines(s: &str) -> Result<String, String> {
 /// `--socks5`: a proxy address, checked when the arguments are parsed.
 fn socks5(s: &str) -> Result<wormhole_core::proxy::Socks5, String> {
     wormhole_core::proxy::Socks5::parse(s).map_err(|e| e.to_string())
+}
+
+const FORWARD_ABOUT: &str = "\
+Forward TCP connections to and from the peer over a dilated wormhole, like fowl \
+(and with fowl 26.8.0: same application id, same messages).
+
+Every forwarded service has a name. The side whose server runs there says \
+--remote NAME[:PORT]: it asks the peer to listen for NAME and connects each connection \
+the peer forwards to 127.0.0.1:PORT. The other side says --local NAME[:PORT]: it allows \
+the peer to ask, listens on 127.0.0.1:PORT when asked, and forwards each connection made \
+there to the peer. A port left out is chosen free and printed. A side refuses a name or \
+a port it did not allow, and the asking side prints the reason.
+
+Without CODE, a code is allocated and printed. Runs until Ctrl-C or until the peer closes.";
+
+const FORWARD_EXAMPLES: &str = "\
+Examples:
+  laptop$  wormhole forward --remote web:8080      # our web server is on port 8080
+  desktop$ wormhole forward --local web:8080 CODE   # browse http://127.0.0.1:8080/
+  (either side can be fowl: `fowl --service web:8080`, `fowl --client web:8080 CODE`)";
+
+/// Arguments of `wormhole forward`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("services").required(true).multiple(true)))]
+pub struct ForwardArgs {
+    /// Allow the peer to ask us to listen for service NAME, on LISTEN-PORT (default: a
+    /// free port) of ADDR (default 127.0.0.1); connections made there go to the peer.
+    /// remote-connect= names the port the peer must connect to.
+    #[arg(short = 'L', long, visible_alias = "client", group = "services",
+          value_name = "NAME[:LISTEN-PORT][:bind=ADDR][:remote-connect=PORT]",
+          value_parser = crate::forward::spec::LocalSpec::parse)]
+    pub local: Vec<crate::forward::spec::LocalSpec>,
+    /// Our server for service NAME listens on CONNECT-PORT (default: a free port, printed)
+    /// of ADDR (default 127.0.0.1): ask the peer to listen for NAME (on listen=PORT if
+    /// given) and forward its connections here.
+    #[arg(short = 'R', long, visible_alias = "service", group = "services",
+          value_name = "NAME[:CONNECT-PORT][:listen=PORT][:address=ADDR]",
+          value_parser = crate::forward::spec::RemoteSpec::parse)]
+    pub remote: Vec<crate::forward::spec::RemoteSpec>,
+    /// length of code (in bytes/words), when we allocate one
+    #[arg(short = 'c', long, value_name = "NUMWORDS", default_value_t = 2)]
+    pub code_length: usize,
+    /// Don't listen for direct connections from the peer (the relay is used instead)
+    #[arg(long)]
+    pub no_listen: bool,
+    /// The code the peer printed (without it, one is allocated and printed)
+    #[arg(value_name = "CODE")]
+    pub code: Option<String>,
 }

@@ -16,6 +16,8 @@
 //!   send-many and ssh)
 //!   send-many [-n TRIES] [--timeout MINUTES] [--code CODE] PATH...
 //!   ssh invite [-c N] [-u USER] | ssh accept CODE [-F KEYFILE] [-y]
+//!   forward [-L NAME[:PORT][:bind=ADDR][:remote-connect=PORT]]...
+//!        [-R NAME[:PORT][:listen=PORT][:address=ADDR]]... [-c N] [--no-listen] [CODE]
 //!   completion SHELL
 //! ```
 //!
@@ -27,6 +29,7 @@ mod common;
 mod display;
 mod failure;
 mod files;
+mod forward;
 mod input;
 mod qr;
 mod receive;
@@ -66,6 +69,7 @@ fn main() {
     }
     let default_appid = match cli.command {
         Command::Ssh(_) => ssh::APPID,
+        Command::Forward(_) => forward::APPID,
         _ => TRANSFER_APPID,
     };
     let tor_args = match &cli.command {
@@ -73,7 +77,7 @@ fn main() {
         Command::Receive(a) => Some(&a.tor),
         Command::SendMany(a) => Some(&a.tor),
         Command::Ssh(SshCommand::Invite { tor, .. } | SshCommand::Accept { tor, .. }) => Some(tor),
-        Command::Completion { .. } => None,
+        Command::Forward(_) | Command::Completion { .. } => None,
     }
     .filter(|t| t.wanted())
     .cloned();
@@ -105,6 +109,7 @@ fn main() {
             Command::Receive(args) => receive::run(server, args).await,
             Command::SendMany(args) => send_many::run(server, args).await,
             Command::Ssh(cmd) => ssh::run(server, cmd).await,
+            Command::Forward(args) => forward::run(server, args).await,
             Command::Completion { .. } => Ok(()),
         }
     });
