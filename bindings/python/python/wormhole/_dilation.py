@@ -579,7 +579,12 @@ class _ControlEndpoint:
                 accepting[0].stopped = True
                 settle(None, _attach(sub, d._eventual, factory, twisted=twisted))
 
-            accepting.append(_Accepting(d._native.listen(CONTROL_SUBPROTOCOL), d._eventual, handle))
+            try:
+                native_listener = d._native.listen(CONTROL_SUBPROTOCOL)
+            except _native.InvalidStateError as e:
+                settle(ValueError(str(e)), None)
+                return
+            accepting.append(_Accepting(native_listener, d._eventual, handle))
 
         d._when_role(with_role, settle)
         return aw
