@@ -3,6 +3,10 @@ ours and the reference 0.24 in every pairing, in one run on our server (release 
 Run it with `benches/run.sh dilation [--size MIB] [--runs N]` (inside a loopback-only
 network namespace).
 
+With `--python PY` (run.sh passes a venv with a release build of our Python module) it
+also runs `tests/scripts/ref_dilate.py`, a program written for the reference, on our
+module ("python") against itself and the reference: the same program on two libraries.
+
 For each (sender, receiver, path) it prints the receiver's MB/s (10^6 bytes per second
 from the first to the last byte, as DILATION.md measures), CPU seconds per GiB of each side
 (user + system, /usr/bin/time) and each side's peak RSS; the median run by MB/s. Every
@@ -37,6 +41,9 @@ GIB = 1 << 30
 def peer_cmd(kind, args, ns):
     if kind == "ours":
         return [ns.ours] + args
+    if kind == "python":
+        # The same reference program, on our Python module.
+        return [ns.py_ours, ns.ref_script] + args
     return [ns.python, ns.ref_script] + args
 
 
@@ -225,6 +232,10 @@ def main():
     ap.add_argument("--size", type=int, default=1024, help="MiB per stream (1024)")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--only", default="", help="pairs to run, e.g. ours-ours,ours-reference")
+    ap.add_argument("--python", dest="py_ours", default="",
+                    help="a Python with our module installed: adds the pairs of 'python' "
+                         "(tests/scripts/ref_dilate.py, a reference 0.24 program, run on our "
+                         "module) with the reference and with itself")
     ap.add_argument("--recovery", type=int, default=0,
                     help="measure recovery from N resets per run instead of throughput")
     ns = ap.parse_args()
@@ -237,6 +248,9 @@ def main():
         try:
             pairs = [("ours", "ours"), ("ours", "reference"), ("reference", "ours"),
                      ("reference", "reference")]
+            if ns.py_ours:
+                pairs += [("python", "python"), ("python", "reference"),
+                          ("reference", "python")]
             only = [p for p in ns.only.split(",") if p]
             if ns.recovery:
                 print("Dilation recovery, %d MiB over one subchannel through the relay, reset "

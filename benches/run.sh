@@ -35,7 +35,8 @@ if [ "${WORMHOLE_BENCH_INSIDE_NS:-}" = 1 ]; then
     fi
     if [ "$WHAT" = dilation ]; then
         "$ROOT/.venv-ref/bin/python" "$ROOT/benches/dilation.py" --ours "$WORMHOLE_DILATION_PEER" \
-            --server "$WORMHOLE_SERVER_BIN" --venv "$ROOT/.venv-ref" "$@"
+            --server "$WORMHOLE_SERVER_BIN" --venv "$ROOT/.venv-ref" \
+            --python "$WORMHOLE_BENCH_PYTHON" "$@"
     fi
     exit 0
 fi
@@ -44,6 +45,19 @@ cargo build --release -p wormhole-cli -p wormhole-server
 [ "$WHAT" = dilation ] && cargo build --release -p wormhole-tests --bin dilation_peer
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
+if [ "$WHAT" = dilation ]; then
+    # Our Python module, release build, in a venv of its own (./.venv-bench-py, gitignored),
+    # with the pinned Twisted the Python test suite uses.
+    PYV="$ROOT/.venv-bench-py"
+    if [ ! -x "$PYV/bin/maturin" ]; then
+        python3 -m venv "$PYV"
+        "$PYV/bin/pip" install -q --disable-pip-version-check "maturin==1.16.0" "twisted==26.10.0"
+    fi
+    rm -rf "$TARGET/wheels-bench"
+    (cd "$ROOT/bindings/python" && "$PYV/bin/maturin" build --release -q -i "$PYV/bin/python" -o "$TARGET/wheels-bench")
+    "$PYV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$TARGET"/wheels-bench/*.whl
+    export WORMHOLE_BENCH_PYTHON="$PYV/bin/python"
+fi
 export WORMHOLE_BIN="$TARGET/release/wormhole"
 export WORMHOLE_SERVER_BIN="$TARGET/release/wormhole-server"
 export WORMHOLE_DILATION_PEER="$TARGET/release/dilation_peer"
