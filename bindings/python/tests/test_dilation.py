@@ -386,3 +386,20 @@ async def test_bad_input(relay_url, appid):
         writer.write(b"after close")
     await a.close()
     await b.close()
+
+
+def test_twisted_flow_control_both_ways(relay_url):
+    """Twisted, ours with ours: a receiver that calls ``pauseProducing()`` gets nothing
+    and pauses the sender's streaming producer (registered with ``registerProducer``) well
+    short of the stream; after ``resumeProducing()`` every record arrives whole and in
+    order (see twisted_dilation.py)."""
+    r = subprocess.run(
+        [sys.executable, str(HERE / "twisted_dilation.py"), relay_url],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=str(HERE),
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    seen = json.loads(r.stdout.strip().splitlines()[-1])
+    assert seen["paused_while_receiver_paused"], seen
+    assert seen["delivered_while_paused"] == 0, seen
+    assert seen["sent_while_paused"] < (32 << 20), seen
+    assert seen["records"] == (64 << 20) // 65536 and seen["sizes_ok"] and seen["digest_ok"], seen
