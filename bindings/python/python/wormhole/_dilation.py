@@ -118,8 +118,7 @@ class _Channel:
         self._delivering = True
         try:
             while self._pending and not self._read_paused and not self._lost:
-                x = self._pending.popleft()
-                if x: self._data(x)
+                self._data(self._pending.popleft())
         except Exception:
             log.exception("a subchannel protocol raised; closing the subchannel")
             self._delivering = False
