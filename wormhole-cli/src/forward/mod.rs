@@ -61,8 +61,6 @@ pub const APPID: &str = "meejah.ca/wormhole/forward";
 const COMMANDS: &str = "fowl-commands";
 /// The subprotocol of forwarded connections.
 const CONNECTIONS: &str = "fowl";
-/// Bytes read from a socket at most per record.
-const CHUNK: usize = 256 << 10;
 /// How long we wait for the peer's `closing` after sending ours.
 const CLOSING_WAIT: Duration = Duration::from_secs(3);
 /// How long a local connection to a service's server may take.

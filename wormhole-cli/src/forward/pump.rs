@@ -1,7 +1,7 @@
 //! Moving bytes between one TCP connection and its `fowl` subchannel, both ways, with
 //! backpressure and no unbounded buffer.
 //!
-//! - socket → subchannel: one read of at most [`super::CHUNK`] bytes becomes one record,
+//! - socket → subchannel: one read of at most [`CHUNK`] bytes becomes one record,
 //!   sent with the core's `send`, which waits while the Dilation write window is full; the
 //!   socket is not read meanwhile, so TCP pushes back on the local client.
 //! - subchannel → socket: one record is written whole before the next is taken; the core
@@ -16,7 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wormhole_core::dilation::handle::Subchannel;
 
-use super::CHUNK;
+/// Bytes read from a socket at most per record.
+const CHUNK: usize = 256 << 10;
 
 /// Forward between `tcp` and `sub` until both directions are done (see the module docs).
 pub async fn pump(tcp: TcpStream, mut sub: Subchannel) {
