@@ -329,7 +329,14 @@ static int run_pair(const char *relay, const char *transit) {
     wh_subchannel_free(s);
     free(buf);
 
+    /* B's callback sees our close on its own thread, possibly after our read saw its
+     * answer (core answers a CLOSE at once): wait for it, bounded. */
+    struct timespec ended_by;
+    clock_gettime(CLOCK_REALTIME, &ended_by);
+    ended_by.tv_sec += 60;
     pthread_mutex_lock(&b.lock);
+    while (!b.ended && pthread_cond_timedwait(&b.cond, &b.lock, &ended_by) == 0) {
+    }
     CHECK(b.generation >= 1 && b.connected >= 1 && b.echo != NULL && b.ended);
     pthread_mutex_unlock(&b.lock);
     CHECK_RC(wh_close(a), WH_RESULT_OK);
