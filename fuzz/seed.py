@@ -153,3 +153,18 @@ put("dilation_wire", bytes([2]) + b"Magic-Wormhole Dilation Handshake v1 Followe
 put("dilation_wire", bytes([6]) + b"Magic-Wormhole Dilation Handshake v1 Leader\n\n" + FF + b"\x00\x00\x00\x40" + bytes(64))
 put("dilation_wire", bytes([10]) + b"ok\n" + FF + b"Magic-Wormhole Dilation Handshake v1 Follower\n\n")
 put("dilation_wire", bytes([2]) + b"\xff\xff\xff\xff")
+
+# forward_wire: fowl's 2-byte-length msgpack frames (as fowl 26.8.0 sends them), records
+# separated by 0xff; one frame split over two records; a declared length past the data.
+def fowl_frame(body):
+    return len(body).to_bytes(2, "big") + body
+OPEN = b"\x81\xabunique-name\xa3web"
+YES = b"\x81\xa9connected\xc3"
+NO = b"\x82\xa9connected\xc2\xa6reason\xa9No service"
+REQ = b"\x83\xa4kind\xb0request-listener\xabunique-name\xa3web\xablisten-port\xcd\x1f\x90"
+RESP = b"\x83\xa4kind\xb1listener-response\xabunique-name\xa3web\xa9listening\xc3"
+for body in [OPEN, YES, NO, REQ, RESP]:
+    put("forward_wire", fowl_frame(body))
+put("forward_wire", fowl_frame(REQ)[:7] + FF + fowl_frame(REQ)[7:] + fowl_frame(RESP))
+put("forward_wire", fowl_frame(OPEN) + b"raw bytes after the answer")
+put("forward_wire", b"\x10\x00\x81")

@@ -48,6 +48,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("ssh_key", ssh_key),
     ("socks5_proxy", socks5_proxy),
     ("dilation_wire", dilation_wire),
+    ("forward_wire", forward_wire),
 ];
 
 /// Split `data` at `0xff` bytes (never valid UTF-8) into at most `max` pieces.
@@ -886,6 +887,48 @@ pub fn dilation_wire(data: &[u8]) {
                     );
                 }
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// fowl's messages as `wormhole forward` reads them from a peer: the input, split at
+/// `0xff` into Dilation records, goes through `FrameReader` (frames may span records);
+/// each frame's body is decoded as every message kind. A frame taken is the bytes its
+/// 2-byte prefix declared, in order; what is left is less than one whole frame; and a
+/// message that decodes encodes to a frame that decodes to the same message.
+pub fn forward_wire(data: &[u8]) {
+    use wormhole_cli::forward_wire::{Command, Connected, FrameReader, Open, decode, frame};
+    let mut reader = FrameReader::default();
+    // What the reader should hold: everything pushed, minus the frames taken.
+    let mut pending: Vec<u8> = Vec::new();
+    for record in pieces(data, 64) {
+        reader.push(record);
+        pending.extend_from_slice(record);
+        while let Some(body) = reader.take() {
+            assert!(pending.len() >= 2 + body.len());
+            let declared = usize::from(u16::from_be_bytes([pending[0], pending[1]]));
+            assert_eq!(body.len(), declared);
+            assert_eq!(body[..], pending[2..2 + declared]);
+            pending.drain(..2 + declared);
+            let _ = decode::<Command>(&body);
+            if let Ok(open) = decode::<Open>(&body) {
+                let again = frame(&open).expect("a decoded Open encodes");
+                assert_eq!(decode::<Open>(&again[2..]).expect("and decodes"), open);
+            }
+            if let Ok(c) = decode::<Connected>(&body) {
+                let again = frame(&c).expect("a decoded answer encodes");
+                assert_eq!(decode::<Connected>(&again[2..]).expect("and decodes"), c);
+            }
+        }
+        assert_eq!(reader.leftover(), pending.len());
+        if pending.len() >= 2 {
+            let declared = usize::from(u16::from_be_bytes([pending[0], pending[1]]));
+            assert!(
+                pending.len() < 2 + declared,
+                "a whole frame was left in the reader"
+            );
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `wormhole forward`: forward TCP connections over a dilated wormhole, wire-compatible
-//! with fowl 26.8.0 (`fowl`/`fowld`, application id `meejah.ca/wormhole/forward`).
+//! with fowl 26.8.0 (`fowl`/`fowld`, application id `meejah.ca/wormhole/forward`). The
+//! messages are in the library's `forward_wire` (`src/forward/wire.rs`, fuzzed).
 //!
 //! ```text
 //! wormhole [--relay-url URL] [--transit-helper tcp:HOST:PORT] [--appid ID] forward
@@ -22,7 +23,7 @@
 //! closes gracefully as fowl does: the mailbox message `{"closing": PHASE}`, a short wait
 //! for the peer's, then the wormhole's close.
 //!
-//! Each forwarded TCP connection is one `fowl` subchannel (see [`wire`]). Bytes move with
+//! Each forwarded TCP connection is one `fowl` subchannel (see [`wormhole_cli::forward_wire`]). Bytes move with
 //! backpressure both ways: a record is read from the socket only once the previous one fits
 //! the Dilation write window, and a record is taken from the subchannel only once the
 //! previous one is written to the socket. The end of a TCP stream (a half-close too)
@@ -31,7 +32,6 @@
 
 mod pump;
 pub mod spec;
-pub mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -50,7 +50,7 @@ use crate::common::Server;
 use crate::display::terminal_safe;
 use crate::failure::Failure;
 use spec::{LocalSpec, RemoteSpec};
-use wire::{
+use wormhole_cli::forward_wire::{
     Command, Connected, FrameReader, ListenerResponse, Open, RequestListener, WireError, decode,
     frame,
 };

@@ -131,8 +131,13 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
+    /// Add one record the peer sent.
+    pub fn push(&mut self, record: &[u8]) {
+        self.buf.extend_from_slice(record);
+    }
+
     /// A complete frame's body at the front of the buffer, taken out.
-    fn take(&mut self) -> Option<Vec<u8>> {
+    pub fn take(&mut self) -> Option<Vec<u8>> {
         if self.buf.len() < 2 {
             return None;
         }
@@ -152,7 +157,7 @@ impl FrameReader {
                 return Ok(Some(body));
             }
             match sub.recv().await {
-                Ok(Some(record)) => self.buf.extend_from_slice(&record),
+                Ok(Some(record)) => self.push(&record),
                 Ok(None) if self.buf.is_empty() => return Ok(None),
                 Ok(None) => {
                     return Err(WireError(
