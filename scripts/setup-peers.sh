@@ -84,9 +84,11 @@ if command -v flock >/dev/null 2>&1; then
     flock 9
 fi
 
-venv_ok() {
-    [ -x "$VENV/bin/python" ] && [ -x "$VENV/bin/twist" ] && [ -x "$VENV/bin/wormhole" ] || return 1
-    "$VENV/bin/python" - "${PINS[@]}" <<'PY' >/dev/null 2>&1
+# venv_holds VENV PIN...: whether VENV's Python has exactly these NAME==VERSION pins.
+venv_holds() {
+    local venv="$1"
+    shift
+    "$venv/bin/python" - "$@" <<'PY' >/dev/null 2>&1
 import sys
 from importlib.metadata import version
 for pin in sys.argv[1:]:
@@ -94,6 +96,11 @@ for pin in sys.argv[1:]:
     if version(name) != want:
         sys.exit(1)
 PY
+}
+
+venv_ok() {
+    [ -x "$VENV/bin/python" ] && [ -x "$VENV/bin/twist" ] && [ -x "$VENV/bin/wormhole" ] || return 1
+    venv_holds "$VENV" "${PINS[@]}"
 }
 
 if venv_ok; then
@@ -136,14 +143,7 @@ FOWL_PINS=(
 )
 fowl_venv_ok() {
     [ -x "$FOWL_VENV/bin/python" ] && [ -x "$FOWL_VENV/bin/fowld" ] && [ -x "$FOWL_VENV/bin/fowl" ] || return 1
-    "$FOWL_VENV/bin/python" - "${FOWL_PINS[@]}" <<'PY' >/dev/null 2>&1
-import sys
-from importlib.metadata import version
-for pin in sys.argv[1:]:
-    name, want = pin.split("==")
-    if version(name) != want:
-        sys.exit(1)
-PY
+    venv_holds "$FOWL_VENV" "${FOWL_PINS[@]}"
 }
 if fowl_venv_ok; then
     log "$FOWL_VENV already holds fowl 26.8.0"

@@ -168,11 +168,16 @@ struct WriteState {
 }
 
 impl WriteState {
+    /// Clear a pause the queue no longer justifies; true for whoever cleared it (that one
+    /// owns the wake-up).
+    fn unpause(&self) -> bool {
+        self.queued.load(Ordering::Acquire) <= LOW_WATER
+            && self.paused.swap(false, Ordering::AcqRel)
+    }
+
     /// The queue fell: tell a paused writer to go on (once per pause).
     fn drained(&self) {
-        if self.queued.load(Ordering::Acquire) <= LOW_WATER
-            && self.paused.swap(false, Ordering::AcqRel)
-        {
+        if self.unpause() {
             let cb = self
                 .on_writable
                 .lock()
@@ -322,13 +327,8 @@ impl Subchannel {
             return Ok(false);
         }
         self.state.paused.store(true, Ordering::Release);
-        // The writer may have drained meanwhile: whoever clears `paused` owns the wake-up.
-        if self.state.queued.load(Ordering::Acquire) <= LOW_WATER
-            && self.state.paused.swap(false, Ordering::AcqRel)
-        {
-            return Ok(false);
-        }
-        Ok(true)
+        // The writer may have drained meanwhile.
+        Ok(!self.state.unpause())
     }
 
     /// `callback()` (no arguments, on the dispatcher thread) when a paused writer may

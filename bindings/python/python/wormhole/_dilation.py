@@ -460,12 +460,20 @@ class _ListeningPort:
 
 
 class _Accepting:
-    """Accepts the peer's subchannels of one name and hands each to a handler."""
+    """Accepts the peer's subchannels of one name and hands each to a handler;
+    ``on_end(error)`` (if given) once Dilation ended."""
 
-    def __init__(self, native_listener: Any, eventual: _Eventual, handle: Callable[[Any], None]) -> None:
+    def __init__(
+        self,
+        native_listener: Any,
+        eventual: _Eventual,
+        handle: Callable[[Any], None],
+        on_end: Optional[Callable[[Optional[BaseException]], None]] = None,
+    ) -> None:
         self.native = native_listener
         self.eventual = eventual
         self.handle = handle
+        self.on_end = on_end
         self.stopped = False
         self._next()
 
@@ -474,6 +482,8 @@ class _Accepting:
 
     def _got(self, err: Optional[BaseException], sub: Any) -> None:
         if err is not None or sub is None:
+            if self.on_end is not None:
+                self.on_end(err)
             return
         if self.stopped:
             sub.close()
@@ -631,22 +641,16 @@ class StreamListener:
         self._queue: Deque[Any] = collections.deque()
         self._waiters: Deque[Any] = collections.deque()
         self._ended: Optional[BaseException] = None
-        self._native = dilated._native.listen(name)
-        self._next()
+        _Accepting(dilated._native.listen(name), dilated._eventual, self._accepted, self._end)
 
-    def _next(self) -> None:
-        self._native.start_accept(
-            lambda err, val: self._dilated._eventual.call(self._got, err, val)
-        )
+    def _end(self, err: Optional[BaseException]) -> None:
+        self._ended = err or DilationFailed("dilation has ended")
+        while self._waiters:
+            w = self._waiters.popleft()
+            if not w.done():
+                w.set_exception(self._ended)
 
-    def _got(self, err: Optional[BaseException], sub: Any) -> None:
-        if err is not None or sub is None:
-            self._ended = err or DilationFailed("dilation has ended")
-            while self._waiters:
-                w = self._waiters.popleft()
-                if not w.done():
-                    w.set_exception(self._ended)
-            return
+    def _accepted(self, sub: Any) -> None:
         pair = _streams(self._dilated._eventual, sub)
         while self._waiters:
             w = self._waiters.popleft()
@@ -655,7 +659,6 @@ class StreamListener:
                 break
         else:
             self._queue.append(pair)
-        self._next()
 
     async def accept(self) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """The next subchannel the peer opens for this name, as streams."""
