@@ -539,24 +539,34 @@ class SubchannelConnectorEndpoint:
         """Open a subchannel and fire with the protocol built from ``factory`` (already
         connected). The peer never answers an OPEN: writes may start at once and are
         delivered once it listens."""
-        d = self._dilated
-        twisted = _is_twisted_factory(factory)
-        aw, settle = d._eventual.new()
-
-        def got(err: Optional[BaseException], sub: Any) -> None:
-            if err is not None:
-                settle(err, None)
-                return
-            try:
-                protocol = _attach(sub, d._eventual, factory, twisted=twisted)
-            except BaseException as e:
-                sub.close()
-                settle(e, None)
-                return
-            settle(None, protocol)
-
-        d._native.start_connect(self.subprotocol_name, lambda e, v: d._eventual.call(got, e, v))
+        aw, settle = self._dilated._eventual.new()
+        _open(self._dilated, self.subprotocol_name, factory, settle)
         return aw
+
+
+def _open(
+    d: "DilatedWormhole",
+    name: str,
+    factory: Any,
+    settle: Callable[[Optional[BaseException], Any], None],
+) -> None:
+    """Open a subchannel to the peer's ``name``; ``settle`` it with the protocol built
+    from ``factory`` and connected to it."""
+    twisted = _is_twisted_factory(factory)
+
+    def got(err: Optional[BaseException], sub: Any) -> None:
+        if err is not None:
+            settle(err, None)
+            return
+        try:
+            protocol = _attach(sub, d._eventual, factory, twisted=twisted)
+        except BaseException as e:
+            sub.close()
+            settle(e, None)
+            return
+        settle(None, protocol)
+
+    d._native.start_connect(name, lambda e, v: d._eventual.call(got, e, v))
 
 
 class _ControlEndpoint:
@@ -578,9 +588,7 @@ class _ControlEndpoint:
 
         def with_role(leader: bool) -> None:
             if leader:
-                ep = SubchannelConnectorEndpoint(d, CONTROL_SUBPROTOCOL)
-                inner = ep.connect(factory)
-                _chain(d._eventual, inner, settle)
+                _open(d, CONTROL_SUBPROTOCOL, factory, settle)
                 return
             accepting: List[_Accepting] = []
 
@@ -613,23 +621,6 @@ class _SeedServerEndpoint:
             )
         self._used = True
         return self._inner.listen(factory)
-
-
-def _chain(eventual: _Eventual, awaitable: Any, settle: Callable[[Optional[BaseException], Any], None]) -> None:
-    """Settle with the outcome of ``awaitable`` (a Future or a Deferred)."""
-    if hasattr(awaitable, "addCallbacks"):
-        awaitable.addCallbacks(lambda v: settle(None, v), lambda f: settle(f.value, None))
-    else:
-
-        def done(f: Any) -> None:
-            if f.cancelled():
-                settle(asyncio.CancelledError(), None)
-            elif f.exception() is not None:
-                settle(f.exception(), None)
-            else:
-                settle(None, f.result())
-
-        awaitable.add_done_callback(done)
 
 
 class StreamListener:
