@@ -360,3 +360,23 @@ async fn malformed_messages_from_the_peer() {
     assert!(out.stderr.contains("The peer closed the session."), "{out}");
     let _ = within(TIMEOUT, "our close", w.close()).await;
 }
+
+/// Tor for `forward` dials out only (the sides meet at the relay): `--tor-onion` is
+/// refused with one clear line, before any tor is looked for or a server contacted.
+#[tokio::test]
+async fn tor_onion_is_refused() {
+    let out = wormhole_tests::run_cli(
+        "our forward --tor-onion",
+        our_cli(
+            "ws://127.0.0.1:9/v1",
+            &["forward", "--tor-onion", "-L", "echo"],
+        ),
+    )
+    .await;
+    out.assert_code(1);
+    assert!(
+        out.stderr
+            .contains("ERROR: --tor-onion is for transfers: forward through Tor uses the relay"),
+        "{out}"
+    );
+}

@@ -322,3 +322,76 @@ async fn password_authentication_and_errors() {
         assert!(o.stderr.contains("bad SOCKS5 proxy"), "{o}");
     }
 }
+
+/// `wormhole forward` on both sides through the proxy: Dilation never listens behind a
+/// proxy, so the two sides meet at the relay, which only the proxy can resolve. Connections
+/// made to B's listener reach the echo server behind A and come back whole (SHA-256). B
+/// runs under strace (A cannot: it is ended by SIGINT, which strace does not pass on): its
+/// only IPv4/IPv6 connections go to the proxy.
+#[tokio::test]
+async fn forward_through_the_proxy() {
+    use wormhole_tests::TIMEOUT;
+    use wormhole_tests::forward::{EchoServer, echo_through, port_in};
+    let net = net().await;
+    let socks = Socks::start(None).await;
+    let proxy = socks.addr();
+    let echo = EchoServer::start().await;
+    let traces = TempDir::new("socks-forward");
+    let trace = traces.path().join("strace.log");
+    let remote = format!("echo:{}", echo.port());
+    let mut a = RunningCli::spawn(
+        "our forward --socks5 (A, --remote)",
+        ours_via(&net, &proxy, &["forward", "--remote", &remote]),
+    );
+    let code = a.wait_for_code().await;
+    let mut b = RunningCli::spawn(
+        "our forward --socks5 (B, --local)",
+        under_strace(
+            &ours_via(&net, &proxy, &["forward", "--local", "echo", &code]),
+            &trace,
+        ),
+    );
+    let line = b
+        .wait_for_stderr("B's echo listener", |l| {
+            l.contains("Service \"echo\": listening on 127.0.0.1:")
+        })
+        .await;
+    let port = port_in(&line);
+    let mut all = tokio::task::JoinSet::new();
+    for i in 0..8u64 {
+        all.spawn(echo_through(
+            port,
+            i + 1,
+            (64 << 10) + i as usize * 997,
+            TIMEOUT,
+        ));
+    }
+    all.spawn(echo_through(port, 0x50c5, 4 << 20, TIMEOUT));
+    while let Some(r) = all.join_next().await {
+        r.expect("an echo round trip through the proxied forward");
+    }
+    assert_eq!(echo.accepted(), 9);
+    a.signal("INT").await;
+    let a = a.finish().await;
+    a.assert_success();
+    let b = b.finish().await;
+    b.assert_success();
+    assert!(b.stderr.contains("The peer closed the session."), "{b}");
+    let log = socks.log().await;
+    for name in [MAILBOX_NAME, RELAY_NAME] {
+        let seen = log.matches(&format!("connected to {name}:")).count();
+        assert!(
+            seen >= 2,
+            "{seen} connections to {name} through the proxy:\n{log}"
+        );
+    }
+    let proxy_port = proxy.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let connects = inet_connects(&trace);
+    assert!(!connects.is_empty(), "strace saw no connection");
+    assert!(
+        connects
+            .iter()
+            .all(|(addr, p)| addr == "127.0.0.1" && *p == proxy_port),
+        "a connection did not go to the proxy: {connects:?}"
+    );
+}

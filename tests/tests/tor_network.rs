@@ -410,3 +410,83 @@ async fn launch_tor_joins_the_network() {
         .collect();
     assert!(dirs.is_empty(), "launched tor directories left: {dirs:?}");
 }
+
+/// `wormhole forward` through Tor on both sides (clients 0 and 1): Dilation never listens
+/// in Tor mode, so the sides meet at the relay, which only Tor can name. Connections made
+/// to B's listener reach the echo server behind A and come back whole (SHA-256). B runs
+/// under strace (A cannot: it is ended by SIGINT, which strace does not pass on): its only
+/// IPv4/IPv6 connections go to its tor client.
+#[tokio::test]
+async fn forward_through_a_private_tor_network() {
+    use wormhole_tests::TIMEOUT;
+    use wormhole_tests::forward::{EchoServer, echo_through, port_in};
+    let net = TorNet::start().await;
+    let server = OurServer::start().await;
+    let echo = EchoServer::start().await;
+    let logs = TempDir::new("tor-forward");
+    let trace = logs.path().join("strace.log");
+    let remote = format!("echo:{}", echo.port());
+    let mut a = RunningCli::spawn(
+        "our forward --tor (A, --remote)",
+        cli(
+            Cli::Ours,
+            &net,
+            &server,
+            Some(0),
+            &["forward", "--remote", &remote],
+        ),
+    );
+    let code = a.wait_for_code().await;
+    let mut b = RunningCli::spawn(
+        "our forward --tor (B, --local)",
+        under_strace(
+            &cli(
+                Cli::Ours,
+                &net,
+                &server,
+                Some(1),
+                &["forward", "--local", "echo", &code],
+            ),
+            &trace,
+        ),
+    );
+    let line = b
+        .wait_for_stderr("B's echo listener", |l| {
+            l.contains("Service \"echo\": listening on 127.0.0.1:")
+        })
+        .await;
+    let port = port_in(&line);
+    let mut all = tokio::task::JoinSet::new();
+    for i in 0..4u64 {
+        all.spawn(echo_through(
+            port,
+            i + 1,
+            (32 << 10) + i as usize * 997,
+            TIMEOUT,
+        ));
+    }
+    all.spawn(echo_through(port, 0x70f, 1 << 20, TIMEOUT));
+    while let Some(r) = all.join_next().await {
+        r.expect("an echo round trip through Tor");
+    }
+    assert_eq!(echo.accepted(), 5);
+    a.signal("INT").await;
+    let a = a.finish().await;
+    a.assert_success();
+    let b = b.finish().await;
+    b.assert_success();
+    assert!(b.stderr.contains("The peer closed the session."), "{b}");
+    for (o, n) in [(&a, 0u16), (&b, 1)] {
+        let found = format!(" using Tor via control port at {}", net.control(n));
+        assert!(o.stderr.contains(&found), "{o}");
+    }
+    let allowed = [net.base + 22, net.base + 23];
+    let connects = inet_connects(&trace);
+    assert!(!connects.is_empty(), "strace saw no connection");
+    assert!(
+        connects
+            .iter()
+            .all(|(addr, p)| addr == "127.0.0.1" && allowed.contains(p)),
+        "a connection did not go to tor: {connects:?}"
+    );
+}

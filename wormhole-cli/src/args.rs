@@ -299,6 +299,8 @@ Examples:
 /// Arguments of `wormhole forward`.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("services").required(true).multiple(true)))]
+// No onion service for Dilation: accepted only to say so (main.rs).
+#[command(mut_arg("tor_onion", |a| a.hide(true)))]
 pub struct ForwardArgs {
     /// Allow the peer to ask us to listen for service NAME, on LISTEN-PORT (default: a
     /// free port) of ADDR (default 127.0.0.1); connections made there go to the peer.
@@ -323,4 +325,6 @@ pub struct ForwardArgs {
     /// The code the peer printed (without it, one is allocated and printed)
     #[arg(value_name = "CODE")]
     pub code: Option<String>,
+    #[command(flatten)]
+    pub tor: TorArgs,
 }

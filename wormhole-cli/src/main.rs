@@ -17,7 +17,8 @@
 //!   send-many [-n TRIES] [--timeout MINUTES] [--code CODE] PATH...
 //!   ssh invite [-c N] [-u USER] | ssh accept CODE [-F KEYFILE] [-y]
 //!   forward [-L NAME[:PORT][:bind=ADDR][:remote-connect=PORT]]...
-//!        [-R NAME[:PORT][:listen=PORT][:address=ADDR]]... [-c N] [--no-listen] [CODE]
+//!        [-R NAME[:PORT][:listen=PORT][:address=ADDR]]... [-c N] [--no-listen] [TOR] [CODE]
+//!        (TOR without --tor-onion)
 //!   completion SHELL
 //! ```
 //!
@@ -46,6 +47,7 @@ use wormhole_core::TRANSFER_APPID;
 
 use crate::args::{Cli, Command, SshCommand};
 use crate::common::Server;
+use crate::failure::Failure;
 use crate::timing::Timing;
 
 fn main() {
@@ -77,7 +79,8 @@ fn main() {
         Command::Receive(a) => Some(&a.tor),
         Command::SendMany(a) => Some(&a.tor),
         Command::Ssh(SshCommand::Invite { tor, .. } | SshCommand::Accept { tor, .. }) => Some(tor),
-        Command::Forward(_) | Command::Completion { .. } => None,
+        Command::Forward(a) => Some(&a.tor),
+        Command::Completion { .. } => None,
     }
     .filter(|t| t.wanted())
     .cloned();
@@ -100,6 +103,17 @@ fn main() {
         }
     };
     let result = runtime.block_on(async {
+        if let Command::Forward(a) = &cli.command
+            && a.tor.tor_onion
+        {
+            // Dilation through Tor only dials out (the two sides meet at the relay): an
+            // onion service would go unused.
+            return Err(Failure::Other(
+                "--tor-onion is for transfers: forward through Tor uses the relay \
+                 (--transit-helper)"
+                    .into(),
+            ));
+        }
         if let Some(t) = tor_args {
             server.tor = Some(common::find_tor(&t).await?);
         }
