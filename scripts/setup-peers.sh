@@ -98,14 +98,15 @@ for pin in sys.argv[1:]:
 PY
 }
 
-venv_ok() {
-    [ -x "$VENV/bin/python" ] && [ -x "$VENV/bin/twist" ] && [ -x "$VENV/bin/wormhole" ] || return 1
-    venv_holds "$VENV" "${PINS[@]}"
-}
-
-if venv_ok; then
-    log "$VENV already holds ${PINS[*]}"
-else
+# ensure_venv VENV CHECK LABEL PIN...: VENV holds LABEL (CHECK, a function of no argument,
+# says whether it does); otherwise it is (re)created from the system Python with PIN...
+ensure_venv() {
+    local venv="$1" check="$2" label="$3"
+    shift 3
+    if "$check"; then
+        log "$venv already holds $label"
+        return
+    fi
     PYTHON="${PYTHON:-python3}"
     if ! command -v "$PYTHON" >/dev/null 2>&1; then
         apt_install python3 python3-venv
@@ -115,16 +116,22 @@ else
     if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
         apt_install python3-venv
     fi
-    if [ -e "$VENV" ]; then
-        log "recreating $VENV (missing or wrong versions)"
-        rm -rf "$VENV"
+    if [ -e "$venv" ]; then
+        log "recreating $venv (missing or wrong versions)"
+        rm -rf "$venv"
     fi
-    log "creating $VENV with $("$PYTHON" --version 2>&1)"
-    "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q "${PINS[@]}"
-    venv_ok || die "$VENV does not hold ${PINS[*]} after pip install"
-    log "installed ${PINS[*]} into $VENV"
-fi
+    log "creating $venv with $("$PYTHON" --version 2>&1)"
+    "$PYTHON" -m venv "$venv"
+    "$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q "$@"
+    "$check" || die "$venv does not hold $* after pip install"
+    log "installed $label into $venv"
+}
+
+venv_ok() {
+    [ -x "$VENV/bin/python" ] && [ -x "$VENV/bin/twist" ] && [ -x "$VENV/bin/wormhole" ] || return 1
+    venv_holds "$VENV" "${PINS[@]}"
+}
+ensure_venv "$VENV" venv_ok "${PINS[*]}" "${PINS[@]}"
 
 # --- fowl, the peer of `wormhole forward` --------------------------------------------------
 # fowl 26.8.0 and its whole dependency tree, pinned (as resolved on Debian 12's Python 3.11).
@@ -145,20 +152,7 @@ fowl_venv_ok() {
     [ -x "$FOWL_VENV/bin/python" ] && [ -x "$FOWL_VENV/bin/fowld" ] && [ -x "$FOWL_VENV/bin/fowl" ] || return 1
     venv_holds "$FOWL_VENV" "${FOWL_PINS[@]}"
 }
-if fowl_venv_ok; then
-    log "$FOWL_VENV already holds fowl 26.8.0"
-else
-    PYTHON="${PYTHON:-python3}"
-    if [ -e "$FOWL_VENV" ]; then
-        log "recreating $FOWL_VENV (missing or wrong versions)"
-        rm -rf "$FOWL_VENV"
-    fi
-    log "creating $FOWL_VENV with $("$PYTHON" --version 2>&1)"
-    "$PYTHON" -m venv "$FOWL_VENV"
-    "$FOWL_VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q "${FOWL_PINS[@]}"
-    fowl_venv_ok || die "$FOWL_VENV does not hold ${FOWL_PINS[*]} after pip install"
-    log "installed fowl 26.8.0 into $FOWL_VENV"
-fi
+ensure_venv "$FOWL_VENV" fowl_venv_ok "fowl 26.8.0" "${FOWL_PINS[@]}"
 
 # --- the Rust peer: wormhole-rs (crates.io magic-wormhole-cli), pinned ------------------------
 # Built once into ./.tools/wormhole-rs (gitignored); a few minutes on two cores.
