@@ -20,7 +20,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::{TIMEOUT, assert_loopback_only, within};
+use crate::{CliOutput, RunningCli, TIMEOUT, assert_loopback_only, within};
 
 /// The venv holding fowl 26.8.0: `WORMHOLE_FOWL_VENV`, else `.venv-fowl` at the workspace
 /// root. Panics (never skips) when it has no `bin/fowld`.
@@ -222,6 +222,18 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Echo round trips at once through 127.0.0.1:`port`, one per length in `lens` (the
+/// connection's pattern seed is its index + 1), each bounded by [`TIMEOUT`].
+pub async fn echo_at_once(port: u16, lens: impl IntoIterator<Item = usize>) {
+    let mut all = tokio::task::JoinSet::new();
+    for (i, len) in lens.into_iter().enumerate() {
+        all.spawn(echo_through(port, i as u64 + 1, len, TIMEOUT));
+    }
+    while let Some(r) = all.join_next().await {
+        r.expect("an echo round trip");
+    }
+}
+
 /// Connect to 127.0.0.1:`port` (a forwarding listener in front of an echo server) and
 /// run [`echo_on`] there.
 pub async fn echo_through(port: u16, seed: u64, len: usize, limit: Duration) {
@@ -272,6 +284,34 @@ pub async fn echo_on(s: TcpStream, seed: u64, len: usize, limit: Duration) {
         drop(w);
     })
     .await
+}
+
+/// Wait for our `wormhole forward` to listen for `service`; its port.
+pub async fn listener_port(cli: &mut RunningCli, service: &str) -> u16 {
+    let announced = format!("Service \"{service}\": listening on 127.0.0.1:");
+    let line = cli
+        .wait_for_stderr(&format!("the listener for {service:?}"), |l| {
+            l.contains(&announced)
+        })
+        .await;
+    port_in(&line)
+}
+
+/// Ctrl-C ends our `wormhole forward` gracefully: `closing` goes to the peer, it exits 0.
+pub async fn interrupt(cli: RunningCli) -> CliOutput {
+    cli.signal("INT").await;
+    let out = cli.finish().await;
+    out.assert_success();
+    assert!(out.stderr.contains("Closing the session."), "{out}");
+    out
+}
+
+/// Our `wormhole forward` ends, status 0, because the peer closed the session.
+pub async fn ended_by_the_peer(cli: RunningCli) -> CliOutput {
+    let out = cli.finish().await;
+    out.assert_success();
+    assert!(out.stderr.contains("The peer closed the session."), "{out}");
+    out
 }
 
 /// Read the port from a line of ours like `… listening on 127.0.0.1:PORT; …`.

@@ -10,7 +10,10 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::net::TcpStream;
 use tokio::process::Command;
-use wormhole_tests::forward::{EchoServer, Fowld, echo_on, echo_through, port_in};
+use wormhole_tests::forward::{
+    EchoServer, Fowld, echo_at_once, echo_on, echo_through, ended_by_the_peer, interrupt,
+    listener_port,
+};
 use wormhole_tests::{
     OurServer, RunningCli, TIMEOUT, assert_loopback_only, free_port, our_cli, within,
 };
@@ -34,22 +37,7 @@ fn forward(server: &OurServer, args: &[&str]) -> Command {
 
 /// [`CONNECTIONS`] echo round trips at once through 127.0.0.1:`port`.
 async fn many_at_once(port: u16) {
-    let mut all = tokio::task::JoinSet::new();
-    for i in 0..CONNECTIONS {
-        all.spawn(echo_through(port, i as u64 + 1, EACH + i * 997, TIMEOUT));
-    }
-    while let Some(r) = all.join_next().await {
-        r.expect("an echo round trip");
-    }
-}
-
-/// Ctrl-C ends our side gracefully: `closing` goes to the peer, we exit 0.
-async fn interrupt(cli: RunningCli) -> wormhole_tests::CliOutput {
-    cli.signal("INT").await;
-    let out = cli.finish().await;
-    out.assert_success();
-    assert!(out.stderr.contains("Closing the session."), "{out}");
-    out
+    echo_at_once(port, (0..CONNECTIONS).map(|i| EACH + i * 997)).await
 }
 
 /// Our CLI asks fowl to listen (`--remote`; fowl `--local` on a fixed port): many
@@ -125,12 +113,7 @@ async fn fowl_asks_us_to_listen() {
     fowld
         .command(json!({"kind": "remote", "name": "echo", "local_connect_port": echo.port()}))
         .await;
-    let line = ours
-        .wait_for_stderr("our listener", |l| {
-            l.contains("Service \"echo\": listening on 127.0.0.1:")
-        })
-        .await;
-    let port = port_in(&line);
+    let port = listener_port(&mut ours, "echo").await;
     let awaiting = fowld.wait_for("awaiting-connect", |_| true).await;
     assert_eq!(awaiting["local_port"], echo.port());
     many_at_once(port).await;
@@ -139,9 +122,7 @@ async fn fowl_asks_us_to_listen() {
     eprintln!("64 MiB echoed through fowl in {:?}", t.elapsed());
     assert_eq!(echo.accepted(), CONNECTIONS + 1);
     fowld.command(json!({"kind": "session-close"})).await;
-    let out = ours.finish().await;
-    out.assert_success();
-    assert!(out.stderr.contains("The peer closed the session."), "{out}");
+    ended_by_the_peer(ours).await;
     let (ok, stderr) = fowld.wait_exit(TIMEOUT).await;
     assert!(ok, "fowld failed:\n{stderr}");
 }
@@ -203,17 +184,13 @@ async fn refusals_by_policy_with_fowl() {
     fowld
         .command(json!({"kind": "remote", "name": "web", "local_connect_port": echo.port()}))
         .await;
-    let line = ours
-        .wait_for_stderr("our listener", |l| {
-            l.contains("Service \"web\": listening on 127.0.0.1:")
-        })
-        .await;
+    let web_port = listener_port(&mut ours, "web").await;
     // fowl takes connections for a service once it has read our answer (a connection
     // made before is refused: fowl's protocol has no acknowledgement of the answer).
     fowld
         .wait_for("awaiting-connect", |v| v["name"] == "web")
         .await;
-    echo_through(port_in(&line), 7, 100_000, TIMEOUT).await;
+    echo_through(web_port, 7, 100_000, TIMEOUT).await;
     interrupt(ours).await;
     let (ok, stderr) = fowld.wait_exit(TIMEOUT).await;
     assert!(ok, "fowld failed:\n{stderr}");
@@ -238,18 +215,8 @@ async fn ours_to_ours() {
         "B",
         forward(&server, &["-L", "echo", "--client", "down", &code]),
     );
-    let line = b
-        .wait_for_stderr("B's echo listener", |l| {
-            l.contains("Service \"echo\": listening on 127.0.0.1:")
-        })
-        .await;
-    let port = port_in(&line);
-    let line = b
-        .wait_for_stderr("B's listener for the service that is down", |l| {
-            l.contains("Service \"down\": listening on 127.0.0.1:")
-        })
-        .await;
-    let down_port = port_in(&line);
+    let port = listener_port(&mut b, "echo").await;
+    let down_port = listener_port(&mut b, "down").await;
     many_at_once(port).await;
     let t = std::time::Instant::now();
     echo_through(port, 0x5eed, LARGE, LARGE_LIMIT).await;
@@ -270,9 +237,7 @@ async fn ours_to_ours() {
     })
     .await;
     interrupt(a).await;
-    let out = b.finish().await;
-    out.assert_success();
-    assert!(out.stderr.contains("The peer closed the session."), "{out}");
+    ended_by_the_peer(b).await;
 }
 
 /// A peer (our core, driven by hand) that sends malformed messages: each one is reported
@@ -350,14 +315,9 @@ async fn malformed_messages_from_the_peer() {
         answer.windows(10).any(|w| w == b"listening\xc3"),
         "{answer:?}"
     );
-    ours.wait_for_stderr("our listener", |l| {
-        l.contains("Service \"echo\": listening on 127.0.0.1:")
-    })
-    .await;
+    listener_port(&mut ours, "echo").await;
     w.send_message(br#"{"closing": 0}"#.to_vec()).unwrap();
-    let out = ours.finish().await;
-    out.assert_success();
-    assert!(out.stderr.contains("The peer closed the session."), "{out}");
+    ended_by_the_peer(ours).await;
     let _ = within(TIMEOUT, "our close", w.close()).await;
 }
 

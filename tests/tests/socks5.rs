@@ -330,8 +330,9 @@ async fn password_authentication_and_errors() {
 /// only IPv4/IPv6 connections go to the proxy.
 #[tokio::test]
 async fn forward_through_the_proxy() {
-    use wormhole_tests::TIMEOUT;
-    use wormhole_tests::forward::{EchoServer, echo_through, port_in};
+    use wormhole_tests::forward::{
+        EchoServer, echo_at_once, ended_by_the_peer, interrupt, listener_port,
+    };
     let net = net().await;
     let socks = Socks::start(None).await;
     let proxy = socks.addr();
@@ -351,32 +352,12 @@ async fn forward_through_the_proxy() {
             &trace,
         ),
     );
-    let line = b
-        .wait_for_stderr("B's echo listener", |l| {
-            l.contains("Service \"echo\": listening on 127.0.0.1:")
-        })
-        .await;
-    let port = port_in(&line);
-    let mut all = tokio::task::JoinSet::new();
-    for i in 0..8u64 {
-        all.spawn(echo_through(
-            port,
-            i + 1,
-            (64 << 10) + i as usize * 997,
-            TIMEOUT,
-        ));
-    }
-    all.spawn(echo_through(port, 0x50c5, 4 << 20, TIMEOUT));
-    while let Some(r) = all.join_next().await {
-        r.expect("an echo round trip through the proxied forward");
-    }
+    let port = listener_port(&mut b, "echo").await;
+    let small = (0..8).map(|i| (64 << 10) + i * 997);
+    echo_at_once(port, small.chain([4 << 20])).await;
     assert_eq!(echo.accepted(), 9);
-    a.signal("INT").await;
-    let a = a.finish().await;
-    a.assert_success();
-    let b = b.finish().await;
-    b.assert_success();
-    assert!(b.stderr.contains("The peer closed the session."), "{b}");
+    interrupt(a).await;
+    ended_by_the_peer(b).await;
     let log = socks.log().await;
     for name in [MAILBOX_NAME, RELAY_NAME] {
         let seen = log.matches(&format!("connected to {name}:")).count();

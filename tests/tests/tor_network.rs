@@ -418,8 +418,9 @@ async fn launch_tor_joins_the_network() {
 /// IPv4/IPv6 connections go to its tor client.
 #[tokio::test]
 async fn forward_through_a_private_tor_network() {
-    use wormhole_tests::TIMEOUT;
-    use wormhole_tests::forward::{EchoServer, echo_through, port_in};
+    use wormhole_tests::forward::{
+        EchoServer, echo_at_once, ended_by_the_peer, interrupt, listener_port,
+    };
     let net = TorNet::start().await;
     let server = OurServer::start().await;
     let echo = EchoServer::start().await;
@@ -450,32 +451,12 @@ async fn forward_through_a_private_tor_network() {
             &trace,
         ),
     );
-    let line = b
-        .wait_for_stderr("B's echo listener", |l| {
-            l.contains("Service \"echo\": listening on 127.0.0.1:")
-        })
-        .await;
-    let port = port_in(&line);
-    let mut all = tokio::task::JoinSet::new();
-    for i in 0..4u64 {
-        all.spawn(echo_through(
-            port,
-            i + 1,
-            (32 << 10) + i as usize * 997,
-            TIMEOUT,
-        ));
-    }
-    all.spawn(echo_through(port, 0x70f, 1 << 20, TIMEOUT));
-    while let Some(r) = all.join_next().await {
-        r.expect("an echo round trip through Tor");
-    }
+    let port = listener_port(&mut b, "echo").await;
+    let small = (0..4).map(|i| (32 << 10) + i * 997);
+    echo_at_once(port, small.chain([1 << 20])).await;
     assert_eq!(echo.accepted(), 5);
-    a.signal("INT").await;
-    let a = a.finish().await;
-    a.assert_success();
-    let b = b.finish().await;
-    b.assert_success();
-    assert!(b.stderr.contains("The peer closed the session."), "{b}");
+    let a = interrupt(a).await;
+    let b = ended_by_the_peer(b).await;
     for (o, n) in [(&a, 0u16), (&b, 1)] {
         let found = format!(" using Tor via control port at {}", net.control(n));
         assert!(o.stderr.contains(&found), "{o}");
